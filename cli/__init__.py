@@ -1,0 +1,1 @@
+"""The `ledgerlab` command line (typer); heavy modules are imported lazily."""

@@ -1,0 +1,26 @@
+"""Helpers shared by the CLI modules: the project option and turning our errors into one-line exits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from ledgerlab.core.errors import LedgerlabError
+
+DirOption = Annotated[
+    Optional[str],
+    typer.Option("--dir", envvar="LEDGERLAB_DIR", help="Project folder (holds ledgerlab.toml and .ledgerlab/)."),
+]
+
+
+@contextmanager
+def user_errors(exit_code: int = 2) -> Iterator[None]:
+    """Turn a LedgerlabError into `error: ...` on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except LedgerlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exit_code) from None

@@ -1,0 +1,47 @@
+"""The `ledgerlab` command: one typer app, one module per noun, heavy imports deferred to the commands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ledgerlab import __version__
+
+app = typer.Typer(
+    name="ledgerlab",
+    help="Research campaigns judged by statistics, recorded in an append-only DuckDB ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ledgerlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
+) -> None:
+    """ledgerlab: propose a change, run it under a budget, let a statistical test keep it or not."""
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 2, never a traceback."""
+    from ledgerlab.core.errors import LedgerlabError
+
+    try:
+        app()
+    except LedgerlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+# Each module adds its commands to `app`; none imports torch or litellm at import time.
+from ledgerlab.cli import query  # noqa: E402,F401

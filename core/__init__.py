@@ -1,0 +1,1 @@
+"""The domain-neutral campaign loop, judge, proposers and executors (never imports torch)."""

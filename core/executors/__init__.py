@@ -1,0 +1,1 @@
+"""Executors: run runs (locally in a process pool, or on Ray)."""

@@ -1,0 +1,1 @@
+"""Proposers: turn the incumbent and the ledger history into hypotheses with patches."""

@@ -1,0 +1,1 @@
+"""Built-in domains; each registers through the `ledgerlab.domains` entry-point group."""

@@ -1,0 +1,1 @@
+"""The append-only event ledger and the SQL views users query."""

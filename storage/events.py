@@ -1,0 +1,248 @@
+"""Event payloads: frozen, typed, versioned values with a `type` discriminator.
+
+Every fact of a campaign is one of these. `encode` turns a payload into the (type, schema_version, JSON)
+triple the ledger stores; `decode` turns a stored triple back into a payload, upcasting old schema versions
+first (register an upcaster with `@upcaster("Type", from_version)` when a payload's shape changes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+# --------------------------------------------------------------------------------------------- base
+
+
+class Event(BaseModel):
+    """Base of all event payloads; subclasses set `type` and `SCHEMA_VERSION`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA_VERSION: ClassVar[int] = 1
+    type: str
+
+
+RunStatus = Literal["finished", "crashed", "timeout", "diverged", "invalid"]
+Decision = Literal["accept", "reject", "more"]
+
+# ----------------------------------------------------------------------------------------- campaign
+
+
+class CampaignStarted(Event):
+    type: Literal["CampaignStarted"] = "CampaignStarted"
+    domain: str
+    metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
+    design: Literal["independent", "concurrent"] = "independent"
+    config: dict[str, Any] = Field(default_factory=dict)
+    judge: dict[str, Any] = Field(default_factory=dict)
+    budgets: dict[str, Any] = Field(default_factory=dict)
+    baseline_files: dict[str, str]
+    baseline_candidate_id: str
+    environment: dict[str, Any] = Field(default_factory=dict)
+    data_checksum: str | None = None
+    seed: int = 0
+
+
+class CampaignPaused(Event):
+    type: Literal["CampaignPaused"] = "CampaignPaused"
+    reason: str
+
+
+class CampaignResumed(Event):
+    type: Literal["CampaignResumed"] = "CampaignResumed"
+    reruns: list[str] = Field(default_factory=list)  # run ids started but never finished, to be re-run
+
+
+class CampaignFinished(Event):
+    type: Literal["CampaignFinished"] = "CampaignFinished"
+    reason: str  # e.g. max_hypotheses, max_runs, time_limit, max_cost, proposer_exhausted
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------------------- hypotheses
+
+
+class HypothesisProposed(Event):
+    type: Literal["HypothesisProposed"] = "HypothesisProposed"
+    hypothesis_id: str
+    agent: str = "agent-0"
+    proposer: str
+    rationale: str
+    parent_candidate_id: str
+    diff: str
+    changes: dict[str, Any] = Field(default_factory=dict)  # knob name -> new value, when known
+
+
+class PatchRejected(Event):
+    type: Literal["PatchRejected"] = "PatchRejected"
+    hypothesis_id: str
+    reason: str
+
+
+class CandidateCreated(Event):
+    type: Literal["CandidateCreated"] = "CandidateCreated"
+    candidate_id: str
+    hypothesis_id: str
+    parent_candidate_id: str
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+class RunStarted(Event):
+    type: Literal["RunStarted"] = "RunStarted"
+    run_id: str
+    candidate_id: str
+    hypothesis_id: str | None = None  # None for incumbent/baseline replicates
+    role: Literal["candidate", "incumbent"] = "candidate"
+    seed: int
+    worker: str = "local"
+    attempt: int = 1
+
+
+class RunFinished(Event):
+    type: Literal["RunFinished"] = "RunFinished"
+    run_id: str
+    value: float
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    # Concurrent designs (A/B) measure the incumbent in the same window: its arm's value and metrics.
+    control_value: float | None = None
+    control_metrics: dict[str, Any] = Field(default_factory=dict)
+    duration_s: float
+    log_path: str | None = None
+
+
+class RunFailed(Event):
+    type: Literal["RunFailed"] = "RunFailed"
+    run_id: str
+    status: Literal["crashed", "timeout", "diverged", "invalid"]
+    error: str
+    log_tail: str = ""
+    duration_s: float = 0.0
+    log_path: str | None = None
+
+
+# ---------------------------------------------------------------------------------------- decisions
+
+
+class VerdictReached(Event):
+    type: Literal["VerdictReached"] = "VerdictReached"
+    hypothesis_id: str
+    decision: Literal["accept", "reject"]
+    reason: str = ""
+    test: str
+    statistic: float | None = None
+    p_value: float | None = None
+    effect: float | None = None  # improvement of candidate over incumbent, in metric units, sign: better > 0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n_candidate: int = 0
+    n_incumbent: int = 0
+    alpha_spent: float = 0.0
+    looks: int = 1
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncumbentChanged(Event):
+    type: Literal["IncumbentChanged"] = "IncumbentChanged"
+    candidate_id: str
+    hypothesis_id: str
+    previous_candidate_id: str
+    seed_base: int = 0  # first seed not used to select this candidate: later pairings start here
+
+
+# -------------------------------------------------------------------------------------------- LLMs
+
+
+class LLMCallCompleted(Event):
+    type: Literal["LLMCallCompleted"] = "LLMCallCompleted"
+    call_id: str
+    agent: str = "agent-0"
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None  # None when the model's price is unknown (never a fake zero)
+    latency_s: float
+    ok: bool
+    error: str | None = None
+    purpose: str = "propose"
+
+
+# ------------------------------------------------------------------------------------ encode/decode
+
+AnyEvent = Annotated[
+    Union[
+        CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
+        PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
+        IncumbentChanged, LLMCallCompleted,
+    ],
+    Field(discriminator="type"),
+]
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
+        PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
+        IncumbentChanged, LLMCallCompleted,
+    )
+}
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upcaster(
+    event_type: str, from_version: int
+) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Register a function that turns a `from_version` payload dict into a `from_version + 1` one."""
+
+    def register(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        _UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return register
+
+
+def encode(event: Event) -> tuple[str, int, str]:
+    """Return (type, schema_version, canonical JSON payload) for storage."""
+    payload = event.model_dump(mode="json")
+    return event.type, type(event).SCHEMA_VERSION, canonical_json(payload)
+
+
+def decode(event_type: str, schema_version: int, payload: str | dict[str, Any]) -> Event:
+    """Rebuild a payload from storage, upcasting old schema versions to the current one."""
+    data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    data.setdefault("type", event_type)
+    current = EVENT_TYPES[event_type].SCHEMA_VERSION
+    version = schema_version
+    while version < current:
+        data = _UPCASTERS[(event_type, version)](data)
+        version += 1
+    return _ADAPTER.validate_python(data)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form hashed into the chain."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class StoredEvent(BaseModel):
+    """One row of the `events` table, as read back."""
+
+    model_config = ConfigDict(frozen=True)
+    seq: int
+    event_id: str
+    campaign_id: str
+    version: int
+    type: str
+    schema_version: int
+    payload: str
+    recorded_at: datetime
+    prev_hash: str
+    hash: str
+
+    def event(self) -> Event:
+        """The typed payload of this row (upcast to the current schema)."""
+        return decode(self.type, self.schema_version, self.payload)
