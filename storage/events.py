@@ -7,9 +7,11 @@ first (register an upcaster with `@upcaster("Type", from_version)` when a payloa
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -246,3 +248,52 @@ class StoredEvent(BaseModel):
     def event(self) -> Event:
         """The typed payload of this row (upcast to the current schema)."""
         return decode(self.type, self.schema_version, self.payload)
+
+
+# ------------------------------------------------------------------------------------- hash chain
+# The canonical row is defined here once; storage/verify.py recomputes the same string in SQL
+# (`CANONICAL_SQL`), so a change to one must change the other (the verify tests catch a mismatch).
+
+GENESIS_HASH = "0" * 64
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # recorded_at in the canonical row: UTC, always 6 fractional digits
+
+
+def canonical_row(
+    prev_hash: str, seq: int, event_id: str, campaign_id: str, version: int, event_type: str,
+    schema_version: int, payload: str, recorded_at: datetime | str,
+) -> str:
+    """`prev_hash|seq|event_id|campaign_id|version|type|schema_version|payload|recorded_at` as hashed."""
+    stamp = recorded_at if isinstance(recorded_at, str) else recorded_at.strftime(TIME_FORMAT)
+    return f"{prev_hash}|{seq}|{event_id}|{campaign_id}|{version}|{event_type}|{schema_version}|{payload}|{stamp}"
+
+
+def row_hash(*fields: Any) -> str:
+    """SHA-256 hex of `canonical_row(*fields)` (recorded_at may be given pre-formatted with TIME_FORMAT)."""
+    return hashlib.sha256(canonical_row(*fields).encode("utf-8")).hexdigest()
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (timezone-aware, microsecond precision)."""
+    return datetime.now(timezone.utc)
+
+
+def seal(
+    campaign_id: str, events: Sequence[Event], *, first_seq: int, first_version: int, prev_hash: str,
+    recorded_at: datetime | None = None,
+) -> list[StoredEvent]:
+    """Turn payloads into chained rows: consecutive seq and version numbers, one timestamp, linked hashes."""
+    stamp = recorded_at or utc_now()
+    stamp_text = stamp.strftime(TIME_FORMAT)  # one timestamp per append: format it once
+    rows: list[StoredEvent] = []
+    for offset, event in enumerate(events):
+        event_type, schema_version, payload = encode(event)
+        seq, version, event_id = first_seq + offset, first_version + offset, str(uuid.uuid4())
+        digest = row_hash(prev_hash, seq, event_id, campaign_id, version, event_type, schema_version, payload, stamp_text)
+        rows.append(
+            StoredEvent.model_construct(  # the values are valid by construction: skip re-validation
+                seq=seq, event_id=event_id, campaign_id=campaign_id, version=version, type=event_type,
+                schema_version=schema_version, payload=payload, recorded_at=stamp, prev_hash=prev_hash, hash=digest,
+            )
+        )
+        prev_hash = digest
+    return rows

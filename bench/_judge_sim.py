@@ -1,0 +1,182 @@
+"""A campaign simulator that plays hypotheses against a real judge the way the campaign loop does.
+
+Shared by `bench/judge.py` and the judge's tests. A run's value is
+
+    true + √ρ·σ·seed_effect(seed) + √(1−ρ)·σ·noise
+
+so a candidate and the incumbent run on the same seed are correlated by ρ (the pairing correlation). The
+metric is minimized (a loss); an effect of e means the candidate's true value is e·σ lower.
+
+Like the loop: the incumbent starts with `calibration_runs` replicates; a hypothesis starts with
+`judge.first_n()` candidate runs on seeds seed_base, seed_base+1, ...; on "more" it runs candidate
+replicates up to `need` and the incumbent on the matched seeds it lacks; the incumbent's runs on other
+seeds are passed as `incumbent_only`. With `fresh_seeds` (default) each hypothesis starts on seeds no
+earlier hypothesis used, so the incumbent is run beside it (one incumbent run per candidate run, counted
+apart); without it every hypothesis starts at seed_base and its first look reuses the incumbent's
+calibration run: cheaper, but one lucky incumbent run then blocks (or, unlucky, waves through) every
+hypothesis of that incumbent, and an incumbent that is hard to beat stays longest; `history_diffs` holds earlier
+hypotheses' differences when they had ≥ 2 pairs, `history_replicates` the incumbents' runs. On accept the
+candidate becomes the incumbent with `confirm_runs` fresh replicates, and pairings move past every seed
+used to select it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as sps
+
+from ledgerlab.core.judge import Evidence, Judge, Judgement
+from ledgerlab.core.protocols import MetricSpec
+
+LOSS = MetricSpec(name="loss", direction="minimize")
+RATE = MetricSpec(name="conversion", direction="maximize", kind="proportion")
+
+
+@dataclass
+class Outcome:
+    """One hypothesis as played: its true effect, the verdict and what it cost."""
+
+    effect: float
+    accepted: bool
+    candidate_runs: int
+    incumbent_runs: int  # new incumbent runs this hypothesis needed (matched seeds it lacked)
+    looks: int
+    alpha_spent: float
+
+
+@dataclass
+class Campaign:
+    """State of one simulated campaign: the incumbent's runs, the seed effects and the history."""
+
+    rng: np.random.Generator
+    rho: float
+    sigma: float = 1.0
+    history_cap: int = 200  # recent groups passed to the judge (keeps the simulation fast)
+    true_incumbent: float = 0.0
+    seed_base: int = 0
+    seed_effects: dict[int, float] = field(default_factory=dict)
+    incumbent_runs: dict[int, float] = field(default_factory=dict)
+    past_incumbents: list[tuple[float, ...]] = field(default_factory=list)
+    history_diffs: list[tuple[float, ...]] = field(default_factory=list)
+    fresh_seeds: bool = True
+    next_seed: int = 0
+
+    def value(self, true: float, seed: int) -> float:
+        """One run's value on `seed`."""
+        if seed not in self.seed_effects:
+            self.seed_effects[seed] = float(self.rng.standard_normal())
+        shared = math.sqrt(self.rho) * self.seed_effects[seed]
+        own = math.sqrt(1.0 - self.rho) * float(self.rng.standard_normal())
+        return true + self.sigma * (shared + own)
+
+    def start(self, calibration_runs: int) -> None:
+        """Run the baseline's calibration replicates."""
+        for s in range(self.seed_base, self.seed_base + calibration_runs):
+            self.incumbent_runs[s] = self.value(self.true_incumbent, s)
+        self.next_seed = self.seed_base + calibration_runs
+
+    def replicates(self) -> tuple[tuple[float, ...], ...]:
+        """Incumbent replicate groups: past incumbents' and the current one's."""
+        current = tuple(self.incumbent_runs.values())
+        return tuple([*self.past_incumbents[-self.history_cap:], current])
+
+
+def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: MetricSpec = LOSS,
+         confirm_runs: int = 2) -> Outcome:
+    """Play one hypothesis of true improvement `effect`·σ to a final verdict."""
+    true = camp.true_incumbent - effect * camp.sigma
+    base = camp.next_seed if camp.fresh_seeds else camp.seed_base
+    cand: list[float] = []
+    new_inc = 0
+    need = judge.first_n()
+    while True:
+        for j in range(len(cand), need):
+            seed = base + j
+            cand.append(camp.value(true, seed))
+            if seed not in camp.incumbent_runs:
+                camp.incumbent_runs[seed] = camp.value(camp.true_incumbent, seed)
+                new_inc += 1
+        pairs = tuple((c, camp.incumbent_runs[base + j]) for j, c in enumerate(cand))
+        matched = range(base, base + len(cand))
+        others = tuple(v for s, v in camp.incumbent_runs.items() if s not in matched)[-camp.history_cap:]
+        ev = Evidence(metric=metric, design="independent", pairs=pairs, incumbent_only=others,
+                      history_diffs=tuple(camp.history_diffs[-camp.history_cap:]),
+                      history_replicates=camp.replicates())
+        j: Judgement = judge.judge(ev, alpha)
+        if j.decision == "more":
+            if j.need <= len(cand):
+                raise AssertionError(f"judge asked for {j.need} but has {len(cand)}")
+            need = j.need
+            continue
+        break
+    if len(pairs) >= 2:
+        camp.history_diffs.append(tuple(c - i for c, i in pairs))
+    camp.next_seed = max(camp.next_seed, base + len(cand))
+    accepted = j.decision == "accept"
+    if accepted:
+        camp.past_incumbents.append(tuple(camp.incumbent_runs.values()))
+        camp.true_incumbent = true
+        camp.seed_base = max(camp.incumbent_runs) + 1  # pairings move past every seed used so far
+        camp.incumbent_runs = {}
+        camp.start(confirm_runs)
+    return Outcome(effect, accepted, len(cand), new_inc, j.look, j.alpha_spent)
+
+
+def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses: int, rho: float,
+             alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = 2,
+             fresh_seeds: bool = True) -> list[Outcome]:
+    """Play `hypotheses` hypotheses, in campaigns of `per_campaign`; effects: (probability, effect·σ)."""
+    rng = np.random.default_rng(seed)
+    probs = np.array([p for p, _ in effects], float)
+    sizes = [e for _, e in effects]
+    out: list[Outcome] = []
+    while len(out) < hypotheses:
+        camp = Campaign(rng=rng, rho=rho, fresh_seeds=fresh_seeds)
+        camp.start(calibration_runs)
+        for _ in range(min(per_campaign, hypotheses - len(out))):
+            e = sizes[int(rng.choice(len(sizes), p=probs / probs.sum()))]
+            out.append(play(judge, camp, e, alpha))
+    return out
+
+
+# -------------------------------------------------------------------------------- proportions (A/B)
+
+
+def play_proportion(judge: Judge, rng: np.random.Generator, p_inc: float, lift: float, trials: int,
+                    alpha: float) -> Outcome:
+    """One concurrent A/B hypothesis: each run measures both arms on `trials` visitors each."""
+    counts: list[tuple[int, int, int, int]] = []
+    need = judge.first_n()
+    while True:
+        while len(counts) < need:
+            counts.append((int(rng.binomial(trials, p_inc + lift)), trials,
+                           int(rng.binomial(trials, p_inc)), trials))
+        j = judge.judge(Evidence(metric=RATE, design="concurrent", counts=tuple(counts)), alpha)
+        if j.decision != "more":
+            break
+        need = j.need
+    return Outcome(lift, j.decision == "accept", len(counts), len(counts), j.look, j.alpha_spent)
+
+
+# ------------------------------------------------------------------------------------ summaries
+
+
+def rate(outcomes: Sequence[Outcome], level: float = 0.95) -> tuple[float, float, float, int]:
+    """Accept rate with its Clopper–Pearson interval: (rate, low, high, accepts)."""
+    k, n = sum(o.accepted for o in outcomes), len(outcomes)
+    ci = sps.binomtest(k, n).proportion_ci(level, method="exact")
+    return k / n, float(ci.low), float(ci.high), k
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean with its t-interval: (mean, low, high)."""
+    x = np.asarray(values, float)
+    m = float(x.mean())
+    if len(x) < 2 or x.std() == 0:
+        return m, m, m
+    h = float(sps.t.isf((1 - level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - h, m + h

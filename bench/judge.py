@@ -1,0 +1,68 @@
+"""Benchmark the judges (greedy, fixed-n, ours) on simulated campaigns at the same seed noise.
+
+Run: python -m ledgerlab.bench.judge [--hypotheses N] [--rho 0.0] [--alpha 0.01]
+Prints a table and writes bench/results/judge.json. Rates carry Clopper–Pearson 95% intervals, mean runs
+t-intervals. Effects are in units of the single-run seed noise σ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ledgerlab.bench import _judge_sim as sim
+from ledgerlab.core.judge import JudgeSettings, make_judge
+
+RESULTS = Path(__file__).resolve().parent / "results" / "judge.json"
+
+
+def bench_one(settings: JudgeSettings, hypotheses: int, rho: float, alpha: float, seed: int) -> dict:
+    """False-accept rate, power at 1σ and mean runs with 90% null proposals, for one judge."""
+    judge = make_judge(settings)
+    null = sim.simulate(judge, effects=[(1.0, 0.0)], hypotheses=hypotheses, rho=rho, alpha=alpha, seed=seed)
+    power = sim.simulate(judge, effects=[(1.0, 1.0)], hypotheses=hypotheses, rho=rho, alpha=alpha,
+                         seed=seed + 1)
+    power2 = sim.simulate(judge, effects=[(1.0, 2.0)], hypotheses=hypotheses, rho=rho, alpha=alpha,
+                          seed=seed + 2)
+    mix = sim.simulate(judge, effects=[(0.9, 0.0), (0.05, 1.0), (0.05, 2.0)], hypotheses=hypotheses, rho=rho,
+                       alpha=alpha, seed=seed + 3)
+    return {
+        "judge": judge.name,
+        "false_accept": sim.rate(null)[:3],
+        "power_1sigma": sim.rate(power)[:3],
+        "power_2sigma": sim.rate(power2)[:3],
+        "runs_90pct_null": sim.mean_ci([o.candidate_runs for o in mix]),
+        "incumbent_runs_90pct_null": sim.mean_ci([o.incumbent_runs for o in mix]),
+    }
+
+
+def _cell(v: tuple[float, float, float]) -> str:
+    return f"{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]" if v[0] < 1 else f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hypotheses", type=int, default=5000)
+    ap.add_argument("--rho", type=float, nargs="+", default=[0.0, 0.5])
+    ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=2024)
+    args = ap.parse_args()
+    rows = []
+    for rho in args.rho:
+        for s in (JudgeSettings(kind="greedy"), JudgeSettings(kind="fixed", fixed_n=5), JudgeSettings()):
+            row = bench_one(s, args.hypotheses, rho, args.alpha, args.seed)
+            row.update(rho=rho, alpha=args.alpha, hypotheses=args.hypotheses, settings=s.model_dump())
+            rows.append(row)
+    print(f"{'judge':7} {'rho':>4} | {'false accept (null)':>26} | {'power 1σ':>24} | {'power 2σ':>24} | "
+          f"{'cand. runs, 90% null':>20}")
+    for r in rows:
+        print(f"{r['judge']:7} {r['rho']:4.1f} | {_cell(r['false_accept']):>26} | {_cell(r['power_1sigma']):>24} | "
+              f"{_cell(r['power_2sigma']):>24} | {_cell(r['runs_90pct_null']):>20}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

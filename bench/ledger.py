@@ -1,0 +1,138 @@
+"""Ledger benchmark: append rates and view query times over a large synthetic ledger.
+
+    python -m ledgerlab.bench.ledger            # 1,000,000 events (about a minute)
+    python bench/ledger.py --events 100000      # quicker
+
+Fills the ledger through the public append API (batches of 1,000, so the hash chain is real and verified),
+then times each view with all rows fetched (as Arrow), a GROUP BY over `runs`, and `verify`. Prints a
+table and writes bench/results/ledger.json. Targets: >= 500 single-event tx/s, >= 50,000 events/s
+batched, each view query over 1M events < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledgerlab.storage import events as ev
+from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
+from ledgerlab.storage.verify import verify_ledger
+from ledgerlab.storage.views import VIEWS
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ledger.json"
+CAMPAIGNS = 10
+
+
+def hypothesis_events(rng: random.Random, n: int, incumbent: str) -> tuple[list[ev.Event], str]:
+    """About 12 events for one hypothesis: proposal, candidate, runs, verdict, sometimes a new incumbent."""
+    hid, cand = f"h{n}", f"c{n:08x}"
+    out: list[ev.Event] = [
+        ev.HypothesisProposed(hypothesis_id=hid, proposer="knobs", rationale="raise LR warmup",
+                              parent_candidate_id=incumbent, diff="--- a/train.py\n+++ b/train.py\n", changes={"LR": 0.01}),
+        ev.LLMCallCompleted(call_id=f"l{n}", model="gpt-x", prompt_tokens=900, completion_tokens=120, cost_usd=0.002,
+                            latency_s=1.1, ok=True),
+        ev.CandidateCreated(candidate_id=cand, hypothesis_id=hid, parent_candidate_id=incumbent),
+    ]
+    for seed in (1, 2):
+        run = f"r{n}-{seed}"
+        out += [ev.RunStarted(run_id=run, candidate_id=cand, hypothesis_id=hid, seed=seed),
+                ev.RunFinished(run_id=run, value=1.0 + rng.gauss(0, 0.01), metrics={"loss": 1.0}, duration_s=30.0)]
+    accept = rng.random() < 0.1
+    out.append(ev.VerdictReached(hypothesis_id=hid, decision="accept" if accept else "reject", test="welch",
+                                 p_value=rng.random(), effect=0.001, n_candidate=2, n_incumbent=2, alpha_spent=0.01))
+    if accept:
+        out.append(ev.IncumbentChanged(candidate_id=cand, hypothesis_id=hid, previous_candidate_id=incumbent))
+        incumbent = cand
+    run = f"r{n}-inc"
+    out += [ev.RunStarted(run_id=run, candidate_id=incumbent, role="incumbent", seed=3),
+            ev.RunFinished(run_id=run, value=1.0 + rng.gauss(0, 0.01), duration_s=30.0)]
+    return out, incumbent
+
+
+def synthetic(total: int) -> Iterator[tuple[str, list[ev.Event]]]:
+    """Yield (campaign_id, batch of about 1,000 events) until `total` events."""
+    rng, made, n = random.Random(0), 0, 0
+    incumbents = {f"camp-{i}": "base" for i in range(CAMPAIGNS)}
+    for cid in incumbents:
+        started = ev.CampaignStarted(domain="ml_training", metric={"name": "val_bpb", "direction": "minimize"},
+                                     baseline_files={"train.py": "x"}, baseline_candidate_id="base")
+        yield cid, [started]
+        made += 1
+    while made < total:
+        cid = f"camp-{n % CAMPAIGNS}"
+        batch: list[ev.Event] = []
+        while len(batch) < 1000:
+            events, incumbents[cid] = hypothesis_events(rng, n, incumbents[cid])
+            batch += events
+            n += 1
+        batch = batch[: total - made]
+        made += len(batch)
+        yield cid, batch
+
+
+def single_tx_rate(folder: Path, count: int = 2000) -> float:
+    """Single-event append transactions per second on a fresh ledger."""
+    with DuckDBLedger(folder / "single.duckdb") as ledger:
+        event = ev.CampaignPaused(reason="bench")
+        ledger.append("s", [event], 0)
+        start = time.perf_counter()
+        for version in range(1, count + 1):
+            ledger.append("s", [event], version)
+        return count / (time.perf_counter() - start)
+
+
+def fill(path: Path, total: int) -> float:
+    """Append `total` synthetic events in batches; returns events/s (encoding and hashing included)."""
+    versions: dict[str, int] = {}
+    start = time.perf_counter()
+    with DuckDBLedger(path) as ledger:
+        for cid, batch in synthetic(total):
+            versions[cid] = ledger.append(cid, batch, versions.get(cid, 0))[-1].version
+    return total / (time.perf_counter() - start)
+
+
+def query_times(path: Path) -> dict[str, float]:
+    """Seconds for each view (all rows fetched as Arrow) and a GROUP BY over runs; best of 2."""
+    queries = {f"view {name}": f"SELECT * FROM {name}" for name in VIEWS}
+    queries["GROUP BY over runs"] = "SELECT candidate_id, status, count(*), avg(value) FROM runs GROUP BY ALL"
+    times: dict[str, float] = {}
+    with read_only_connection(path) as con:
+        for label, sql in queries.items():
+            best = float("inf")
+            for _ in range(2):
+                start = time.perf_counter()
+                con.sql(sql).to_arrow_table()
+                best = min(best, time.perf_counter() - start)
+            times[label] = best
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the large ledger")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ledgerlab-bench-") as tmp:
+        folder = Path(tmp)
+        results: dict[str, float] = {"single-event tx/s": single_tx_rate(folder)}
+        results["batched events/s"] = fill(folder / "big.duckdb", args.events)
+        results.update({f"{k} (s)": v for k, v in query_times(folder / "big.duckdb").items()})
+        start = time.perf_counter()
+        check = verify_ledger(folder / "big.duckdb")
+        results["verify (s)"] = time.perf_counter() - start
+    assert check.ok, check.summary()
+    print(f"ledger benchmark, {args.events:,} events ({platform.machine()}, {platform.python_version()})")
+    for label, value in results.items():
+        print(f"  {label:<32} {value:>12,.3f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"events": args.events, "chain_verified": check.ok, **results}, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Commands that read the ledger: `sql`, `log`, `verify`, `schema`. duckdb and rich load inside the commands."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.main import app
+from ledgerlab.core.project import Project
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+# ------------------------------------------------------------------------------------------ sql
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only SQL statement, e.g. \"SELECT * FROM leaderboard\".")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    dir: DirOption = None,
+) -> None:
+    """Run a read-only SQL query over the ledger's views (see `ledgerlab schema`)."""
+    from ledgerlab.storage.query import run_query
+
+    with user_errors():
+        result = run_query(Project.at(dir).ledger_path, query)
+    render(result.columns, result.rows, format)
+
+
+def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: Format) -> None:
+    """Print a result in the chosen format."""
+    if fmt is Format.table:
+        _rich_table(columns, rows)
+    elif fmt is Format.csv:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_plain(v) for v in row] for row in rows])
+    elif fmt is Format.json:
+        typer.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
+    else:
+        typer.echo("| " + " | ".join(columns) + " |")
+        typer.echo("|" + "|".join("---" for _ in columns) + "|")
+        for row in rows:
+            typer.echo("| " + " | ".join(_plain(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+
+
+def _rich_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(_plain(v) if v is not None else "NULL" for v in row))
+    Console().print(table)
+    typer.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------ log
+
+
+@app.command()
+def log(
+    campaign: Annotated[Optional[str], typer.Option("--campaign", "-c", help="Only this campaign (id or prefix).")] = None,
+    type: Annotated[Optional[str], typer.Option("--type", "-t", help="Only this event type, e.g. RunFinished.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show the latest N events.")] = 50,
+    dir: DirOption = None,
+) -> None:
+    """Show the latest events of the ledger, one line each."""
+    from ledgerlab.storage.ledger import read_only_connection
+
+    where, params = ["TRUE"], []
+    if campaign:
+        where.append("starts_with(campaign_id, ?)")
+        params.append(campaign)
+    if type:
+        where.append("type = ?")
+        params.append(type)
+    sql_text = (f"SELECT seq, recorded_at, campaign_id, type, payload FROM events WHERE {' AND '.join(where)} "
+                f"ORDER BY seq DESC LIMIT {max(int(limit), 0)}")
+    with user_errors():
+        with read_only_connection(Project.at(dir).ledger_path) as con:
+            rows = con.execute(sql_text, params).fetchall()
+    for seq, at, campaign_id, event_type, payload in reversed(rows):
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{seq:>7}  {stamp}  {campaign_id[:10]:<10}  {event_type:<18} {summarize(event_type, payload)}")
+
+
+def summarize(event_type: str, payload: str) -> str:
+    """A short human summary of one payload."""
+    p: dict[str, Any] = json.loads(payload)
+    short = lambda key: str(p.get(key) or "")[:12]  # noqa: E731 - ids are hashes; 12 chars identify them
+    lines = {
+        "CampaignStarted": lambda: f"{p.get('domain')} {p.get('metric', {}).get('name')} "
+                                   f"({p.get('metric', {}).get('direction')}) baseline {short('baseline_candidate_id')}",
+        "CampaignPaused": lambda: f"paused: {p.get('reason')}",
+        "CampaignResumed": lambda: f"resumed, re-running {len(p.get('reruns', []))} runs",
+        "CampaignFinished": lambda: f"finished: {p.get('reason')} {p.get('detail', '')}".rstrip(),
+        "HypothesisProposed": lambda: f"{short('hypothesis_id')} by {p.get('proposer')}: {_clip(p.get('rationale'))}",
+        "PatchRejected": lambda: f"{short('hypothesis_id')}: {_clip(p.get('reason'))}",
+        "CandidateCreated": lambda: f"{short('candidate_id')} from {short('hypothesis_id')}",
+        "RunStarted": lambda: f"{short('run_id')} {p.get('role')} {short('candidate_id')} seed {p.get('seed')}"
+                              + (f" attempt {p.get('attempt')}" if (p.get("attempt") or 1) > 1 else ""),
+        "RunFinished": lambda: f"{short('run_id')} value {_num(p.get('value'))} in {_num(p.get('duration_s'))} s",
+        "RunFailed": lambda: f"{short('run_id')} {p.get('status')}: {_clip(p.get('error'))}",
+        "VerdictReached": lambda: f"{short('hypothesis_id')} {p.get('decision')} ({p.get('test')}, "
+                                  f"p={_num(p.get('p_value'))}, effect {_num(p.get('effect'))}) {p.get('reason', '')}".rstrip(),
+        "IncumbentChanged": lambda: f"{short('candidate_id')} from {short('hypothesis_id')} "
+                                    f"replaces {short('previous_candidate_id')}",
+        "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
+                                    f"{'ok' if p.get('ok') else 'error: ' + _clip(p.get('error'))}",
+    }
+    make = lines.get(event_type)
+    if make is None:
+        return _clip(", ".join(f"{k}={v}" for k, v in p.items() if k != "type"))
+    return make()
+
+
+def _clip(text: Any, width: int = 60) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+# --------------------------------------------------------------------------------------- verify
+
+
+@app.command()
+def verify(dir: DirOption = None) -> None:
+    """Check the ledger's hash chain and sequence; exit 1 naming the first bad seq."""
+    from ledgerlab.storage.verify import verify_ledger
+
+    with user_errors():
+        result = verify_ledger(Project.at(dir).ledger_path)
+    typer.echo(result.summary(), err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------------------- schema
+
+
+@app.command()
+def schema() -> None:
+    """List the SQL views with their columns, and the event types with their fields."""
+    from ledgerlab.storage.events import EVENT_TYPES
+    from ledgerlab.storage.views import VIEW_DOCS
+
+    typer.echo("Views (query them with `ledgerlab sql`):")
+    for name, (meaning, columns) in VIEW_DOCS.items():
+        typer.echo(f"\n{name}: {meaning}")
+        for column, text in columns.items():
+            typer.echo(f"  {column:<26} {text}")
+    typer.echo("\nTable events: seq, event_id, campaign_id, version, type, schema_version, payload (JSON), "
+               "recorded_at (UTC), prev_hash, hash")
+    typer.echo("\nEvent types (payload fields):")
+    for name, cls in EVENT_TYPES.items():
+        fields = [f"{field}: {_type_name(info.annotation)}" for field, info in cls.model_fields.items() if field != "type"]
+        typer.echo(f"  {name} (v{cls.SCHEMA_VERSION}): {', '.join(fields)}")
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if getattr(annotation, "__args__", None) is None else None
+    return text or str(annotation).replace("typing.", "")

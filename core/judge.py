@@ -1,0 +1,292 @@
+"""The judge: decides from a hypothesis's runs whether its change is kept ("accept"), dropped ("reject"), or
+needs more replicates ("more").
+
+How to use: `judge = make_judge(JudgeSettings(...)); judge.judge(evidence, alpha)` after each batch of runs
+(start with `judge.first_n()` candidate replicates; on "more", run up to `need` and call again).
+
+The "stats" policy is a group-sequential one-sided test (statistics in `core/stats.py`):
+
+* Looks at `looks` cumulative candidate replicates (default 1, 2, 4, 8). At look k it accepts when the
+  one-sided p-value of H0 "improvement ≤ δ" is ≤ a_k, and α is paid for the peeking by an α-spending
+  function over the fixed maximum number of looks: look k may spend α_k (`spending="information"`, the
+  default: α·(n_k − n_{k−1})/n_K, a linear spending function; "equal": α/K), Σ α_k = α. The levels a_k
+  are the exact group-sequential boundaries for those spends under normal theory, with the futility
+  bound included as binding (`stats.sequential_levels`): a null hypothesis that reaches look 3 has
+  already survived two futility checks, so look 3 may use a larger level and the overall false-accept
+  probability is still ≤ α. No a_k exceeds α. The p-values come from t distributions with the pooled
+  df; using normal-theory boundaries on them is the usual approximation, checked by simulation.
+* Futility (binding): before the last look a hypothesis is rejected when its p-value is above
+  `futility_p`. That is what makes most (bad) hypotheses cost one run: a null hypothesis continues past
+  look 1 with probability about `futility_p`. Because the levels count on it, the loop must not
+  overrule a futility reject (it never does: reject is final).
+* The interval reported is two-sided at level 1 − 2α_k, so its lower end exceeds δ exactly when a t-test
+  accepts at that look.
+
+"fixed" is the same test once, at `fixed_n` replicates and the full α. "greedy" is autoresearch's rule:
+one run, kept when it is better than the incumbent's (no δ, no test; a null change passes about half the
+time).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from ledgerlab.core import stats
+from ledgerlab.core.protocols import MetricSpec
+
+# ----------------------------------------------------------------------------------------- values
+
+
+class JudgeSettings(BaseModel):
+    """The `[judge]` table of ledgerlab.toml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["stats", "greedy", "fixed"] = "stats"
+    alpha: float = 0.01  # per-hypothesis level (fixed policy) or FDR target (lord policy)
+    alpha_policy: Literal["fixed", "lord"] = "fixed"
+    looks: tuple[int, ...] = (1, 2, 4, 8)  # cumulative candidate replicates at each look (stats judge)
+    fixed_n: int = 5  # replicates for the fixed-n judge
+    futility: bool = True
+    futility_p: float = 0.1  # before the last look, reject when p > futility_p (binding)
+    spending: Literal["information", "equal"] = "information"  # how α is split over the looks
+    robust: Literal["none", "trim", "winsor"] = "none"  # heavy-tailed continuous metrics
+    trim: float = 0.2
+    delta: float | None = None  # overrides MetricSpec.delta
+    min_diff_df: int = 20  # below this many df from paired differences, also pool incumbent replicates
+    min_expected: float = 5.0  # proportions: exact test when an expected cell count is below this
+    confirm_runs: int = 2  # fresh replicates after an accept, for an unbiased effect (loop uses it)
+    calibration_runs: int = 2  # baseline replicates at campaign start (loop uses it)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_in_range(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {v}")
+        return v
+
+    @field_validator("futility_p")
+    @classmethod
+    def _futility_in_range(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"futility_p must be in (0, 1], got {v}")
+        return v
+
+    @field_validator("trim")
+    @classmethod
+    def _trim_in_range(cls, v: float) -> float:
+        if not 0.0 <= v < 0.5:
+            raise ValueError(f"trim must be in [0, 0.5), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _looks_increase(self) -> "JudgeSettings":
+        if not self.looks or self.looks[0] < 1 or any(b <= a for a, b in zip(self.looks, self.looks[1:])):
+            raise ValueError(f"looks must be positive and strictly increasing, got {self.looks}")
+        if self.fixed_n < 2:
+            raise ValueError(f"fixed_n must be at least 2, got {self.fixed_n}")
+        return self
+
+
+class Evidence(BaseModel):
+    """A hypothesis's runs so far, and the campaign's history the judge may pool variance from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: MetricSpec
+    design: Literal["independent", "concurrent"]
+    pairs: tuple[tuple[float, float], ...] = ()  # (candidate, incumbent) values on matched seeds
+    candidate_only: tuple[float, ...] = ()  # candidate values with no matched incumbent run
+    incumbent_only: tuple[float, ...] = ()  # incumbent values with no matched candidate run
+    # proportion metrics, concurrent: per run (cand_successes, cand_trials, inc_successes, inc_trials)
+    counts: tuple[tuple[int, int, int, int], ...] = ()
+    history_diffs: tuple[tuple[float, ...], ...] = ()  # earlier hypotheses' paired differences (cand − inc)
+    history_replicates: tuple[tuple[float, ...], ...] = ()  # groups of replicates of one candidate each
+
+
+class Judgement(BaseModel):
+    """The judge's answer after one look."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision: Literal["accept", "reject", "more"]
+    need: int  # when "more": total candidate replicates wanted before the next look
+    test: str
+    statistic: float | None
+    p_value: float | None
+    effect: float | None  # improvement, positive = better, metric units (minimize: incumbent − candidate)
+    ci_low: float | None
+    ci_high: float | None
+    ci_level: float | None = None  # two-sided level of [ci_low, ci_high]: 1 − 2·α_look
+    n_candidate: int
+    n_incumbent: int
+    alpha_spent: float  # α spent by the looks taken so far (spending function) (greedy: its null accept rate, 0.5)
+    look: int  # 1-based; 0 when no look was taken yet
+    reason: str
+
+
+class Judge(Protocol):
+    """Decides a hypothesis from its evidence at the level `alpha` allotted to it."""
+
+    name: str
+
+    def first_n(self) -> int:
+        """Candidate replicates to run before the first look."""
+        ...
+
+    def judge(self, evidence: Evidence, alpha: float) -> Judgement:
+        """Accept, reject, or ask for more replicates."""
+        ...
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def n_candidate_runs(evidence: Evidence) -> int:
+    """Candidate replicates in the evidence (runs, for concurrent count data)."""
+    if evidence.counts:
+        return len(evidence.counts)
+    return len(evidence.pairs) + len(evidence.candidate_only)
+
+
+def _fmt(x: float | None) -> str:
+    """A number for a reason line."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def _more(need: int, look: int, r: stats.TestResult | None, spent: float, reason: str) -> Judgement:
+    """A "more" answer."""
+    return Judgement(
+        decision="more", need=need, test=r.test if r else "none", statistic=r.statistic if r else None,
+        p_value=r.p_value if r else None, effect=_finite(r.effect) if r else None, ci_low=None,
+        ci_high=None, n_candidate=r.n_candidate if r else 0, n_incumbent=r.n_incumbent if r else 0,
+        alpha_spent=spent, look=look, reason=reason,
+    )
+
+
+def _finite(x: float | None) -> float | None:
+    """None for nan/inf (Judgements hold only real numbers)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+# ------------------------------------------------------------------------------------ stats judge
+
+
+class StatsJudge:
+    """Group-sequential one-sided test with binding futility (also the one-look "fixed" judge)."""
+
+    def __init__(self, settings: JudgeSettings, name: str = "stats") -> None:
+        self.settings = settings
+        self.name = name
+
+    def first_n(self) -> int:
+        return self.settings.looks[0]
+
+    def _test(self, ev: Evidence, delta: float) -> stats.TestResult:
+        """The test the evidence calls for: counts, matched pairs, or unmatched runs."""
+        s, m = self.settings, ev.metric
+        if ev.counts:
+            cs, ct, is_, it = (sum(c[j] for c in ev.counts) for j in range(4))
+            r = stats.proportion_test(cs, ct, is_, it, m.direction, delta, min_expected=s.min_expected)
+            return r.model_copy(update={"n_candidate": len(ev.counts), "n_incumbent": len(ev.counts)})
+        if ev.pairs:
+            return stats.paired_test(ev.pairs, m.direction, delta, ev.history_diffs, ev.history_replicates,
+                                     ev.incumbent_only, min_diff_df=s.min_diff_df, robust=s.robust, trim=s.trim)
+        return stats.two_sample_test(ev.candidate_only, ev.incumbent_only, m.direction, delta,
+                                     ev.history_replicates, robust=s.robust, trim=s.trim)
+
+    def judge(self, evidence: Evidence, alpha: float) -> Judgement:
+        s = self.settings
+        looks = s.looks
+        n = n_candidate_runs(evidence)
+        if n < looks[0]:
+            return _more(looks[0], 0, None, 0.0, f"{n} of {looks[0]} replicates before the first look")
+        k = max(i for i, m in enumerate(looks) if m <= n)  # extra replicates count toward the look reached
+        last = k == len(looks) - 1
+        levels = stats.sequential_levels(alpha, looks, s.futility_p if s.futility else None, s.spending)
+        a_k, spent = levels[k], sum(stats.look_spend(alpha, looks, s.spending)[: k + 1])
+        delta = evidence.metric.delta if s.delta is None else s.delta
+        r = self._test(evidence, delta)
+        where = f"at look {k + 1}/{len(looks)} (n={n})"
+        if r.p_value is None:
+            return self._no_variance(r, k, last, spent, delta, where)
+        ci_low, ci_high = r.interval(1.0 - 2.0 * a_k)
+        verdict = dict(test=r.test, statistic=_finite(r.statistic), p_value=r.p_value,
+                       effect=_finite(r.effect), ci_low=_finite(ci_low), ci_high=_finite(ci_high),
+                       ci_level=1.0 - 2.0 * a_k, n_candidate=r.n_candidate, n_incumbent=r.n_incumbent,
+                       alpha_spent=spent, look=k + 1, need=0)
+        head = f"{r.test}: effect {_fmt(r.effect)}, p={_fmt(r.p_value)}"
+        if r.p_value <= a_k:
+            return Judgement(decision="accept", **verdict,
+                             reason=f"{head} <= {_fmt(a_k)} {where}: accepted (improvement > {_fmt(delta)})")
+        if last:
+            return Judgement(decision="reject", **verdict,
+                             reason=f"{head} > {_fmt(a_k)} {where}, the last look: rejected")
+        if s.futility and r.p_value > s.futility_p:
+            return Judgement(decision="reject", **verdict,
+                             reason=f"futility {where}: {head} > {_fmt(s.futility_p)}: rejected")
+        return _more(looks[k + 1], k + 1, r, spent,
+                     f"{head} > {_fmt(a_k)} {where}: promising, {looks[k + 1]} replicates for the next look")
+
+    def _no_variance(self, r: stats.TestResult, k: int, last: bool, spent: float, delta: float,
+                     where: str) -> Judgement:
+        """No variance estimate (one run, no history): never accept; futility on the raw effect."""
+        looks = self.settings.looks
+        futile = self.settings.futility and r.effect is not None and math.isfinite(r.effect) \
+            and r.effect <= delta
+        if last or futile:
+            why = "the last look" if last else f"effect {_fmt(r.effect)} <= {_fmt(delta)}"
+            return Judgement(decision="reject", need=0, test=r.test, statistic=None, p_value=None,
+                             effect=_finite(r.effect), ci_low=None, ci_high=None, n_candidate=r.n_candidate,
+                             n_incumbent=r.n_incumbent, alpha_spent=spent, look=k + 1,
+                             reason=f"no variance estimate {where}, {why}: rejected")
+        return _more(looks[k + 1], k + 1, r, spent,
+                     f"no variance estimate {where} (no history): {looks[k + 1]} replicates for the next look")
+
+
+# ----------------------------------------------------------------------------------- greedy judge
+
+
+class GreedyJudge:
+    """autoresearch's rule: one run, kept when better than the incumbent (no margin, no test)."""
+
+    name = "greedy"
+
+    def first_n(self) -> int:
+        return 1
+
+    def judge(self, evidence: Evidence, alpha: float) -> Judgement:
+        sign = 1.0 if evidence.metric.direction == "maximize" else -1.0
+        if evidence.counts:
+            cs, ct, is_, it = evidence.counts[0]
+            effect: float | None = sign * (cs / ct - is_ / it)
+        elif evidence.pairs:
+            c, i = evidence.pairs[0]
+            effect = sign * (c - i)
+        elif evidence.candidate_only and evidence.incumbent_only:
+            inc = sum(evidence.incumbent_only) / len(evidence.incumbent_only)
+            effect = sign * (evidence.candidate_only[0] - inc)
+        elif not evidence.candidate_only:
+            return _more(1, 0, None, 0.0, "greedy: one candidate run needed")
+        else:
+            effect = None
+        ok = effect is not None and effect > 0
+        return Judgement(
+            decision="accept" if ok else "reject", need=0, test="greedy", statistic=None, p_value=None,
+            effect=effect, ci_low=None, ci_high=None, n_candidate=1, n_incumbent=1 if effect is not None else 0,
+            alpha_spent=0.5, look=1,  # a null change is "better" about half the time
+            reason=f"greedy: effect {_fmt(effect)} {'>' if ok else '<='} 0: {'accepted' if ok else 'rejected'}",
+        )
+
+
+def make_judge(settings: JudgeSettings) -> Judge:
+    """The judge that `settings.kind` names."""
+    if settings.kind == "greedy":
+        return GreedyJudge()
+    if settings.kind == "fixed":
+        one_look = settings.model_copy(update={"looks": (settings.fixed_n,), "futility": False})
+        return StatsJudge(one_look, name="fixed")
+    return StatsJudge(settings)

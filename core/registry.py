@@ -1,0 +1,42 @@
+"""Domain discovery through the `ledgerlab.domains` entry-point group (built-ins register the same way)."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from ledgerlab.core.errors import ConfigError, DomainError, UnknownDomainError
+from ledgerlab.core.protocols import Domain
+
+GROUP = "ledgerlab.domains"
+
+
+def domain_entry_points() -> dict[str, EntryPoint]:
+    """Installed domains by name, without importing them."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def load_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
+    """Instantiate the domain `name` with its options from ledgerlab.toml."""
+    found = domain_entry_points()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise UnknownDomainError(
+            f"unknown domain {name!r} (installed: {known}); see `ledgerlab domains`, or install a package "
+            f"that registers one under the entry-point group {GROUP!r}"
+        )
+    factory = found[name].load()
+    try:
+        domain = factory(**(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"domain {name!r}: bad option in [domain] of ledgerlab.toml: {exc}") from None
+    if not isinstance(domain, Domain):
+        raise DomainError(f"domain {name!r} ({found[name].value}) does not implement the Domain protocol")
+    return domain
+
+
+def close_domain(domain: Domain) -> None:
+    """Release what a domain holds (servers, pools), when it has a close()."""
+    close = getattr(domain, "close", None)
+    if callable(close):
+        close()

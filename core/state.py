@@ -1,0 +1,211 @@
+"""The campaign's state as a fold over its events: what the loop knows is exactly what the ledger holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+
+from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.storage import events as ev
+
+
+@dataclass
+class RunRecord:
+    """One run as the events tell it (the latest attempt)."""
+
+    run_id: str
+    candidate_id: str
+    hypothesis_id: str | None
+    role: str
+    seed: int
+    attempt: int
+    status: str = "running"
+    value: float | None = None
+    control_value: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    control_metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class HypothesisRecord:
+    """One hypothesis and where it stands."""
+
+    hypothesis_id: str
+    number: int
+    agent: str
+    proposer: str
+    rationale: str
+    parent_candidate_id: str
+    diff: str
+    changes: dict[str, Any]
+    status: str = "proposed"  # proposed, patch_rejected, testing, accepted, rejected
+    candidate_id: str | None = None
+    verdict: ev.VerdictReached | None = None
+    reason: str = ""
+
+
+@dataclass
+class CampaignState:
+    """Everything the loop needs, rebuilt from events."""
+
+    campaign_id: str
+    version: int = 0
+    started: ev.CampaignStarted | None = None
+    status: str = "new"  # new, running, paused, finished
+    finish_reason: str | None = None
+    incumbent_id: str = ""
+    seed_base: dict[str, int] = field(default_factory=dict)  # candidate -> first seed not used to select it
+    incumbent_parent: dict[str, str] = field(default_factory=dict)  # candidate -> incumbent it replaced
+    hypotheses: dict[str, HypothesisRecord] = field(default_factory=dict)
+    candidate_parent: dict[str, tuple[str, str]] = field(default_factory=dict)  # candidate -> (parent, hypothesis)
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    llm_cost_usd: float = 0.0
+    llm_calls: int = 0
+    max_call_cost: float = 0.0
+    active_seconds: float = 0.0
+    segment_start: datetime | None = None
+    last_at: datetime | None = None
+
+    # ------------------------------------------------------------------------------------ derived
+
+    @property
+    def metric(self) -> MetricSpec:
+        assert self.started is not None
+        return MetricSpec(**self.started.metric)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def units(self) -> float:
+        return sum(
+            float(r.metrics.get("units", 0) or 0) for r in self.runs.values() if r.status != "running"
+        )
+
+    def open_hypotheses(self) -> list[HypothesisRecord]:
+        """Hypotheses without a final outcome, oldest first."""
+        return [h for h in self.hypotheses.values() if h.status in ("proposed", "testing")]
+
+    def verdict_history(self) -> list[tuple[float, bool]]:
+        """(alpha_spent, accepted) of every verdict in order, for the alpha policy."""
+        done = [h for h in self.hypotheses.values() if h.verdict is not None and h.verdict.test != "run-failed"]
+        return [(h.verdict.alpha_spent, h.verdict.decision == "accept") for h in done]  # type: ignore[union-attr]
+
+    def finished_runs(self, candidate_id: str) -> list[RunRecord]:
+        return [r for r in self.runs.values() if r.candidate_id == candidate_id and r.status == "finished"]
+
+    def elapsed(self, now: datetime) -> float:
+        """Active wall-clock seconds, summed over the running segments."""
+        if self.segment_start is None:
+            return self.active_seconds
+        return self.active_seconds + (now - self.segment_start).total_seconds()
+
+    # --------------------------------------------------------------------------------------- fold
+
+    def apply(self, stored: ev.StoredEvent) -> None:
+        """Fold one stored event into the state."""
+        self.version = stored.version
+        self.last_at = stored.recorded_at
+        self._apply(stored.event(), stored.recorded_at)
+
+    @singledispatchmethod
+    def _apply(self, event: ev.Event, at: datetime) -> None:
+        pass  # RunStarted-like events with no effect on state, and future types
+
+    @_apply.register
+    def _(self, event: ev.CampaignStarted, at: datetime) -> None:
+        self.started = event
+        self.status = "running"
+        self.incumbent_id = event.baseline_candidate_id
+        self.seed_base[event.baseline_candidate_id] = 0
+        self.segment_start = at
+
+    @_apply.register
+    def _(self, event: ev.CampaignPaused, at: datetime) -> None:
+        self.status = "paused"
+        self._close_segment(at)
+
+    @_apply.register
+    def _(self, event: ev.CampaignResumed, at: datetime) -> None:
+        self.status = "running"
+        self.segment_start = at
+
+    @_apply.register
+    def _(self, event: ev.CampaignFinished, at: datetime) -> None:
+        self.status = "finished"
+        self.finish_reason = event.reason
+        self._close_segment(at)
+
+    @_apply.register
+    def _(self, event: ev.HypothesisProposed, at: datetime) -> None:
+        self.hypotheses[event.hypothesis_id] = HypothesisRecord(
+            hypothesis_id=event.hypothesis_id, number=len(self.hypotheses) + 1, agent=event.agent,
+            proposer=event.proposer, rationale=event.rationale,
+            parent_candidate_id=event.parent_candidate_id, diff=event.diff, changes=dict(event.changes),
+        )
+
+    @_apply.register
+    def _(self, event: ev.PatchRejected, at: datetime) -> None:
+        record = self.hypotheses[event.hypothesis_id]
+        record.status, record.reason = "patch_rejected", event.reason
+
+    @_apply.register
+    def _(self, event: ev.CandidateCreated, at: datetime) -> None:
+        record = self.hypotheses[event.hypothesis_id]
+        record.status, record.candidate_id = "testing", event.candidate_id
+        self.candidate_parent[event.candidate_id] = (event.parent_candidate_id, event.hypothesis_id)
+
+    @_apply.register
+    def _(self, event: ev.RunStarted, at: datetime) -> None:
+        self.runs[event.run_id] = RunRecord(
+            run_id=event.run_id, candidate_id=event.candidate_id, hypothesis_id=event.hypothesis_id,
+            role=event.role, seed=event.seed, attempt=event.attempt,
+        )
+
+    @_apply.register
+    def _(self, event: ev.RunFinished, at: datetime) -> None:
+        run = self.runs[event.run_id]
+        run.status, run.value, run.control_value = "finished", event.value, event.control_value
+        run.metrics, run.control_metrics = dict(event.metrics), dict(event.control_metrics)
+
+    @_apply.register
+    def _(self, event: ev.RunFailed, at: datetime) -> None:
+        run = self.runs[event.run_id]
+        run.status, run.error = event.status, event.error
+
+    @_apply.register
+    def _(self, event: ev.VerdictReached, at: datetime) -> None:
+        record = self.hypotheses[event.hypothesis_id]
+        record.verdict = event
+        record.status = "accepted" if event.decision == "accept" else "rejected"
+        record.reason = event.reason
+
+    @_apply.register
+    def _(self, event: ev.IncumbentChanged, at: datetime) -> None:
+        self.incumbent_parent[event.candidate_id] = event.previous_candidate_id
+        self.incumbent_id = event.candidate_id
+        self.seed_base[event.candidate_id] = event.seed_base
+
+    @_apply.register
+    def _(self, event: ev.LLMCallCompleted, at: datetime) -> None:
+        self.llm_calls += 1
+        if event.cost_usd is not None:
+            self.llm_cost_usd += event.cost_usd
+            self.max_call_cost = max(self.max_call_cost, event.cost_usd)
+
+    def _close_segment(self, at: datetime) -> None:
+        if self.segment_start is not None:
+            self.active_seconds += (at - self.segment_start).total_seconds()
+            self.segment_start = None
+
+
+def fold(campaign_id: str, stored: list[ev.StoredEvent]) -> CampaignState:
+    """The state of one campaign after all of `stored` (its events in order)."""
+    state = CampaignState(campaign_id=campaign_id)
+    for row in stored:
+        state.apply(row)
+    return state

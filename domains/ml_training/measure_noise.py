@@ -1,0 +1,79 @@
+"""
+Measure the seed-to-seed noise of val_bpb at the default budget, and how much pairing (same seed) helps.
+
+    python -m ledgerlab.domains.ml_training.measure_noise --seeds 5 [--budget-s 30 | --budget-tokens N] [--out F]
+
+Runs, one at a time (parallel runs would share the cores), the baseline and a variant with half the learning
+rate for each seed, through MLTrainingDomain.run, then prints per-config mean ± SD, the correlation of the two
+configs across seeds (what matched seeds buy the paired test), and the run times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.protocols import RunRequest
+from ledgerlab.domains.ml_training.domain import MLTrainingDomain
+from ledgerlab.domains.ml_training.knobs import KNOBS
+
+
+def variant(files: dict[str, str], **values: object) -> dict[str, str]:
+    knobs = {k.name: k for k in KNOBS}
+    for name, value in values.items():
+        files = write_knob(files, knobs[name], value)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="val_bpb noise across seeds")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget-s", type=float, default=None)
+    parser.add_argument("--budget-tokens", type=int, default=None, help="a token budget instead of seconds")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    domain = MLTrainingDomain(budget_s=args.budget_s, budget_tokens=args.budget_tokens, threads=args.threads)
+    base = domain.baseline()
+    configs = {"baseline": base, "half_lr": variant(base, LR=1.5e-3, EMBED_LR=1.5e-3)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            for name, files in configs.items():
+                request = RunRequest(run_id=f"{name}-{seed}", candidate_id=name, files=files, seed=seed,
+                                     workdir=Path(tmp) / f"{name}-{seed}")
+                t0 = time.monotonic()
+                result = domain.run(request)
+                wall = time.monotonic() - t0
+                row = {"config": name, "seed": seed, "status": result.status, "val_bpb": result.value,
+                       "wall_s": round(wall, 2), **{k: result.metrics.get(k) for k in
+                                                    ("steps", "tokens_per_second", "training_seconds")}}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+
+    report = {"budget_s": domain.budget_s, "budget_tokens": domain.budget_tokens, "rows": rows}
+    values = {name: [r["val_bpb"] for r in rows if r["config"] == name and r["val_bpb"] is not None]
+              for name in configs}
+    for name, vals in values.items():
+        if len(vals) > 1:
+            report[name] = {"mean": statistics.mean(vals), "sd": statistics.stdev(vals), "n": len(vals)}
+    a, b = values["baseline"], values["half_lr"]
+    if len(a) == len(b) > 2:
+        diffs = [x - y for x, y in zip(a, b)]
+        report["pairing"] = {"correlation": statistics.correlation(a, b), "diff_mean": statistics.mean(diffs),
+                             "diff_sd": statistics.stdev(diffs)}
+    report["wall_s_mean"] = statistics.mean(r["wall_s"] for r in rows)
+    print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

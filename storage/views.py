@@ -1,0 +1,312 @@
+"""The SQL views users query: each one reads the JSON payloads of `events`, so nothing is stored twice.
+
+`install(con)` creates `ledger_meta` and (re)creates the views when the file's views are older than
+VIEWS_VERSION; bump VIEWS_VERSION whenever a view's SQL changes. The columns are a public interface:
+add freely, rename never. `VIEW_DOCS` describes them for `ledgerlab schema`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+VIEWS_VERSION = 2
+
+META_DDL = """
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    key    VARCHAR   NOT NULL,
+    value  VARCHAR   NOT NULL,
+    set_at TIMESTAMP NOT NULL DEFAULT (now()::TIMESTAMP)
+)
+"""  # append-only like `events`: the largest views_version row wins
+
+# 95% two-sided t quantiles for df 1..30; beyond, the first Cornish-Fisher term z + (z^3 + z) / (4 df),
+# which is within 0.002 of the exact quantile for df > 30.
+_T95 = (
+    "[12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, "
+    "2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, "
+    "2.042]"
+)
+
+# json_transform parses each payload once into a typed struct (several ->> would parse it once per field).
+_RUN_STARTED = (
+    '{"run_id":"VARCHAR","hypothesis_id":"VARCHAR","candidate_id":"VARCHAR","role":"VARCHAR","seed":"BIGINT",'
+    '"attempt":"INTEGER","worker":"VARCHAR"}'
+)
+_RUN_ENDED = (
+    '{"run_id":"VARCHAR","status":"VARCHAR","value":"DOUBLE","control_value":"DOUBLE","metrics":"JSON",'
+    '"control_metrics":"JSON","error":"VARCHAR","duration_s":"DOUBLE","log_path":"VARCHAR"}'
+)
+
+VIEWS: dict[str, str] = {
+    "runs": f"""
+WITH started AS (
+    SELECT campaign_id, arg_max(struct_pack(seq, recorded_at, p), seq) AS s
+    FROM (SELECT campaign_id, seq, recorded_at, json_transform(payload, '{_RUN_STARTED}') AS p
+          FROM events WHERE type = 'RunStarted')
+    GROUP BY campaign_id, p.run_id
+), ended AS (
+    SELECT campaign_id, arg_max(struct_pack(seq, recorded_at, type, p), seq) AS e
+    FROM (SELECT campaign_id, seq, recorded_at, type, json_transform(payload, '{_RUN_ENDED}') AS p
+          FROM events WHERE type IN ('RunFinished', 'RunFailed'))
+    GROUP BY campaign_id, p.run_id
+)
+SELECT s.s.p.run_id AS run_id, s.campaign_id, s.s.p.hypothesis_id AS hypothesis_id,
+       s.s.p.candidate_id AS candidate_id, s.s.p.role AS role, s.s.p.seed AS seed, s.s.p.attempt AS attempt,
+       CASE WHEN e.e IS NULL THEN 'running' WHEN e.e.type = 'RunFinished' THEN 'finished' ELSE e.e.p.status END
+           AS status,
+       e.e.p.value AS value, e.e.p.control_value AS control_value, e.e.p.metrics AS metrics,
+       e.e.p.control_metrics AS control_metrics, e.e.p.error AS error,
+       s.s.recorded_at AS started_at, e.e.recorded_at AS finished_at, e.e.p.duration_s AS duration_s,
+       s.s.p.worker AS worker, e.e.p.log_path AS log_path
+FROM started s
+LEFT JOIN ended e ON e.campaign_id = s.campaign_id AND e.e.p.run_id = s.s.p.run_id AND e.e.seq > s.s.seq
+""",
+    "verdicts": """
+SELECT payload->>'hypothesis_id' AS hypothesis_id, campaign_id, payload->>'decision' AS decision,
+       payload->>'reason' AS reason, payload->>'test' AS test, (payload->>'statistic')::DOUBLE AS statistic,
+       (payload->>'p_value')::DOUBLE AS p_value, (payload->>'effect')::DOUBLE AS effect,
+       (payload->>'ci_low')::DOUBLE AS ci_low, (payload->>'ci_high')::DOUBLE AS ci_high,
+       (payload->>'n_candidate')::INTEGER AS n_candidate, (payload->>'n_incumbent')::INTEGER AS n_incumbent,
+       (payload->>'alpha_spent')::DOUBLE AS alpha_spent, (payload->>'looks')::INTEGER AS looks,
+       payload->'details' AS details, recorded_at AS decided_at
+FROM events WHERE type = 'VerdictReached'
+""",
+    "hypotheses": """
+WITH proposed AS (
+    SELECT campaign_id, recorded_at, payload->>'hypothesis_id' AS hypothesis_id, payload->>'agent' AS agent,
+           payload->>'proposer' AS proposer, payload->>'rationale' AS rationale,
+           payload->>'parent_candidate_id' AS parent_candidate_id, payload->>'diff' AS diff,
+           payload->'changes' AS changes
+    FROM events WHERE type = 'HypothesisProposed'
+), patch AS (
+    SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id, arg_max(payload->>'reason', seq) AS reason,
+           max(recorded_at) AS at
+    FROM events WHERE type = 'PatchRejected' GROUP BY ALL
+), cand AS (
+    SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id, arg_max(payload->>'candidate_id', seq) AS candidate_id
+    FROM events WHERE type = 'CandidateCreated' GROUP BY ALL
+), verdict AS (
+    SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id, arg_max(payload->>'decision', seq) AS decision,
+           arg_max(coalesce(payload->>'reason', ''), seq) AS reason, max(recorded_at) AS at
+    FROM events WHERE type = 'VerdictReached' GROUP BY ALL
+), accepted AS (
+    SELECT campaign_id, payload->>'candidate_id' AS candidate_id, arg_max(payload->>'hypothesis_id', seq) AS hypothesis_id
+    FROM events WHERE type = 'IncumbentChanged' GROUP BY ALL
+)
+SELECT p.hypothesis_id, p.campaign_id, p.agent, p.proposer, p.rationale, p.parent_candidate_id, c.candidate_id,
+       p.diff, p.changes,
+       CASE WHEN v.decision = 'accept' THEN 'accepted' WHEN v.decision = 'reject' THEN 'rejected'
+            WHEN r.hypothesis_id IS NOT NULL THEN 'patch_rejected' WHEN c.hypothesis_id IS NOT NULL THEN 'testing'
+            ELSE 'proposed' END AS status,
+       CASE WHEN v.decision = 'reject' THEN v.reason WHEN v.decision IS NULL THEN r.reason END AS reject_reason,
+       p.recorded_at AS proposed_at, coalesce(v.at, r.at) AS decided_at, a.hypothesis_id AS built_on_hypothesis_id
+FROM proposed p
+LEFT JOIN patch r ON r.campaign_id = p.campaign_id AND r.hypothesis_id = p.hypothesis_id
+LEFT JOIN cand c ON c.campaign_id = p.campaign_id AND c.hypothesis_id = p.hypothesis_id
+LEFT JOIN verdict v ON v.campaign_id = p.campaign_id AND v.hypothesis_id = p.hypothesis_id
+LEFT JOIN accepted a ON a.campaign_id = p.campaign_id AND a.candidate_id = p.parent_candidate_id
+""",
+    "incumbents": """
+WITH starts AS (
+    SELECT campaign_id, arg_max(payload->>'baseline_candidate_id', seq) AS baseline_candidate_id,
+           arg_max(payload->'metric'->>'direction', seq) AS direction
+    FROM events WHERE type = 'CampaignStarted' GROUP BY campaign_id
+), history AS (
+    SELECT campaign_id, seq, recorded_at AS since, payload->>'baseline_candidate_id' AS candidate_id,
+           NULL::VARCHAR AS hypothesis_id
+    FROM events WHERE type = 'CampaignStarted'
+    UNION ALL
+    SELECT campaign_id, seq, recorded_at, payload->>'candidate_id', payload->>'hypothesis_id'
+    FROM events WHERE type = 'IncumbentChanged'
+), fresh AS (
+    SELECT campaign_id, candidate_id, avg(value) AS value, count(*) AS n
+    FROM runs WHERE status = 'finished' AND role = 'incumbent' GROUP BY ALL
+)
+SELECT h.campaign_id, h.candidate_id, h.hypothesis_id, h.since, f.value, coalesce(f.n, 0) AS n,
+       CASE WHEN s.direction = 'minimize' THEN b.value - f.value ELSE f.value - b.value END
+           AS improvement_over_baseline,
+       h.seq = max(h.seq) OVER (PARTITION BY h.campaign_id) AS is_current
+FROM history h
+JOIN starts s ON s.campaign_id = h.campaign_id
+LEFT JOIN fresh f ON f.campaign_id = h.campaign_id AND f.candidate_id = h.candidate_id
+LEFT JOIN fresh b ON b.campaign_id = s.campaign_id AND b.candidate_id = s.baseline_candidate_id
+""",
+    "campaigns": """
+WITH starts AS (
+    SELECT campaign_id, payload->>'domain' AS domain, payload->'metric'->>'name' AS metric,
+           payload->'metric'->>'direction' AS direction, recorded_at AS started_at,
+           payload->>'baseline_candidate_id' AS baseline_candidate_id
+    FROM events WHERE type = 'CampaignStarted'
+    QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY seq DESC) = 1
+), life AS (
+    SELECT campaign_id, arg_max(type, seq) AS last_type,
+           max(recorded_at) FILTER (WHERE type = 'CampaignFinished') AS finished_at,
+           arg_max(payload->>'reason', seq) FILTER (WHERE type = 'CampaignFinished') AS finish_reason
+    FROM events WHERE type IN ('CampaignStarted', 'CampaignPaused', 'CampaignResumed', 'CampaignFinished')
+    GROUP BY campaign_id
+), counts AS (
+    SELECT campaign_id, count(*) FILTER (WHERE type = 'HypothesisProposed') AS hypotheses,
+           count(*) FILTER (WHERE type = 'VerdictReached' AND payload->>'decision' = 'accept') AS accepted
+    FROM events WHERE type IN ('HypothesisProposed', 'VerdictReached') GROUP BY campaign_id
+), base AS (
+    SELECT r.campaign_id, avg(r.value) AS value
+    FROM runs r JOIN starts s ON s.campaign_id = r.campaign_id AND r.candidate_id = s.baseline_candidate_id
+    WHERE r.status = 'finished' GROUP BY r.campaign_id
+)
+SELECT s.campaign_id, s.domain, s.metric, s.direction,
+       CASE l.last_type WHEN 'CampaignFinished' THEN 'finished' WHEN 'CampaignPaused' THEN 'paused'
+            ELSE 'running' END AS status,
+       s.started_at, CASE WHEN l.last_type = 'CampaignFinished' THEN l.finished_at END AS finished_at,
+       CASE WHEN l.last_type = 'CampaignFinished' THEN l.finish_reason END AS finish_reason,
+       s.baseline_candidate_id, base.value AS baseline_value, i.value AS best_value,
+       coalesce(c.hypotheses, 0) AS hypotheses, coalesce(c.accepted, 0) AS accepted
+FROM starts s
+LEFT JOIN life l ON l.campaign_id = s.campaign_id
+LEFT JOIN counts c ON c.campaign_id = s.campaign_id
+LEFT JOIN base ON base.campaign_id = s.campaign_id
+LEFT JOIN incumbents i ON i.campaign_id = s.campaign_id AND i.is_current
+""",
+    "llm_calls": """
+SELECT payload->>'call_id' AS call_id, campaign_id, payload->>'agent' AS agent, payload->>'model' AS model,
+       payload->>'purpose' AS purpose, (payload->>'prompt_tokens')::BIGINT AS prompt_tokens,
+       (payload->>'completion_tokens')::BIGINT AS completion_tokens, (payload->>'cost_usd')::DOUBLE AS cost_usd,
+       (payload->>'latency_s')::DOUBLE AS latency_s, (payload->>'ok')::BOOLEAN AS ok, payload->>'error' AS error,
+       recorded_at AS at
+FROM events WHERE type = 'LLMCallCompleted'
+""",
+    "leaderboard": f"""
+WITH agg AS (
+    SELECT campaign_id, candidate_id, count(*) AS runs, avg(value) AS mean, stddev_samp(value) AS std
+    FROM runs WHERE status = 'finished' GROUP BY ALL
+), current AS (
+    SELECT campaign_id,
+           arg_max(CASE type WHEN 'CampaignStarted' THEN payload->>'baseline_candidate_id'
+                   ELSE payload->>'candidate_id' END, seq) AS candidate_id
+    FROM events WHERE type IN ('CampaignStarted', 'IncumbentChanged') GROUP BY campaign_id
+), origin AS (
+    SELECT campaign_id, payload->>'candidate_id' AS candidate_id, arg_min(payload->>'hypothesis_id', seq) AS hypothesis_id
+    FROM events WHERE type = 'CandidateCreated' GROUP BY ALL
+), scored AS (
+    SELECT a.*, CASE WHEN a.runs >= 2 THEN
+               (CASE WHEN a.runs - 1 <= 30 THEN {_T95}[a.runs - 1] ELSE 1.959964 + 2.372 / (a.runs - 1) END)
+               * a.std / sqrt(a.runs) END AS half_width
+    FROM agg a
+)
+SELECT a.campaign_id, a.candidate_id, a.runs, a.mean, a.std, a.mean - a.half_width AS ci_low,
+       a.mean + a.half_width AS ci_high, coalesce(cur.candidate_id = a.candidate_id, false) AS is_incumbent,
+       o.hypothesis_id
+FROM scored a
+LEFT JOIN current cur ON cur.campaign_id = a.campaign_id
+LEFT JOIN origin o ON o.campaign_id = a.campaign_id AND o.candidate_id = a.candidate_id
+""",
+}
+
+
+def views_version(con: "duckdb.DuckDBPyConnection") -> int:
+    """The views version recorded in the file (0 when it has none)."""
+    row = con.execute(
+        "SELECT max(value::INTEGER) FROM ledger_meta WHERE key = 'views_version'"
+    ).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def has_meta(con: "duckdb.DuckDBPyConnection") -> bool:
+    """Whether the file has a `ledger_meta` table (a ledger made by ledgerlab)."""
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_meta' AND database_name = current_database()"
+    row = con.execute(sql).fetchone()
+    return bool(row and row[0])
+
+
+def install(con: "duckdb.DuckDBPyConnection") -> bool:
+    """Create `events`, `ledger_meta` and the views if missing or older; True when views were (re)made."""
+    from ledgerlab.storage.ledger import EVENTS_DDL
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(EVENTS_DDL)
+        con.execute(META_DDL)
+        if views_version(con) >= VIEWS_VERSION:
+            con.execute("COMMIT")
+            return False
+        for name, sql in VIEWS.items():  # in dependency order: runs before incumbents before campaigns
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        con.execute("INSERT INTO ledger_meta (key, value) VALUES ('views_version', ?)", [str(VIEWS_VERSION)])
+        con.execute("COMMIT")
+        return True
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+# ------------------------------------------------------------------------------------------- docs
+
+_CAMPAIGN, _HYP, _CAND = "the campaign's id", "the hypothesis's id", "the candidate's id (SHA-256 of its files)"
+VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
+    "campaigns": ("one row per campaign: what it optimizes, where it stands, how far it got", {
+        "campaign_id": _CAMPAIGN, "domain": "the domain plug-in", "metric": "the primary metric's name",
+        "direction": "minimize or maximize",
+        "status": "running, paused or finished (from the latest lifecycle event)",
+        "started_at": "when it started (UTC)", "finished_at": "when it finished (NULL unless finished)",
+        "finish_reason": "why it finished (max_hypotheses, max_runs, time_limit, ...)",
+        "baseline_candidate_id": "the starting artifact's candidate id",
+        "baseline_value": "mean metric of the baseline's finished runs",
+        "best_value": "the current incumbent's value (as in `incumbents`)",
+        "hypotheses": "hypotheses proposed", "accepted": "hypotheses accepted",
+    }),
+    "hypotheses": ("one row per proposed change and its fate", {
+        "hypothesis_id": _HYP, "campaign_id": _CAMPAIGN, "agent": "the agent that proposed it",
+        "proposer": "the proposer (knobs, llm, ...)", "rationale": "why the proposer expects it to help",
+        "parent_candidate_id": "the incumbent the patch was made against",
+        "candidate_id": "the candidate the patch produced (NULL if it did not apply)",
+        "diff": "the unified diff", "changes": "knob name -> new value, when known (JSON)",
+        "status": "proposed, patch_rejected, testing, accepted or rejected",
+        "reject_reason": "why the patch or the hypothesis was rejected",
+        "proposed_at": "when it was proposed (UTC)", "decided_at": "when the verdict or patch rejection came",
+        "built_on_hypothesis_id": "the accepted hypothesis whose candidate this one started from (NULL: baseline)",
+    }),
+    "runs": ("one row per run (its latest attempt): one candidate, one seed, one budget", {
+        "run_id": "the run's id (kept when an interrupted run is re-run)", "campaign_id": _CAMPAIGN,
+        "hypothesis_id": "the hypothesis it tests (NULL for incumbent replicates)", "candidate_id": _CAND,
+        "role": "candidate (testing a hypothesis) or incumbent (fresh replicate of the incumbent)",
+        "seed": "the replicate seed", "attempt": "1, or more when re-run after an interruption",
+        "status": "running, finished, crashed, timeout, diverged or invalid",
+        "value": "the primary metric (finished runs only)",
+        "control_value": "the incumbent arm's value in the same window (concurrent designs)",
+        "metrics": "all metrics the run reported (JSON)", "control_metrics": "the control arm's metrics (JSON)",
+        "error": "why it failed", "started_at": "when the latest attempt started (UTC)",
+        "finished_at": "when it ended (UTC)", "duration_s": "wall time in seconds", "worker": "where it ran",
+        "log_path": "its log file",
+    }),
+    "verdicts": ("one row per judge decision", {
+        "hypothesis_id": _HYP, "campaign_id": _CAMPAIGN, "decision": "accept or reject",
+        "reason": "the judge's reason (e.g. futility)", "test": "the statistical test used",
+        "statistic": "the test statistic", "p_value": "the p-value", "effect": "estimated improvement, > 0 is better",
+        "ci_low": "lower end of the effect's interval", "ci_high": "upper end of the effect's interval",
+        "n_candidate": "candidate runs used", "n_incumbent": "incumbent runs used",
+        "alpha_spent": "the significance level this test spent", "looks": "sequential looks taken",
+        "details": "test-specific extras (JSON)", "decided_at": "when it was decided (UTC)",
+    }),
+    "incumbents": ("one row per incumbent in a campaign's history, the baseline first", {
+        "campaign_id": _CAMPAIGN, "candidate_id": _CAND, "hypothesis_id": "the accepted hypothesis (NULL: baseline)",
+        "since": "when it became the incumbent (UTC)",
+        "value": "mean of its runs done as incumbent, after selection (no winner's curse)",
+        "n": "how many such runs", "improvement_over_baseline": "value vs. the baseline's, > 0 is better",
+        "is_current": "whether it is the incumbent now",
+    }),
+    "llm_calls": ("one row per language-model call", {
+        "call_id": "the call's id", "campaign_id": _CAMPAIGN, "agent": "the calling agent", "model": "the model",
+        "purpose": "what it was for (propose, ...)", "prompt_tokens": "input tokens",
+        "completion_tokens": "output tokens", "cost_usd": "cost in USD (NULL when the price is unknown)",
+        "latency_s": "seconds until the answer", "ok": "whether it succeeded", "error": "the error if not",
+        "at": "when it completed (UTC)",
+    }),
+    "leaderboard": ("one row per candidate with finished runs: mean and 95% t-interval of all its runs", {
+        "campaign_id": _CAMPAIGN, "candidate_id": _CAND, "runs": "finished runs", "mean": "mean value",
+        "std": "sample standard deviation", "ci_low": "95% t-interval low (t table to df 30, NULL if runs < 2)",
+        "ci_high": "95% t-interval high", "is_incumbent": "whether it is the current incumbent",
+        "hypothesis_id": "the hypothesis that created it (NULL: baseline)",
+    }),
+}

@@ -1,0 +1,111 @@
+"""The judge's interface and decisions on hand-made evidence."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ledgerlab.core.judge import Evidence, JudgeSettings, make_judge
+from ledgerlab.core.protocols import MetricSpec
+
+LOSS = MetricSpec(name="loss", direction="minimize")
+ACC = MetricSpec(name="acc", direction="maximize", kind="proportion")
+HIST = tuple((0.1 * ((i * 7) % 5 - 2), 0.1 * ((i * 3) % 5 - 2), 0.05 * (i % 3 - 1)) for i in range(15))
+
+
+def ev(pairs: tuple[tuple[float, float], ...], **kw: object) -> Evidence:
+    return Evidence(metric=LOSS, design="independent", pairs=pairs, **kw)  # type: ignore[arg-type]
+
+
+def test_settings_validate() -> None:
+    with pytest.raises(ValidationError):
+        JudgeSettings(looks=(3, 2))
+    with pytest.raises(ValidationError):
+        JudgeSettings(alpha=0.0)
+    with pytest.raises(ValidationError):
+        JudgeSettings(kind="bayes")  # type: ignore[arg-type]
+    assert JudgeSettings().looks == (1, 2, 4, 8)
+
+
+def test_first_look_without_history_asks_for_more() -> None:
+    j = make_judge(JudgeSettings())
+    assert j.first_n() == 1
+    r = j.judge(ev(((1.0, 2.0),)), 0.01)
+    assert r.decision == "more" and r.need == 2 and r.look == 1
+
+
+def test_no_variance_and_worse_is_futile() -> None:
+    r = make_judge(JudgeSettings()).judge(ev(((2.0, 1.0),)), 0.01)
+    assert r.decision == "reject" and "no variance" in r.reason
+
+
+def test_futility_rejects_a_bad_first_run() -> None:
+    r = make_judge(JudgeSettings()).judge(ev(((1.3, 1.0),), history_diffs=HIST), 0.01)
+    assert r.decision == "reject" and r.look == 1 and "futility" in r.reason
+    assert r.effect == pytest.approx(-0.3) and r.p_value is not None and r.p_value > 0.1
+
+
+def test_promising_then_accept_with_interval_above_delta() -> None:
+    j = make_judge(JudgeSettings())
+    j = make_judge(JudgeSettings(looks=(1, 3, 6), futility_p=0.2))
+    r1 = j.judge(ev(((0.8, 1.0),), history_diffs=HIST), 0.01)
+    assert r1.decision == "more" and r1.need == 3
+    pairs = ((0.8, 1.0), (0.6, 1.0), (0.7, 1.0))
+    r2 = j.judge(ev(pairs, history_diffs=HIST), 0.01)
+    assert r2.decision == "accept" and r2.look == 2
+    assert r2.ci_low is not None and r2.ci_low > 0 and r2.ci_level == pytest.approx(1 - 2 * 0.00428, abs=1e-4)
+    assert r2.alpha_spent == pytest.approx(0.01 * 3 / 6)
+    assert "accepted" in r2.reason and r2.n_candidate == 3
+
+
+def test_delta_override_blocks_small_improvements() -> None:
+    pairs = ((0.9, 1.0), (0.6, 1.0), (0.7, 1.0))
+    r = make_judge(JudgeSettings(delta=0.5)).judge(ev(pairs, history_diffs=HIST), 0.01)
+    assert r.decision == "reject"
+
+
+def test_last_look_rejects_and_never_asks_beyond_it() -> None:
+    pairs = tuple((1.0 - 0.01 * (i % 2), 1.0) for i in range(8))
+    r = make_judge(JudgeSettings()).judge(ev(pairs, history_diffs=HIST), 0.01)
+    assert r.decision == "reject" and r.look == 4 and r.need == 0
+
+
+def test_fixed_judge_waits_for_n_then_tests_once() -> None:
+    j = make_judge(JudgeSettings(kind="fixed", fixed_n=5))
+    assert j.name == "fixed" and j.first_n() == 5
+    assert j.judge(ev(((0.9, 1.0),)), 0.05).need == 5
+    pairs = ((0.5, 1.0), (0.6, 1.0), (0.4, 1.1), (0.5, 0.9), (0.55, 1.0))
+    r = j.judge(ev(pairs), 0.05)
+    assert r.decision == "accept" and r.test == "paired-t" and r.alpha_spent == 0.05
+
+
+def test_greedy_keeps_any_better_run() -> None:
+    j = make_judge(JudgeSettings(kind="greedy"))
+    assert j.judge(ev(((0.999, 1.0),)), 0.01).decision == "accept"
+    assert j.judge(ev(((1.001, 1.0),)), 0.01).decision == "reject"
+    r = j.judge(Evidence(metric=LOSS, design="independent", candidate_only=(1.0,), incumbent_only=(1.2, 0.9)),
+                0.01)
+    assert r.decision == "accept" and r.effect == pytest.approx(0.05)
+
+
+def test_unpaired_uses_welch() -> None:
+    e = Evidence(metric=LOSS, design="independent", candidate_only=(0.5, 0.6, 0.55), incumbent_only=(1.0, 1.1, 0.9))
+    r = make_judge(JudgeSettings(looks=(3,))).judge(e, 0.01)
+    assert r.test == "welch" and r.decision == "accept"
+
+
+def test_concurrent_counts_use_z_or_exact() -> None:
+    j = make_judge(JudgeSettings(looks=(1, 2)))
+    big = Evidence(metric=ACC, design="concurrent", counts=((1300, 10000, 1000, 10000),))
+    r = j.judge(big, 0.01)
+    assert r.test == "two-proportion z" and r.decision == "accept" and r.n_candidate == 1
+    small = Evidence(metric=ACC, design="concurrent", counts=((3, 20, 2, 20),))
+    r = j.judge(small, 0.01)
+    assert r.test == "fisher exact" and r.decision == "reject"  # p ≈ 0.5 > futility_p
+
+
+def test_judgement_is_frozen_and_serializable() -> None:
+    r = make_judge(JudgeSettings()).judge(ev(((1.0, 2.0),)), 0.01)
+    with pytest.raises(ValidationError):
+        r.decision = "accept"  # type: ignore[misc]
+    assert type(r).model_validate_json(r.model_dump_json()) == r

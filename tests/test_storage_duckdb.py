@@ -1,0 +1,140 @@
+"""DuckDB ledger specifics: tamper detection, the lease, view upgrades, upcasting on read."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from fixtures_events import append_stream, fixture_stream
+
+from ledgerlab.core.errors import LedgerError, LedgerLockedError
+from ledgerlab.storage import events as ev
+from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
+from ledgerlab.storage.verify import verify_ledger
+from ledgerlab.storage.views import VIEWS_VERSION, views_version
+
+
+@pytest.fixture
+def filled(ledger_path: Path) -> Path:
+    with DuckDBLedger(ledger_path) as ledger:
+        append_stream(ledger, fixture_stream())
+    return ledger_path
+
+
+def tamper(path: Path, sql: str) -> None:
+    con = duckdb.connect(str(path))
+    con.execute(sql)
+    con.close()
+
+
+def test_creates_missing_folder_and_intact_chain(filled: Path) -> None:
+    result = verify_ledger(filled)
+    assert result.ok and result.count == len(fixture_stream()) and "chain intact" in result.summary()
+
+
+def test_detects_update(filled: Path) -> None:
+    tamper(filled, "UPDATE events SET payload = '{\"reason\":\"forged\",\"type\":\"CampaignPaused\"}' WHERE seq = 20")
+    result = verify_ledger(filled)
+    assert not result.ok and result.first_bad_seq == 20 and "hash" in result.reason
+
+
+def test_detects_delete(filled: Path) -> None:
+    tamper(filled, "DELETE FROM events WHERE seq = 7")
+    result = verify_ledger(filled)
+    assert not result.ok and result.first_bad_seq == 8 and "missing" in result.reason
+
+
+def test_detects_insert(filled: Path) -> None:
+    tamper(filled, "INSERT INTO events SELECT seq + 1000, event_id, campaign_id, version + 1000, type, schema_version, "
+                   "payload, recorded_at, hash, hash FROM events WHERE seq = 3")
+    result = verify_ledger(filled)
+    assert not result.ok and result.first_bad_seq == 1003
+
+
+def test_detects_appended_row_with_bad_hash(filled: Path) -> None:
+    with DuckDBLedger(filled) as ledger:
+        n = len(ledger.read())
+    tamper(filled, f"INSERT INTO events SELECT {n + 1}, event_id, campaign_id, version + 1000, type, schema_version, "
+                   f"payload, recorded_at, (SELECT hash FROM events WHERE seq = {n}), repeat('a', 64) FROM events WHERE seq = 3")
+    result = verify_ledger(filled)
+    assert not result.ok and result.first_bad_seq == n + 1 and result.raise_if_broken is not None
+
+
+def test_lease_is_released_when_idle(ledger_path: Path) -> None:
+    ledger = DuckDBLedger(ledger_path, idle_s=0.05)
+    ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
+    time.sleep(0.3)  # the idle thread closed the file: a read-only open from "another process" works
+    assert ledger._con is None
+    with read_only_connection(ledger_path, wait_s=0) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    assert ledger.append("a", [ev.CampaignPaused(reason="y")], expected_version=1)[0].seq == 2
+    ledger.close()
+
+
+def test_reader_gives_up_with_actionable_error(ledger_path: Path) -> None:
+    ledger = DuckDBLedger(ledger_path, idle_s=10, yield_s=0.0)
+    ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
+    # A writer that never yields (the flag check is bypassed) keeps the reader out.
+    ledger._reader_waiting = lambda: False  # type: ignore[method-assign]
+    with pytest.raises(LedgerLockedError, match="LEDGERLAB_LOCK_WAIT"):
+        with read_only_connection(ledger_path, wait_s=0.2):
+            pass
+    ledger.close()
+
+
+def test_reader_gets_in_while_writer_holds_lease(ledger_path: Path) -> None:
+    ledger = DuckDBLedger(ledger_path, idle_s=10)
+    ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
+    with read_only_connection(ledger_path, wait_s=5) as con:  # the lease yields to the waiting reader
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    assert ledger.append("a", [ev.CampaignPaused(reason="y")], expected_version=1)[0].version == 2
+    ledger.close()
+
+
+def test_missing_ledger_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="ledgerlab init"):
+        verify_ledger(tmp_path / "none.duckdb")
+
+
+def test_old_views_are_upgraded(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    from ledgerlab.storage.ledger import EVENTS_DDL
+    from ledgerlab.storage.views import META_DDL
+
+    con = duckdb.connect(str(ledger_path))  # a ledger written by an older ledgerlab
+    con.execute(EVENTS_DDL)
+    con.execute(META_DDL)
+    con.execute("INSERT INTO ledger_meta (key, value) VALUES ('views_version', '0')")
+    con.execute("CREATE VIEW runs AS SELECT seq AS run_id FROM events")
+    con.close()
+    with DuckDBLedger(ledger_path) as ledger:
+        append_stream(ledger, fixture_stream())
+    with read_only_connection(ledger_path) as con:
+        assert views_version(con) == VIEWS_VERSION
+        assert con.execute("SELECT count(*) FROM runs WHERE attempt = 2").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM campaigns").fetchone() == (2,)
+
+
+def test_upcaster_applies_on_read(ledger_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ev.CampaignPaused, "SCHEMA_VERSION", 2)
+
+    def rename(data: dict) -> dict:
+        return {"type": data["type"], "reason": data.pop("why")}
+
+    monkeypatch.setitem(ev._UPCASTERS, ("CampaignPaused", 1), rename)
+    with DuckDBLedger(ledger_path) as ledger:
+        ledger.append("a", [ev.CampaignPaused(reason="new")], expected_version=0)
+        head = ledger.read()[-1]
+    stamp = ev.utc_now()  # a row written by an older ledgerlab, schema version 1, chained correctly
+    payload = '{"type":"CampaignPaused","why":"old"}'
+    digest = ev.row_hash(head.hash, 2, "e-old", "a", 2, "CampaignPaused", 1, payload, stamp)
+    con = duckdb.connect(str(ledger_path))
+    con.execute("INSERT INTO events VALUES (2, 'e-old', 'a', 2, 'CampaignPaused', 1, ?, ?, ?, ?)",
+                [payload, stamp.replace(tzinfo=None), head.hash, digest])
+    con.close()
+    with DuckDBLedger(ledger_path) as ledger:
+        events = [row.event() for row in ledger.read()]
+    assert events == [ev.CampaignPaused(reason="new"), ev.CampaignPaused(reason="old")]
+    assert verify_ledger(ledger_path).ok
