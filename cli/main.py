@@ -45,3 +45,6 @@ def main() -> None:
 
 # Each module adds its commands to `app`; none imports torch or litellm at import time.
 from ledgerlab.cli import query  # noqa: E402,F401
+from ledgerlab.cli.marketing import marketing_app  # noqa: E402
+
+app.add_typer(marketing_app, name="marketing")

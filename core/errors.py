@@ -87,3 +87,14 @@ class ExecutorError(LedgerlabError):
 
 class CampaignError(LedgerlabError):
     """No campaign, or a campaign in a state that does not allow the action."""
+
+
+class ProposalRejected(ProposerError):
+    """A proposer produced a hypothesis whose edit is unusable; the loop records it as PatchRejected."""
+
+    def __init__(self, reason: str, rationale: str = "", diff: str = "", changes: dict | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rationale = rationale
+        self.diff = diff
+        self.changes = dict(changes or {})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core.errors import ConfigError, DomainError, UnknownDomainError
-from ledgerlab.core.protocols import Domain
+from ledgerlab.core.protocols import Domain, Proposer
+
+if TYPE_CHECKING:
+    from ledgerlab.core.config import ProposerConfig
 
 GROUP = "ledgerlab.domains"
 
@@ -40,3 +43,23 @@ def close_domain(domain: Domain) -> None:
     close = getattr(domain, "close", None)
     if callable(close):
         close()
+
+
+PROPOSER_GROUP = "ledgerlab.proposers"
+
+
+def proposer_entry_points() -> dict[str, EntryPoint]:
+    """Installed proposers by name, without importing them."""
+    return {ep.name: ep for ep in entry_points(group=PROPOSER_GROUP)}
+
+
+def load_proposer(settings: "ProposerConfig") -> Proposer:
+    """Instantiate the proposer `settings.kind` (knob, random, llm, or a plug-in) with its settings."""
+    found = proposer_entry_points()
+    if settings.kind not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise ConfigError(
+            f"unknown proposer {settings.kind!r} (installed: {known}); set [proposer] kind in ledgerlab.toml "
+            f"or pass --proposer with one of those"
+        )
+    return found[settings.kind].load()(settings)
