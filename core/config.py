@@ -74,7 +74,7 @@ class JudgeConfig(_Section):
     trim: float = 0.2
     delta: float | None = None
     confirm_runs: int = Field(default=2, ge=0)
-    calibration_runs: int = Field(default=2, ge=1)
+    calibration_runs: int = Field(default=3, ge=1)
 
 
 class CampaignConfig(_Section):

@@ -10,6 +10,9 @@ from typing import Any
 from ledgerlab.core.protocols import MetricSpec
 from ledgerlab.storage import events as ev
 
+# Verdicts that are not statistical tests (a failed run, a stale parent) spend no alpha.
+NOT_TESTS = frozenset({"run-failed", "stale"})
+
 
 @dataclass
 class RunRecord:
@@ -45,6 +48,7 @@ class HypothesisRecord:
     candidate_id: str | None = None
     verdict: ev.VerdictReached | None = None
     reason: str = ""
+    verdicts_before: int = 0  # counted verdicts when the candidate was created: fixes the alpha it is given
 
 
 @dataclass
@@ -62,6 +66,7 @@ class CampaignState:
     hypotheses: dict[str, HypothesisRecord] = field(default_factory=dict)
     candidate_parent: dict[str, tuple[str, str]] = field(default_factory=dict)  # candidate -> (parent, hypothesis)
     runs: dict[str, RunRecord] = field(default_factory=dict)
+    verdicts: list[ev.VerdictReached] = field(default_factory=list)  # in the order they were reached
     llm_cost_usd: float = 0.0
     llm_calls: int = 0
     max_call_cost: float = 0.0
@@ -92,8 +97,8 @@ class CampaignState:
 
     def verdict_history(self) -> list[tuple[float, bool]]:
         """(alpha_spent, accepted) of every verdict in order, for the alpha policy."""
-        done = [h for h in self.hypotheses.values() if h.verdict is not None and h.verdict.test != "run-failed"]
-        return [(h.verdict.alpha_spent, h.verdict.decision == "accept") for h in done]  # type: ignore[union-attr]
+        done = [v for v in self.verdicts if v.test not in NOT_TESTS]
+        return [(v.alpha_spent, v.decision == "accept") for v in done]
 
     def finished_runs(self, candidate_id: str) -> list[RunRecord]:
         return [r for r in self.runs.values() if r.candidate_id == candidate_id and r.status == "finished"]
@@ -157,6 +162,7 @@ class CampaignState:
     def _(self, event: ev.CandidateCreated, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
         record.status, record.candidate_id = "testing", event.candidate_id
+        record.verdicts_before = len(self.verdict_history())
         self.candidate_parent[event.candidate_id] = (event.parent_candidate_id, event.hypothesis_id)
 
     @_apply.register
@@ -181,6 +187,7 @@ class CampaignState:
     def _(self, event: ev.VerdictReached, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
         record.verdict = event
+        self.verdicts.append(event)
         record.status = "accepted" if event.decision == "accept" else "rejected"
         record.reason = event.reason
 

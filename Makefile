@@ -1,0 +1,34 @@
+# `make demo` and `make test` set up their own virtual environment on first use (CPU torch, pinned).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo
+
+.PHONY: setup demo demo-marketing test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only.
+demo: $(VENV)/.installed
+	$(VENV)/bin/ledgerlab run ml_training --dir $(DEMO_DIR) --max-runs 12 --time-limit 10m
+	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
+
+# The same loop on the simulated marketing A/B market (about a minute).
+demo-marketing: $(VENV)/.installed
+	$(VENV)/bin/ledgerlab run marketing --dir $(DEMO_DIR)-marketing --max-hypotheses 30
+	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)-marketing
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	for b in ledger judge overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-marketing

@@ -1,0 +1,517 @@
+"""The campaign loop: proposer → hypothesis + patch → candidate → replicate runs → judge → verdict → incumbent.
+
+Every step is an event appended before the next step starts, and the loop's state is a fold over those
+events (core/state.py), so a campaign stopped at any moment (Ctrl-C, kill -9) resumes where it was: a
+hypothesis proposed but not yet materialised is materialised, a run started but never finished is re-run
+(same run id, next attempt), a look whose runs are all in is taken. This process is the only writer of
+the ledger; proposers run in threads and executors run runs elsewhere, and both hand results back here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledgerlab.core import budgets as budget_rules
+from ledgerlab.core import planner
+from ledgerlab.core.alpha import next_alpha
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.errors import (
+    CampaignError, InvalidCandidate, PatchError, ProposalRejected, ProviderDownError,
+)
+from ledgerlab.core.judge import Evidence, Judge, JudgeSettings, Judgement, make_judge
+from ledgerlab.core.lineage import candidate_files
+from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
+from ledgerlab.core.protocols import Domain, Executor, HistoryItem, Proposal, ProposalContext, Proposer, RunRequest, RunResult
+from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
+from ledgerlab.storage import events as ev
+from ledgerlab.storage.ledger import EventStore
+
+MAX_PROPOSER_FAILURES = 3  # consecutive proposer exceptions before the campaign pauses
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A named proposer taking part in the campaign."""
+
+    name: str
+    proposer: Proposer
+
+
+def judge_settings(config: CampaignConfig) -> JudgeSettings:
+    """The judge's settings from the `[judge]` table (greedy: one calibration run, no confirmation)."""
+    data = config.judge.model_dump(exclude_none=True)
+    if config.judge.kind == "greedy":
+        data.update(calibration_runs=1, confirm_runs=0)
+    return JudgeSettings(**data)
+
+
+def open_campaign_id(store: EventStore) -> str | None:
+    """The most recent campaign in the ledger that has not finished, if any."""
+    for campaign_id in reversed(store.campaign_ids()):
+        if fold(campaign_id, store.read(campaign_id)).status != "finished":
+            return campaign_id
+    return None
+
+
+class _Sink:
+    """Collects side events (LLM calls) from proposer threads for the loop thread to append."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[ev.Event] = queue.Queue()
+
+    def emit(self, event: Any) -> None:
+        self.queue.put(event)
+
+
+class Campaign:
+    """One campaign: starts or resumes from the ledger and runs until a budget, a pause or exhaustion."""
+
+    def __init__(
+        self, store: EventStore, domain: Domain, config: CampaignConfig, *, agents: Sequence[Agent],
+        executor: Executor, runs_dir: Path, campaign_id: str | None = None, domain_name: str | None = None,
+        on_event: Callable[[ev.StoredEvent], None] | None = None,
+    ) -> None:
+        self.store, self.domain, self.config, self.agents = store, domain, config, list(agents)
+        self.executor, self.runs_dir, self.on_event = executor, runs_dir, on_event
+        self.domain_name = domain_name or domain.name
+        self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.state = fold(self.campaign_id, store.read(self.campaign_id))
+        self.settings = JudgeSettings(**self.state.started.judge) if self.state.started else judge_settings(config)
+        self.judge: Judge = make_judge(self.settings)
+        self._files: dict[str, dict[str, str]] = {}
+        self._needs: dict[str, int] = {}
+        self._inflight: dict[str, planner.RunSpec] = {}
+        self._proposals: dict[cf.Future[Proposal | None], tuple[Agent, str]] = {}
+        self._exhausted: dict[str, str] = {}  # agent -> incumbent it had nothing more for
+        self._failures: dict[str, int] = {}
+        self._sink = _Sink()
+        self._stop: str | None = None
+        self._pool = cf.ThreadPoolExecutor(max_workers=max(1, len(self.agents)), thread_name_prefix="propose")
+
+    # ---------------------------------------------------------------------------------------- events
+
+    def _append(self, *events: ev.Event) -> None:
+        stored = self.store.append(self.campaign_id, list(events), expected_version=self.state.version)
+        for row in stored:
+            self.state.apply(row)
+            if self.on_event is not None:
+                self.on_event(row)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to pause at its next step (signal handlers and tests call this)."""
+        self._stop = reason
+
+    # ------------------------------------------------------------------------------------- lifecycle
+
+    def run(self) -> CampaignState:
+        """Start or resume, then loop until finished or paused; returns the final state."""
+        if self.state.status == "finished":
+            raise CampaignError(
+                f"campaign {self.campaign_id} already finished ({self.state.finish_reason}); "
+                f"`ledgerlab run` starts a new one"
+            )
+        self._begin()
+        try:
+            with self._signals():
+                self._loop()
+        except KeyboardInterrupt:
+            self._stop = self._stop or "interrupted (Ctrl-C)"
+        finally:
+            self.executor.shutdown()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self.state.status == "running" and self._stop:
+                self._drain_sink()
+                self._append(ev.CampaignPaused(reason=self._stop))
+        return self.state
+
+    def _begin(self) -> None:
+        if self.state.started is None:
+            self._append(self._started_event())
+            return
+        reruns = [r.run_id for r in self.state.runs.values() if r.status == "running"]
+        self._append(ev.CampaignResumed(reruns=reruns))
+        for run_id in reruns:
+            run = self.state.runs[run_id]
+            spec = planner.RunSpec(run.candidate_id, run.role, run.seed, run.hypothesis_id, self._control_of(run))
+            self._submit(spec, run_id=run_id, attempt=run.attempt + 1)
+
+    def _started_event(self) -> ev.CampaignStarted:
+        files = self.domain.baseline()
+        environment = dict(getattr(self.domain, "environment", lambda: {})())
+        checksum = environment.get("data_checksum")
+        return ev.CampaignStarted(
+            domain=self.domain_name, metric=self._metric().model_dump(), design=self.domain.design,
+            config=self.config.model_dump(mode="json"), judge=self.settings.model_dump(mode="json"),
+            budgets=self.config.budgets.model_dump(mode="json"), baseline_files=files,
+            baseline_candidate_id=candidate_id(files), environment=environment,
+            data_checksum=checksum if isinstance(checksum, str) else None, seed=self.config.seed,
+        )
+
+    def _metric(self):  # noqa: ANN202 - MetricSpec, with the judge's δ override applied for the record
+        metric = self.domain.metric
+        if self.config.judge.delta is not None:
+            metric = metric.model_copy(update={"delta": self.config.judge.delta})
+        return metric
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM ask for a clean pause instead of killing the loop mid-step."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        def handler(signum: int, _frame: object) -> None:
+            self._stop = f"interrupted ({signal.Signals(signum).name})"
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _loop(self) -> None:
+        while self._stop is None:
+            self._drain_sink()
+            self._collect_proposals()
+            self._materialize_open()
+            self._decide_ready()
+            if self._stop is not None:
+                return
+            now = ev.utc_now()
+            run_limit = budget_rules.run_limit(self.config.budgets, self.state, now)
+            if run_limit is None:
+                self._start_runs()
+            if self._stop is not None:
+                return
+            self._start_proposals(now)
+            if not self._inflight and not self._proposals and not self._startable():
+                self._finish(run_limit or self._idle_reason(now))
+                return
+            self._wait()
+
+    def _finish(self, reason: str) -> None:
+        now = ev.utc_now()
+        detail = budget_rules.describe(reason, self.config.budgets, self.state, now)
+        undecided = [h for h in self.state.open_hypotheses()]
+        if undecided:
+            detail += f"; {len(undecided)} hypothesis(es) left undecided"
+        self._drain_sink()
+        self._append(ev.CampaignFinished(reason=reason, detail=detail))
+
+    def _idle_reason(self, now: Any) -> str:
+        return budget_rules.proposal_limit(self.config.budgets, self.state, now) or "proposer_exhausted"
+
+    def _startable(self) -> bool:
+        """Whether some run could start now (budgets permitting)."""
+        if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
+            return False
+        return bool(self._needed())
+
+    def _wait(self) -> None:
+        if self._inflight:
+            for run_id, result in self.executor.wait(timeout=0.2):
+                self._record_result(run_id, result)
+        elif self._proposals:
+            cf.wait(list(self._proposals), timeout=0.2, return_when=cf.FIRST_COMPLETED)
+
+    # ----------------------------------------------------------------------------------------- runs
+
+    def _needed(self) -> list[planner.RunSpec]:
+        index = planner.RunIndex.of(self.state)
+        specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(),
+                                    self.settings.calibration_runs, self.settings.confirm_runs)
+        self._check_incumbent_failures(index, specs)
+        return specs
+
+    def _needs_for(self) -> dict[str, int]:
+        first = self.judge.first_n()
+        index = planner.RunIndex.of(self.state)
+        needs = {}
+        for record in self.state.open_hypotheses():
+            started = len(index.by_hypothesis.get(record.hypothesis_id, []))
+            needs[record.hypothesis_id] = max(self._needs.get(record.hypothesis_id, first), started)
+        return needs
+
+    def _check_incumbent_failures(self, index: planner.RunIndex, specs: list[planner.RunSpec]) -> None:
+        for spec in specs:
+            if spec.role != "incumbent":
+                continue
+            failures = index.incumbent_failures(spec.candidate_id, spec.seed)
+            if len(failures) >= planner.MAX_INCUMBENT_ATTEMPTS:
+                self._stop = (f"the incumbent {spec.candidate_id[:12]} failed {len(failures)} times on seed "
+                              f"{spec.seed} (last: {failures[-1].status}: {failures[-1].error[:200]}); fix the "
+                              f"cause, then `ledgerlab resume`")
+                return
+
+    def _start_runs(self) -> None:
+        for spec in self._needed():
+            if self._stop is not None or len(self._inflight) >= self.executor.slots:
+                return
+            if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
+                return
+            self._submit(spec, run_id=f"r-{uuid.uuid4().hex[:10]}", attempt=1)
+
+    def _submit(self, spec: planner.RunSpec, *, run_id: str, attempt: int) -> None:
+        self._append(ev.RunStarted(
+            run_id=run_id, candidate_id=spec.candidate_id, hypothesis_id=spec.hypothesis_id, role=spec.role,
+            seed=spec.seed, worker=self.executor.name, attempt=attempt,  # type: ignore[arg-type]
+        ))
+        control = self._files_of(spec.control_id) if spec.control_id else None
+        request = RunRequest(
+            run_id=run_id, candidate_id=spec.candidate_id, files=self._files_of(spec.candidate_id),
+            seed=spec.seed, workdir=self.runs_dir / run_id, timeout_s=self.config.executor.run_timeout_s,
+            control_files=control, control_candidate_id=spec.control_id,
+            options=dict(self.config.domain_options),
+        )
+        self._inflight[run_id] = spec
+        self.executor.submit(self.domain_name, request)
+
+    def _control_of(self, run: Any) -> str | None:
+        if self.domain.design != "concurrent":
+            return None
+        if run.role == "candidate":
+            return self.state.candidate_parent[run.candidate_id][0]
+        return self.state.incumbent_parent.get(run.candidate_id, run.candidate_id)
+
+    def _record_result(self, run_id: str, result: RunResult) -> None:
+        if self._inflight.pop(run_id, None) is None:
+            return  # a duplicate report (a retried worker): the first result won
+        value = result.value
+        if result.status == "finished" and (value is None or value != value or abs(value) == float("inf")):
+            result = result.model_copy(update={"status": "diverged", "error": f"metric is {value}"})
+        if result.status == "finished":
+            self._append(ev.RunFinished(
+                run_id=run_id, value=float(value), metrics=dict(result.metrics),  # type: ignore[arg-type]
+                control_value=result.control_value, control_metrics=dict(result.control_metrics),
+                duration_s=result.duration_s, log_path=result.log_path,
+            ))
+        else:
+            self._append(ev.RunFailed(
+                run_id=run_id, status=result.status, error=result.error or result.status,  # type: ignore[arg-type]
+                log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
+            ))
+
+    def _files_of(self, cid: str) -> dict[str, str]:
+        return candidate_files(self.state, cid, self._files)
+
+    # -------------------------------------------------------------------------------------- judging
+
+    def _decide_ready(self) -> None:
+        index = planner.RunIndex.of(self.state)
+        metric = self.state.metric
+        for record in list(self.state.open_hypotheses()):
+            if record.status != "testing":
+                continue
+            if record.parent_candidate_id != self.state.incumbent_id:
+                self._verdict(record, _stale(record, self.state.incumbent_id))
+                continue
+            runs = planner.candidate_runs(index, record)
+            failed = [r for r in runs if r.status not in ("finished", "running")]
+            if failed:
+                self._verdict(record, _run_failed(record, failed[0], len(runs)))
+                continue
+            evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
+            need = self._needs_for()[record.hypothesis_id]
+            if evidence is None or len(runs) < need:
+                continue
+            judgement = self.judge.judge(evidence, self._alpha(record))
+            if judgement.decision == "more":
+                self._needs[record.hypothesis_id] = judgement.need
+            else:
+                self._verdict(record, judgement, evidence)
+            index = planner.RunIndex.of(self.state)
+
+    def _alpha(self, record: HypothesisRecord) -> float:
+        return next_alpha(self.settings, self.state.verdict_history()[: record.verdicts_before])
+
+    def _verdict(self, record: HypothesisRecord, j: Judgement, evidence: Evidence | None = None) -> None:
+        verdict = ev.VerdictReached(
+            hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,  # type: ignore[arg-type]
+            test=j.test, statistic=j.statistic, p_value=j.p_value, effect=j.effect, ci_low=j.ci_low,
+            ci_high=j.ci_high, n_candidate=j.n_candidate, n_incumbent=j.n_incumbent,
+            alpha_spent=j.alpha_spent, looks=max(j.look, 1),
+            details={"alpha": self._alpha(record), "ci_level": j.ci_level, "judge": self.judge.name},
+        )
+        if j.decision != "accept":
+            self._append(verdict)
+            return
+        assert record.candidate_id is not None
+        seeds = [r.seed for r in self.state.runs.values()]
+        changed = ev.IncumbentChanged(
+            candidate_id=record.candidate_id, hypothesis_id=record.hypothesis_id,
+            previous_candidate_id=record.parent_candidate_id, seed_base=max(seeds, default=-1) + 1,
+        )
+        self._append(verdict, changed)
+
+    # ------------------------------------------------------------------------------------ proposing
+
+    def _max_open(self) -> int:
+        return max(len(self.agents), self.executor.slots)
+
+    def _start_proposals(self, now: Any) -> None:
+        for agent in self.agents:
+            busy = {a.name for a, _ in self._proposals.values()}
+            open_count = len(self.state.open_hypotheses()) + len(self._proposals)
+            if agent.name in busy or open_count >= self._max_open():
+                continue
+            if self._exhausted.get(agent.name) == self.state.incumbent_id:
+                continue
+            if budget_rules.proposal_limit(self.config.budgets, self.state, now, len(self._proposals)):
+                return
+            context = self._context(agent)
+            future = self._pool.submit(agent.proposer.propose, context, self._sink)
+            self._proposals[future] = (agent, context.incumbent_id)
+
+    def _context(self, agent: Agent) -> ProposalContext:
+        incumbent = self.state.incumbent_id
+        return ProposalContext(
+            domain_name=self.domain_name, description=self.domain.description, metric=self.state.metric,
+            knobs=tuple(self.domain.knobs()), incumbent_id=incumbent, incumbent_files=self._files_of(incumbent),
+            history=tuple(_history_item(h) for h in self.state.hypotheses.values()), agent=agent.name,
+            seed=self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + len(self._proposals),
+        )
+
+    def _collect_proposals(self) -> None:
+        for future in [f for f in self._proposals if f.done()]:
+            agent, parent = self._proposals.pop(future)
+            self._drain_sink()  # the LLM calls that produced it come first in the ledger
+            try:
+                proposal = future.result()
+            except ProposalRejected as exc:
+                self._failures[agent.name] = 0
+                self._record_rejected_proposal(agent, parent, exc)
+                continue
+            except ProviderDownError as exc:
+                self._stop = f"agent {agent.name}: {exc}"
+                return
+            except Exception as exc:  # noqa: BLE001 - a proposer bug must pause the campaign, not crash it
+                self._proposer_failed(agent, exc)
+                continue
+            self._failures[agent.name] = 0
+            if proposal is None:
+                self._exhausted[agent.name] = parent
+            else:
+                self._propose(agent, parent, proposal)
+
+    def _proposer_failed(self, agent: Agent, exc: Exception) -> None:
+        count = self._failures.get(agent.name, 0) + 1
+        self._failures[agent.name] = count
+        if count >= MAX_PROPOSER_FAILURES:
+            self._stop = (f"proposer {agent.proposer.name!r} of agent {agent.name} failed {count} times in a row "
+                          f"(last: {type(exc).__name__}: {exc}); fix it or choose another with --proposer")
+
+    def _record_rejected_proposal(self, agent: Agent, parent: str, exc: ProposalRejected) -> None:
+        hypothesis_id = f"h-{uuid.uuid4().hex[:10]}"
+        self._append(
+            ev.HypothesisProposed(hypothesis_id=hypothesis_id, agent=agent.name, proposer=agent.proposer.name,
+                                  rationale=exc.rationale or "(no rationale)", parent_candidate_id=parent,
+                                  diff=exc.diff, changes=exc.changes),
+            ev.PatchRejected(hypothesis_id=hypothesis_id, reason=exc.reason),
+        )
+
+    def _propose(self, agent: Agent, parent: str, proposal: Proposal) -> None:
+        rationale, files = proposal.rationale.strip() or "(no rationale)", dict(proposal.files)
+        try:
+            diff = make_diff(self._files_of(parent), files)
+        except PatchError as exc:
+            self._record_rejected_proposal(agent, parent, ProposalRejected(str(exc), rationale, "", proposal.changes))
+            return
+        if parent != self.state.incumbent_id and diff:
+            parent, diff, rationale = self._rebase(parent, diff, rationale)
+        self._append(ev.HypothesisProposed(
+            hypothesis_id=f"h-{uuid.uuid4().hex[:10]}", agent=agent.name, proposer=agent.proposer.name,
+            rationale=rationale, parent_candidate_id=parent, diff=diff, changes=dict(proposal.changes),
+        ))
+
+    def _rebase(self, parent: str, diff: str, rationale: str) -> tuple[str, str, str]:
+        """Move a proposal made on an older incumbent onto the current one, when its diff still applies."""
+        current = self.state.incumbent_id
+        try:
+            files = apply_diff(self._files_of(current), diff)
+        except PatchError:
+            return parent, diff, rationale  # materialising will reject it as stale
+        return current, make_diff(self._files_of(current), files), f"{rationale} (rebased onto {current[:12]})"
+
+    def _materialize_open(self) -> None:
+        for record in list(self.state.open_hypotheses()):
+            if record.status == "proposed":
+                self._materialize(record)
+
+    def _materialize(self, record: HypothesisRecord) -> None:
+        """Apply, check and name the candidate of a proposed hypothesis (CandidateCreated or PatchRejected)."""
+        reason, files = self._check(record)
+        if reason is not None:
+            self._append(ev.PatchRejected(hypothesis_id=record.hypothesis_id, reason=reason))
+            return
+        assert files is not None
+        cid = candidate_id(files)
+        self._files[cid] = files
+        self._append(ev.CandidateCreated(candidate_id=cid, hypothesis_id=record.hypothesis_id,
+                                         parent_candidate_id=record.parent_candidate_id))
+
+    def _check(self, record: HypothesisRecord) -> tuple[str | None, dict[str, str] | None]:
+        parent = record.parent_candidate_id
+        if parent != self.state.incumbent_id:
+            return f"stale: built on {parent[:12]}, but the incumbent is now {self.state.incumbent_id[:12]}", None
+        if not record.diff.strip():
+            return "no-op: the patch changes nothing", None
+        try:
+            files = apply_diff(self._files_of(parent), record.diff)
+        except PatchError as exc:
+            return f"patch does not apply: {exc}", None
+        cid = candidate_id(files)
+        if cid in self.state.candidate_parent or cid == self.state.started.baseline_candidate_id:  # type: ignore[union-attr]
+            return f"duplicate: candidate {cid[:12]} was already tested", None
+        try:
+            self.domain.validate(files)
+        except InvalidCandidate as exc:
+            return f"invalid candidate: {exc}", None
+        return None, files
+
+    def _drain_sink(self) -> None:
+        batch = []
+        while True:
+            try:
+                batch.append(self._sink.queue.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            self._append(*batch)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def _history_item(h: HypothesisRecord) -> HistoryItem:
+    verdict = h.verdict
+    return HistoryItem(
+        hypothesis_id=h.hypothesis_id, agent=h.agent, rationale=h.rationale,
+        parent_candidate_id=h.parent_candidate_id, diff=h.diff, changes=h.changes, status=h.status,
+        effect=verdict.effect if verdict else None, p_value=verdict.p_value if verdict else None, reason=h.reason,
+    )
+
+
+def _stale(record: HypothesisRecord, incumbent: str) -> Judgement:
+    return Judgement(
+        decision="reject", need=0, test="stale", statistic=None, p_value=None, effect=None, ci_low=None,
+        ci_high=None, n_candidate=0, n_incumbent=0, alpha_spent=0.0, look=0,
+        reason=f"stale: the incumbent changed to {incumbent[:12]} while this was tested against "
+               f"{record.parent_candidate_id[:12]}",
+    )
+
+
+def _run_failed(record: HypothesisRecord, run: Any, n: int) -> Judgement:
+    return Judgement(
+        decision="reject", need=0, test="run-failed", statistic=None, p_value=None, effect=None, ci_low=None,
+        ci_high=None, n_candidate=n, n_incumbent=0, alpha_spent=0.0, look=0,
+        reason=f"candidate run {run.run_id} {run.status}: {run.error[:300]}",
+    )

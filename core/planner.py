@@ -1,0 +1,181 @@
+"""What runs a campaign needs next, and the evidence a hypothesis's finished runs give the judge.
+
+Seeds: every incumbent I has a `seed_base` b (0 for the baseline; for a later incumbent, the first seed no
+run had used when it was accepted). Hypotheses built on I compare on seeds b, b+1, ... (replicate i on seed
+b+i), so I's run on a seed is shared by every hypothesis that needs it (DESIGN: "reuse incumbent runs already
+in the ledger"). After an accept, the new incumbent's first `confirm_runs` seeds are fresh: its runs there
+(and the replaced incumbent's, for an independent design) measure the change on data not used to select it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ledgerlab.core.judge import Evidence
+from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+
+MAX_INCUMBENT_ATTEMPTS = 3  # an incumbent run failing this often on one seed pauses the campaign
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run the campaign needs: which candidate, in which role, on which seed (and against which control)."""
+
+    candidate_id: str
+    role: str  # candidate | incumbent
+    seed: int
+    hypothesis_id: str | None = None
+    control_id: str | None = None  # concurrent designs: the arm it shares its window with
+
+
+@dataclass
+class RunIndex:
+    """The campaign's runs, grouped the ways the planner asks for them."""
+
+    incumbent: dict[tuple[str, int], list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
+    by_hypothesis: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def of(cls, state: CampaignState) -> "RunIndex":
+        index = cls()
+        for run in state.runs.values():
+            if run.role == "incumbent":
+                index.incumbent[(run.candidate_id, run.seed)].append(run)
+            elif run.hypothesis_id is not None:
+                index.by_hypothesis[run.hypothesis_id].append(run)
+        return index
+
+    def incumbent_run(self, candidate_id: str, seed: int) -> RunRecord | None:
+        """The finished incumbent-role run of `candidate_id` on `seed`, else a running one, else None."""
+        runs = self.incumbent.get((candidate_id, seed), [])
+        for status in ("finished", "running"):
+            for run in runs:
+                if run.status == status:
+                    return run
+        return None
+
+    def incumbent_failures(self, candidate_id: str, seed: int) -> list[RunRecord]:
+        return [r for r in self.incumbent.get((candidate_id, seed), []) if r.status not in ("finished", "running")]
+
+
+def confirm_seeds(state: CampaignState, candidate_id: str, runs: int) -> list[int]:
+    """The fresh seeds an incumbent is measured on right after it was accepted (calibration for the baseline)."""
+    base = state.seed_base.get(candidate_id, 0)
+    return [base + i for i in range(runs)]
+
+
+def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[str, int],
+                calibration_runs: int, confirm_runs: int) -> list[RunSpec]:
+    """Runs not yet started that the campaign needs now, most urgent first."""
+    specs: list[RunSpec] = []
+    incumbent = state.incumbent_id
+    previous = state.incumbent_parent.get(incumbent)
+    hypothesis = _accepting_hypothesis(state, incumbent)
+    first = calibration_runs if previous is None else confirm_runs
+    for seed in confirm_seeds(state, incumbent, first):
+        control = incumbent if previous is None else previous
+        specs += _incumbent_spec(index, incumbent, seed, hypothesis, control if design == "concurrent" else None)
+        if previous is not None and design == "independent":
+            specs += _incumbent_spec(index, previous, seed, hypothesis, None)
+    for record in state.open_hypotheses():
+        if record.status == "testing" and record.parent_candidate_id == incumbent:
+            specs += _hypothesis_specs(state, design, index, record, needs.get(record.hypothesis_id, 1))
+    return specs
+
+
+def _accepting_hypothesis(state: CampaignState, candidate_id: str) -> str | None:
+    pair = state.candidate_parent.get(candidate_id)
+    return pair[1] if pair else None
+
+
+def _incumbent_spec(index: RunIndex, candidate_id: str, seed: int, hypothesis_id: str | None,
+                    control_id: str | None) -> list[RunSpec]:
+    if index.incumbent_run(candidate_id, seed) is not None:
+        return []
+    return [RunSpec(candidate_id, "incumbent", seed, hypothesis_id, control_id)]
+
+
+def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record: HypothesisRecord,
+                      need: int) -> list[RunSpec]:
+    assert record.candidate_id is not None
+    parent = record.parent_candidate_id
+    base = state.seed_base.get(parent, 0)
+    started = {run.seed for run in index.by_hypothesis.get(record.hypothesis_id, [])}
+    specs: list[RunSpec] = []
+    for seed in range(base, base + need):
+        if design == "independent":
+            specs += _incumbent_spec(index, parent, seed, None, None)
+        if seed not in started:
+            control = parent if design == "concurrent" else None
+            specs.append(RunSpec(record.candidate_id, "candidate", seed, record.hypothesis_id, control))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------- evidence
+
+
+def candidate_runs(index: RunIndex, record: HypothesisRecord) -> list[RunRecord]:
+    """The hypothesis's candidate runs (latest attempt each), by seed."""
+    return sorted(index.by_hypothesis.get(record.hypothesis_id, []), key=lambda r: r.seed)
+
+
+def evidence_for(state: CampaignState, design: str, index: RunIndex, record: HypothesisRecord,
+                 metric: MetricSpec) -> Evidence | None:
+    """The judge's evidence once every started run of the hypothesis (and its partners) finished, else None."""
+    runs = candidate_runs(index, record)
+    if not runs or any(r.status != "finished" for r in runs):
+        return None
+    if design == "concurrent":
+        return _concurrent_evidence(runs, metric)
+    parent = record.parent_candidate_id
+    partners = [index.incumbent_run(parent, r.seed) for r in runs]
+    if any(p is None or p.status != "finished" for p in partners):
+        return None
+    pairs = tuple((float(r.value), float(p.value)) for r, p in zip(runs, partners))  # type: ignore[arg-type,union-attr]
+    seeds = {r.seed for r in runs}
+    others = tuple(
+        float(run.value) for (cid, seed), group in index.incumbent.items() if cid == parent and seed not in seeds
+        for run in group if run.status == "finished" and run.value is not None
+    )
+    return Evidence(metric=metric, design="independent", pairs=pairs, incumbent_only=others,
+                    history_diffs=_history_diffs(state, index, record),
+                    history_replicates=_history_replicates(index, exclude=record.candidate_id))
+
+
+def _concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
+    if metric.kind == "proportion":
+        counts = tuple(
+            (int(r.metrics["successes"]), int(r.metrics["trials"]),
+             int(r.control_metrics["successes"]), int(r.control_metrics["trials"]))
+            for r in runs
+        )
+        return Evidence(metric=metric, design="concurrent", counts=counts)
+    pairs = tuple((float(r.value), float(r.control_value)) for r in runs)  # type: ignore[arg-type]
+    return Evidence(metric=metric, design="concurrent", pairs=pairs)
+
+
+def _history_diffs(state: CampaignState, index: RunIndex, record: HypothesisRecord) -> tuple[tuple[float, ...], ...]:
+    """Other decided hypotheses' paired differences (candidate − incumbent): the pooled variance's history."""
+    groups = []
+    for other in state.hypotheses.values():
+        if other.hypothesis_id == record.hypothesis_id or other.verdict is None:
+            continue
+        diffs = []
+        for run in index.by_hypothesis.get(other.hypothesis_id, []):
+            partner = index.incumbent_run(other.parent_candidate_id, run.seed)
+            if run.status == "finished" and partner is not None and partner.status == "finished":
+                diffs.append(float(run.value) - float(partner.value))  # type: ignore[arg-type]
+        if diffs:
+            groups.append(tuple(diffs))
+    return tuple(groups)
+
+
+def _history_replicates(index: RunIndex, exclude: str | None) -> tuple[tuple[float, ...], ...]:
+    """Finished values grouped by candidate (incumbent replicates): the single-run variance's history."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for (cid, _seed), runs in index.incumbent.items():
+        if cid != exclude:
+            groups[cid] += [float(r.value) for r in runs if r.status == "finished" and r.value is not None]
+    return tuple(tuple(v) for v in groups.values() if len(v) >= 2)
