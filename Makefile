@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 
 # A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only.
 demo: $(VENV)/.installed
-	$(VENV)/bin/ledgerlab run ml_training --dir $(DEMO_DIR) --max-runs 12 --time-limit 10m
+	$(VENV)/bin/ledgerlab run ml_training --dir $(DEMO_DIR) --max-runs 12 --option budget_s=10
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
 
 # The same loop on the simulated marketing A/B market (about a minute).

@@ -60,6 +60,7 @@ class CampaignState:
     started: ev.CampaignStarted | None = None
     status: str = "new"  # new, running, paused, finished
     finish_reason: str | None = None
+    pause_reason: str | None = None
     incumbent_id: str = ""
     seed_base: dict[str, int] = field(default_factory=dict)  # candidate -> first seed not used to select it
     incumbent_parent: dict[str, str] = field(default_factory=dict)  # candidate -> incumbent it replaced
@@ -132,6 +133,7 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.CampaignPaused, at: datetime) -> None:
         self.status = "paused"
+        self.pause_reason = event.reason
         self._close_segment(at)
 
     @_apply.register

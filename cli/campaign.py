@@ -1,0 +1,487 @@
+"""Commands that read one campaign: `status`, `show ID`, `checkout best|baseline|ID`.
+
+Each rebuilds the campaign's state by folding its events (core/state.py), read through a read-only
+connection that is closed before anything is printed, so they work while a campaign is writing.
+
+    ledgerlab status [--campaign ID]
+    ledgerlab show 3                    # hypothesis #3, or a hypothesis id prefix
+    ledgerlab checkout best --out best/
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.main import app
+from ledgerlab.core.errors import CampaignError, LedgerlabError
+from ledgerlab.core.project import Project
+
+if TYPE_CHECKING:
+    from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+
+CampaignOption = Annotated[
+    Optional[str], typer.Option("--campaign", "-c", help="Campaign id or prefix (default: the latest).")
+]
+SHORT = 12  # characters of a hash that identify it in practice
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+@dataclass
+class Loaded:
+    """A campaign's folded state plus the few facts the fold does not keep."""
+
+    state: "CampaignState"
+    run_started_at: dict[str, datetime] = field(default_factory=dict)  # latest attempt
+    unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
+    finish_order: list[str] = field(default_factory=list)  # run ids in the order their RunFinished came
+    incumbent_at: list[tuple[int, str]] = field(default_factory=list)  # (len(finish_order) then, candidate)
+    now: datetime | None = None
+
+
+def load_campaign(directory: str | None, campaign: str | None) -> Loaded:
+    """Fold the chosen campaign (id or prefix; default the latest started) from a read-only connection."""
+    from ledgerlab.core.state import CampaignState
+    from ledgerlab.storage.events import utc_now
+    from ledgerlab.storage.ledger import read_only_connection, select_events, to_stored
+
+    with read_only_connection(Project.at(directory).ledger_path) as con:
+        campaign_id = pick_campaign(con, campaign)
+        sql, params = select_events(campaign_id, 0, None, None)
+        rows = [to_stored(row) for row in con.execute(sql, params).fetchall()]
+    loaded = Loaded(state=CampaignState(campaign_id=campaign_id), now=utc_now())
+    for row in rows:
+        loaded.state.apply(row)
+        if row.type == "RunStarted":
+            loaded.run_started_at[row.event().run_id] = row.recorded_at  # type: ignore[attr-defined]
+        elif row.type == "RunFinished":
+            loaded.finish_order.append(row.event().run_id)  # type: ignore[attr-defined]
+        elif row.type in ("CampaignStarted", "IncumbentChanged"):
+            loaded.incumbent_at.append((len(loaded.finish_order), loaded.state.incumbent_id))
+        elif row.type == "LLMCallCompleted" and row.event().cost_usd is None:  # type: ignore[attr-defined]
+            loaded.unpriced_calls += 1
+    if loaded.state.started is None:
+        raise CampaignError(f"campaign {campaign_id} has no CampaignStarted event; start one with `ledgerlab run`")
+    return loaded
+
+
+def pick_campaign(con: Any, prefix: str | None) -> str:
+    """The campaign id matching `prefix`, or the most recently started one."""
+    if prefix is None:
+        row = con.execute("SELECT campaign_id FROM events WHERE type = 'CampaignStarted' "
+                          "ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            raise CampaignError("no campaign in this ledger yet; start one with `ledgerlab run`")
+        return str(row[0])
+    ids = [r[0] for r in con.execute("SELECT campaign_id FROM events WHERE starts_with(campaign_id, ?) "
+                                     "GROUP BY campaign_id ORDER BY min(seq)", [prefix]).fetchall()]
+    if prefix in ids:
+        return prefix
+    if not ids:
+        known = [r[0] for r in con.execute("SELECT DISTINCT campaign_id FROM events").fetchall()]
+        raise CampaignError(f"no campaign {prefix!r} (campaigns: {', '.join(sorted(known)) or 'none'})")
+    if len(ids) > 1:
+        raise CampaignError(f"campaign prefix {prefix!r} is ambiguous: {', '.join(ids)}; give more characters")
+    return str(ids[0])
+
+
+# ------------------------------------------------------------------------------------------ numbers
+# Every effect is signed so that > 0 is better, and comes with a 95% t-interval. Where two candidates ran on
+# the same seeds the comparison is paired (the seed's noise cancels); otherwise it is Welch's.
+
+
+def fresh_runs(state: "CampaignState", cid: str) -> list["RunRecord"]:
+    """A candidate's finished runs as incumbent after it was selected (no winner's curse)."""
+    base = state.seed_base.get(cid, 0)
+    return [r for r in state.runs.values() if r.candidate_id == cid and r.role == "incumbent"
+            and r.status == "finished" and r.value is not None and r.seed >= base]
+
+
+def finished(state: "CampaignState", cid: str) -> list["RunRecord"]:
+    return [r for r in state.finished_runs(cid) if r.value is not None]
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def compare(state: "CampaignState", new: list["RunRecord"], old: list["RunRecord"]) -> dict[str, Any] | None:
+    """Effect of `new` over `old`: paired on matched seeds when there are 2 or more, else Welch."""
+    if not new or not old:
+        return None
+    sign = -1.0 if state.metric.direction == "minimize" else 1.0
+    by_new, by_old = _by_seed(new), _by_seed(old)
+    common = sorted(set(by_new) & set(by_old))
+    if len(common) >= 2:
+        return {**one_sample([sign * (by_new[s] - by_old[s]) for s in common]),
+                "method": f"paired t on {len(common)} matched seeds"}
+    a, b = [float(r.value) for r in new], [float(r.value) for r in old]  # type: ignore[arg-type]
+    out: dict[str, Any] = {"effect": sign * (sum(a) / len(a) - sum(b) / len(b)), "low": None, "high": None,
+                           "method": f"Welch t, n={len(a)} vs n={len(b)}"}
+    if len(a) >= 2 and len(b) >= 2:
+        va, vb = _var(a) / len(a), _var(b) / len(b)
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1.0
+        half = _t975(df) * se
+        out["low"], out["high"] = out["effect"] - half, out["effect"] + half
+    return out
+
+
+def confirmed(state: "CampaignState", h: "HypothesisRecord") -> dict[str, Any] | None:
+    """An accepted change measured on the fresh seeds run after its acceptance (not the ones that chose it).
+
+    Concurrent designs (A/B) ran the new incumbent against the old one in the same window (value vs
+    control_value); independent designs ran both on the same fresh seeds.
+    """
+    runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "incumbent"
+            and r.status == "finished" and r.value is not None]
+    new = [r for r in runs if r.candidate_id == h.candidate_id]
+    windowed = [r for r in new if r.control_value is not None]
+    if windowed and h.candidate_id != h.parent_candidate_id:
+        sign = -1.0 if state.metric.direction == "minimize" else 1.0
+        return {**one_sample([sign * (r.value - r.control_value) for r in windowed]),  # type: ignore[operator]
+                "method": f"same-window A/B on {len(windowed)} fresh runs"}
+    got = compare(state, new, [r for r in runs if r.candidate_id == h.parent_candidate_id])
+    if got is None or not got["method"].startswith("paired"):
+        return None
+    got["method"] = got["method"].replace("matched seeds", "fresh seeds")
+    return got
+
+
+def one_sample(diffs: list[float]) -> dict[str, Any]:
+    m = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return {"effect": m, "low": None, "high": None}
+    half = _t975(len(diffs) - 1) * math.sqrt(_var(diffs) / len(diffs))
+    return {"effect": m, "low": m - half, "high": m + half}
+
+
+def _by_seed(runs: list["RunRecord"]) -> dict[int, float]:
+    values: dict[int, list[float]] = {}
+    for r in runs:
+        values.setdefault(r.seed, []).append(r.value)  # type: ignore[arg-type]
+    return {seed: sum(v) / len(v) for seed, v in values.items()}
+
+
+def _t975(df: float) -> float:
+    from scipy import stats as sps
+
+    return float(sps.t.ppf(0.975, df))
+
+
+def _var(values: list[float]) -> float:
+    m = sum(values) / len(values)
+    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def interval(low: float | None, high: float | None) -> str:
+    return f"[{fmt(low)}, {fmt(high)}]" if low is not None and high is not None else ""
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
+    """The campaign at a glance: incumbent, improvement over baseline, hypotheses, runs, spend, what runs now."""
+    with user_errors():
+        loaded = load_campaign(dir, campaign)
+    from rich.console import Console
+    from rich.table import Table
+
+    state, started = loaded.state, loaded.state.started
+    assert started is not None and loaded.now is not None
+    metric = state.metric
+    table = Table(show_header=False, title=f"campaign {state.campaign_id}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("domain", f"{started.domain}: {metric.name} ({metric.direction}"
+                            + (f", delta {metric.delta:g}" if metric.delta else "") + ")")
+    state_line = state.status + (f" ({state.finish_reason})" if state.finish_reason else "")
+    table.add_row("status", state_line)
+
+    baseline_id, incumbent_id = started.baseline_candidate_id, state.incumbent_id
+    inc_fresh, base_runs = fresh_runs(state, incumbent_id), finished(state, baseline_id)
+    origin = "baseline" if incumbent_id == baseline_id else _origin(state, incumbent_id)
+    inc_mean = mean([r.value for r in inc_fresh])  # type: ignore[misc]
+    label = f"mean of {len(inc_fresh)} runs after selection"
+    if inc_mean is None and finished(state, incumbent_id):
+        inc_mean = mean([r.value for r in finished(state, incumbent_id)])  # type: ignore[misc]
+        label = "mean of the runs that selected it: optimistic"
+    table.add_row("incumbent", f"{incumbent_id[:SHORT]} ({origin})  {metric.name} {fmt(inc_mean)}"
+                               + (f"  ({label})" if inc_mean is not None else "  (no runs yet)"))
+    base_mean = mean([r.value for r in base_runs])  # type: ignore[misc]
+    table.add_row("baseline", f"{baseline_id[:SHORT]}  {metric.name} {fmt(base_mean)}  "
+                              f"(mean of {len(base_runs)} runs)")
+    table.add_row("improvement", _improvement_line(state, inc_fresh, base_runs))
+    accepted = [h for h in state.hypotheses.values() if h.status == "accepted" and h.verdict is not None]
+    for k, h in enumerate(accepted):
+        v = h.verdict
+        assert v is not None
+        line = (f"#{h.number} {_clip(h.rationale, 40)}: selected at {fmt(v.effect)} "
+                f"{interval(v.ci_low, v.ci_high)} ({v.test}, p={fmt(v.p_value)})")
+        check = confirmed(state, h)
+        line += (f"; confirmed {fmt(check['effect'])} {interval(check['low'], check['high'])} ({check['method']})"
+                 if check else "; not confirmed on fresh runs yet")
+        table.add_row("" if k else "accepted", line)
+
+    counts: dict[str, int] = {}
+    for h in state.hypotheses.values():
+        counts[h.status] = counts.get(h.status, 0) + 1
+    table.add_row("hypotheses", f"{len(state.hypotheses)} tried: {counts.get('accepted', 0)} accepted, "
+                                f"{counts.get('rejected', 0)} rejected, {counts.get('patch_rejected', 0)} "
+                                f"patch-rejected, {counts.get('testing', 0) + counts.get('proposed', 0)} open")
+    by_status: dict[str, int] = {}
+    for r in state.runs.values():
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    failed = {k: v for k, v in by_status.items() if k not in ("finished", "running")}
+    table.add_row("runs", f"{by_status.get('finished', 0)} finished, {sum(failed.values())} failed"
+                          + (f" ({', '.join(f'{v} {k}' for k, v in sorted(failed.items()))})" if failed else "")
+                          + f", {by_status.get('running', 0)} unfinished")
+    spend = f"${state.llm_cost_usd:.4f} over {state.llm_calls} LLM calls" if state.llm_calls else "no LLM calls"
+    if loaded.unpriced_calls:
+        spend += f" ({loaded.unpriced_calls} with unknown price, not counted)"
+    table.add_row("spend", spend)
+    elapsed = state.elapsed(loaded.now)
+    last = (loaded.now - state.last_at).total_seconds() if state.last_at else 0.0
+    table.add_row("active time", f"{duration(elapsed)}  (last event {duration(last)} ago)")
+    table.add_row("running now", _running_now(loaded))
+    Console().print(table)
+
+
+def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base_runs: list["RunRecord"]) -> str:
+    if state.incumbent_id == state.started.baseline_candidate_id:  # type: ignore[union-attr]
+        return "none yet (the baseline is still the incumbent)"
+    got = compare(state, inc_fresh, base_runs)
+    if got is None:
+        return "not measured yet (needs baseline runs and incumbent runs after selection)"
+    ci = interval(got["low"], got["high"])
+    return (f"{fmt(got['effect'])} {ci}  (> 0 is better; the incumbent's runs after selection vs the baseline's; "
+            f"{got['method']}{', 95%' if ci else ', too few runs for an interval'})")
+
+
+def _origin(state: "CampaignState", cid: str) -> str:
+    parent = state.candidate_parent.get(cid)
+    if parent and parent[1] in state.hypotheses:
+        return f"from #{state.hypotheses[parent[1]].number}"
+    return "unknown origin"
+
+
+def _running_now(loaded: Loaded) -> str:
+    state = loaded.state
+    running = [r for r in state.runs.values() if r.status == "running"]
+    if not running:
+        return "nothing"
+    word = "running" if state.status == "running" else "interrupted, re-run on resume"
+    parts = []
+    for r in running:
+        since = loaded.run_started_at.get(r.run_id)
+        age = f" for {duration((loaded.now - since).total_seconds())}" if since and loaded.now else ""
+        what = f"#{state.hypotheses[r.hypothesis_id].number}" if r.hypothesis_id in state.hypotheses else r.role
+        parts.append(f"{r.run_id[:SHORT]} ({what}, candidate {r.candidate_id[:8]}, seed {r.seed}){age}")
+    return f"{len(running)} {word}: " + "; ".join(parts)
+
+
+def _clip(text: str, width: int) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------- show
+
+
+def find_hypothesis(state: "CampaignState", ref: str) -> "HypothesisRecord":
+    """A hypothesis by number (`3`, `#3`) or by id prefix."""
+    text = ref.strip()
+    number = text[1:] if text.startswith("#") else text
+    if number.isdigit():
+        for h in state.hypotheses.values():
+            if h.number == int(number):
+                return h
+        if text.startswith("#"):
+            raise CampaignError(f"no hypothesis #{number}: this campaign has {len(state.hypotheses)}")
+    matches = [h for h in state.hypotheses.values() if h.hypothesis_id.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise CampaignError(f"{text!r} matches {len(matches)} hypotheses "
+                            f"({', '.join(h.hypothesis_id[:SHORT] for h in matches[:5])}); give more characters")
+    raise CampaignError(f"no hypothesis {text!r} in campaign {state.campaign_id} "
+                        f"({len(state.hypotheses)} hypotheses: use #1..#{len(state.hypotheses)} or an id prefix)")
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(metavar="ID", help="Hypothesis number (3 or #3) or id prefix.")],
+    campaign: CampaignOption = None,
+    dir: DirOption = None,
+) -> None:
+    """One hypothesis: rationale, diff, runs and verdict."""
+    with user_errors():
+        loaded = load_campaign(dir, campaign)
+        h = find_hypothesis(loaded.state, ref)
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    state = loaded.state
+    console = Console()
+    head = Table(show_header=False, box=None)
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    head.add_row("id", h.hypothesis_id)
+    head.add_row("status", h.status + (f" ({h.reason})" if h.reason else ""))
+    head.add_row("agent", f"{h.agent} via {h.proposer}")
+    head.add_row("rationale", h.rationale)
+    parent = h.parent_candidate_id
+    assert state.started is not None
+    parent_note = "baseline" if parent == state.started.baseline_candidate_id else _origin(state, parent)
+    head.add_row("parent", f"{parent[:SHORT]} ({parent_note})")
+    if h.candidate_id:
+        now_inc = " — the incumbent now" if h.candidate_id == state.incumbent_id else ""
+        head.add_row("candidate", f"{h.candidate_id[:SHORT]}{now_inc}")
+    if h.changes:
+        head.add_row("changes", ", ".join(f"{k} = {v!r}" for k, v in h.changes.items()))
+    parts: list[Any] = [head]
+    if h.diff.strip():
+        parts.append(Panel(Syntax(h.diff, "diff", theme="ansi_dark", word_wrap=True), title="diff"))
+    parts.append(_runs_table(state, h))
+    parts.append(_verdict_table(state, h))
+    console.print(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"))
+
+
+def _runs_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
+    from rich.table import Table
+
+    runs: list[RunRecord] = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
+    names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
+    table = Table(title=f"runs ({len(runs)}; role incumbent: confirmation runs after the accept)",
+                  title_justify="left")
+    for column in ("run", "candidate", "seed", "role", "attempt", "status", state.metric.name, "control", "error"):
+        table.add_column(column, overflow="fold")
+    for r in sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id)):
+        table.add_row(r.run_id[:SHORT], f"{r.candidate_id[:8]} ({names.get(r.candidate_id, 'other')})", str(r.seed),
+                      r.role, str(r.attempt), r.status, fmt(r.value), fmt(r.control_value), _clip(r.error, 50))
+    return table
+
+
+def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
+    from rich.table import Table
+
+    v = h.verdict
+    table = Table(show_header=False, title="verdict", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    if v is None:
+        table.add_row("decision", {"patch_rejected": "none: the patch was rejected", "testing": "pending (testing)",
+                                   "proposed": "pending"}.get(h.status, "none"))
+        return table
+    table.add_row("decision", v.decision + (f" ({v.reason})" if v.reason else ""))
+    table.add_row("test", f"{v.test}, statistic {fmt(v.statistic)}, p = {fmt(v.p_value)}, looks {v.looks}")
+    table.add_row("effect", f"{fmt(v.effect)} {interval(v.ci_low, v.ci_high)}  (> 0 is better)")
+    table.add_row("alpha spent", fmt(v.alpha_spent))
+    table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
+    if v.decision == "accept":
+        check = confirmed(state, h)
+        table.add_row("confirmed", f"{fmt(check['effect'])} {interval(check['low'], check['high'])}  "
+                                   f"({check['method']}, runs not used to select it)"
+                      if check else "not yet: confirmation runs pending")
+    return table
+
+
+# ----------------------------------------------------------------------------------------- checkout
+
+
+def resolve_candidate(state: "CampaignState", ref: str) -> str:
+    """`best` (the incumbent), `baseline`, a candidate id prefix, or a hypothesis (number or id prefix)."""
+    started = state.started
+    assert started is not None
+    if ref == "best":
+        return state.incumbent_id
+    if ref == "baseline":
+        return started.baseline_candidate_id
+    number = ref[1:] if ref.startswith("#") else ref
+    numbers = {h.number for h in state.hypotheses.values()}
+    if ref.startswith("#") or (number.isdigit() and int(number) in numbers):
+        return _candidate_of(find_hypothesis(state, ref))  # a number names a hypothesis before an id prefix
+    known = {started.baseline_candidate_id, *state.candidate_parent}
+    matches = sorted(c for c in known if c.startswith(ref))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise CampaignError(f"{ref!r} matches {len(matches)} candidates; give more characters")
+    try:
+        h = find_hypothesis(state, ref)
+    except CampaignError:
+        raise CampaignError(f"no candidate or hypothesis {ref!r} in campaign {state.campaign_id}; "
+                            "use best, baseline, a candidate id prefix or a hypothesis number") from None
+    return _candidate_of(h)
+
+
+def _candidate_of(h: "HypothesisRecord") -> str:
+    if h.candidate_id is None:
+        raise CampaignError(f"hypothesis #{h.number} has no candidate (status {h.status})")
+    return h.candidate_id
+
+
+@app.command()
+def checkout(
+    ref: Annotated[str, typer.Argument(metavar="best|baseline|ID", help="Which candidate to write.")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Folder to write (default ./checkout-<id>/).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
+    campaign: CampaignOption = None,
+    dir: DirOption = None,
+) -> None:
+    """Write a candidate's files, rebuilt from the ledger alone (baseline files plus the chain of diffs)."""
+    from ledgerlab.core.errors import IntegrityError
+    from ledgerlab.core.lineage import candidate_files
+    from ledgerlab.core.patches import candidate_id
+
+    with user_errors():
+        loaded = load_campaign(dir, campaign)
+        state = loaded.state
+        cid = resolve_candidate(state, ref)
+        started = state.started
+        assert started is not None
+        if candidate_id(started.baseline_files) != started.baseline_candidate_id:
+            raise IntegrityError("the baseline files recorded in CampaignStarted do not match its candidate id")
+        files = candidate_files(state, cid)
+        target = (out or Path(f"checkout-{cid[:SHORT]}")).expanduser()
+        if target.exists() and not target.is_dir():
+            raise LedgerlabError(f"{target} exists and is not a folder")
+        if target.is_dir() and any(target.iterdir()) and not force:
+            raise LedgerlabError(f"{target} is not empty; pass --force to write into it, or choose --out")
+        root = target.resolve()
+        for name, text in files.items():
+            path = (root / name).resolve()
+            if not path.is_relative_to(root):  # a file name from the ledger must not escape the folder
+                raise IntegrityError(f"candidate file name {name!r} points outside the checkout folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8", newline="")
+    typer.echo(f"wrote {len(files)} file{'s' if len(files) != 1 else ''} of candidate {cid[:SHORT]} to {target} "
+               f"(rebuilt from the ledger, id verified)")

@@ -1,0 +1,249 @@
+"""`ledgerlab export` (the results table, or any view, as a file) and `ledgerlab plot` (the progress chart).
+
+    ledgerlab export                         # results.tsv-style table of the latest campaign on stdout
+    ledgerlab export --format parquet --out results.parquet
+    ledgerlab export --view runs --format csv --out runs.csv
+    ledgerlab plot --out progress.png
+
+Parquet is written by DuckDB itself (no pyarrow needed); the plot uses matplotlib's Agg canvas, imported
+only by `plot`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ledgerlab.cli.campaign import CampaignOption, load_campaign, pick_campaign
+from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.main import app
+from ledgerlab.core.errors import LedgerlabError
+from ledgerlab.core.project import Project
+
+
+class ExportFormat(str, Enum):
+    tsv = "tsv"
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+# One row per hypothesis, like autoresearch's results.tsv: its number, candidate, the mean metric of its own
+# candidate runs (the runs that selected it, so optimistic for accepted ones), the decision and the verdict.
+RESULTS_SQL = """
+WITH numbered AS (
+    SELECT payload->>'hypothesis_id' AS hypothesis_id, row_number() OVER (ORDER BY seq) AS number
+    FROM events WHERE type = 'HypothesisProposed' AND campaign_id = $campaign
+), perf AS (
+    SELECT hypothesis_id, avg(value) AS metric, count(*) FILTER (WHERE status = 'finished') AS runs,
+           count(*) FILTER (WHERE status NOT IN ('finished', 'running')) AS failed_runs
+    FROM runs WHERE campaign_id = $campaign AND role = 'candidate' AND hypothesis_id IS NOT NULL
+    GROUP BY hypothesis_id
+), verdict AS (
+    SELECT hypothesis_id, arg_max(effect, decided_at) AS effect, arg_max(ci_low, decided_at) AS ci_low,
+           arg_max(ci_high, decided_at) AS ci_high, arg_max(p_value, decided_at) AS p_value,
+           arg_max(test, decided_at) AS test, arg_max(alpha_spent, decided_at) AS alpha_spent
+    FROM verdicts WHERE campaign_id = $campaign GROUP BY hypothesis_id
+)
+SELECT n.number, h.hypothesis_id, h.candidate_id, p.metric, coalesce(p.runs, 0) AS runs,
+       coalesce(p.failed_runs, 0) AS failed_runs, h.status AS decision, v.effect, v.ci_low, v.ci_high,
+       v.p_value, v.test, v.alpha_spent, coalesce(h.reject_reason, '') AS reason, h.agent, h.rationale
+FROM hypotheses h
+JOIN numbered n ON n.hypothesis_id = h.hypothesis_id
+LEFT JOIN perf p ON p.hypothesis_id = h.hypothesis_id
+LEFT JOIN verdict v ON v.hypothesis_id = h.hypothesis_id
+WHERE h.campaign_id = $campaign
+ORDER BY n.number
+"""
+
+
+@app.command()
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = ExportFormat.tsv,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
+                                                "<view>.parquet).")] = None,
+    view: Annotated[str, typer.Option("--view", help="results (one row per hypothesis) or a view name: "
+                                      "hypotheses, runs, verdicts, incumbents, llm_calls, leaderboard, "
+                                      "campaigns.")] = "results",
+    campaign: CampaignOption = None,
+    dir: DirOption = None,
+) -> None:
+    """Export the campaign's results table (or one view, filtered to the campaign) as TSV, CSV, Parquet or JSON."""
+    from ledgerlab.storage.ledger import read_only_connection
+    from ledgerlab.storage.views import VIEWS
+
+    with user_errors():
+        if view != "results" and view not in VIEWS:
+            raise LedgerlabError(f"unknown view {view!r}; choose results or one of {', '.join(VIEWS)}")
+        with read_only_connection(Project.at(dir).ledger_path) as con:
+            campaign_id = pick_campaign(con, campaign)
+            sql = RESULTS_SQL if view == "results" else f"SELECT * FROM {view} WHERE campaign_id = $campaign"
+            relation = con.execute(sql, {"campaign": campaign_id})
+            columns = [d[0] for d in relation.description]
+            types = [str(d[1]) for d in relation.description]
+            rows = relation.fetchall()
+        if format is ExportFormat.parquet:
+            target = out or Path(f"{view}.parquet")
+            write_parquet(target, columns, types, rows)
+            typer.echo(f"wrote {len(rows)} rows to {target}", err=True)
+            return
+        text = render(format, columns, rows)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+
+
+def render(fmt_: ExportFormat, columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """The rows as TSV, CSV or JSON text."""
+    import csv
+    import io
+
+    if fmt_ is ExportFormat.json:
+        return json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1) + "\n"
+    buffer = io.StringIO()
+    if fmt_ is ExportFormat.csv:
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(v) for v in row] for row in rows])
+    else:  # tsv, like results.tsv: one line per row, so tabs and newlines inside a cell become spaces
+        buffer.write("\t".join(columns) + "\n")
+        for row in rows:
+            cells = (" ".join(v.split()) if isinstance(v, str) else _cell(v) for v in row)
+            buffer.write("\t".join(cells) + "\n")
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.12g}"  # exact enough, without binary noise like 0.024999999999999998
+    return str(value)
+
+
+def write_parquet(path: Path, columns: list[str], types: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Write rows with their SQL types through an in-memory DuckDB (JSON columns become text)."""
+    import duckdb
+
+    sql_types = ["VARCHAR" if t.upper() == "JSON" else t for t in types]
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE export (" + ", ".join(f'"{c}" {t}' for c, t in zip(columns, sql_types)) + ")")
+        if rows:
+            picks = ", ".join(f"unnest(${i + 1})::{t}" for i, t in enumerate(sql_types))
+            values = [[_json_text(v) if t == "VARCHAR" else v for v in column]
+                      for column, t in zip(zip(*rows), sql_types)]
+            con.execute(f"INSERT INTO export SELECT {picks}", values)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute("COPY export TO ? (FORMAT parquet)", [str(path)])
+    except duckdb.Error as exc:
+        raise LedgerlabError(f"cannot write {path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _json_text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+# --------------------------------------------------------------------------------------------- plot
+
+
+@app.command()
+def plot(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Image file to write (png, svg, pdf).")
+    ] = Path("progress.png"),
+    campaign: CampaignOption = None,
+    dir: DirOption = None,
+) -> None:
+    """Plot every finished run's value in order, with the incumbent's value as it changed."""
+    with user_errors():
+        loaded = load_campaign(dir, campaign)
+        if not loaded.finish_order:
+            raise LedgerlabError("no finished runs to plot yet; try again once the campaign has run")
+        try:
+            draw(loaded, out)
+        except (OSError, ValueError) as exc:
+            raise LedgerlabError(f"cannot write {out}: {exc}") from None
+    typer.echo(f"wrote {out}")
+
+
+def draw(loaded: Any, out: Path) -> None:
+    """Runs as dots (coloured by their hypothesis's fate) and the incumbent's running mean as a step line."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, the Agg canvas by default
+
+    state = loaded.state
+    metric = state.metric
+    colors = {"accepted": "#2ca02c", "rejected": "#bbbbbb", "testing": "#ff7f0e", "proposed": "#ff7f0e"}
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    seen: set[str] = set()
+    incumbent_line: list[float] = []
+    changes = list(loaded.incumbent_at)
+    current = changes[0][1] if changes else state.incumbent_id
+    sums: dict[str, list[float]] = {}  # every finished run of each candidate so far
+    fresh: dict[str, list[float]] = {}  # its runs as incumbent after selection (no winner's curse)
+
+    def level(cid: str) -> float | None:
+        got = _avg(fresh.get(cid))
+        return got if got is not None else _avg(sums.get(cid))
+
+    for i, run_id in enumerate(loaded.finish_order):
+        while changes and changes[0][0] <= i:
+            current = changes.pop(0)[1]
+        run = state.runs.get(run_id)
+        if run is None or run_id in seen or run.value is None:
+            incumbent_line.append(level(current))
+            continue
+        seen.add(run_id)
+        hyp = state.hypotheses.get(run.hypothesis_id or "")
+        key = "incumbent runs" if hyp is None or run.role == "incumbent" else hyp.status
+        xs, ys = series.setdefault(key, ([], []))
+        xs.append(i + 1)
+        ys.append(run.value)
+        sums.setdefault(run.candidate_id, []).append(run.value)
+        if run.role == "incumbent" and run.seed >= state.seed_base.get(run.candidate_id, 0):
+            fresh.setdefault(run.candidate_id, []).append(run.value)
+        incumbent_line.append(level(current))
+
+    fig = Figure(figsize=(10, 5), dpi=120)
+    ax = fig.subplots()
+    for key, (xs, ys) in sorted(series.items()):
+        ax.scatter(xs, ys, s=14 if key == "incumbent runs" else 22, alpha=0.8,
+                   color=colors.get(key, "#1f77b4"), zorder=3,
+                   label=f"{key if key == 'incumbent runs' else f'runs of {key} hypotheses'} ({len(xs)})")
+    steps = [(i + 1, v) for i, v in enumerate(incumbent_line) if v is not None]
+    if steps:
+        ax.step([x for x, _ in steps], [v for _, v in steps], where="post", color="#d62728", linewidth=1.8,
+                label="incumbent (mean of its runs after selection, once there are some)", zorder=2)
+    for position, cid in loaded.incumbent_at[1:]:  # label each change of incumbent where it happened
+        origin = state.candidate_parent.get(cid)
+        if origin and origin[1] in state.hypotheses and position < len(incumbent_line):
+            y = incumbent_line[position]  # the change applies from the next finished run on
+            if y is not None:
+                ax.annotate(f"#{state.hypotheses[origin[1]].number}", (position + 1, y), textcoords="offset points",
+                            xytext=(4, 6), fontsize=8)
+    failed = sum(1 for r in state.runs.values() if r.status not in ("finished", "running"))
+    accepted = sum(1 for h in state.hypotheses.values() if h.status == "accepted")
+    better = "lower" if metric.direction == "minimize" else "higher"
+    ax.set_title(f"{state.started.domain}: {metric.name} ({better} is better) — "
+                 f"{len(state.hypotheses)} hypotheses, "
+                 f"{accepted} accepted, {failed} failed run{'' if failed == 1 else 's'}")
+    ax.set_xlabel("finished run")
+    ax.set_ylabel(metric.name + (f" ({metric.unit})" if metric.unit else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+
+
+def _avg(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+

@@ -1,0 +1,89 @@
+"""`ledgerlab run` and `ledgerlab resume`: start or continue a campaign, with live progress."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.main import app
+
+JudgeOption = Annotated[Optional[str], typer.Option("--judge", help="stats (default), greedy or fixed.")]
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    """`key=value` for a domain option; the value is read as JSON when it parses (numbers, booleans)."""
+    from ledgerlab.core.errors import ConfigError
+
+    if "=" not in text:
+        raise ConfigError(f"--option {text!r}: write KEY=VALUE, e.g. --option budget_tokens=200000")
+    key, raw = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+@app.command()
+def run(
+    domain: Annotated[Optional[str], typer.Argument(help="Domain to run (see `ledgerlab domains`).")] = None,
+    directory: DirOption = None,
+    max_hypotheses: Annotated[Optional[int], typer.Option(help="Stop after this many hypotheses.")] = None,
+    max_runs: Annotated[Optional[int], typer.Option(help="Stop after this many runs.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(help="Wall-clock limit, e.g. 30m, 2h.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="LLM spend limit in dollars.")] = None,
+    max_units: Annotated[Optional[float], typer.Option(help="Domain units limit (marketing: visitors).")] = None,
+    judge: JudgeOption = None,
+    proposer: Annotated[Optional[str], typer.Option(help="knob (default), random, llm, or a plug-in.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="LLM model (litellm name) for --proposer llm.")] = None,
+    api_base: Annotated[Optional[str], typer.Option(help="LLM endpoint, e.g. http://127.0.0.1:8080/v1.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Campaign seed.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Runs at once on this machine.")] = None,
+    agents: Annotated[Optional[int], typer.Option(help="Concurrent proposers (copies of [proposer]).")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (default) or ray.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="ml_training: your own text file or folder.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Domain option KEY=VALUE.")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+) -> None:
+    """Run a campaign (or continue the unfinished one in this folder)."""
+    with user_errors():
+        options = dict(_parse_option(o) for o in option or [])
+        if dataset:
+            options["dataset"] = dataset
+        overrides = {
+            "domain": domain, "seed": seed, "budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
+            "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost, "budgets.max_units": max_units,
+            "judge.kind": judge, "proposer.kind": proposer, "proposer.model": model,
+            "proposer.api_base": api_base, "executor.workers": workers, "executor.kind": executor,
+            "executor.ray_address": ray_address,
+        }
+        overrides.update({f"domain_options.{k}": v for k, v in options.items()})
+        from ledgerlab.cli.session import run_session
+
+        code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet)
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(
+    directory: DirOption = None,
+    max_hypotheses: Annotated[Optional[int], typer.Option(help="Raise or lower the hypothesis budget.")] = None,
+    max_runs: Annotated[Optional[int], typer.Option(help="Raise or lower the run budget.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(help="Wall-clock limit, e.g. 30m.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="LLM spend limit in dollars.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Runs at once on this machine.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+) -> None:
+    """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
+    with user_errors():
+        overrides = {"budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
+                     "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost,
+                     "executor.workers": workers}
+        from ledgerlab.cli.session import run_session
+
+        code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)
+    raise typer.Exit(code)

@@ -1,0 +1,141 @@
+"""One `run`/`resume` session: resolve the config, open the ledger, build the campaign, show progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
+from ledgerlab.core.errors import CampaignError, ConfigError
+from ledgerlab.core.project import Project
+from ledgerlab.storage import events as ev
+
+console = Console(highlight=False)
+
+
+def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int | None, new: bool,
+                resume_only: bool, quiet: bool) -> int:
+    """Start or resume the project's campaign; returns the exit code (0 finished or interrupted, 1 paused)."""
+    from ledgerlab.core.campaign import Campaign, open_campaign_id
+    from ledgerlab.storage.ledger import DuckDBLedger
+
+    project = Project.at(directory)
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    with DuckDBLedger(project.ledger_path) as store:
+        campaign_id = None if new else open_campaign_id(store)
+        if resume_only and campaign_id is None:
+            raise CampaignError("no unfinished campaign in this folder; start one with `ledgerlab run DOMAIN`")
+        config = _config(project, store, campaign_id, overrides)
+        if config.domain is None:
+            raise ConfigError("no domain given: `ledgerlab run DOMAIN` (see `ledgerlab domains`), "
+                              "or set `domain` in ledgerlab.toml")
+        domain, executor, team = _build(config, agents)
+        printer = _Printer(quiet)
+        camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
+                        campaign_id=campaign_id, domain_name=config.domain, on_event=printer)
+        verb = "resuming" if campaign_id else "starting"
+        console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
+                      f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
+                      f"{executor.slots} worker(s)) in {project.root}")
+        try:
+            state = camp.run()
+        finally:
+            from ledgerlab.core.registry import close_domain
+
+            close_domain(domain)
+    return _summary(state, project)
+
+
+def _config(project: Project, store: Any, campaign_id: str | None, overrides: dict[str, Any]) -> CampaignConfig:
+    """The stored config of the campaign being resumed, else ledgerlab.toml; the command line wins."""
+    if campaign_id is not None:
+        from ledgerlab.core.state import fold
+
+        started = fold(campaign_id, store.read(campaign_id)).started
+        assert started is not None
+        base = validate_config(started.config, source=f"campaign {campaign_id}")
+        wanted = overrides.get("domain")
+        if wanted and wanted != started.domain:
+            raise CampaignError(
+                f"the unfinished campaign {campaign_id} runs domain {started.domain!r}; "
+                f"`ledgerlab resume` to continue it, or `ledgerlab run {wanted} --new` to start another"
+            )
+    else:
+        base = load_config(project.config_path)
+    return base.merged(overrides)
+
+
+def _build(config: CampaignConfig, agents: int | None) -> tuple[Any, Any, list[Any]]:
+    """The domain, the executor and the agents the config asks for."""
+    from ledgerlab.core.campaign import Agent
+    from ledgerlab.core.executors import make_executor
+    from ledgerlab.core.registry import load_domain, load_proposer
+
+    domain = load_domain(config.domain or "", dict(config.domain_options))
+    specs = list(config.agents)
+    if not specs:
+        base = config.proposer.model_dump()
+        specs = [AgentConfig(name=f"agent-{i}", **base) for i in range(max(1, agents or 1))]
+    team = [Agent(spec.name, load_proposer(spec)) for spec in specs]
+    executor = make_executor(config.executor, domain, config.domain or "", dict(config.domain_options))
+    return domain, executor, team
+
+
+class _Printer:
+    """Prints one line per step of the campaign as its events are written."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.numbers: dict[str, int] = {}
+
+    def __call__(self, row: ev.StoredEvent) -> None:
+        if self.quiet:
+            return
+        line = self._line(row.event())
+        if line:
+            console.print(f"[dim]{row.recorded_at:%H:%M:%S}[/dim] {line}")
+
+    def _line(self, e: ev.Event) -> str | None:
+        if isinstance(e, ev.HypothesisProposed):
+            self.numbers[e.hypothesis_id] = len(self.numbers) + 1
+            return f"#{self.numbers[e.hypothesis_id]} [cyan]{e.agent}[/cyan] proposes: {e.rationale[:100]}"
+        if isinstance(e, ev.PatchRejected):
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {e.reason[:120]}"
+        if isinstance(e, ev.RunStarted):
+            return f"   run {e.run_id} {e.role} {e.candidate_id[:8]} seed {e.seed}" + \
+                (f" (attempt {e.attempt})" if e.attempt > 1 else "")
+        if isinstance(e, ev.RunFinished):
+            return f"   run {e.run_id} finished: {e.value:.5g} in {e.duration_s:.1f} s"
+        if isinstance(e, ev.RunFailed):
+            return f"   run {e.run_id} [red]{e.status}[/red]: {e.error[:120]}"
+        if isinstance(e, ev.VerdictReached):
+            color = "green" if e.decision == "accept" else "red"
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {e.reason[:160]}"
+        if isinstance(e, ev.IncumbentChanged):
+            return f"[bold green]new incumbent[/bold green] {e.candidate_id[:12]}"
+        if isinstance(e, ev.CampaignPaused):
+            return f"[yellow]paused[/yellow]: {e.reason}"
+        if isinstance(e, ev.CampaignFinished):
+            return f"[bold]finished[/bold] ({e.reason}): {e.detail}"
+        if isinstance(e, ev.LLMCallCompleted) and not e.ok:
+            return f"   LLM call failed: {e.error}"
+        return None
+
+
+def _summary(state: Any, project: Project) -> int:
+    """A short closing summary; the exit code tells a script whether the campaign needs attention."""
+    hyps = list(state.hypotheses.values())
+    accepted = sum(h.status == "accepted" for h in hyps)
+    console.print(f"{len(hyps)} hypotheses, {accepted} accepted, {state.n_runs} runs; "
+                  f"incumbent {state.incumbent_id[:12]}. `ledgerlab status --dir {project.root}` for details.")
+    if state.status == "paused":
+        reason = _last_pause(state)
+        console.print(f"paused: {reason}; continue with `ledgerlab resume --dir {project.root}`")
+        return 0 if reason.startswith("interrupted") else 1
+    return 0
+
+
+def _last_pause(state: Any) -> str:
+    return getattr(state, "pause_reason", "") or "paused"
+

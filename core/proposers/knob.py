@@ -1,0 +1,408 @@
+"""Offline proposers over a domain's declared knobs: an adaptive one (`knob`, the default) and a uniform baseline.
+
+Neither needs an API key or the network. Both read each knob's value from the incumbent with `read_knob`, write
+the change with `write_knob`, and never propose a change already tried on the incumbent or now being tested:
+
+    KnobProposer(settings).propose(context)        # e.g. "LR: 0.003 → 0.0015 (halve; the last step up was rejected)"
+    RandomKnobProposer(settings).propose(context)  # one knob set to a uniformly random valid value
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+from ledgerlab.core.config import ProposerConfig
+from ledgerlab.core.errors import PatchError, ProposerError
+from ledgerlab.core.knobs import read_knob, write_knob
+from ledgerlab.core.protocols import EventSink, HistoryItem, Knob, Proposal, ProposalContext
+
+PENDING = frozenset({"proposed", "testing"})
+DECIDED = frozenset({"accepted", "rejected"})
+SQRT2 = math.sqrt(2.0)
+LOG_START, LOG_FINEST = 1.0, 1 / 16  # in doublings: start at ×2, stop refining below ×1.044
+LINEAR_START, LINEAR_FINEST = 1 / 4, 1 / 64  # as fractions of the knob's range
+RANDOM_ATTEMPTS = 200
+
+Key = frozenset[tuple[str, str]]
+_MISSING = object()
+_NEW_FILE = re.compile(r"^\+\+\+ (?:b/)?(\S+)")
+
+
+# -------------------------------------------------------------------------------------------- values
+
+
+def _norm(knob: Knob | None, value: Any) -> Any:
+    """`value` in the knob's type, so that 49 and 49.0 (TOML writes both) compare equal."""
+    if knob is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if knob.kind == "float":
+        return float(value)
+    return int(value) if knob.kind == "int" and float(value).is_integer() else value
+
+
+def _key(changes: Mapping[str, Any]) -> Key:
+    """What identifies a change: the knobs it sets and their new values."""
+    return frozenset((name, repr(value)) for name, value in changes.items())
+
+
+def _round_sig(x: float) -> float:
+    # write_knob prints floats with 6 (or, in exponent form, 4) significant digits; 4 survive the round trip.
+    return float(f"{x:.4g}")
+
+
+def _clamp(knob: Knob, x: float) -> float:
+    """`x` within the knob's bounds (a missing bound does not clamp)."""
+    if knob.low is not None:
+        x = max(x, knob.low)
+    return min(x, knob.high) if knob.high is not None else x
+
+
+def _show(value: Any) -> str:
+    """A value as the rationale prints it."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _read(files: Mapping[str, str], knob: Knob) -> Any:
+    """The knob's value in `files`, or _MISSING when the line is absent or unparseable."""
+    try:
+        return _norm(knob, read_knob(dict(files), knob))
+    except (PatchError, ValueError, SyntaxError):
+        return _MISSING
+
+
+def _readable(context: ProposalContext, proposer: str) -> dict[str, tuple[Knob, Any]]:
+    """Each declared knob that the incumbent has a line for, with its current value (declared order)."""
+    if not context.knobs:
+        raise ProposerError(f"domain {context.domain_name!r} declares no knobs, so the {proposer} proposer has "
+                            f"nothing to tune; use --proposer llm")
+    found = {k.name: (k, _read(context.incumbent_files, k)) for k in context.knobs}
+    found = {name: kv for name, kv in found.items() if kv[1] is not _MISSING}
+    if not found:
+        raise ProposerError(f"none of the knobs of {context.domain_name!r} has a `NAME = value` line in the incumbent")
+    return found
+
+
+# ------------------------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A history item with the knob values it changed from (`old`, when known) and to (`new`)."""
+
+    item: HistoryItem
+    old: dict[str, Any]
+    new: dict[str, Any]
+
+
+def _diff_sides(diff: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The removed and the added lines of a unified diff, per file."""
+    removed: dict[str, list[str]] = {}
+    added: dict[str, list[str]] = {}
+    file = ""
+    for line in diff.splitlines():
+        header = _NEW_FILE.match(line)
+        if header:
+            file = header.group(1)
+        elif line.startswith("-") and not line.startswith("--- "):
+            removed.setdefault(file, []).append(line[1:])
+        elif line.startswith("+"):
+            added.setdefault(file, []).append(line[1:])
+    return ({f: "\n".join(v) for f, v in removed.items()}, {f: "\n".join(v) for f, v in added.items()})
+
+
+def _values_in(side: Mapping[str, str], knobs: Mapping[str, Knob]) -> dict[str, Any]:
+    """The knob values that one side of a diff sets."""
+    found = {name: _read(side, knob) for name, knob in knobs.items() if knob.name in side.get(knob.file, "")}
+    return {name: value for name, value in found.items() if value is not _MISSING}
+
+
+def _seen(item: HistoryItem, knobs: Mapping[str, Knob]) -> Seen:
+    """Parse one item; `changes` wins over the diff, which covers items whose proposer gave none."""
+    removed, added = _diff_sides(item.diff)
+    new = {n: _norm(knobs.get(n), v) for n, v in item.changes.items()} or _values_in(added, knobs)
+    return Seen(item, _values_in(removed, knobs), new)
+
+
+def _history(context: ProposalContext, knobs: Mapping[str, Knob]) -> tuple[list[Seen], set[Key]]:
+    """The parsed history, and the keys of changes tried on the incumbent or still in flight anywhere."""
+    seen = [_seen(item, knobs) for item in context.history]
+    taken = {_key(s.new) for s in seen if s.item.parent_candidate_id == context.incumbent_id
+             or s.item.status in PENDING}
+    return seen, taken
+
+
+# -------------------------------------------------------------------------------------- step planning
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where to move a knob next: a preferred direction, a step size, and why."""
+
+    direction: int  # +1: up (numbers) or towards later choices; -1: the other way
+    step: float  # doublings for log knobs, knob units for linear ones, positions for choices
+    why: str
+    momentum: bool = False  # the last move on this knob was accepted
+
+
+def _is_log(knob: Knob, value: Any) -> bool:
+    """Whether to step `knob` multiplicatively from `value` (only possible from a positive value)."""
+    return knob.log and value > 0 and (knob.low is None or knob.low > 0)
+
+
+def _span(knob: Knob, value: Any, log: bool) -> float:
+    """The largest sensible step: the whole range (a guess from the value when unbounded)."""
+    if knob.low is None or knob.high is None:
+        return 4.0 if log else max(abs(value), 1.0) * 2
+    return math.log2(knob.high / knob.low) if log else float(knob.high - knob.low)
+
+
+def _start_step(knob: Knob, value: Any) -> float:
+    """The first step on a knob: ×2 for log knobs, a quarter of the range for linear ones."""
+    if knob.kind in ("choice", "bool"):
+        return 1.0
+    log = _is_log(knob, value)
+    return LOG_START if log else max(_span(knob, value, log) * LINEAR_START, 1.0 if knob.kind == "int" else 0.0)
+
+
+def _measure(knob: Knob, old: Any, new: Any) -> tuple[int, float] | None:
+    """A move's direction and size on the knob's scale; None when it has neither (bools, unknown values)."""
+    if knob.kind == "choice":
+        if old not in knob.choices or new not in knob.choices or old == new:
+            return None
+        shift = knob.choices.index(new) - knob.choices.index(old)
+        return (1 if shift > 0 else -1), float(abs(shift))
+    if knob.kind == "bool" or not all(isinstance(v, (int, float)) for v in (old, new)) or old == new:
+        return None
+    size = abs(math.log2(new / old)) if _is_log(knob, old) and new > 0 else abs(new - old)
+    return (1 if new > old else -1), size
+
+
+def _plan(knob: Knob, value: Any, moves: list[Seen], rng: random.Random) -> Plan:
+    """Fold the knob's decided single-knob moves, oldest first, into the next step."""
+    plan = Plan(rng.choice((1, -1)), _start_step(knob, value), "first step on this knob")
+    for seen in moves:
+        measured = _measure(knob, seen.old[knob.name], seen.new[knob.name])
+        if measured is None:
+            continue
+        direction, size = measured
+        word = "up" if direction > 0 else "down"
+        if seen.item.status == "accepted":
+            plan = Plan(direction, size * 2, f"the last step {word} was accepted: a larger one", momentum=True)
+        elif plan.momentum and direction == plan.direction:  # overshot: go back to the step that worked
+            plan = Plan(direction, size / 2, f"the larger step {word} was rejected: the step that worked")
+        else:
+            plan = Plan(-direction, size, f"the last step {word} was rejected")
+    return plan
+
+
+def _moves_by_knob(seen: list[Seen], current: Mapping[str, tuple[Knob, Any]],
+                   incumbent_id: str) -> dict[str, list[Seen]]:
+    """Decided moves of one knob each, with the value they started from filled in where the diff lacks it."""
+    moves: dict[str, list[Seen]] = {name: [] for name in current}
+    for s in seen:
+        if s.item.status not in DECIDED or len(s.new) != 1 or next(iter(s.new)) not in current:
+            continue
+        name = next(iter(s.new))
+        if s.item.parent_candidate_id == incumbent_id:  # the incumbent's value is the one it moved from
+            s = Seen(s.item, {**s.old, name: current[name][1]}, s.new)
+        if name in s.old:
+            moves[name].append(s)
+    return moves
+
+
+# ---------------------------------------------------------------------------------------- candidates
+
+
+def _step_value(knob: Knob, value: Any, direction: int, step: float, log: bool) -> Any:
+    """`value` moved by `step`, clamped and rounded to what the file can hold; ints move at least by one."""
+    x = value * 2.0 ** (direction * step) if log else value + direction * step
+    if knob.kind == "int":
+        new = math.floor(x + 0.5)
+        return int(_clamp(knob, new if new != value else value + direction))
+    return float(_clamp(knob, _round_sig(x)))
+
+
+def _numeric_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
+    """(value, direction, rung): the planned step both ways, then ever finer steps down to the resolution."""
+    log = _is_log(knob, value)
+    span = _span(knob, value, log)
+    finest = LOG_FINEST if log else max(span * LINEAR_FINEST, 1.0 if knob.kind == "int" else 1e-12)
+    step = max(min(plan.step, span), finest)
+    rungs = int(math.log(step / finest, SQRT2) + 1e-9) + 1
+    for rung in range(rungs):
+        for direction in (plan.direction, -plan.direction):
+            yield _step_value(knob, value, direction, step / SQRT2**rung, log), direction, rung
+
+
+def _choice_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
+    """(value, direction, rung): the neighbouring choices first, the planned side before the other."""
+    options = list(knob.choices)
+    if value not in options:
+        yield from ((option, 1, 0) for option in options)
+        return
+    at = options.index(value)
+    for distance in range(1, len(options)):
+        for direction in (plan.direction, -plan.direction):
+            if 0 <= at + direction * distance < len(options):
+                yield options[at + direction * distance], direction, distance - 1
+
+
+def _ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
+    """The knob's candidate values in order of preference."""
+    if knob.kind == "bool":
+        return iter([(not value, 1, 0)])
+    if knob.kind == "choice":
+        return _choice_ladder(knob, value, plan)
+    return _numeric_ladder(knob, value, plan)
+
+
+def _describe(knob: Knob, old: Any, new: Any) -> str:
+    """The operation, in words: halve, ×1.41, +0.075, next choice, flip."""
+    if knob.kind == "bool":
+        return "flip"
+    if knob.kind == "choice":
+        shift = knob.choices.index(new) - knob.choices.index(old) if old in knob.choices else 0
+        return {1: "next choice", -1: "previous choice"}.get(shift, f"{shift:+d} choices" if shift else "set")
+    if _is_log(knob, old):
+        ratio = new / old
+        words = {2.0: "double", 0.5: "halve"}
+        return words.get(round(ratio, 2), f"×{ratio:.3g}" if ratio > 1 else f"÷{1 / ratio:.3g}")
+    return f"{new - old:+.3g}"
+
+
+# ----------------------------------------------------------------------------------------- proposals
+
+
+def _proposal(files: Mapping[str, str], knobs: Mapping[str, Knob], changes: dict[str, Any],
+              rationale: str) -> Proposal:
+    """The full new files with every change written in."""
+    new = dict(files)
+    for name, value in changes.items():
+        new = write_knob(new, knobs[name], value)
+    return Proposal(rationale=rationale, files=new, changes=changes)
+
+
+def _near_miss_pairs(seen: list[Seen], incumbent_id: str, knobs: Mapping[str, Knob]) -> list[tuple[Seen, Seen]]:
+    """Pairs of rejected changes on the incumbent that each helped a little, on different knobs, best first."""
+    misses = [s for s in seen if s.item.parent_candidate_id == incumbent_id and s.item.status == "rejected"
+              and (s.item.effect or 0.0) > 0 and s.new and set(s.new) <= set(knobs)]
+    pairs = [(a, b) for a, b in combinations(misses, 2) if not set(a.new) & set(b.new)]
+    return sorted(pairs, key=lambda p: -(p[0].item.effect + p[1].item.effect))  # type: ignore[operator]
+
+
+def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], seen: list[Seen],
+             taken: set[Key]) -> Proposal | None:
+    """Two near-misses merged into one proposal, if a pair not yet tried exists."""
+    knobs = {name: kv[0] for name, kv in current.items()}
+    for a, b in _near_miss_pairs(seen, context.incumbent_id, knobs):
+        changes = {**a.new, **b.new}
+        if _key(changes) in taken:
+            continue
+        parts = [", ".join(f"{n}: {_show(current[n][1])} → {_show(v)}" for n, v in s.new.items())
+                 + f" (effect {s.item.effect:+.3g})" for s in (a, b)]
+        rationale = f"{parts[0]} + {parts[1]} (combine two near-misses: each helped, neither significantly)"
+        return _proposal(context.incumbent_files, knobs, changes, rationale)
+    return None
+
+
+def _order(current: Mapping[str, tuple[Knob, Any]], seen: list[Seen], plans: Mapping[str, Plan],
+           incumbent_id: str, rng: random.Random) -> list[str]:
+    """Knobs least tried on the incumbent first; among those, ones whose last move was accepted; then by seed."""
+    tries = {name: 0 for name in current}
+    for s in seen:
+        if s.item.parent_candidate_id == incumbent_id:
+            for name in set(s.new) & set(tries):
+                tries[name] += 1
+    ties = {name: rng.random() for name in current}
+    return sorted(current, key=lambda n: (tries[n], not plans[n].momentum, ties[n]))
+
+
+def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple[Any, str] | None:
+    """The first value on the knob's ladder that differs from `value` and was not tried; and why it was chosen."""
+    for new, direction, rung in _ladder(knob, value, plan):
+        if new == value or _key({knob.name: new}) in taken:
+            continue
+        if rung == 0 and direction == plan.direction:
+            return new, plan.why
+        return new, ("finer step: coarser ones were tried on this incumbent" if rung
+                     else "the other way: the planned step was tried on this incumbent")
+    return None
+
+
+class KnobProposer:
+    """Adaptive coordinate search over the declared knobs, steered by what the ledger accepted and rejected."""
+
+    name = "knob"
+
+    def __init__(self, settings: ProposerConfig | None = None) -> None:
+        self.settings = settings  # nothing to configure: the proposer is offline and deterministic by seed
+
+    def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
+        """The next knob change for the incumbent; None when every knob is exhausted at its finest step."""
+        current = _readable(context, self.name)
+        knobs = {name: kv[0] for name, kv in current.items()}
+        rng = random.Random(context.seed)
+        seen, taken = _history(context, {k.name: k for k in context.knobs})
+        combined = _combine(context, current, seen, taken)
+        if combined is not None:
+            return combined
+        moves = _moves_by_knob(seen, current, context.incumbent_id)
+        plans = {name: _plan(knob, value, moves[name], rng) for name, (knob, value) in current.items()}
+        for name in _order(current, seen, plans, context.incumbent_id, rng):
+            knob, value = current[name]
+            found = _first_untried(knob, value, plans[name], taken)
+            if found is not None:
+                new, why = found
+                rationale = f"{name}: {_show(value)} → {_show(new)} ({_describe(knob, value, new)}; {why})"
+                return _proposal(context.incumbent_files, knobs, {name: new}, rationale)
+        return None
+
+
+# ------------------------------------------------------------------------------------------ baseline
+
+
+def _random_value(knob: Knob, value: Any, rng: random.Random) -> Any:
+    """A uniformly random valid value (log-uniform for log knobs; ×¼..×4 around the value when unbounded)."""
+    if knob.kind == "bool":
+        return not value
+    if knob.kind == "choice":
+        return rng.choice(knob.choices)
+    if knob.low is None or knob.high is None:
+        x = value * 2.0 ** rng.uniform(-2, 2) if value else rng.uniform(-1, 1)
+    elif _is_log(knob, knob.high):
+        x = math.exp(rng.uniform(math.log(knob.low), math.log(knob.high)))
+    else:
+        x = rng.uniform(knob.low, knob.high)
+    if knob.kind == "int":
+        return int(_clamp(knob, math.floor(x + 0.5)))
+    return float(_clamp(knob, _round_sig(x)))
+
+
+class RandomKnobProposer:
+    """The benchmark baseline: one random knob set to a uniformly random valid value."""
+
+    name = "random"
+
+    def __init__(self, settings: ProposerConfig | None = None) -> None:
+        self.settings = settings
+
+    def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
+        """A random change not tried on the incumbent; None when a few hundred draws find none."""
+        current = _readable(context, self.name)
+        knobs = {name: kv[0] for name, kv in current.items()}
+        rng = random.Random(context.seed)
+        _, taken = _history(context, {k.name: k for k in context.knobs})
+        names = list(current)
+        for _ in range(RANDOM_ATTEMPTS):
+            knob, value = current[rng.choice(names)]
+            new = _random_value(knob, value, rng)
+            if new != value and _key({knob.name: new}) not in taken:
+                rationale = f"{knob.name}: {_show(value)} → {_show(new)} (uniform random draw; baseline)"
+                return _proposal(context.incumbent_files, knobs, {knob.name: new}, rationale)
+        return None

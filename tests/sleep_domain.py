@@ -1,0 +1,65 @@
+"""A test domain whose runs sleep, for executor tests and bench/parallel.py (not an entry point).
+
+Each run records when it started and ended, its process, and the threads/device the executor gave it, in the
+result's metrics. Options:
+- `seconds`: how long a run sleeps;
+- `fail_ids`: run ids whose run raises (the executor must turn that into a crashed result);
+- `die_once_ids` + `marker_dir`: run ids whose process dies (os._exit) on the first attempt; a marker file
+  remembers the attempt, and `<marker_dir>/<run_id>.attempts` counts every attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
+
+REF = f"{__file__}:SleepDomain"  # the factory a Ray worker loads (by file: tests/ is not on its sys.path)
+
+
+class SleepDomain:
+    name = "sleep"
+    design: Literal["independent", "concurrent"] = "independent"
+    description = "Runs sleep for a fixed time; the value is the seed."
+    metric = MetricSpec(name="value", direction="minimize")
+
+    def __init__(self, seconds: float = 0.5, fail_ids: list[str] | tuple[str, ...] = (),
+                 die_once_ids: list[str] | tuple[str, ...] = (), marker_dir: str | None = None) -> None:
+        self.seconds = float(seconds)
+        self.fail_ids = set(fail_ids)
+        self.die_once_ids = set(die_once_ids)
+        self.marker_dir = Path(marker_dir) if marker_dir else None
+        self.cancelled = False
+
+    def baseline(self) -> dict[str, str]:
+        return {"x.txt": "0"}
+
+    def knobs(self) -> tuple[Knob, ...]:
+        return ()
+
+    def validate(self, files: Any) -> None:
+        return None
+
+    def run(self, request: RunRequest) -> RunResult:
+        start = time.time()
+        if self.marker_dir is not None:
+            self.marker_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.marker_dir / f"{request.run_id}.attempts", "a") as f:
+                f.write(f"{os.getpid()}\n")
+            marker = self.marker_dir / f"{request.run_id}.died"
+            if request.run_id in self.die_once_ids and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)  # the whole worker process dies mid-run
+        if request.run_id in self.fail_ids:
+            raise RuntimeError(f"boom in {request.run_id}")
+        time.sleep(self.seconds)
+        end = time.time()
+        return RunResult(status="finished", value=float(request.seed), duration_s=end - start,
+                         metrics={"start": start, "end": end, "pid": os.getpid(), "threads": request.threads,
+                                  "device": request.device, "run_id": request.run_id})
+
+    def cancel_all(self) -> None:
+        self.cancelled = True
