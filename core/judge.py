@@ -51,7 +51,11 @@ class JudgeSettings(BaseModel):
     looks: tuple[int, ...] = (1, 2, 4, 8)  # cumulative candidate replicates at each look (stats judge)
     fixed_n: int = 5  # replicates for the fixed-n judge
     futility: bool = True
-    futility_p: float = 0.1  # before the last look, reject when p > futility_p (binding)
+    futility_p: float = 0.1  # before the last look, reject when p > futility_p
+    # With fewer residual df than this (the first looks of a campaign), a t p-value is too unsure to drop a
+    # hypothesis on: futility then applies only when the effect is ≤ δ, and the levels are computed without
+    # futility credit (non-binding), so α holds whichever way each futility check goes. 0: always binding.
+    futility_min_df: int = 4
     spending: Literal["information", "equal"] = "information"  # how α is split over the looks
     robust: Literal["none", "trim", "winsor"] = "none"  # heavy-tailed continuous metrics
     trim: float = 0.2
@@ -206,7 +210,8 @@ class StatsJudge:
             return _more(looks[0], 0, None, 0.0, f"{n} of {looks[0]} replicates before the first look")
         k = max(i for i, m in enumerate(looks) if m <= n)  # extra replicates count toward the look reached
         last = k == len(looks) - 1
-        levels = stats.sequential_levels(alpha, looks, s.futility_p if s.futility else None, s.spending)
+        binding = s.futility and s.futility_min_df <= 0
+        levels = stats.sequential_levels(alpha, looks, s.futility_p if binding else None, s.spending)
         a_k, spent = levels[k], sum(stats.look_spend(alpha, looks, s.spending)[: k + 1])
         delta = evidence.metric.delta if s.delta is None else s.delta
         r = self._test(evidence, delta)
@@ -225,11 +230,18 @@ class StatsJudge:
         if last:
             return Judgement(decision="reject", **verdict,
                              reason=f"{head} > {_fmt(a_k)} {where}, the last look: rejected")
-        if s.futility and r.p_value > s.futility_p:
+        if s.futility and r.p_value > s.futility_p and self._sure_enough(r, delta):
             return Judgement(decision="reject", **verdict,
                              reason=f"futility {where}: {head} > {_fmt(s.futility_p)}: rejected")
         return _more(looks[k + 1], k + 1, r, spent,
                      f"{head} > {_fmt(a_k)} {where}: promising, {looks[k + 1]} replicates for the next look")
+
+    def _sure_enough(self, r: stats.TestResult, delta: float) -> bool:
+        """Whether a futility stop may rest on this test (enough df, or no improvement at all)."""
+        df = r.df
+        if df is None or not math.isfinite(df) or df >= self.settings.futility_min_df:
+            return True
+        return r.effect is not None and r.effect <= delta
 
     def _no_variance(self, r: stats.TestResult, k: int, last: bool, spent: float, delta: float,
                      where: str) -> Judgement:

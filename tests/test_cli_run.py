@@ -79,7 +79,7 @@ def test_resume_without_an_unfinished_campaign_says_what_to_do(tmp_path: Path) -
 
 def _spawn(folder: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ledgerlab.cli.main", "run", "marketing", "--dir", str(folder),
+    return subprocess.Popen([sys.executable, "-m", "ledgerlab", "run", "marketing", "--dir", str(folder),
                              "--max-hypotheses", "200", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 

@@ -47,7 +47,7 @@ def test_futility_rejects_a_bad_first_run() -> None:
 
 def test_promising_then_accept_with_interval_above_delta() -> None:
     j = make_judge(JudgeSettings())
-    j = make_judge(JudgeSettings(looks=(1, 3, 6), futility_p=0.2))
+    j = make_judge(JudgeSettings(looks=(1, 3, 6), futility_p=0.2, futility_min_df=0))  # binding levels
     r1 = j.judge(ev(((0.8, 1.0),), history_diffs=HIST), 0.01)
     assert r1.decision == "more" and r1.need == 3
     pairs = ((0.8, 1.0), (0.6, 1.0), (0.7, 1.0))

@@ -1,10 +1,10 @@
-"""Offline proposers over a domain's declared knobs: an adaptive one (`knob`, the default) and a uniform baseline.
+"""Offline proposers over a domain's declared knobs: an adaptive one (`knob`, the default) and a baseline.
 
-Neither needs an API key or the network. Both read each knob's value from the incumbent with `read_knob`, write
-the change with `write_knob`, and never propose a change already tried on the incumbent or now being tested:
+Neither needs an API key or the network. Both read each knob's value from the incumbent with `read_knob`,
+write the change with `write_knob`, and never propose a change already tried on the incumbent or in flight:
 
-    KnobProposer(settings).propose(context)        # e.g. "LR: 0.003 → 0.0015 (halve; the last step up was rejected)"
-    RandomKnobProposer(settings).propose(context)  # one knob set to a uniformly random valid value
+    KnobProposer(settings).propose(context)   # "LR: 0.003 → 0.0015 (halve; the last step up was rejected)"
+    RandomKnobProposer(settings).propose(context)   # one knob set to a uniformly random valid value
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from ledgerlab.core.protocols import EventSink, HistoryItem, Knob, Proposal, Pro
 
 PENDING = frozenset({"proposed", "testing"})
 DECIDED = frozenset({"accepted", "rejected"})
-SQRT2 = math.sqrt(2.0)
 LOG_START, LOG_FINEST = 1.0, 1 / 16  # in doublings: start at ×2, stop refining below ×1.044
 LINEAR_START, LINEAR_FINEST = 1 / 4, 1 / 64  # as fractions of the knob's range
 RANDOM_ATTEMPTS = 200
+NEAR_MISS_KNOBS = 4  # combine pairs among the best near-misses of this many knobs
 
 Key = frozenset[tuple[str, str]]
 _MISSING = object()
@@ -79,12 +79,13 @@ def _read(files: Mapping[str, str], knob: Knob) -> Any:
 def _readable(context: ProposalContext, proposer: str) -> dict[str, tuple[Knob, Any]]:
     """Each declared knob that the incumbent has a line for, with its current value (declared order)."""
     if not context.knobs:
-        raise ProposerError(f"domain {context.domain_name!r} declares no knobs, so the {proposer} proposer has "
-                            f"nothing to tune; use --proposer llm")
+        raise ProposerError(f"domain {context.domain_name!r} declares no knobs, so the {proposer} proposer "
+                            f"has nothing to tune; use --proposer llm")
     found = {k.name: (k, _read(context.incumbent_files, k)) for k in context.knobs}
     found = {name: kv for name, kv in found.items() if kv[1] is not _MISSING}
     if not found:
-        raise ProposerError(f"none of the knobs of {context.domain_name!r} has a `NAME = value` line in the incumbent")
+        raise ProposerError(f"none of the knobs of {context.domain_name!r} has a `NAME = value` line in "
+                            f"the incumbent")
     return found
 
 
@@ -167,7 +168,9 @@ def _start_step(knob: Knob, value: Any) -> float:
     if knob.kind in ("choice", "bool"):
         return 1.0
     log = _is_log(knob, value)
-    return LOG_START if log else max(_span(knob, value, log) * LINEAR_START, 1.0 if knob.kind == "int" else 0.0)
+    if log:
+        return LOG_START
+    return max(_span(knob, value, log) * LINEAR_START, 1.0 if knob.kind == "int" else 0.0)
 
 
 def _measure(knob: Knob, old: Any, new: Any) -> tuple[int, float] | None:
@@ -193,7 +196,7 @@ def _plan(knob: Knob, value: Any, moves: list[Seen], rng: random.Random) -> Plan
         direction, size = measured
         word = "up" if direction > 0 else "down"
         if seen.item.status == "accepted":
-            plan = Plan(direction, size * 2, f"the last step {word} was accepted: a larger one", momentum=True)
+            plan = Plan(direction, size * 2, f"the last step {word} was accepted: a larger one", True)
         elif plan.momentum and direction == plan.direction:  # overshot: go back to the step that worked
             plan = Plan(direction, size / 2, f"the larger step {word} was rejected: the step that worked")
         else:
@@ -234,10 +237,10 @@ def _numeric_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, i
     span = _span(knob, value, log)
     finest = LOG_FINEST if log else max(span * LINEAR_FINEST, 1.0 if knob.kind == "int" else 1e-12)
     step = max(min(plan.step, span), finest)
-    rungs = int(math.log(step / finest, SQRT2) + 1e-9) + 1
-    for rung in range(rungs):
+    rungs = int(math.log2(step / finest) + 1e-9) + 1
+    for rung in range(rungs):  # each rung halves the step: ×2, ×√2, ×2^¼ ... for log knobs
         for direction in (plan.direction, -plan.direction):
-            yield _step_value(knob, value, direction, step / SQRT2**rung, log), direction, rung
+            yield _step_value(knob, value, direction, step / 2**rung, log), direction, rung
 
 
 def _choice_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
@@ -256,7 +259,7 @@ def _choice_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, in
 def _ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
     """The knob's candidate values in order of preference."""
     if knob.kind == "bool":
-        return iter([(not value, 1, 0)])
+        return iter([(not value, plan.direction, 0)])
     if knob.kind == "choice":
         return _choice_ladder(knob, value, plan)
     return _numeric_ladder(knob, value, plan)
@@ -288,12 +291,19 @@ def _proposal(files: Mapping[str, str], knobs: Mapping[str, Knob], changes: dict
     return Proposal(rationale=rationale, files=new, changes=changes)
 
 
-def _near_miss_pairs(seen: list[Seen], incumbent_id: str, knobs: Mapping[str, Knob]) -> list[tuple[Seen, Seen]]:
-    """Pairs of rejected changes on the incumbent that each helped a little, on different knobs, best first."""
-    misses = [s for s in seen if s.item.parent_candidate_id == incumbent_id and s.item.status == "rejected"
-              and (s.item.effect or 0.0) > 0 and s.new and set(s.new) <= set(knobs)]
-    pairs = [(a, b) for a, b in combinations(misses, 2) if not set(a.new) & set(b.new)]
-    return sorted(pairs, key=lambda p: -(p[0].item.effect + p[1].item.effect))  # type: ignore[operator]
+def _near_miss_pairs(seen: list[Seen], incumbent_id: str,
+                     knobs: Mapping[str, Knob]) -> list[tuple[Seen, Seen]]:
+    """Pairs of the incumbent's best near-misses (rejected one-knob changes that helped a bit), best first."""
+    best: dict[str, Seen] = {}
+    for s in seen:
+        if (s.item.parent_candidate_id == incumbent_id and s.item.status == "rejected" and len(s.new) == 1
+                and set(s.new) <= set(knobs) and (s.item.effect or 0.0) > 0):
+            name = next(iter(s.new))
+            if name not in best or s.item.effect > best[name].item.effect:  # type: ignore[operator]
+                best[name] = s
+    # A few knobs only: pairs grow quadratically, and weaker misses are mostly noise.
+    top = sorted(best.values(), key=lambda s: -s.item.effect)[:NEAR_MISS_KNOBS]  # type: ignore[operator]
+    return sorted(combinations(top, 2), key=lambda p: -(p[0].item.effect + p[1].item.effect))  # type: ignore
 
 
 def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], seen: list[Seen],
@@ -313,7 +323,7 @@ def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], 
 
 def _order(current: Mapping[str, tuple[Knob, Any]], seen: list[Seen], plans: Mapping[str, Plan],
            incumbent_id: str, rng: random.Random) -> list[str]:
-    """Knobs least tried on the incumbent first; among those, ones whose last move was accepted; then by seed."""
+    """Knobs least tried on the incumbent first, then ones whose last move was accepted, then by seed."""
     tries = {name: 0 for name in current}
     for s in seen:
         if s.item.parent_candidate_id == incumbent_id:
@@ -324,19 +334,26 @@ def _order(current: Mapping[str, tuple[Knob, Any]], seen: list[Seen], plans: Map
 
 
 def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple[Any, str] | None:
-    """The first value on the knob's ladder that differs from `value` and was not tried; and why it was chosen."""
+    """The first value on the knob's ladder that is new and not tried, and why it was chosen."""
+    skipped = False  # whether a preferred value was passed over because it was tried (not merely clamped)
     for new, direction, rung in _ladder(knob, value, plan):
-        if new == value or _key({knob.name: new}) in taken:
+        if new == value:
             continue
-        if rung == 0 and direction == plan.direction:
+        if _key({knob.name: new}) in taken:
+            skipped = True
+            continue
+        if not skipped:
             return new, plan.why
-        return new, ("finer step: coarser ones were tried on this incumbent" if rung
-                     else "the other way: the planned step was tried on this incumbent")
+        if rung == 0:
+            return new, "the other way: the planned step was tried on this incumbent"
+        if knob.kind == "choice":
+            return new, "a farther choice: the nearer ones were tried on this incumbent"
+        return new, "a finer step: the coarser ones were tried on this incumbent"
     return None
 
 
 class KnobProposer:
-    """Adaptive coordinate search over the declared knobs, steered by what the ledger accepted and rejected."""
+    """Adaptive coordinate search over the declared knobs, steered by the ledger's accepts and rejects."""
 
     name = "knob"
 

@@ -171,11 +171,12 @@ class MLTrainingDomain:
         shutil.copyfile(HARNESS, harness_copy)
         harness_copy.chmod(0o444)
         nonce = secrets.token_hex(16)
-        device = request.device or self.device
+        # The executor's GPU assignment applies only to a CUDA device; an explicit cpu/mps/cuda:N choice wins.
+        device = request.device if request.device and self.device == "cuda" else self.device
         timeout = self.timeout_for(request)
         outcome = run_sandboxed(
             [sys.executable, ARTIFACT], cwd=workdir, log_path=workdir / LOG_NAME, timeout_s=timeout,
-            extra_env=self._child_env(request, device, nonce), threads=request.threads or self.threads,
+            extra_env=self._child_env(request, device, nonce), threads=self.threads or request.threads,
             device=device, memory_limit_mb=self.memory_limit_mb if device == "cpu" else None,
             cancel=self._cancel)
         harness_ok = _sha256(harness_copy) == self._harness_sha
@@ -187,8 +188,8 @@ class MLTrainingDomain:
                "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device, "LEDGERLAB_NONCE": nonce}
         if self.budget_tokens:
             env["LEDGERLAB_BUDGET_TOKENS"] = str(self.budget_tokens)
-        if request.threads or self.threads:
-            env["LEDGERLAB_THREADS"] = str(request.threads or self.threads)
+        if self.threads or request.threads:
+            env["LEDGERLAB_THREADS"] = str(self.threads or request.threads)
         return env
 
     def cancel_all(self) -> None:

@@ -1,0 +1,196 @@
+"""Shared helpers for the campaign benchmarks (bench/decisions.py, bench/proposers.py).
+
+Campaigns run through the real loop (core/campaign.py) on an in-memory ledger; the ground truth of the
+marketing market is read only here, after a campaign finished, never by the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ledgerlab.core.campaign import Agent, Campaign
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.executors.local import LocalExecutor
+from ledgerlab.core.lineage import candidate_files
+from ledgerlab.core.protocols import Domain
+from ledgerlab.core.registry import load_proposer
+from ledgerlab.core.state import CampaignState
+from ledgerlab.storage.memory import InMemoryLedger
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# ------------------------------------------------------------------------------------------- campaigns
+
+
+def run_campaign(domain: Domain, config: CampaignConfig) -> CampaignState:
+    """One campaign to its end on a fresh in-memory ledger, with the proposer `config.proposer` names."""
+    with tempfile.TemporaryDirectory(prefix="ledgerlab-bench-") as tmp:
+        campaign = Campaign(
+            InMemoryLedger(), domain, config, agents=[Agent("agent-0", load_proposer(config.proposer))],
+            executor=LocalExecutor(domain), runs_dir=Path(tmp) / "runs", campaign_id=f"bench-{config.seed}",
+        )
+        state = campaign.run()
+    if state.status != "finished":
+        raise RuntimeError(f"campaign seed {config.seed} did not finish: {state.status} ({state.pause_reason})")
+    return state
+
+
+def files_of(state: CampaignState, cid: str) -> dict[str, str]:
+    """A candidate's files, rebuilt from the ledger."""
+    return candidate_files(state, cid)
+
+
+def accepted_steps(state: CampaignState) -> list[tuple[dict[str, str], dict[str, str], Any]]:
+    """Every accepted change in order: (the incumbent it replaced, the new incumbent, its hypothesis)."""
+    steps = []
+    for h in state.hypotheses.values():
+        if h.status == "accepted" and h.candidate_id is not None:
+            steps.append((files_of(state, h.parent_candidate_id), files_of(state, h.candidate_id), h))
+    return steps
+
+
+def campaign_counts(state: CampaignState) -> dict[str, Any]:
+    """What a campaign spent and decided."""
+    statuses = [h.status for h in state.hypotheses.values()]
+    return {
+        "hypotheses": len(statuses),
+        "tested": sum(s in ("accepted", "rejected") for s in statuses),
+        "patch_rejected": statuses.count("patch_rejected"),
+        "accepted": statuses.count("accepted"),
+        "runs": state.n_runs,
+        "units": state.units,
+        "finish_reason": state.finish_reason,
+    }
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None, float | None]:
+    """k/n with its Wilson score 95% interval; (None, None, None) when n = 0."""
+    if n == 0:
+        return None, None, None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_ci(xs: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """Mean with a Student-t 95% interval (the interval collapses to the mean for n < 2)."""
+    from scipy.stats import t
+
+    n = len(xs)
+    if n == 0:
+        return None, None, None
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def cluster_bootstrap_ratio(pairs: Sequence[tuple[int, int]], reps: int = 4000,
+                            seed: int = 0) -> tuple[float | None, float | None, float | None]:
+    """Σk/Σn over clusters (campaigns) with a percentile 95% interval from resampling whole clusters.
+
+    Accepts within one campaign share a market and a trajectory, so they are resampled together.
+    """
+    total = sum(n for _, n in pairs)
+    if total == 0:
+        return None, None, None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(reps):
+        draw = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        n = sum(d[1] for d in draw)
+        if n:
+            ratios.append(sum(d[0] for d in draw) / n)
+    ratios.sort()
+    lo, hi = ratios[int(0.025 * len(ratios))], ratios[min(len(ratios) - 1, int(0.975 * len(ratios)))]
+    return sum(k for k, _ in pairs) / total, lo, hi
+
+
+# -------------------------------------------------------------------------------------------- printing
+
+
+def fmt_ci(v: tuple[float | None, float | None, float | None], scale: float = 1.0, digits: int = 2,
+           suffix: str = "") -> str:
+    """'12.3% [4.5, 20.1]'-style cell."""
+    if v[0] is None:
+        return "n/a"
+    m, lo, hi = (x * scale for x in v)  # type: ignore[operator]
+    return f"{m:.{digits}f}{suffix} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain fixed-width table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (set, frozenset, tuple)):
+        return list(x)
+    return str(x)
+
+
+# ------------------------------------------------------------------------------ marketing ground truth
+
+
+def truth_rate(market: Any, files_or_variant: Any) -> dict[str, float]:
+    """The market's true weekly conversion rate and revenue per visitor of a page (evaluation only)."""
+    return market.true_effects(files_or_variant)
+
+
+def coordinate_ascent_optimum(market: Any, sweeps: int = 6, price_step: float = 0.1,
+                              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The best page found by coordinate ascent over every lever on the market's truth, from the template.
+
+    Each sweep tries every value of each lever in declared order (prices on a grid of `price_step` dollars,
+    every integer for integer levers) and keeps the best; it stops when a sweep changes nothing or after
+    `sweeps` sweeps. Deterministic. Levers act additively on the log-odds of each segment (only price and
+    discount interact, through the effective price), so this is at or very near the true optimum.
+    """
+    from ledgerlab.domains.marketing.variant import KNOBS, template_variant
+
+    def values(knob: Any) -> list[Any]:
+        if knob.kind in ("choice", "bool"):
+            return list(knob.choices)
+        if knob.kind == "int":
+            return list(range(int(knob.low), int(knob.high) + 1))
+        count = int(round((knob.high - knob.low) / price_step))
+        return [round(knob.low + i * price_step, 6) for i in range(count + 1)]
+
+    grid = {knob.name: values(knob) for knob in KNOBS}
+    best = template_variant()
+    best_rate = market.true_effects(best)["conversion_rate"]
+    done = 0
+    for done in range(1, sweeps + 1):
+        changed = False
+        for knob in KNOBS:
+            for value in grid[knob.name]:
+                trial = replace(best, **{knob.name: value})
+                rate = market.true_effects(trial)["conversion_rate"]
+                if rate > best_rate + 1e-15:
+                    best, best_rate, changed = trial, rate, True
+        if not changed:
+            break
+    return {"variant": best.to_dict(), "conversion_rate": best_rate, "sweeps": done,
+            "revenue_per_visitor": market.true_effects(best)["revenue_per_visitor"]}
