@@ -272,3 +272,34 @@ def test_parallel_workers_run_hypotheses_at_once_and_reject_stale_ones(tmp_path:
     for h in state.hypotheses.values():
         if h.verdict is not None and h.verdict.test not in ("stale", "run-failed"):
             assert h.parent_candidate_id in {state.started.baseline_candidate_id, *state.incumbent_parent}  # type: ignore[union-attr]
+
+
+def test_agents_share_an_accepted_discovery_and_the_lineage_is_queryable(tmp_path: Path) -> None:
+    from ledgerlab.storage.ledger import read_only_connection
+
+    domain = ToyDomain(sleep_s=0.02)
+    config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 8}, executor={"workers": 2})
+    agents = [Agent("finder", ScriptedProposer([{"X": 5.0}, {"Y": 5}, {"X": 5.5}], consume=True)),
+              Agent("tinkerer", ScriptedProposer([{"MODE": "fancy"}, {"Y": 4}, {"X": 4.0}, {"Y": 2}],
+                                                 consume=True))]
+    with DuckDBLedger(tmp_path / "ledger.duckdb") as store:
+        state = Campaign(store, domain, config, agents=agents, executor=LocalExecutor(domain, 2),
+                         runs_dir=tmp_path / "runs").run()
+    assert {h.agent for h in state.hypotheses.values()} == {"finder", "tinkerer"}
+    changes = [row for row in state.hypotheses.values() if row.status == "accepted"]
+    assert changes, "the X = 5 discovery should be accepted"
+    # Every proposal recorded after an accept builds on the incumbent of that moment (rebased if needed),
+    # or is rejected as stale: none is judged against an older incumbent.
+    with DuckDBLedger(tmp_path / "ledger.duckdb") as store:
+        rows = [row.event() for row in store.read(state.campaign_id)]
+    current = state.started.baseline_candidate_id  # type: ignore[union-attr]
+    for e in rows:
+        if isinstance(e, ev.IncumbentChanged):
+            current = e.candidate_id
+        elif isinstance(e, ev.HypothesisProposed):
+            h = state.hypotheses[e.hypothesis_id]
+            assert e.parent_candidate_id == current or "stale" in h.reason
+    with read_only_connection(tmp_path / "ledger.duckdb") as con:
+        rows = con.execute("select agent, built_on_hypothesis_id from hypotheses where built_on_hypothesis_id "
+                           "is not null").fetchall()
+    assert rows and {r[1] for r in rows} <= {h.hypothesis_id for h in changes}

@@ -1,0 +1,288 @@
+"""Decision quality against ground truth: greedy vs fixed-n vs ledgerlab's judge on the simulated A/B market.
+
+At an equal visitor budget, the same campaign (knob proposer, marketing domain, market_seed = campaign seed =
+campaign index, so every judge meets the same markets) runs once per judge through the real loop. Afterwards,
+and only then, the market's hidden truth scores what each judge decided:
+
+* false discoveries: accepted changes whose true conversion lift over the incumbent they replaced is at most
+  +0.1% relative (`FD_TOLERANCE`: levers like button colour move conversion by a few tenths of a percent,
+  nothing a test at this traffic can see, so "does nothing" means "below 0.1%"); the JSON also gives the strict
+  (≤ 0) and a practical (≤ 0.5%) count;
+* the true conversion lift of the final incumbent over the baseline page (relative);
+* its gap to the best reachable page, estimated by coordinate ascent over every lever on the market's truth
+  (from the baseline, sweeps until none changes anything), in percentage points of the baseline's rate;
+* an A/A run on null markets (no lever matters): accepted changes per campaign.
+
+Intervals: false-discovery shares are Wilson 95% intervals over accepts (the JSON adds a bootstrap over whole
+campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the paired difference per market.
+
+    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~5 min)
+    python bench/decisions.py --quick               # 5 campaigns, a smoke test
+    python bench/decisions.py --campaigns 50 --budget 4000000 --traffic fresh
+
+`--traffic shared` (the default) measures the domain and planner as they are: every hypothesis on the same
+incumbent runs its replicate i on seed base+i, and the market draws the visitor stream from the seed, so those
+A/B tests share their visitors (and their noise). `--traffic fresh` gives every run its own visitors (the
+seed mixed with the arms' candidate ids), as separate experiments in a real market would have.
+Writes bench/results/decisions.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ledgerlab.bench import _campaigns as cb
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.protocols import RunRequest, RunResult
+from ledgerlab.domains.marketing.domain import MarketingDomain
+from ledgerlab.domains.marketing.market import Market
+from ledgerlab.domains.marketing.variant import template_variant, variant_from_files
+
+FD_TOLERANCE = 1e-3  # relative true lift at or below which an accepted change "does nothing"
+TOLERANCES = {"strict_0": 0.0, "tol_0.1pct": 1e-3, "tol_0.5pct": 5e-3}
+FD_TARGET = 0.10
+JUDGES: dict[str, dict[str, Any]] = {
+    "greedy": {"kind": "greedy"},
+    "fixed-n5": {"kind": "fixed", "fixed_n": 5},
+    "ledgerlab": {"kind": "stats"},
+}
+OURS, GREEDY = "ledgerlab", "greedy"
+
+
+class FreshTrafficDomain(MarketingDomain):
+    """The marketing domain, but every run draws its own visitors (seed mixed with both arms' ids)."""
+
+    def run(self, request: RunRequest) -> RunResult:
+        key = f"{request.seed}|{request.candidate_id}|{request.control_candidate_id}".encode()
+        seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
+        return super().run(request.model_copy(update={"seed": seed}))
+
+
+# ------------------------------------------------------------------------------------------- campaigns
+
+
+def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.Namespace,
+                 market: Market, optimum: dict[str, Any] | None) -> dict[str, Any]:
+    """Run one campaign and score it against the market's truth."""
+    options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run}
+    config = CampaignConfig(
+        domain="marketing", seed=index, domain_options=options,
+        budgets={"max_units": args.budget, "max_hypotheses": args.max_hypotheses},
+        judge={**judge, **({"alpha": args.alpha} if args.alpha and judge["kind"] == "stats" else {})},
+        proposer={"kind": args.proposer},
+    )
+    domain = (FreshTrafficDomain if args.traffic == "fresh" else MarketingDomain)(**options)
+    started = time.perf_counter()
+    try:
+        state = cb.run_campaign(domain, config)
+    finally:
+        domain.close()
+    seconds = time.perf_counter() - started
+
+    def rate(files_or_variant: Any) -> dict[str, float]:
+        return market.true_effects(files_or_variant)
+
+    base = rate(template_variant())
+    final = rate(cb.files_of(state, state.incumbent_id))
+    accepts = []
+    for parent, child, h in cb.accepted_steps(state):
+        before, after = rate(parent)["conversion_rate"], rate(child)["conversion_rate"]
+        accepts.append({
+            "hypothesis": h.number, "changes": h.changes, "rationale": h.rationale,
+            "true_lift_rel": after / before - 1.0, "true_lift_abs": after - before,
+            "estimated_effect": h.verdict.effect if h.verdict else None,
+            "p_value": h.verdict.p_value if h.verdict else None,
+        })
+    row: dict[str, Any] = {
+        "campaign": index, "market_seed": index, "null_market": null, "seconds": seconds,
+        **cb.campaign_counts(state),
+        "base_rate": base["conversion_rate"], "final_rate": final["conversion_rate"],
+        "lift_rel": final["conversion_rate"] / base["conversion_rate"] - 1.0,
+        "base_rpv": base["revenue_per_visitor"], "final_rpv": final["revenue_per_visitor"],
+        "rpv_lift_rel": final["revenue_per_visitor"] / base["revenue_per_visitor"] - 1.0,
+        "final_variant": variant_from_files(cb.files_of(state, state.incumbent_id)).to_dict(),
+        "accepts": accepts,
+    }
+    for name, tol in TOLERANCES.items():
+        row[f"fd_{name}"] = sum(a["true_lift_rel"] <= tol for a in accepts)
+    if optimum is not None:
+        opt = optimum["conversion_rate"]
+        row["opt_rate"] = opt
+        row["gap_pp"] = (opt - final["conversion_rate"]) / base["conversion_rate"]
+        row["captured"] = (final["conversion_rate"] - base["conversion_rate"]) / (opt - base["conversion_rate"])
+    return row
+
+
+def run_judges(args: argparse.Namespace, null: bool, campaigns: int) -> tuple[dict[str, list[dict]], dict]:
+    """Every judge on the same `campaigns` markets (null ones for A/A)."""
+    markets = {i: Market.seeded(i, null=null) for i in range(campaigns)}
+    optima = {} if null else {i: cb.coordinate_ascent_optimum(markets[i]) for i in range(campaigns)}
+    rows: dict[str, list[dict]] = {}
+    for name in args.judges:
+        rows[name] = []
+        for i in range(campaigns):
+            row = one_campaign(JUDGES[name], i, null, args, markets[i], optima.get(i))
+            rows[name].append(row)
+            print(f"  {'A/A ' if null else ''}{name:9} campaign {i:3}: {row['accepted']:2} accepted of "
+                  f"{row['tested']:2} tested, lift {row['lift_rel']:+.1%}, {row['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    return rows, optima
+
+
+# ------------------------------------------------------------------------------------------- summaries
+
+
+def summarize(rows: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    """Per judge: false discoveries, lift, gap, and the paired difference in lift against greedy."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in rows.items():
+        accepts = sum(r["accepted"] for r in rs)
+        s: dict[str, Any] = {
+            "campaigns": len(rs), "accepts": accepts,
+            "accepts_per_campaign": cb.mean_ci([r["accepted"] for r in rs]),
+            "tested_per_campaign": cb.mean_ci([r["tested"] for r in rs]),
+            "runs_per_campaign": cb.mean_ci([r["runs"] for r in rs]),
+            "visitors_per_campaign": cb.mean_ci([r["units"] for r in rs]),
+            "lift_rel": cb.mean_ci([r["lift_rel"] for r in rs]),
+            "rpv_lift_rel": cb.mean_ci([r["rpv_lift_rel"] for r in rs]),
+            "seconds_per_campaign": sum(r["seconds"] for r in rs) / len(rs),
+        }
+        for tol in TOLERANCES:
+            k = sum(r[f"fd_{tol}"] for r in rs)
+            s[f"fd_{tol}"] = {"count": k, "share_wilson": cb.wilson(k, accepts),
+                              "share_campaign_bootstrap": cb.cluster_bootstrap_ratio(
+                                  [(r[f"fd_{tol}"], r["accepted"]) for r in rs])}
+        s["any_accept_share"] = cb.wilson(sum(r["accepted"] > 0 for r in rs), len(rs))
+        if "gap_pp" in rs[0]:
+            s["gap_pp"] = cb.mean_ci([r["gap_pp"] for r in rs])
+            s["captured"] = cb.mean_ci([r["captured"] for r in rs])
+            s["opt_lift_rel"] = cb.mean_ci([r["opt_rate"] / r["base_rate"] - 1 for r in rs])
+        if GREEDY in rows and name != GREEDY:
+            diffs = [r["lift_rel"] - g["lift_rel"] for r, g in zip(rs, rows[GREEDY])]
+            s["lift_minus_greedy"] = cb.mean_ci(diffs)
+            s["lift_wins_vs_greedy"] = sum(d > 0 for d in diffs)
+        out[name] = s
+    return out
+
+
+def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: argparse.Namespace) -> None:
+    pct = dict(scale=100, digits=1)
+    header = ["judge", "accepts/camp.", "false disc. (share of accepts)", "true lift of final",
+              "gap to optimum (pp)", "reachable lift captured", "vs greedy (lift, pp)", "tested/camp."]
+    rows = []
+    for name, s in summary.items():
+        fd = s["fd_tol_0.1pct"]
+        rows.append([
+            name, cb.fmt_ci(s["accepts_per_campaign"], digits=1),
+            f"{fd['count']}/{s['accepts']} = " + cb.fmt_ci(fd["share_wilson"], suffix="%", **pct),
+            cb.fmt_ci(s["lift_rel"], suffix="%", **pct), cb.fmt_ci(s["gap_pp"], **pct),
+            cb.fmt_ci(s["captured"], suffix="%", **pct),
+            cb.fmt_ci(s["lift_minus_greedy"], **pct) if "lift_minus_greedy" in s else "-",
+            cb.fmt_ci(s["tested_per_campaign"], digits=1),
+        ])
+    any_s = next(iter(summary.values()))
+    print(f"\nDecisions at {args.budget:,.0f} visitors per campaign ({args.visitors_per_run:,} per run), "
+          f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}")
+    print(f"best reachable page (coordinate ascent on the truth): "
+          f"{cb.fmt_ci(any_s['opt_lift_rel'], suffix='%', **pct)} over the baseline")
+    print(cb.table(rows, header))
+    print("false discovery: true lift over the replaced incumbent <= +0.1% relative; 95% intervals "
+          "(Wilson for shares, t for means)")
+    extra = [[name, *(f"{s[f'fd_{t}']['count']}/{s['accepts']} = "
+                      + cb.fmt_ci(s[f'fd_{t}']['share_wilson'], suffix='%', **pct) for t in TOLERANCES),
+              cb.fmt_ci(s["rpv_lift_rel"], suffix="%", **pct)] for name, s in summary.items()]
+    print(cb.table(extra, ["judge", "FD (<= 0)", "FD (<= 0.1%)", "FD (<= 0.5%)", "true revenue/visitor lift"]))
+    if aa:
+        print(f"\nA/A (null markets: no lever matters), {next(iter(aa.values()))['campaigns']} campaigns")
+        print(cb.table([[name, cb.fmt_ci(s["accepts_per_campaign"], digits=2),
+                         cb.fmt_ci(s["any_accept_share"], suffix="%", **pct),
+                         cb.fmt_ci(s["tested_per_campaign"], digits=1)] for name, s in aa.items()],
+                       ["judge", "accepted changes/campaign", "campaigns with any accept", "tested/campaign"]))
+
+
+def verdicts(summary: dict[str, dict]) -> dict[str, Any]:
+    """The issue's targets, checked."""
+    if OURS not in summary:
+        return {}
+    ours = summary[OURS]
+    fd = ours["fd_tol_0.1pct"]["share_wilson"]
+    out: dict[str, Any] = {"fd_share": fd, "fd_target": FD_TARGET,
+                           "fd_met": fd[0] is not None and fd[0] <= FD_TARGET}
+    if GREEDY in summary:
+        out["greedy_fd_share"] = summary[GREEDY]["fd_tol_0.1pct"]["share_wilson"]
+        out["lift_ours"], out["lift_greedy"] = ours["lift_rel"], summary[GREEDY]["lift_rel"]
+        out["lift_minus_greedy"] = ours["lift_minus_greedy"]
+        out["lift_met"] = ours["lift_rel"][0] >= summary[GREEDY]["lift_rel"][0]
+    return out
+
+
+def print_verdicts(v: dict[str, Any]) -> None:
+    if not v:
+        return
+    fd = v["fd_share"]
+    g = v.get("greedy_fd_share")
+    print(f"\nTarget 1: ledgerlab's false discoveries <= {v['fd_target']:.0%} of accepts: "
+          f"{'MET' if v['fd_met'] else 'MISSED'} ({cb.fmt_ci(fd, 100, 1, '%')}"
+          + (f"; greedy {cb.fmt_ci(g, 100, 1, '%')})" if g else ")"))
+    if "lift_met" in v:
+        d = v["lift_minus_greedy"]
+        print(f"Target 2: ledgerlab's true lift >= greedy's: {'MET' if v['lift_met'] else 'MISSED'} "
+              f"(ours {v['lift_ours'][0]:+.1%}, greedy {v['lift_greedy'][0]:+.1%}; paired difference "
+              f"{cb.fmt_ci(d, 100, 1)} pp)")
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--campaigns", type=int, default=20, help="seeded markets per judge (default 20)")
+    ap.add_argument("--budget", type=float, default=2_000_000, help="visitors per campaign (default 2,000,000)")
+    ap.add_argument("--visitors-per-run", type=int, default=50_000)
+    ap.add_argument("--aa-campaigns", type=int, default=None, help="A/A campaigns per judge (default: --campaigns)")
+    ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
+    ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")
+    ap.add_argument("--judges", nargs="+", choices=list(JUDGES), default=list(JUDGES))
+    ap.add_argument("--alpha", type=float, default=None, help="ledgerlab judge's alpha (default: the config's)")
+    ap.add_argument("--proposer", default="knob")
+    ap.add_argument("--max-hypotheses", type=int, default=2000, help="a safety cap; the visitor budget binds")
+    ap.add_argument("--traffic", choices=("shared", "fresh"), default="shared",
+                    help="shared: runs as the loop seeds them; fresh: every run its own visitors")
+    ap.add_argument("--out", type=Path, default=cb.RESULTS / "decisions.json")
+    args = ap.parse_args()
+    if args.quick:
+        args.campaigns = min(args.campaigns, 5)
+    aa_campaigns = 0 if args.no_aa else (args.aa_campaigns if args.aa_campaigns is not None else args.campaigns)
+    if args.quick:
+        aa_campaigns = min(aa_campaigns, 5)
+
+    started = time.perf_counter()
+    rows, optima = run_judges(args, null=False, campaigns=args.campaigns)
+    summary = summarize(rows)
+    aa_rows, aa_summary = ({}, None)
+    if aa_campaigns:
+        aa_rows, _ = run_judges(args, null=True, campaigns=aa_campaigns)
+        aa_summary = summarize(aa_rows)
+    elapsed = time.perf_counter() - started
+    print_tables(summary, aa_summary, args)
+    checked = verdicts(summary)
+    print_verdicts(checked)
+    print(f"\n{elapsed:.0f} s in all")
+    cb.write_json(args.out, {
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                     "aa_campaigns": aa_campaigns, "fd_tolerance_rel": FD_TOLERANCE, "judges": {
+                         name: JUDGES[name] for name in args.judges}},
+        "targets": checked, "summary": summary, "aa_summary": aa_summary,
+        "optima": {str(i): o for i, o in optima.items()},
+        "campaigns": rows, "aa_campaigns": aa_rows, "seconds": elapsed,
+    })
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
