@@ -6,6 +6,7 @@ marketing market is read only here, after a campaign finished, never by the loop
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -19,7 +20,7 @@ from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.lineage import candidate_files
-from ledgerlab.core.protocols import Domain
+from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 from ledgerlab.core.registry import load_proposer
 from ledgerlab.core.state import CampaignState
 from ledgerlab.storage.memory import InMemoryLedger
@@ -140,6 +141,29 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
+CODE = ("core/campaign.py", "core/planner.py", "core/judge.py", "core/stats.py", "core/alpha.py",
+        "core/proposers/knob.py", "domains/marketing/domain.py", "domains/marketing/market.py",
+        "domains/marketing/truth.py")
+
+
+def code_versions() -> dict[str, str]:
+    """The git commit and a short hash of each file the results depend on (several are still changing)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    try:
+        out["git_head"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                         text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for rel in CODE:
+        path = root / rel
+        if path.exists():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return out
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
@@ -149,6 +173,37 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (set, frozenset, tuple)):
         return list(x)
     return str(x)
+
+
+# ------------------------------------------------------------------------------------ marketing domain
+
+
+def marketing_domain(traffic: str, **options: Any) -> Any:
+    """The marketing domain as shipped (`traffic="shared"`) or with a fresh visitor stream per run ("fresh")."""
+    from ledgerlab.domains.marketing.domain import MarketingDomain
+
+    if traffic == "shared":
+        return MarketingDomain(**options)
+    if traffic != "fresh":
+        raise ValueError(f"traffic must be 'shared' or 'fresh', not {traffic!r}")
+
+    class FreshTrafficDomain(MarketingDomain):
+        """Every run draws its own visitors: the loop's seed mixed with both arms' ids and the market.
+
+        As shipped, the loop gives replicate i of every hypothesis on one incumbent the seed base+i, and the
+        market draws its visitors (who they are, which arm, whether they would buy) from that seed alone: the
+        A/B tests of different hypotheses share their visitors, hence their noise, and every market replays
+        the same streams. Separate experiments in a real market never share visitors.
+        """
+
+        def run(self, request: RunRequest) -> RunResult:
+            s = self.settings
+            key = (f"{request.seed}|{request.candidate_id}|{request.control_candidate_id}|{s.market_seed}|"
+                   f"{s.null_market}").encode()
+            seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
+            return super().run(request.model_copy(update={"seed": seed}))
+
+    return FreshTrafficDomain(**options)
 
 
 # ------------------------------------------------------------------------------ marketing ground truth

@@ -18,19 +18,21 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
 
     python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~5 min)
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
-    python bench/decisions.py --campaigns 50 --budget 4000000 --traffic fresh
+    python bench/decisions.py --campaigns 50 --budget 4000000
+    python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
 
-`--traffic shared` (the default) measures the domain and planner as they are: every hypothesis on the same
-incumbent runs its replicate i on seed base+i, and the market draws the visitor stream from the seed, so those
-A/B tests share their visitors (and their noise). `--traffic fresh` gives every run its own visitors (the
-seed mixed with the arms' candidate ids), as separate experiments in a real market would have.
+Traffic. `--traffic fresh` (the default) gives every run its own visitors, as separate experiments in a real
+market have. `--traffic shared` runs the domain exactly as the loop seeds it: replicate i of every hypothesis on
+one incumbent gets seed base+i, and the simulator draws its visitors (who they are, which arm, whether they
+would buy) from that seed alone, so the A/B tests of different hypotheses share their visitors and their noise
+(and every market replays the same streams). That is a flaw of the loop/domain pair, not of the market being
+modelled; `shared` shows what it does to the decisions.
 Writes bench/results/decisions.json (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -38,8 +40,6 @@ from typing import Any
 
 from ledgerlab.bench import _campaigns as cb
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.protocols import RunRequest, RunResult
-from ledgerlab.domains.marketing.domain import MarketingDomain
 from ledgerlab.domains.marketing.market import Market
 from ledgerlab.domains.marketing.variant import template_variant, variant_from_files
 
@@ -54,15 +54,6 @@ JUDGES: dict[str, dict[str, Any]] = {
 OURS, GREEDY = "ledgerlab", "greedy"
 
 
-class FreshTrafficDomain(MarketingDomain):
-    """The marketing domain, but every run draws its own visitors (seed mixed with both arms' ids)."""
-
-    def run(self, request: RunRequest) -> RunResult:
-        key = f"{request.seed}|{request.candidate_id}|{request.control_candidate_id}".encode()
-        seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
-        return super().run(request.model_copy(update={"seed": seed}))
-
-
 # ------------------------------------------------------------------------------------------- campaigns
 
 
@@ -73,10 +64,10 @@ def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.N
     config = CampaignConfig(
         domain="marketing", seed=index, domain_options=options,
         budgets={"max_units": args.budget, "max_hypotheses": args.max_hypotheses},
-        judge={**judge, **({"alpha": args.alpha} if args.alpha and judge["kind"] == "stats" else {})},
+        judge={**judge, **(args.ours_options if judge["kind"] == "stats" else {})},
         proposer={"kind": args.proposer},
     )
-    domain = (FreshTrafficDomain if args.traffic == "fresh" else MarketingDomain)(**options)
+    domain = cb.marketing_domain(args.traffic, **options)
     started = time.perf_counter()
     try:
         state = cb.run_campaign(domain, config)
@@ -187,7 +178,8 @@ def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: arg
         ])
     any_s = next(iter(summary.values()))
     print(f"\nDecisions at {args.budget:,.0f} visitors per campaign ({args.visitors_per_run:,} per run), "
-          f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}")
+          f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}"
+          + (f", ours with {args.ours_options}" if args.ours_options else ""))
     print(f"best reachable page (coordinate ascent on the truth): "
           f"{cb.fmt_ci(any_s['opt_lift_rel'], suffix='%', **pct)} over the baseline")
     print(cb.table(rows, header))
@@ -239,6 +231,19 @@ def print_verdicts(v: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ main
 
 
+def _value(text: str) -> Any:
+    """A --judge-option value: a number or true/false when it reads as one, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campaigns", type=int, default=20, help="seeded markets per judge (default 20)")
@@ -248,20 +253,23 @@ def main() -> None:
     ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
     ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")
     ap.add_argument("--judges", nargs="+", choices=list(JUDGES), default=list(JUDGES))
-    ap.add_argument("--alpha", type=float, default=None, help="ledgerlab judge's alpha (default: the config's)")
+    ap.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [judge] setting for ledgerlab's judge only, e.g. alpha=0.05 or alpha_policy=lord "
+                         "(default: the shipped defaults)")
     ap.add_argument("--proposer", default="knob")
     ap.add_argument("--max-hypotheses", type=int, default=2000, help="a safety cap; the visitor budget binds")
-    ap.add_argument("--traffic", choices=("shared", "fresh"), default="shared",
-                    help="shared: runs as the loop seeds them; fresh: every run its own visitors")
+    ap.add_argument("--traffic", choices=("shared", "fresh"), default="fresh",
+                    help="fresh: every run its own visitors (default); shared: runs as the loop seeds them")
     ap.add_argument("--out", type=Path, default=cb.RESULTS / "decisions.json")
     args = ap.parse_args()
+    args.ours_options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.judge_option)}
     if args.quick:
         args.campaigns = min(args.campaigns, 5)
     aa_campaigns = 0 if args.no_aa else (args.aa_campaigns if args.aa_campaigns is not None else args.campaigns)
     if args.quick:
         aa_campaigns = min(aa_campaigns, 5)
 
-    started = time.perf_counter()
+    started, code = time.perf_counter(), cb.code_versions()  # as imported: files may change later
     rows, optima = run_judges(args, null=False, campaigns=args.campaigns)
     summary = summarize(rows)
     aa_rows, aa_summary = ({}, None)
@@ -279,7 +287,7 @@ def main() -> None:
                          name: JUDGES[name] for name in args.judges}},
         "targets": checked, "summary": summary, "aa_summary": aa_summary,
         "optima": {str(i): o for i, o in optima.items()},
-        "campaigns": rows, "aa_campaigns": aa_rows, "seconds": elapsed,
+        "campaigns": rows, "aa_campaigns": aa_rows, "seconds": elapsed, "code": code,
     })
     print(f"wrote {args.out}")
 

@@ -10,6 +10,7 @@ of run time. Prints a table and writes bench/results/overhead.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -52,7 +53,8 @@ class FreeDomain:
         if self.sleep_s:
             time.sleep(self.sleep_s)
         x = sum((float(read_knob(dict(request.files), k)) - 3.0) ** 2 for k in KNOBS) / 100
-        noise = ((request.seed * 7919 + hash(request.candidate_id)) % 1000) / 1000 - 0.5
+        digest = hashlib.sha256(f"{request.seed}:{request.candidate_id}".encode()).digest()
+        noise = int.from_bytes(digest[:4], "big") / 2**32 - 0.5  # deterministic across processes
         return RunResult(status="finished", value=x + 0.1 * noise, duration_s=self.sleep_s)
 
 

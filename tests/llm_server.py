@@ -56,12 +56,12 @@ class Received:
 class ScriptedLLMServer:
     """A real HTTP server in a daemon thread; use as a context manager."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, port: int = 0) -> None:
         self.default = default or Reply(status=500, raw=b'{"error": {"message": "no scripted reply left"}}')
         self.requests: list[Received] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="llm-server", daemon=True)
 

@@ -142,3 +142,23 @@ def test_shutdown_cancels_runs_in_flight(local_ray, tmp_path):
     executor.shutdown()
     assert time.monotonic() - started < 8
     assert executor.in_flight() == 0 and executor.wait(timeout=0.01) == []
+
+
+def test_a_campaign_runs_on_ray_with_the_same_loop(local_ray, tmp_path):
+    """The loop with `--executor ray`: runs are Ray tasks, results come back to the single writer."""
+    from ledgerlab.core.campaign import Agent, Campaign
+    from ledgerlab.core.config import CampaignConfig
+    from ledgerlab.core.registry import load_domain, load_proposer
+    from ledgerlab.storage.memory import InMemoryLedger
+
+    config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 3},
+                            executor={"kind": "ray", "workers": 2})
+    domain = load_domain("marketing", {})
+    executor = make_executor(config.executor, domain, "marketing", {})
+    try:
+        state = Campaign(InMemoryLedger(), domain, config, agents=[Agent("a", load_proposer(config.proposer))],
+                         executor=executor, runs_dir=tmp_path / "runs").run()
+    finally:
+        domain.close()
+    assert state.status == "finished" and len(state.hypotheses) == 3
+    assert state.n_runs >= 6 and all(r.status == "finished" for r in state.runs.values())

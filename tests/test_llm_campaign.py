@@ -1,0 +1,384 @@
+"""Real campaigns with the LLM proposer: `ledgerlab run ... --proposer llm`, litellm over HTTP to a scripted server.
+
+Nothing here mocks litellm: the proposer imports it and it talks HTTP to tests/llm_server.py on 127.0.0.1.
+The only patch is the proposer's own backoff base (seconds → milliseconds), so retries do not sleep.
+Marketing runs are in-process A/B tests (fast); the ml_training campaign trains a tiny model in the sandbox
+for one second per run (~15 s in all on a CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_server import Reply, ScriptedLLMServer, closed_port_url
+from typer.testing import CliRunner
+
+from ledgerlab.cli.main import app
+from ledgerlab.storage.ledger import DuckDBLedger
+
+runner = CliRunner()
+MODEL = "openai/test-model"
+REPAIR = "Your edit could not be used: "  # the start of the repair message (core/proposers/prompt.py)
+
+
+def edit(rationale: str, old: str, new: str, file: str = "variant.toml") -> str:
+    """A model's answer: the hypothesis paragraph, then one SEARCH/REPLACE block."""
+    return f"{rationale}\n\n{file}\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+
+# Marketing answers. Each good one changes a different lever, so each still applies after an acceptance.
+FREE_SHIPPING = "Free shipping removes the most common reason to abandon a cart."
+GUEST = "Guest checkout should cut friction at the last step."
+TRUST = "Payment badges reassure first-time visitors."
+REVIEWS = "Customer reviews under the hero should build trust."
+GREEN = "A green call-to-action stands out more against the page."
+FORM = "Fewer checkout form fields should lift conversion."
+GOOD_1 = edit(FREE_SHIPPING, "free_shipping = false", "free_shipping = true")
+MALFORMED = f"{GUEST}\n\nvariant.toml\n<<<<<<< SEARCH\nguest_checkout = false\n=======\nguest_checkout = true\n"
+GOOD_2 = edit(GUEST, "guest_checkout = false", "guest_checkout = true")
+BAD_DIFF = (f"{FORM}\n\n```diff\n--- a/variant.toml\n+++ b/variant.toml\n@@ -12,1 +12,1 @@\n"
+            "-form_fields = 9\n+form_fields = 3\n```\n")
+GOOD_3 = edit(TRUST, "trust_badges = false", "trust_badges = true")
+GOOD_4 = edit(REVIEWS, 'social_proof = "none"', 'social_proof = "reviews"')
+GOOD_5 = edit(GREEN, 'cta_color = "blue"', 'cta_color = "green"')
+
+# A key that neither looks like a provider key nor sits in a variable whose name says "key": only the
+# proposer's own knowledge of api_key_env can keep it out of the records.
+KEY_ENV = "LEDGERLAB_TEST_CREDENTIAL"
+KEY = "ll-secret-5e1f0c9a7b3d2468ac"
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledgerlab.core.proposers import llm
+
+    monkeypatch.setattr(llm, "BACKOFF_BASE_S", 0.001)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer() as made:
+        yield made
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Exit code and output, with rich's line wrapping undone (whitespace runs become one space)."""
+    result = runner.invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def sql(folder: Path, query: str) -> list[dict[str, Any]]:
+    """`ledgerlab sql QUERY --format json`, parsed."""
+    result = runner.invoke(app, ["sql", query, "--dir", str(folder), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def events(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    with DuckDBLedger(folder / ".ledgerlab" / "ledger.duckdb") as store:
+        return [(row.type, row.event().model_dump(mode="json"))
+                for cid in store.campaign_ids() for row in store.read(cid)]
+
+
+def write_config(folder: Path, **proposer: Any) -> None:
+    lines = ["[proposer]"] + [f"{k} = {json.dumps(v)}" for k, v in proposer.items()]
+    (folder / "ledgerlab.toml").write_text("\n".join(lines) + "\n")
+
+
+def run_llm(folder: Path, api_base: str, *args: str, domain: str = "marketing", model: str = MODEL) -> tuple[int, str]:
+    return cli("run", domain, "--dir", str(folder), "--proposer", "llm", "--model", model, "--api-base", api_base,
+               "--judge", "greedy", "--seed", "3", *args)
+
+
+def assert_no_secret(folder: Path, output: str) -> None:
+    """The key is nowhere: not in any event payload, not in any file under .ledgerlab/, not in the output."""
+    payloads = sql(folder, "select payload from events")
+    assert payloads and not any(KEY in str(row["payload"]) for row in payloads)
+    files = [p for p in (folder / ".ledgerlab").rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in output
+
+
+# ------------------------------------------------------------------------------------------- marketing
+
+
+def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    """Good edits run and get verdicts; a malformed block is repaired; a bad diff is rejected; 429, 500 and a
+    hang are retried; when the server has nothing left the campaign pauses instead of burning runs."""
+    write_config(tmp_path, timeout_s=1.5, retries=1)
+    server.script(
+        Reply(GOOD_1, prompt_tokens=1200, completion_tokens=80),
+        MALFORMED, Reply(GOOD_2, prompt_tokens=1500, completion_tokens=90),  # repaired after one round-trip
+        BAD_DIFF, BAD_DIFF,  # twice: PatchRejected
+        Reply(status=429), GOOD_3,
+        Reply(status=500), GOOD_4,
+        Reply(GOOD_5, delay_s=3.0), GOOD_5,  # a hang: the client times out and retries
+    )  # then the default: 500 "no scripted reply left", twice → ProviderDownError → paused
+    started = time.perf_counter()
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10")
+    elapsed = time.perf_counter() - started
+    assert code == 1, out  # paused: needs attention
+    assert f"the LLM provider for {MODEL} at {server.url} is unreachable after 2 attempts" in out
+    assert "no scripted reply left" in out and f"ledgerlab resume --dir {tmp_path}" in out
+    assert "Traceback" not in out
+    assert server.count == 13
+    assert elapsed < 30, elapsed
+
+    seen = events(tmp_path)
+    types = [t for t, _ in seen]
+    assert types[-1] == "CampaignPaused" and "CampaignFinished" not in types
+    pause = seen[-1][1]["reason"]
+    assert pause.startswith("agent agent-0: ") and "unreachable" in pause and "resume" in pause
+
+    # The hypotheses, in order, with the model's rationales; the bad diff is a PatchRejected with the reason.
+    hyps = sql(tmp_path, "select hypothesis_id, rationale, status, reject_reason, proposer, diff "
+                         "from hypotheses order by proposed_at")
+    assert [h["rationale"] for h in hyps] == [FREE_SHIPPING, GUEST, FORM, TRUST, REVIEWS, GREEN]
+    assert all(h["proposer"] == "llm" for h in hyps)
+    assert [h["status"] == "patch_rejected" for h in hyps] == [False, False, True, False, False, False]
+    rejected = hyps[2]
+    assert "does not apply" in rejected["reject_reason"] or "failed" in rejected["reject_reason"]
+    assert rejected["reject_reason"].endswith("(after one repair round-trip)")
+    assert "form_fields = 9" in rejected["diff"]  # the model's edit is kept for the record
+    reasons = [p["reason"] for t, p in seen if t == "PatchRejected"]
+    assert reasons == [rejected["reject_reason"]]
+    assert "+free_shipping = true" in hyps[0]["diff"] and "+guest_checkout = true" in hyps[1]["diff"]
+
+    # Every good edit ran and has a verdict; no run belongs to anything else, none started after the last answer.
+    good = [h["hypothesis_id"] for h in hyps if h["status"] != "patch_rejected"]
+    verdicts = sql(tmp_path, "select hypothesis_id, decision, test from verdicts")
+    assert sorted(v["hypothesis_id"] for v in verdicts) == sorted(good)
+    assert {v["test"] for v in verdicts} == {"greedy"}
+    runs = sql(tmp_path, "select hypothesis_id, status from runs")
+    assert runs and {r["hypothesis_id"] for r in runs} <= set(good) | {None}
+    assert all(r["status"] == "finished" for r in runs)
+    last_ok = max(i for i, (t, p) in enumerate(seen) if t == "LLMCallCompleted" and p["ok"])
+    after_last_answer = [t for t, _ in seen[last_ok + 1:]]
+    assert after_last_answer.count("RunStarted") <= 1  # only the last good edit's own run
+
+    # Every call is a row: 13 calls, the failures with their errors and no tokens, the successes with tokens.
+    calls = [p for t, p in seen if t == "LLMCallCompleted"]  # in ledger order
+    assert len(calls) == 13
+    assert [c["ok"] for c in calls] == [True, True, True, True, True, False, True, False, True, False, True,
+                                        False, False]
+    assert [c["purpose"] for c in calls][:5] == ["propose", "propose", "repair", "propose", "repair"]
+    assert (calls[0]["prompt_tokens"], calls[0]["completion_tokens"]) == (1200, 80)
+    assert (calls[2]["prompt_tokens"], calls[2]["completion_tokens"]) == (1500, 90)
+    assert all(c["prompt_tokens"] and c["completion_tokens"] for c in calls if c["ok"])
+    assert all(c["prompt_tokens"] is None and c["error"] for c in calls if not c["ok"])
+    assert "429" in calls[5]["error"] and "500" in calls[7]["error"]
+    assert "Timeout" in calls[9]["error"] and 1.4 < calls[9]["latency_s"] < 3.0
+    assert all("no scripted reply left" in c["error"] for c in calls[11:])
+    assert {c["model"] for c in calls} == {MODEL}
+    assert all(c["cost_usd"] is None for c in calls)  # an unknown model's price is unknown, not zero
+    (total,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, count(*) filter (where ok) as good, "
+                             "sum(prompt_tokens) as prompt, sum(completion_tokens) as completion from llm_calls")
+    assert total["usd"] is None  # the spend query works; the price of this model is unknown
+    assert (total["n"], total["good"]) == (13, 8)
+    assert total["prompt"] == sum(c["prompt_tokens"] for c in calls if c["ok"])
+    assert total["completion"] == sum(c["completion_tokens"] for c in calls if c["ok"])
+
+    # The repair round-trip sent the exact error back, after the same prompt and the model's own answer.
+    repair = server.requests[2].messages
+    assert repair[:2] == server.requests[1].messages
+    assert repair[2] == {"role": "assistant", "content": MALFORMED}
+    assert repair[3]["content"].startswith(REPAIR + "block 1 is not closed: expected a line '>>>>>>> REPLACE'")
+    diff_repair = server.requests[4].messages[-1]["content"]
+    assert diff_repair.startswith(REPAIR) and diff_repair.split(REPAIR)[1].split("\n")[0] in rejected["reject_reason"]
+    # The prompt is grounded: the program, the incumbent's file, and what was tried (the later prompts).
+    first = server.requests[0].prompt
+    assert "variant.toml" in first and 'cta_color = "blue"' in first and "conversion" in first
+    assert FREE_SHIPPING in server.requests[1].prompt and FORM in server.requests[5].prompt
+
+
+def test_a_server_that_is_down_pauses_at_once_and_resume_continues_when_it_answers(tmp_path: Path) -> None:
+    url = closed_port_url()
+    write_config(tmp_path, retries=2)
+    started = time.perf_counter()
+    code, out = run_llm(tmp_path, url, "--max-hypotheses", "1")
+    assert code == 1, out
+    assert time.perf_counter() - started < 15
+    assert "Connection error" in out and "unreachable after 3 attempts" in out and "ledgerlab resume" in out
+    seen = events(tmp_path)
+    assert seen[-1][0] == "CampaignPaused" and "Connection error" in seen[-1][1]["reason"]
+    calls = [p for t, p in seen if t == "LLMCallCompleted"]
+    assert len(calls) == 3 and not any(c["ok"] for c in calls)
+    assert "HypothesisProposed" not in [t for t, _ in seen]
+    # No candidate run was burnt; at most the incumbent's calibration run had started (resume re-runs it).
+    assert [r["role"] for r in sql(tmp_path, "select role from runs")] in ([], ["incumbent"])
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with ScriptedLLMServer(port=port) as server:  # the provider is back, at the same address
+        server.script(GOOD_1)
+        code, out = cli("resume", "--dir", str(tmp_path))
+    assert code == 0, out
+    assert "finished (max_hypotheses)" in out
+    types = [t for t, _ in events(tmp_path)]
+    assert "CampaignResumed" in types and types[-1] == "CampaignFinished"
+    (hyp,) = sql(tmp_path, "select rationale, status from hypotheses")
+    assert hyp["rationale"] == FREE_SHIPPING and hyp["status"] in ("accepted", "rejected")
+    assert [p["ok"] for t, p in events(tmp_path) if t == "LLMCallCompleted"] == [False, False, False, True]
+
+
+def test_the_dollar_budget_stops_the_campaign_before_it_is_exceeded(tmp_path: Path, server: ScriptedLLMServer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the price comes from litellm's local table
+    import litellm
+
+    price = litellm.model_cost["gpt-4o-mini"]
+    per_call = 1_000_000 * price["input_cost_per_token"] + 100_000 * price["output_cost_per_token"]
+    assert per_call > 0
+    limit = 2.5 * per_call  # room for two calls: after the second, a third would exceed it
+    server.script(*(Reply(answer, prompt_tokens=1_000_000, completion_tokens=100_000)
+                    for answer in (GOOD_1, GOOD_3, GOOD_4, GOOD_5)))
+    write_config(tmp_path, retries=0)
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10", "--max-cost", repr(limit),
+                        model="openai/gpt-4o-mini")
+    assert code == 0, out
+    assert "finished (max_cost)" in out
+    assert server.count == 2
+    seen = events(tmp_path)
+    finished = seen[-1]
+    assert finished[0] == "CampaignFinished" and finished[1]["reason"] == "max_cost"
+    (row,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, count(cost_usd) as priced from llm_calls")
+    assert row["n"] == row["priced"] == 2
+    assert row["usd"] == pytest.approx(2 * per_call) and row["usd"] <= limit
+    assert f"${row['usd']:.4f} spent" in finished[1]["detail"]
+    assert len(sql(tmp_path, "select * from verdicts")) == 2  # the paid-for hypotheses were still tested
+
+
+def test_the_api_key_is_sent_but_never_recorded(tmp_path: Path, server: ScriptedLLMServer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    write_config(tmp_path, api_key_env=KEY_ENV, retries=1)
+    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}})
+    server.script(GOOD_1, Reply(status=401, raw=echo.encode()))  # a provider that echoes the key in its error
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "5")
+    assert code == 1, out
+    assert "refused the request" in out and "Incorrect API key provided" in out
+    assert server.count == 2  # a refusal is not retried
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)  # the key was used
+    assert not any(KEY in r.prompt for r in server.requests)
+    assert_no_secret(tmp_path, out)
+    pause = events(tmp_path)[-1]
+    assert pause[0] == "CampaignPaused" and "[redacted]" in pause[1]["reason"]
+
+
+# ------------------------------------------------------------------------------------------ ml_training
+
+
+HARNESS_EDIT = edit("Evaluating on fewer tokens makes every run faster.",
+                    'self.eval_tokens = int(env.get("LEDGERLAB_EVAL_TOKENS", str(65536)))',
+                    'self.eval_tokens = 16', file="harness.py")
+LR_RATIONALE = "A lower peak learning rate should be more stable in so few steps."
+LR_EDIT = (
+    f"{LR_RATIONALE}\n\n"
+    "train.py\n<<<<<<< SEARCH\nLR = 3e-3  # peak learning rate of the transformer blocks\n=======\n"
+    "LR = 2e-3  # peak learning rate of the transformer blocks\n>>>>>>> REPLACE\n\n"
+    # A second block that shows, in the run's log, the environment the training process sees.
+    "train.py\n<<<<<<< SEARCH\nDROPOUT = 0.0\n=======\nDROPOUT = 0.0\nimport os\n"
+    "print('ENV-DUMP', {k: v for k, v in os.environ.items() if 'NONCE' not in k})\n>>>>>>> REPLACE\n"
+)
+
+
+def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
+    tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledgerlab.domains.ml_training.domain import HARNESS
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    write_config(tmp_path, api_key_env=KEY_ENV, retries=1, timeout_s=10)
+    server.script(HARNESS_EDIT, HARNESS_EDIT, LR_EDIT)
+    started = time.perf_counter()
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "2", "--option", "budget_s=1",
+                        "--option", "eval_tokens=2048", "--option", "threads=1", "--option", "device=cpu",
+                        domain="ml_training")
+    elapsed = time.perf_counter() - started
+    assert code == 0, out
+    assert "finished (max_hypotheses)" in out and elapsed < 60, (elapsed, out)
+
+    harness, lr = sql(tmp_path, "select rationale, status, reject_reason, candidate_id from hypotheses "
+                                "order by proposed_at")
+    assert harness["status"] == "patch_rejected" and harness["candidate_id"] is None
+    assert "outside the artifact: harness.py" in harness["reject_reason"]
+    assert harness["rationale"] == "Evaluating on fewer tokens makes every run faster."
+    assert lr["rationale"] == LR_RATIONALE and lr["status"] in ("accepted", "rejected")
+    (verdict,) = sql(tmp_path, "select decision, test, effect from verdicts")
+    assert verdict["test"] == "greedy" and verdict["effect"] is not None
+    runs = sql(tmp_path, "select role, status, log_path, candidate_id from runs")
+    assert sorted(r["role"] for r in runs) == ["candidate", "incumbent"]
+    assert all(r["status"] == "finished" for r in runs)
+    assert [r["candidate_id"] for r in runs if r["role"] == "candidate"] == [lr["candidate_id"]]
+    assert [p["purpose"] for t, p in events(tmp_path) if t == "LLMCallCompleted"] == ["propose", "repair", "propose"]
+
+    # The harness was never touched: every run's copy is byte-identical to the domain's.
+    expected = hashlib.sha256(HARNESS.read_bytes()).hexdigest()
+    copies = list((tmp_path / ".ledgerlab" / "runs").glob("*/harness.py"))
+    assert len(copies) == 2 and all(hashlib.sha256(p.read_bytes()).hexdigest() == expected for p in copies)
+
+    # The candidate's training process printed its environment: the key is not in it.
+    (candidate,) = [r for r in runs if r["role"] == "candidate"]
+    log = Path(candidate["log_path"]).read_text()
+    assert "ENV-DUMP" in log and KEY not in log and KEY_ENV not in log
+    assert_no_secret(tmp_path, out)
+
+
+def test_the_sandbox_environment_has_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledgerlab.core.sandbox import scrubbed_env
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    env = scrubbed_env(tmp_path, {"LEDGERLAB_SEED": "0"}, threads=1, device="cpu")
+    assert not any(KEY in value for value in env.values()) and KEY_ENV not in env and "OPENAI_API_KEY" not in env
+
+
+# ---------------------------------------------------------------------------------------- no litellm
+
+
+def test_the_default_proposer_never_imports_litellm(tmp_path: Path) -> None:
+    code = f"""
+import sys
+from pathlib import Path
+from ledgerlab.core.campaign import Agent, Campaign
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.executors import make_executor
+from ledgerlab.core.registry import close_domain, load_domain, load_proposer
+from ledgerlab.storage.memory import InMemoryLedger
+
+config = CampaignConfig.model_validate({{"domain": "marketing", "budgets": {{"max_hypotheses": 2}},
+                                        "judge": {{"kind": "greedy"}}}})
+domain = load_domain("marketing", {{}})
+agents = [Agent("agent-0", load_proposer(config.proposer))]
+executor = make_executor(config.executor, domain, "marketing", {{}})
+try:
+    state = Campaign(InMemoryLedger(), domain, config, agents=agents, executor=executor,
+                     runs_dir=Path({str(tmp_path / "a")!r})).run()
+finally:
+    close_domain(domain)
+assert state.status == "finished" and len(state.hypotheses) == 2, state.status
+assert agents[0].proposer.name == "knob"
+
+from ledgerlab.cli.main import app
+try:
+    app(["run", "marketing", "--dir", {str(tmp_path / "b")!r}, "--max-hypotheses", "1", "--judge", "greedy", "-q"])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("litellm", "openai", "tiktoken"))
+assert not loaded, loaded
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("ok")
