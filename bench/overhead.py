@@ -80,17 +80,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypotheses", type=int, default=60)
     args = parser.parse_args()
-    rows = [measure(args.hypotheses, 0.0), measure(max(10, args.hypotheses // 4), 0.2)]
+    rows = [measure(args.hypotheses, 0.0), measure(8, 1.0)]
     print(f"{'run length':>10} {'hyps':>5} {'runs':>5} {'events':>7} {'wall s':>8} {'overhead/run':>13} {'share':>7}")
     for r in rows:
         share = f"{100 * r['overhead_share']:.1f}%" if r["overhead_share"] is not None else "-"
         print(f"{r['run_s']:>9.1f}s {r['hypotheses']:>5} {r['runs']:>5} {r['events']:>7} {r['wall_s']:>8.2f} "
               f"{r['overhead_ms_per_run']:>10.1f} ms {share:>7}")
     per_run = rows[0]["overhead_ms_per_run"] / 1000
+    # Runs longer than the ledger's idle lease reopen the file once per run: use the long-run overhead.
+    long_run = max(rows[1]["overhead_ms_per_run"] / 1000, per_run)
     print(f"target: <= 50 ms per run -> {'met' if per_run <= 0.05 else 'NOT met'}; "
-          f"share of a 5 s run: {100 * per_run / 5:.2f}% (target < 1%)")
+          f"share of a 5 s run: {100 * long_run / 5:.2f}% (target < 1%)")
     RESULTS.mkdir(exist_ok=True)
-    out = {"rows": rows, "share_of_5s_run": per_run / 5, "target_ms": 50}
+    out = {"rows": rows, "share_of_5s_run": long_run / 5, "target_ms": 50}
     (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS / 'overhead.json'}")
 

@@ -204,7 +204,8 @@ def main() -> None:
                           cb.fmt_ci(s[p]["accepted"], digits=1), cb.fmt_ci(s[p]["tested"], digits=1),
                           cb.fmt_ci(s[p]["runs"], digits=1)])
         d = s["knob_minus_random"]
-        table.append([name, "knob − random", "paired difference", cb.fmt_ci(d, **unit), "-",
+        diff_unit = {**unit, "suffix": " pp"} if name == "marketing" else unit
+        table.append([name, "knob − random", "paired difference", cb.fmt_ci(d, **diff_unit), "-",
                       f"knob better on {s['knob_better_seeds']}/{args.seeds}", "", ""])
     print(cb.table(table, ["domain", "proposer", "score", "final incumbent", "gap to optimum (pp)",
                            "accepted", "tested", "runs"]))

@@ -10,7 +10,7 @@ processes can share it when nobody writes. Measured on the 2-core dev box: open+
 open read-only+query+close ≈ 15 ms, one INSERT of a single row ≈ 1.5 ms (≈ 600 tx/s), one
 `INSERT ... SELECT unnest(...)` ≈ 55,000-90,000 events/s, executemany ≈ 1,900/s.
 So the writer holds its connection as a *lease*:
-- it opens the file on demand and a background thread closes it after `idle_s` (default 0.2 s) without an
+- it opens the file on demand and a background thread closes it after `idle_s` (default 1 s) without an
   append, so back-to-back appends pay no open/close while a campaign whose runs take seconds leaves the
   file free most of the time;
 - a reader that finds the file locked touches `<ledger>.readers` and polls every few milliseconds; the
@@ -157,7 +157,7 @@ class DuckDBLedger:
     """The event store in a DuckDB file; the only writer of that file (see the module docstring)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, idle_s: float = 0.2, wait_s: float | None = None,
+        self, path: str | os.PathLike[str], *, idle_s: float = 1.0, wait_s: float | None = None,
         yield_s: float = 0.05,
     ) -> None:
         self.path = Path(path)

@@ -1,9 +1,11 @@
-"""Real campaigns with the LLM proposer: `ledgerlab run ... --proposer llm`, litellm over HTTP to a scripted server.
+"""Real campaigns with the LLM proposer: `ledgerlab run ... --proposer llm`, litellm over HTTP to a scripted
+server (tests/llm_server.py).
 
-Nothing here mocks litellm: the proposer imports it and it talks HTTP to tests/llm_server.py on 127.0.0.1.
-The only patch is the proposer's own backoff base (seconds → milliseconds), so retries do not sleep.
-Marketing runs are in-process A/B tests (fast); the ml_training campaign trains a tiny model in the sandbox
-for one second per run (~15 s in all on a CPU).
+Nothing here mocks litellm: the proposer imports it and it talks HTTP to the server on 127.0.0.1. The only
+patch is the proposer's own backoff base (seconds → milliseconds), so retries do not sleep. Marketing runs
+are in-process A/B tests (~10 s for the longest campaign); the ml_training campaign trains a tiny model in
+the sandbox for one second per run (~10 s in all on a CPU). The xfail(strict) tests document bugs found
+here: they fail today and must pass once the bug is fixed (then drop the mark).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ REVIEWS = "Customer reviews under the hero should build trust."
 GREEN = "A green call-to-action stands out more against the page."
 FORM = "Fewer checkout form fields should lift conversion."
 GOOD_1 = edit(FREE_SHIPPING, "free_shipping = false", "free_shipping = true")
-MALFORMED = f"{GUEST}\n\nvariant.toml\n<<<<<<< SEARCH\nguest_checkout = false\n=======\nguest_checkout = true\n"
+MALFORMED = (f"{GUEST}\n\nvariant.toml\n<<<<<<< SEARCH\nguest_checkout = false\n=======\n"
+             "guest_checkout = true\n")  # no '>>>>>>> REPLACE' line
 GOOD_2 = edit(GUEST, "guest_checkout = false", "guest_checkout = true")
 BAD_DIFF = (f"{FORM}\n\n```diff\n--- a/variant.toml\n+++ b/variant.toml\n@@ -12,1 +12,1 @@\n"
             "-form_fields = 9\n+form_fields = 3\n```\n")
@@ -94,9 +97,11 @@ def write_config(folder: Path, **proposer: Any) -> None:
     (folder / "ledgerlab.toml").write_text("\n".join(lines) + "\n")
 
 
-def run_llm(folder: Path, api_base: str, *args: str, domain: str = "marketing", model: str = MODEL) -> tuple[int, str]:
-    return cli("run", domain, "--dir", str(folder), "--proposer", "llm", "--model", model, "--api-base", api_base,
-               "--judge", "greedy", "--seed", "3", *args)
+def run_llm(folder: Path, api_base: str, *args: str, domain: str = "marketing",
+            model: str = MODEL) -> tuple[int, str]:
+    """`ledgerlab run DOMAIN --proposer llm --model M --api-base URL` with the greedy judge (fast)."""
+    return cli("run", domain, "--dir", str(folder), "--proposer", "llm", "--model", model,
+               "--api-base", api_base, "--judge", "greedy", "--seed", "3", *args)
 
 
 def assert_no_secret(folder: Path, output: str) -> None:
@@ -113,7 +118,8 @@ def assert_no_secret(folder: Path, output: str) -> None:
 # ------------------------------------------------------------------------------------------- marketing
 
 
-def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path, server: ScriptedLLMServer) -> None:
+def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
+                                                                  server: ScriptedLLMServer) -> None:
     """Good edits run and get verdicts; a malformed block is repaired; a bad diff is rejected; 429, 500 and a
     hang are retried; when the server has nothing left the campaign pauses instead of burning runs."""
     write_config(tmp_path, timeout_s=1.5, retries=1)
@@ -148,14 +154,17 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
     assert all(h["proposer"] == "llm" for h in hyps)
     assert [h["status"] == "patch_rejected" for h in hyps] == [False, False, True, False, False, False]
     rejected = hyps[2]
-    assert "does not apply" in rejected["reject_reason"] or "failed" in rejected["reject_reason"]
+    assert rejected["reject_reason"].startswith("patch does not apply")
+    assert "hunk 1 was not found in variant.toml (it starts with 'form_fields = 9')" in \
+        rejected["reject_reason"]
     assert rejected["reject_reason"].endswith("(after one repair round-trip)")
     assert "form_fields = 9" in rejected["diff"]  # the model's edit is kept for the record
     reasons = [p["reason"] for t, p in seen if t == "PatchRejected"]
     assert reasons == [rejected["reject_reason"]]
     assert "+free_shipping = true" in hyps[0]["diff"] and "+guest_checkout = true" in hyps[1]["diff"]
 
-    # Every good edit ran and has a verdict; no run belongs to anything else, none started after the last answer.
+    # Every good edit ran and has a verdict; no run belongs to anything else; no run after the last answer
+    # but that answer's own.
     good = [h["hypothesis_id"] for h in hyps if h["status"] != "patch_rejected"]
     verdicts = sql(tmp_path, "select hypothesis_id, decision, test from verdicts")
     assert sorted(v["hypothesis_id"] for v in verdicts) == sorted(good)
@@ -170,8 +179,8 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
     # Every call is a row: 13 calls, the failures with their errors and no tokens, the successes with tokens.
     calls = [p for t, p in seen if t == "LLMCallCompleted"]  # in ledger order
     assert len(calls) == 13
-    assert [c["ok"] for c in calls] == [True, True, True, True, True, False, True, False, True, False, True,
-                                        False, False]
+    assert [c["ok"] for c in calls] == [True, True, True, True, True, False, True, False, True, False,
+                                        True, False, False]
     assert [c["purpose"] for c in calls][:5] == ["propose", "propose", "repair", "propose", "repair"]
     assert (calls[0]["prompt_tokens"], calls[0]["completion_tokens"]) == (1200, 80)
     assert (calls[2]["prompt_tokens"], calls[2]["completion_tokens"]) == (1500, 90)
@@ -182,8 +191,9 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
     assert all("no scripted reply left" in c["error"] for c in calls[11:])
     assert {c["model"] for c in calls} == {MODEL}
     assert all(c["cost_usd"] is None for c in calls)  # an unknown model's price is unknown, not zero
-    (total,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, count(*) filter (where ok) as good, "
-                             "sum(prompt_tokens) as prompt, sum(completion_tokens) as completion from llm_calls")
+    (total,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, "
+                             "count(*) filter (where ok) as good, sum(prompt_tokens) as prompt, "
+                             "sum(completion_tokens) as completion from llm_calls")
     assert total["usd"] is None  # the spend query works; the price of this model is unknown
     assert (total["n"], total["good"]) == (13, 8)
     assert total["prompt"] == sum(c["prompt_tokens"] for c in calls if c["ok"])
@@ -193,16 +203,20 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
     repair = server.requests[2].messages
     assert repair[:2] == server.requests[1].messages
     assert repair[2] == {"role": "assistant", "content": MALFORMED}
-    assert repair[3]["content"].startswith(REPAIR + "block 1 is not closed: expected a line '>>>>>>> REPLACE'")
+    unclosed = "block 1 is not closed: expected a line '>>>>>>> REPLACE'"
+    assert repair[3]["content"].startswith(REPAIR + unclosed)
     diff_repair = server.requests[4].messages[-1]["content"]
-    assert diff_repair.startswith(REPAIR) and diff_repair.split(REPAIR)[1].split("\n")[0] in rejected["reject_reason"]
+    assert diff_repair.startswith(REPAIR)
+    assert diff_repair.split(REPAIR)[1].split("\n")[0] in rejected["reject_reason"]
     # The prompt is grounded: the program, the incumbent's file, and what was tried (the later prompts).
     first = server.requests[0].prompt
     assert "variant.toml" in first and 'cta_color = "blue"' in first and "conversion" in first
     assert FREE_SHIPPING in server.requests[1].prompt and FORM in server.requests[5].prompt
 
 
-def test_a_server_that_is_down_pauses_at_once_and_resume_continues_when_it_answers(tmp_path: Path) -> None:
+def test_a_server_that_is_down_pauses_at_once_and_resume_continues_when_it_answers(
+    tmp_path: Path,
+) -> None:
     url = closed_port_url()
     write_config(tmp_path, retries=2)
     started = time.perf_counter()
@@ -231,38 +245,89 @@ def test_a_server_that_is_down_pauses_at_once_and_resume_continues_when_it_answe
     assert [p["ok"] for t, p in events(tmp_path) if t == "LLMCallCompleted"] == [False, False, False, True]
 
 
-def test_the_dollar_budget_stops_the_campaign_before_it_is_exceeded(tmp_path: Path, server: ScriptedLLMServer,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the price comes from litellm's local table
+def gpt_4o_mini_call_price(monkeypatch: pytest.MonkeyPatch) -> float:
+    """What one call of 1M prompt and 100k completion tokens costs, from litellm's local price table."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     price = litellm.model_cost["gpt-4o-mini"]
     per_call = 1_000_000 * price["input_cost_per_token"] + 100_000 * price["output_cost_per_token"]
     assert per_call > 0
+    return per_call
+
+
+def priced_campaign(folder: Path, server: ScriptedLLMServer, answers: tuple[str, ...], limit: float,
+                    *args: str) -> tuple[int, str]:
+    """A marketing campaign on 'openai/gpt-4o-mini' (a known price); every answer bills 1M + 100k tokens."""
+    server.script(*(Reply(answer, prompt_tokens=1_000_000, completion_tokens=100_000) for answer in answers))
+    write_config(folder, retries=0)
+    return run_llm(folder, server.url, "--max-hypotheses", "10", "--max-cost", repr(limit), *args,
+                   model="openai/gpt-4o-mini")
+
+
+def test_the_dollar_budget_stops_the_campaign_before_it_is_exceeded(
+    tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    per_call = gpt_4o_mini_call_price(monkeypatch)
     limit = 2.5 * per_call  # room for two calls: after the second, a third would exceed it
-    server.script(*(Reply(answer, prompt_tokens=1_000_000, completion_tokens=100_000)
-                    for answer in (GOOD_1, GOOD_3, GOOD_4, GOOD_5)))
-    write_config(tmp_path, retries=0)
-    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10", "--max-cost", repr(limit),
-                        model="openai/gpt-4o-mini")
+    code, out = priced_campaign(tmp_path, server, (GOOD_1, GOOD_3, GOOD_4, GOOD_5), limit)
     assert code == 0, out
     assert "finished (max_cost)" in out
     assert server.count == 2
     seen = events(tmp_path)
     finished = seen[-1]
     assert finished[0] == "CampaignFinished" and finished[1]["reason"] == "max_cost"
-    (row,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, count(cost_usd) as priced from llm_calls")
+    (row,) = sql(tmp_path, "select sum(cost_usd) as usd, count(*) as n, count(cost_usd) as priced "
+                           "from llm_calls")
     assert row["n"] == row["priced"] == 2
     assert row["usd"] == pytest.approx(2 * per_call) and row["usd"] <= limit
     assert f"${row['usd']:.4f} spent" in finished[1]["detail"]
     assert len(sql(tmp_path, "select * from verdicts")) == 2  # the paid-for hypotheses were still tested
 
 
+@pytest.mark.xfail(strict=True, reason="BUG core/budgets.py:28: the check assumes a proposal costs one call, "
+                                       "but the repair round-trip makes it two")
+def test_a_repair_round_trip_does_not_overrun_the_dollar_budget(
+    tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    per_call = gpt_4o_mini_call_price(monkeypatch)
+    limit = 2.5 * per_call
+    code, out = priced_campaign(tmp_path, server, (GOOD_1, MALFORMED, GOOD_2, GOOD_3), limit)
+    assert code == 0, out
+    (row,) = sql(tmp_path, "select sum(cost_usd) as usd from llm_calls")
+    assert row["usd"] <= limit, f"spent ${row['usd']:.4f} of ${limit:.4f} allowed"  # today: 3 calls
+
+
+@pytest.mark.xfail(strict=True, reason="BUG core/budgets.py:28 / core/campaign.py _start_proposals: "
+                                       "proposals in flight are not counted against the dollar budget")
+def test_concurrent_agents_do_not_overrun_the_dollar_budget(
+    tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    per_call = gpt_4o_mini_call_price(monkeypatch)
+    limit = 3.5 * per_call  # after the first two calls (prices unknown until then) there is room for one more
+    answers = (GOOD_1, GOOD_2, GOOD_3, GOOD_4, GOOD_5)
+    code, out = priced_campaign(tmp_path, server, answers, limit, "--agents", "2")
+    assert code == 0, out
+    (row,) = sql(tmp_path, "select sum(cost_usd) as usd from llm_calls")
+    assert row["usd"] <= limit, f"spent ${row['usd']:.4f} of ${limit:.4f} allowed"  # today: 4 calls
+
+
+@pytest.mark.xfail(strict=True, reason="BUG cli/session.py:97 and :134 print model text and errors as rich "
+                                       "markup: '[/b]' crashes the campaign, '[redacted]' vanishes")
+def test_model_text_with_brackets_is_printed_not_parsed(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    server.script(edit("Bold [/b] headlines and [tags] convert better.", "free_shipping = false",
+                       "free_shipping = true"))
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "1")
+    assert code == 0, out
+    assert "proposes: Bold [/b] headlines and [tags] convert better." in out
+
+
 def test_the_api_key_is_sent_but_never_recorded(tmp_path: Path, server: ScriptedLLMServer,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
     write_config(tmp_path, api_key_env=KEY_ENV, retries=1)
-    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}})
+    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}",
+                                 "type": "invalid_request_error"}})
     server.script(GOOD_1, Reply(status=401, raw=echo.encode()))  # a provider that echoes the key in its error
     code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "5")
     assert code == 1, out
@@ -320,7 +385,8 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     assert sorted(r["role"] for r in runs) == ["candidate", "incumbent"]
     assert all(r["status"] == "finished" for r in runs)
     assert [r["candidate_id"] for r in runs if r["role"] == "candidate"] == [lr["candidate_id"]]
-    assert [p["purpose"] for t, p in events(tmp_path) if t == "LLMCallCompleted"] == ["propose", "repair", "propose"]
+    purposes = [p["purpose"] for t, p in events(tmp_path) if t == "LLMCallCompleted"]
+    assert purposes == ["propose", "repair", "propose"]
 
     # The harness was never touched: every run's copy is byte-identical to the domain's.
     expected = hashlib.sha256(HARNESS.read_bytes()).hexdigest()
@@ -330,7 +396,8 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     # The candidate's training process printed its environment: the key is not in it.
     (candidate,) = [r for r in runs if r["role"] == "candidate"]
     log = Path(candidate["log_path"]).read_text()
-    assert "ENV-DUMP" in log and KEY not in log and KEY_ENV not in log
+    assert "ENV-DUMP" in log and "LEDGERLAB_SEED" in log  # the dump is real ...
+    assert KEY not in log and KEY_ENV not in log  # ... and the key is not in it
     assert_no_secret(tmp_path, out)
 
 
@@ -340,7 +407,8 @@ def test_the_sandbox_environment_has_no_key(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     env = scrubbed_env(tmp_path, {"LEDGERLAB_SEED": "0"}, threads=1, device="cpu")
-    assert not any(KEY in value for value in env.values()) and KEY_ENV not in env and "OPENAI_API_KEY" not in env
+    assert not any(KEY in value for value in env.values())
+    assert KEY_ENV not in env and "OPENAI_API_KEY" not in env
 
 
 # ---------------------------------------------------------------------------------------- no litellm
@@ -371,7 +439,8 @@ assert agents[0].proposer.name == "knob"
 
 from ledgerlab.cli.main import app
 try:
-    app(["run", "marketing", "--dir", {str(tmp_path / "b")!r}, "--max-hypotheses", "1", "--judge", "greedy", "-q"])
+    app(["run", "marketing", "--dir", {str(tmp_path / "b")!r}, "--max-hypotheses", "1",
+         "--judge", "greedy", "-q"])
 except SystemExit as exc:
     assert exc.code == 0, exc.code
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("litellm", "openai", "tiktoken"))
