@@ -43,9 +43,14 @@ def run_campaign(domain: Domain, config: CampaignConfig) -> CampaignState:
     return state
 
 
+_FILES: dict[str, dict[str, str]] = {}  # candidate id -> files; ids hash the files, so any campaign may share it
+
+
 def files_of(state: CampaignState, cid: str) -> dict[str, str]:
-    """A candidate's files, rebuilt from the ledger."""
-    return candidate_files(state, cid)
+    """A candidate's files, rebuilt from the ledger (memoised: long lineages would repeat work)."""
+    if len(_FILES) > 50_000:
+        _FILES.clear()
+    return candidate_files(state, cid, _FILES)
 
 
 def accepted_steps(state: CampaignState) -> list[tuple[dict[str, str], dict[str, str], Any]]:

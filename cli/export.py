@@ -60,15 +60,44 @@ WHERE h.campaign_id = $campaign
 ORDER BY n.number
 """
 
+# autoresearch's results.tsv: commit (here the candidate id), the metric, memory_gb, keep/discard/crash, and
+# the description. The metric is the mean of the hypothesis's own candidate runs; the baseline is row one.
+AUTORESEARCH_SQL = """
+WITH numbered AS (
+    SELECT payload->>'hypothesis_id' AS hypothesis_id, row_number() OVER (ORDER BY seq) AS number
+    FROM events WHERE type = 'HypothesisProposed' AND campaign_id = $campaign
+), perf AS (
+    SELECT coalesce(hypothesis_id, '') AS hypothesis_id, candidate_id, avg(value) AS metric,
+           max(TRY_CAST(metrics->>'peak_memory_mb' AS DOUBLE)) / 1024 AS memory_gb,
+           bool_or(status NOT IN ('finished', 'running')) AS crashed
+    FROM runs WHERE campaign_id = $campaign GROUP BY ALL
+), base AS (
+    SELECT baseline_candidate_id AS candidate_id FROM campaigns WHERE campaign_id = $campaign
+)
+SELECT left(b.candidate_id, 7) AS commit, round(p.metric, 6) AS metric, round(coalesce(p.memory_gb, 0), 1) AS memory_gb,
+       'keep' AS status, 'baseline' AS description, 0 AS number
+FROM base b LEFT JOIN perf p ON p.candidate_id = b.candidate_id AND p.hypothesis_id = ''
+UNION ALL
+SELECT left(coalesce(h.candidate_id, '-------'), 7), round(p.metric, 6), round(coalesce(p.memory_gb, 0), 1),
+       CASE WHEN h.status = 'accepted' THEN 'keep' WHEN p.crashed THEN 'crash' ELSE 'discard' END,
+       replace(replace(h.rationale, chr(9), ' '), chr(10), ' '), n.number
+FROM hypotheses h
+JOIN numbered n ON n.hypothesis_id = h.hypothesis_id
+LEFT JOIN perf p ON p.hypothesis_id = h.hypothesis_id AND p.candidate_id = h.candidate_id
+WHERE h.campaign_id = $campaign
+"""
+AUTORESEARCH_SQL = f"SELECT * EXCLUDE (number) FROM ({AUTORESEARCH_SQL}) ORDER BY number"
+
 
 @app.command()
 def export(
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = ExportFormat.tsv,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
                                                 "<view>.parquet).")] = None,
-    view: Annotated[str, typer.Option("--view", help="results (one row per hypothesis) or a view name: "
-                                      "hypotheses, runs, verdicts, incumbents, llm_calls, leaderboard, "
-                                      "campaigns.")] = "results",
+    view: Annotated[Optional[str], typer.Option(
+        "--view", help="autoresearch (results.tsv columns; the default for tsv), results (one row per hypothesis, "
+        "the default otherwise) or a view: hypotheses, runs, verdicts, incumbents, llm_calls, leaderboard, "
+        "campaigns.")] = None,
     campaign: CampaignOption = None,
     dir: DirOption = None,
 ) -> None:
@@ -76,16 +105,21 @@ def export(
     from ledgerlab.storage.ledger import read_only_connection
     from ledgerlab.storage.views import VIEWS
 
+    view = view or ("autoresearch" if format is ExportFormat.tsv else "results")
     with user_errors():
-        if view != "results" and view not in VIEWS:
-            raise LedgerlabError(f"unknown view {view!r}; choose results or one of {', '.join(VIEWS)}")
+        if view not in ("results", "autoresearch") and view not in VIEWS:
+            raise LedgerlabError(f"unknown view {view!r}; choose autoresearch, results or one of {', '.join(VIEWS)}")
         with read_only_connection(Project.at(dir).ledger_path) as con:
             campaign_id = pick_campaign(con, campaign)
-            sql = RESULTS_SQL if view == "results" else f"SELECT * FROM {view} WHERE campaign_id = $campaign"
+            sql = {"results": RESULTS_SQL, "autoresearch": AUTORESEARCH_SQL}.get(
+                view, f"SELECT * FROM {view} WHERE campaign_id = $campaign")
             relation = con.execute(sql, {"campaign": campaign_id})
             columns = [d[0] for d in relation.description]
             types = [str(d[1]) for d in relation.description]
             rows = relation.fetchall()
+            if view == "autoresearch":
+                metric = con.execute("SELECT metric FROM campaigns WHERE campaign_id = $c", {"c": campaign_id}).fetchone()
+                columns = [metric[0] if c == "metric" and metric else c for c in columns]
         if format is ExportFormat.parquet:
             target = out or Path(f"{view}.parquet")
             write_parquet(target, columns, types, rows)

@@ -54,7 +54,8 @@ class Received:
 
 
 class ScriptedLLMServer:
-    """A real HTTP server in a daemon thread; use as a context manager."""
+    """A real HTTP server in a daemon thread; use as a context manager. `port=0` (default) picks a free port;
+    a given port lets a test bring a provider "back" at the address a campaign already knows."""
 
     def __init__(self, default: Reply | None = None, port: int = 0) -> None:
         self.default = default or Reply(status=500, raw=b'{"error": {"message": "no scripted reply left"}}')

@@ -23,7 +23,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_export_tsv_results_table(project: Path) -> None:
-    result = invoke("export", "--dir", str(project))
+    result = invoke("export", "--view", "results", "--dir", str(project))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split("\t") == HEADER and len(lines) == 6
@@ -55,8 +55,20 @@ def test_export_tsv_keeps_one_line_per_row(tmp_path: Path) -> None:
     events = [e.model_copy(update={"rationale": "two\tlines\nhere"}) if isinstance(e, ev.HypothesisProposed)
               and e.hypothesis_id == H1 else e for e in campaign_events()]
     build_project(tmp_path, events)
-    lines = invoke("export", "--dir", str(tmp_path)).stdout.splitlines()
+    lines = invoke("export", "--view", "results", "--dir", str(tmp_path)).stdout.splitlines()
     assert len(lines) == 6 and lines[1].endswith("\ttwo lines here")
+    lines = invoke("export", "--dir", str(tmp_path)).stdout.splitlines()
+    assert len(lines) == 7 and lines[2].endswith("\ttwo lines here")
+
+
+def test_export_tsv_defaults_to_autoresearch_results_columns(project: Path) -> None:
+    lines = invoke("export", "--format", "tsv", "--dir", str(project)).stdout.splitlines()
+    header = lines[0].split("\t")
+    assert header == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    assert rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"
+    assert [r["status"] for r in rows[1:]] == ["keep", "discard", "crash", "keep", "discard"]
+    assert rows[1]["commit"] == IDS["c1"][:7] and float(rows[1]["val_bpb"]) == pytest.approx(0.955)
 
 
 def test_export_parquet_and_views(project: Path, tmp_path: Path) -> None:
