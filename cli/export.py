@@ -70,7 +70,7 @@ WITH numbered AS (
     SELECT coalesce(hypothesis_id, '') AS hypothesis_id, candidate_id, avg(value) AS metric,
            max(TRY_CAST(metrics->>'peak_memory_mb' AS DOUBLE)) / 1024 AS memory_gb,
            bool_or(status NOT IN ('finished', 'running')) AS crashed
-    FROM runs WHERE campaign_id = $campaign GROUP BY ALL
+    FROM runs WHERE campaign_id = $campaign AND (role = 'candidate' OR hypothesis_id IS NULL) GROUP BY ALL
 ), base AS (
     SELECT baseline_candidate_id AS candidate_id FROM campaigns WHERE campaign_id = $campaign
 )
