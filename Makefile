@@ -16,12 +16,14 @@ setup: $(VENV)/.installed
 
 # A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only.
 demo: $(VENV)/.installed
-	$(VENV)/bin/ledgerlab run ml_training --dir $(DEMO_DIR) --max-runs 12 --option budget_s=10
+	test -f $(DEMO_DIR)/ledgerlab.toml || $(VENV)/bin/ledgerlab init ml_training --dir $(DEMO_DIR)
+	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
 
 # The same loop on the simulated marketing A/B market (about a minute).
 demo-marketing: $(VENV)/.installed
-	$(VENV)/bin/ledgerlab run marketing --dir $(DEMO_DIR)-marketing --max-hypotheses 30
+	test -f $(DEMO_DIR)-marketing/ledgerlab.toml || $(VENV)/bin/ledgerlab init marketing --dir $(DEMO_DIR)-marketing
+	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR)-marketing --max-hypotheses 30
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)-marketing
 
 test: $(VENV)/.installed
