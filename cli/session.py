@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
 from ledgerlab.core.errors import CampaignError, ConfigError
@@ -92,34 +93,38 @@ class _Printer:
     def __call__(self, row: ev.StoredEvent) -> None:
         if self.quiet:
             return
-        line = self._line(row.event())
+        line = self._line(row.event(), escape)
         if line:
-            console.print(f"[dim]{row.recorded_at:%H:%M:%S}[/dim] {line}")
+            try:
+                console.print(f"[dim]{row.recorded_at:%H:%M:%S}[/dim] {line}")
+            except Exception:  # noqa: BLE001 - progress output must never stop a campaign
+                print(f"{row.recorded_at:%H:%M:%S} {line}")
 
-    def _line(self, e: ev.Event) -> str | None:
+    def _line(self, e: ev.Event, q: Any) -> str | None:
+        """The line for one event; `q` escapes text from proposers and runs (it may contain [brackets])."""
         if isinstance(e, ev.HypothesisProposed):
             self.numbers[e.hypothesis_id] = len(self.numbers) + 1
-            return f"#{self.numbers[e.hypothesis_id]} [cyan]{e.agent}[/cyan] proposes: {e.rationale[:100]}"
+            return f"#{self.numbers[e.hypothesis_id]} [cyan]{q(e.agent)}[/cyan] proposes: {q(e.rationale[:100])}"
         if isinstance(e, ev.PatchRejected):
-            return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {e.reason[:120]}"
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {q(e.reason[:120])}"
         if isinstance(e, ev.RunStarted):
             return f"   run {e.run_id} {e.role} {e.candidate_id[:8]} seed {e.seed}" + \
                 (f" (attempt {e.attempt})" if e.attempt > 1 else "")
         if isinstance(e, ev.RunFinished):
             return f"   run {e.run_id} finished: {e.value:.5g} in {e.duration_s:.1f} s"
         if isinstance(e, ev.RunFailed):
-            return f"   run {e.run_id} [red]{e.status}[/red]: {e.error[:120]}"
+            return f"   run {e.run_id} [red]{e.status}[/red]: {q(e.error[:120])}"
         if isinstance(e, ev.VerdictReached):
             color = "green" if e.decision == "accept" else "red"
-            return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {e.reason[:160]}"
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {q(e.reason[:160])}"
         if isinstance(e, ev.IncumbentChanged):
             return f"[bold green]new incumbent[/bold green] {e.candidate_id[:12]}"
         if isinstance(e, ev.CampaignPaused):
-            return f"[yellow]paused[/yellow]: {e.reason}"
+            return f"[yellow]paused[/yellow]: {q(e.reason)}"
         if isinstance(e, ev.CampaignFinished):
-            return f"[bold]finished[/bold] ({e.reason}): {e.detail}"
+            return f"[bold]finished[/bold] ({q(e.reason)}): {q(e.detail)}"
         if isinstance(e, ev.LLMCallCompleted) and not e.ok:
-            return f"   LLM call failed: {e.error}"
+            return f"   LLM call failed: {q(e.error or '')}"
         return None
 
 
@@ -131,7 +136,7 @@ def _summary(state: Any, project: Project) -> int:
                   f"incumbent {state.incumbent_id[:12]}. `ledgerlab status --dir {project.root}` for details.")
     if state.status == "paused":
         reason = _last_pause(state)
-        console.print(f"paused: {reason}; continue with `ledgerlab resume --dir {project.root}`")
+        console.print(f"paused: {escape(reason)}; continue with `ledgerlab resume --dir {project.root}`")
         return 0 if reason.startswith("interrupted") else 1
     return 0
 

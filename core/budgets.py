@@ -23,13 +23,20 @@ def proposal_limit(budgets: Budgets, state: CampaignState, now: datetime, pendin
     """The budget that forbids asking for another hypothesis, or None."""
     if budgets.max_hypotheses is not None and len(state.hypotheses) + pending >= budgets.max_hypotheses:
         return "max_hypotheses"
-    if budgets.max_cost_usd is not None:
-        # Stop *before* exceeding: the next call is assumed to cost as much as the dearest one so far.
-        if state.llm_cost_usd + state.max_call_cost >= budgets.max_cost_usd and state.llm_calls:
-            return "max_cost"
-        if budgets.max_cost_usd == 0:
-            return "max_cost"
+    if budgets.max_cost_usd is not None and _cost_would_exceed(budgets.max_cost_usd, state, pending):
+        return "max_cost"
     return run_limit(budgets, state, now)
+
+
+def _cost_would_exceed(limit: float, state: CampaignState, pending: int) -> bool:
+    """Stop *before* exceeding: each proposal (this one and those in flight) may cost two of the dearest calls
+    so far (an answer and its repair round-trip); before any call has a price, one proposal at a time."""
+    if limit == 0:
+        return True
+    if not state.llm_calls:
+        return pending > 0
+    per_proposal = 2 * state.max_call_cost
+    return state.llm_cost_usd + (pending + 1) * per_proposal > limit
 
 
 def describe(reason: str, budgets: Budgets, state: CampaignState, now: datetime) -> str:

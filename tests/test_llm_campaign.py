@@ -269,7 +269,7 @@ def test_the_dollar_budget_stops_the_campaign_before_it_is_exceeded(
     tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     per_call = gpt_4o_mini_call_price(monkeypatch)
-    limit = 2.5 * per_call  # room for two calls: after the second, a third would exceed it
+    limit = 3.5 * per_call  # after one call: 1 + 2 (a proposal may need a repair call) fits; after two: 2 + 2 does not
     code, out = priced_campaign(tmp_path, server, (GOOD_1, GOOD_3, GOOD_4, GOOD_5), limit)
     assert code == 0, out
     assert "finished (max_cost)" in out
@@ -285,8 +285,6 @@ def test_the_dollar_budget_stops_the_campaign_before_it_is_exceeded(
     assert len(sql(tmp_path, "select * from verdicts")) == 2  # the paid-for hypotheses were still tested
 
 
-@pytest.mark.xfail(strict=True, reason="BUG core/budgets.py:28: the check assumes a proposal costs one call, "
-                                       "but the repair round-trip makes it two")
 def test_a_repair_round_trip_does_not_overrun_the_dollar_budget(
     tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,8 +296,6 @@ def test_a_repair_round_trip_does_not_overrun_the_dollar_budget(
     assert row["usd"] <= limit, f"spent ${row['usd']:.4f} of ${limit:.4f} allowed"  # today: 3 calls
 
 
-@pytest.mark.xfail(strict=True, reason="BUG core/budgets.py:28 / core/campaign.py _start_proposals: "
-                                       "proposals in flight are not counted against the dollar budget")
 def test_concurrent_agents_do_not_overrun_the_dollar_budget(
     tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,8 +308,6 @@ def test_concurrent_agents_do_not_overrun_the_dollar_budget(
     assert row["usd"] <= limit, f"spent ${row['usd']:.4f} of ${limit:.4f} allowed"  # today: 4 calls
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli/session.py:97 and :134 print model text and errors as rich "
-                                       "markup: '[/b]' crashes the campaign, '[redacted]' vanishes")
 def test_model_text_with_brackets_is_printed_not_parsed(tmp_path: Path, server: ScriptedLLMServer) -> None:
     server.script(edit("Bold [/b] headlines and [tags] convert better.", "free_shipping = false",
                        "free_shipping = true"))
