@@ -152,8 +152,15 @@ def summarize(rows: dict[str, list[dict]], better: str) -> dict[str, Any]:
     out["knob_minus_random"] = cb.mean_ci(diffs)
     out["knob_better_seeds"] = sum(sign * d > 0 for d in diffs)
     out["knob_worse_seeds"] = sum(sign * d < 0 for d in diffs)
-    mean = out["knob_minus_random"][0]
+    mean, low, high = out["knob_minus_random"]
     out["knob_better"] = sign * mean > 0
+    significant = (sign * low > 0) if out["knob_better"] else (sign * high < 0)
+    out["significant"] = significant
+    out["verdict"] = (("reaches a better incumbent" if significant else
+                       "reaches a better incumbent on average, but the 95% interval includes no difference")
+                      if out["knob_better"] else
+                      ("reaches a WORSE incumbent" if significant else
+                       "does NOT reach a better incumbent (worse on average; the interval includes no difference)"))
     return out
 
 
@@ -213,9 +220,8 @@ def main() -> None:
         s = res["summary"]
         d = s["knob_minus_random"]
         unit = (1, 3, "") if name == "toy" else (100, 1, " pp")
-        verdict = "reaches a better incumbent" if s["knob_better"] else "does NOT reach a better incumbent"
-        print(f"{name}: the knob proposer {verdict} (knob − random = {cb.fmt_ci(d, *unit)}; "
-              f"{res['better']} is better)")
+        print(f"{name}: the knob proposer {s['verdict']} (knob − random = {cb.fmt_ci(d, *unit)}; "
+              f"{res['better']} is better; knob better on {s['knob_better_seeds']} of {args.seeds} seeds)")
     print(f"\n{elapsed:.0f} s in all")
     cb.write_json(args.out, {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                              "results": results, "seconds": elapsed, "code": code})

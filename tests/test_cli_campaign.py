@@ -451,6 +451,6 @@ def test_commands_on_a_campaign_the_loop_wrote(tmp_path: Path) -> None:
     if state.hypotheses[accepted[-1].hypothesis_id].changes.get("Y") == 5:
         expected = write_knob(expected, KNOBS[1], 5)
     assert read_tree(out) == expected
-    table = invoke("export", "--dir", str(tmp_path)).stdout.splitlines()
+    table = invoke("export", "--view", "results", "--dir", str(tmp_path)).stdout.splitlines()
     assert len(table) == 5 and "\taccepted\t" in table[1]
     assert invoke("plot", "--out", str(tmp_path / "p.png"), "--dir", str(tmp_path)).exit_code == 0

@@ -4,8 +4,8 @@ server (tests/llm_server.py).
 Nothing here mocks litellm: the proposer imports it and it talks HTTP to the server on 127.0.0.1. The only
 patch is the proposer's own backoff base (seconds → milliseconds), so retries do not sleep. Marketing runs
 are in-process A/B tests (~10 s for the longest campaign); the ml_training campaign trains a tiny model in
-the sandbox for one second per run (~10 s in all on a CPU). The xfail(strict) tests document bugs found
-here: they fail today and must pass once the bug is fixed (then drop the mark).
+the sandbox for one second per run (~10 s in all on a CPU). The last tests pin bugs found here
+(model text printed as markup, the dollar budget ignoring repair calls and proposals in flight).
 """
 
 from __future__ import annotations
