@@ -227,14 +227,14 @@ class Campaign:
 
     def _needed(self) -> list[planner.RunSpec]:
         index = planner.RunIndex.of(self.state)
-        specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(),
+        specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
                                     self.settings.calibration_runs, self.settings.confirm_runs)
         self._check_incumbent_failures(index, specs)
         return specs
 
-    def _needs_for(self) -> dict[str, int]:
+    def _needs_for(self, index: planner.RunIndex) -> dict[str, int]:
+        """Candidate replicates each open hypothesis needs before its next look."""
         first = self.judge.first_n()
-        index = planner.RunIndex.of(self.state)
         needs = {}
         for record in self.state.open_hypotheses():
             started = len(index.by_hypothesis.get(record.hypothesis_id, []))
@@ -320,7 +320,7 @@ class Campaign:
                 self._verdict(record, _run_failed(record, failed[0], len(runs)))
                 continue
             evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
-            need = self._needs_for()[record.hypothesis_id]
+            need = self._needs_for(index)[record.hypothesis_id]
             if evidence is None or len(runs) < need:
                 continue
             judgement = self.judge.judge(evidence, self._alpha(record))
@@ -475,6 +475,8 @@ class Campaign:
             self.domain.validate(files)
         except InvalidCandidate as exc:
             return f"invalid candidate: {exc}", None
+        except Exception as exc:  # noqa: BLE001 - a bug in a domain's validate() rejects, never crashes
+            return f"invalid candidate: validate() raised {type(exc).__name__}: {exc}", None
         return None, files
 
     def _drain_sink(self) -> None:
