@@ -16,7 +16,7 @@ and only then, the market's hidden truth scores what each judge decided:
 Intervals: false-discovery shares are Wilson 95% intervals over accepts (the JSON adds a bootstrap over whole
 campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the paired difference per market.
 
-    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~5 min)
+    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~2-3 min)
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
     python bench/decisions.py --campaigns 50 --budget 4000000
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
@@ -223,7 +223,9 @@ def print_verdicts(v: dict[str, Any]) -> None:
           + (f"; greedy {cb.fmt_ci(g, 100, 1, '%')})" if g else ")"))
     if "lift_met" in v:
         d = v["lift_minus_greedy"]
-        print(f"Target 2: ledgerlab's true lift >= greedy's: {'MET' if v['lift_met'] else 'MISSED'} "
+        short = v["lift_greedy"][0] - v["lift_ours"][0]
+        print(f"Target 2: ledgerlab's true lift >= greedy's: "
+              f"{'MET' if v['lift_met'] else f'MISSED by {100 * short:.1f} pp'} "
               f"(ours {v['lift_ours'][0]:+.1%}, greedy {v['lift_greedy'][0]:+.1%}; paired difference "
               f"{cb.fmt_ci(d, 100, 1)} pp)")
 

@@ -13,7 +13,7 @@ seeds each, on two domains:
 Means carry Student-t 95% intervals; "knob − random" is the paired difference per seed. The JSON also holds
 the incumbent's true value after every `--checkpoint` hypotheses (how fast each gets there).
 
-    python bench/proposers.py                      # 10 seeds, 40 hypotheses, both domains (~2 min)
+    python bench/proposers.py                      # 10 seeds, 40 hypotheses, both domains (~1 min)
     python bench/proposers.py --quick              # 3 seeds, a smoke test
     python bench/proposers.py --seeds 30 --hypotheses 80 --domains marketing
 
@@ -139,7 +139,9 @@ def summarize(rows: dict[str, list[dict]], better: str) -> dict[str, Any]:
         out[name] = {
             "value": cb.mean_ci([r["value"] for r in rs]),
             "accepted": cb.mean_ci([r["accepted"] for r in rs]),
+            "hypotheses": cb.mean_ci([r["hypotheses"] for r in rs]),
             "tested": cb.mean_ci([r["tested"] for r in rs]),
+            "exhausted": sum(r["finish_reason"] == "proposer_exhausted" for r in rs),
             "patch_rejected": cb.mean_ci([r["patch_rejected"] for r in rs]),
             "runs": cb.mean_ci([r["runs"] for r in rs]),
             "seconds_per_campaign": sum(r["seconds"] for r in rs) / len(rs),
@@ -154,7 +156,8 @@ def summarize(rows: dict[str, list[dict]], better: str) -> dict[str, Any]:
     out["knob_worse_seeds"] = sum(sign * d < 0 for d in diffs)
     mean, low, high = out["knob_minus_random"]
     out["knob_better"] = sign * mean > 0
-    significant = (sign * low > 0) if out["knob_better"] else (sign * high < 0)
+    gains = (sign * low, sign * high)  # the interval, as "how much better knob is"
+    significant = min(gains) > 0 if out["knob_better"] else max(gains) < 0
     out["significant"] = significant
     out["verdict"] = (("reaches a better incumbent" if significant else
                        "reaches a better incumbent on average, but the 95% interval includes no difference")
@@ -208,14 +211,17 @@ def main() -> None:
         for p in PROPOSERS:
             table.append([name, p, label, cb.fmt_ci(s[p]["value"], **unit),
                           cb.fmt_ci(s[p]["gap_pp"], 100, 1) if "gap_pp" in s[p] else "-",
-                          cb.fmt_ci(s[p]["accepted"], digits=1), cb.fmt_ci(s[p]["tested"], digits=1),
+                          cb.fmt_ci(s[p]["accepted"], digits=1), cb.fmt_ci(s[p]["hypotheses"], digits=1),
+                          cb.fmt_ci(s[p]["tested"], digits=1), f"{s[p]['exhausted']}/{args.seeds}",
                           cb.fmt_ci(s[p]["runs"], digits=1)])
         d = s["knob_minus_random"]
         diff_unit = {**unit, "suffix": " pp"} if name == "marketing" else unit
         table.append([name, "knob − random", "paired difference", cb.fmt_ci(d, **diff_unit), "-",
-                      f"knob better on {s['knob_better_seeds']}/{args.seeds}", "", ""])
+                      f"knob better on {s['knob_better_seeds']}/{args.seeds}", "", "", "", ""])
     print(cb.table(table, ["domain", "proposer", "score", "final incumbent", "gap to optimum (pp)",
-                           "accepted", "tested", "runs"]))
+                           "accepted", "hypotheses used", "tested", "ran out", "runs"]))
+    print("hypotheses used < the budget: the proposer ran out of ideas (returned None) before it; tested excludes "
+          "patch-rejected proposals (duplicates of a candidate already tested)")
     for name, res in results.items():
         s = res["summary"]
         d = s["knob_minus_random"]

@@ -144,6 +144,13 @@ HELP: dict[str, tuple[str, Any]] = {
     "judge.fixed_n": ("runs per hypothesis for the fixed judge", None),
     "judge.futility": ("stop a hypothesis early when it is unlikely to succeed (most bad ideas cost one run)",
                        None),
+    "judge.futility_p": ("before the last look, drop a hypothesis whose p-value is above this (higher: more "
+                         "power, more runs per bad idea)", None),
+    "judge.futility_min_df": ("below this many degrees of freedom a futility stop needs the effect to be <= delta "
+                              "(and the alpha boundaries take no credit for futility); 0: always binding", None),
+    "judge.spending": ("how alpha is split over the looks: information (in proportion to runs) or equal", None),
+    "judge.min_diff_df": ("until this many paired-difference df exist, 2x the single-run variance stands in "
+                          "for the paired variance (conservative)", None),
     "judge.robust": ("heavy-tailed metrics: none, trim (trimmed means) or winsor (winsorized means)", None),
     "judge.trim": ("share trimmed or winsorized at each end when robust is not none", None),
     "judge.delta": ("practical margin: the smallest improvement worth keeping, in metric units (unset: the "

@@ -497,7 +497,8 @@ def _history_item(h: HypothesisRecord) -> HistoryItem:
     verdict = h.verdict
     return HistoryItem(
         hypothesis_id=h.hypothesis_id, agent=h.agent, rationale=h.rationale,
-        parent_candidate_id=h.parent_candidate_id, diff=h.diff, changes=h.changes, status=h.status,
+        parent_candidate_id=h.parent_candidate_id, candidate_id=h.candidate_id, diff=h.diff, changes=h.changes,
+        status=h.status,
         effect=verdict.effect if verdict else None, p_value=verdict.p_value if verdict else None, reason=h.reason,
     )
 

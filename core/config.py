@@ -70,6 +70,10 @@ class JudgeConfig(_Section):
     looks: tuple[int, ...] | None = None
     fixed_n: int = Field(default=5, ge=1)
     futility: bool = True
+    futility_p: float = Field(default=0.1, gt=0, le=1)
+    futility_min_df: int = Field(default=4, ge=0)
+    spending: Literal["information", "equal"] = "information"
+    min_diff_df: int = Field(default=8, ge=0)
     robust: Literal["none", "trim", "winsor"] = "none"
     trim: float = 0.2
     delta: float | None = None

@@ -60,7 +60,7 @@ class JudgeSettings(BaseModel):
     robust: Literal["none", "trim", "winsor"] = "none"  # heavy-tailed continuous metrics
     trim: float = 0.2
     delta: float | None = None  # overrides MetricSpec.delta
-    min_diff_df: int = 20  # below this many df from paired differences, also pool incumbent replicates
+    min_diff_df: int = 8  # below this many df from paired differences, also pool incumbent replicates
     min_expected: float = 5.0  # proportions: exact test when an expected cell count is below this
     confirm_runs: int = 2  # fresh replicates after an accept, for an unbiased effect (loop uses it)
     calibration_runs: int = 3  # baseline replicates at campaign start (loop uses it)

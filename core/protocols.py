@@ -110,6 +110,7 @@ class HistoryItem(Value):
     agent: str
     rationale: str
     parent_candidate_id: str
+    candidate_id: str | None = None  # None until the patch was applied (and for rejected patches)
     diff: str
     changes: dict[str, Any] = Field(default_factory=dict)
     status: str  # proposed, patch_rejected, testing, accepted, rejected

@@ -108,7 +108,7 @@ def pooled_variance(
     history_diffs: Sequence[Sequence[float]] = (),
     history_replicates: Sequence[Sequence[float]] = (),
     *,
-    min_diff_df: int = 20,
+    min_diff_df: int = 8,
     robust: Robust = "none",
     trim: float = 0.2,
 ) -> tuple[float, int]:

@@ -84,7 +84,7 @@ def test_concurrent_runs_share_one_embedded_service() -> None:
 
 def test_missing_control_means_the_baseline(domain: MarketingDomain) -> None:
     base = domain.baseline()
-    request = RunRequest(run_id="r", candidate_id="c", files=base, seed=2, workdir=Path("."))
+    request = RunRequest(run_id="r", candidate_id="cand", files=base, seed=2, workdir=Path("."))
     assert domain.run(request).control_metrics == domain.run(_request(base, base, seed=2)).control_metrics
 
 
@@ -239,3 +239,15 @@ def _wait_for(url: str, process: subprocess.Popen, timeout_s: float = 20.0) -> d
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("server did not start")
+
+
+def test_each_ab_test_gets_its_own_traffic(domain: MarketingDomain) -> None:
+    """Hypotheses tested on the same replicate seed must not replay the same visitors (shared errors)."""
+    base = domain.baseline()
+    other = base["variant.toml"].replace("free_shipping = false", "free_shipping = true")
+    assert other != base["variant.toml"]
+    first = domain.run(_request(base, base, seed=3))
+    second = domain.run(RunRequest(run_id="r2", candidate_id="other", files={"variant.toml": other},
+                                   control_files=base, seed=3, workdir=Path(".")))
+    assert first.control_metrics["successes"] != second.control_metrics["successes"]
+    assert domain.run(_request(base, base, seed=3)).control_metrics == first.control_metrics  # reproducible

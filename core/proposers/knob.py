@@ -20,6 +20,7 @@ from typing import Any
 from ledgerlab.core.config import ProposerConfig
 from ledgerlab.core.errors import PatchError, ProposerError
 from ledgerlab.core.knobs import read_knob, write_knob
+from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import EventSink, HistoryItem, Knob, Proposal, ProposalContext
 
 PENDING = frozenset({"proposed", "testing"})
@@ -237,7 +238,7 @@ def _numeric_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, i
     span = _span(knob, value, log)
     finest = LOG_FINEST if log else max(span * LINEAR_FINEST, 1.0 if knob.kind == "int" else 1e-12)
     step = max(min(plan.step, span), finest)
-    rungs = int(math.log2(step / finest) + 1e-9) + 1
+    rungs = int(math.log2(step / finest) + 0.01) + 1  # tolerant: steps are rounded to 4 significant digits
     for rung in range(rungs):  # each rung halves the step: ×2, ×√2, ×2^¼ ... for log knobs
         for direction in (plan.direction, -plan.direction):
             yield _step_value(knob, value, direction, step / 2**rung, log), direction, rung
@@ -352,6 +353,12 @@ def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple
     return None
 
 
+def _tested(context: ProposalContext) -> set[str]:
+    """Candidates the campaign already measured: proposing one again would only be rejected as a duplicate."""
+    return {h.candidate_id for h in context.history if h.candidate_id} | {
+        h.parent_candidate_id for h in context.history}
+
+
 class KnobProposer:
     """Adaptive coordinate search over the declared knobs, steered by the ledger's accepts and rejects."""
 
@@ -366,18 +373,21 @@ class KnobProposer:
         knobs = {name: kv[0] for name, kv in current.items()}
         rng = random.Random(context.seed)
         seen, taken = _history(context, {k.name: k for k in context.knobs})
+        tested = _tested(context)
         combined = _combine(context, current, seen, taken)
-        if combined is not None:
+        if combined is not None and candidate_id(combined.files) not in tested:
             return combined
         moves = _moves_by_knob(seen, current, context.incumbent_id)
         plans = {name: _plan(knob, value, moves[name], rng) for name, (knob, value) in current.items()}
         for name in _order(current, seen, plans, context.incumbent_id, rng):
             knob, value = current[name]
-            found = _first_untried(knob, value, plans[name], taken)
-            if found is not None:
+            while (found := _first_untried(knob, value, plans[name], taken)) is not None:
                 new, why = found
                 rationale = f"{name}: {_show(value)} → {_show(new)} ({_describe(knob, value, new)}; {why})"
-                return _proposal(context.incumbent_files, knobs, {name: new}, rationale)
+                proposal = _proposal(context.incumbent_files, knobs, {name: new}, rationale)
+                if candidate_id(proposal.files) not in tested:
+                    return proposal
+                taken.add(_key({name: new}))  # it would rebuild a candidate already tested (e.g. an undo)
         return None
 
 

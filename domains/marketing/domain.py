@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -133,9 +134,10 @@ class MarketingDomain:
         try:
             client = self._client(settings)
             fault = {"drop": {"treatment": settings.srm_fault}} if settings.srm_fault else None
+            seed = traffic_seed(request, settings.market_seed)
             experiment_id = client.create_experiment(
-                arms, visitors=settings.visitors_per_run, seed=request.seed,
-                start_hour=random.Random(request.seed).randrange(WEEK_HOURS), fault=fault,
+                arms, visitors=settings.visitors_per_run, seed=seed,
+                start_hour=random.Random(seed).randrange(WEEK_HOURS), fault=fault,
             )
             experiment = client.get_experiment(experiment_id)
         except (MarketError, OSError) as exc:
@@ -174,6 +176,13 @@ class MarketingDomain:
 
 
 # ---------------------------------------------------------------------------------------- results
+
+
+def traffic_seed(request: RunRequest, market_seed: int | None) -> int:
+    """The visitors' seed: each A/B test gets its own traffic (the replicate seed alone would make every
+    hypothesis tested on one incumbent replay the same visitors, so their errors would be shared)."""
+    key = f"{request.seed}:{request.candidate_id}:{request.control_candidate_id}:{market_seed}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 2**31
 
 
 def arm_metrics(arm: Mapping[str, Any]) -> dict[str, Any]:
