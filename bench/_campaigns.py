@@ -183,32 +183,13 @@ def _jsonable(x: Any) -> Any:
 # ------------------------------------------------------------------------------------ marketing domain
 
 
-def marketing_domain(traffic: str, **options: Any) -> Any:
-    """The marketing domain as shipped (`traffic="shared"`) or with a fresh visitor stream per run ("fresh")."""
+def marketing_domain(traffic: str = "fresh", **options: Any) -> Any:
+    """The marketing domain as shipped: every A/B test draws its own visitors (see `traffic_seed`)."""
     from ledgerlab.domains.marketing.domain import MarketingDomain
 
-    if traffic == "shared":
-        return MarketingDomain(**options)
     if traffic != "fresh":
-        raise ValueError(f"traffic must be 'shared' or 'fresh', not {traffic!r}")
-
-    class FreshTrafficDomain(MarketingDomain):
-        """Every run draws its own visitors: the loop's seed mixed with both arms' ids and the market.
-
-        As shipped, the loop gives replicate i of every hypothesis on one incumbent the seed base+i, and the
-        market draws its visitors (who they are, which arm, whether they would buy) from that seed alone: the
-        A/B tests of different hypotheses share their visitors, hence their noise, and every market replays
-        the same streams. Separate experiments in a real market never share visitors.
-        """
-
-        def run(self, request: RunRequest) -> RunResult:
-            s = self.settings
-            key = (f"{request.seed}|{request.candidate_id}|{request.control_candidate_id}|{s.market_seed}|"
-                   f"{s.null_market}").encode()
-            seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
-            return super().run(request.model_copy(update={"seed": seed}))
-
-    return FreshTrafficDomain(**options)
+        raise ValueError("the marketing domain gives every run its own traffic; only traffic='fresh' exists")
+    return MarketingDomain(**options)
 
 
 # ------------------------------------------------------------------------------ marketing ground truth

@@ -21,12 +21,8 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py --campaigns 50 --budget 4000000
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
 
-Traffic. `--traffic fresh` (the default) gives every run its own visitors, as separate experiments in a real
-market have. `--traffic shared` runs the domain exactly as the loop seeds it: replicate i of every hypothesis on
-one incumbent gets seed base+i, and the simulator draws its visitors (who they are, which arm, whether they
-would buy) from that seed alone, so the A/B tests of different hypotheses share their visitors and their noise
-(and every market replays the same streams). That is a flaw of the loop/domain pair, not of the market being
-modelled; `shared` shows what it does to the decisions.
+Traffic: every run is its own A/B test with its own visitors (the domain mixes the replicate seed with both
+arms' ids and the market seed), as separate experiments in a real market are.
 Writes bench/results/decisions.json (or --out).
 """
 
@@ -260,7 +256,7 @@ def main() -> None:
                          "(default: the shipped defaults)")
     ap.add_argument("--proposer", default="knob")
     ap.add_argument("--max-hypotheses", type=int, default=2000, help="a safety cap; the visitor budget binds")
-    ap.add_argument("--traffic", choices=("shared", "fresh"), default="fresh",
+    ap.add_argument("--traffic", choices=("fresh",), default="fresh",
                     help="fresh: every run its own visitors (default); shared: runs as the loop seeds them")
     ap.add_argument("--out", type=Path, default=cb.RESULTS / "decisions.json")
     args = ap.parse_args()

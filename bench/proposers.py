@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--domains", nargs="+", choices=("toy", "marketing"), default=["toy", "marketing"])
     ap.add_argument("--judge", choices=("stats", "greedy", "fixed"), default="stats")
     ap.add_argument("--visitors-per-run", type=int, default=50_000)
-    ap.add_argument("--traffic", choices=("shared", "fresh"), default="fresh")
+    ap.add_argument("--traffic", choices=("fresh",), default="fresh")
     ap.add_argument("--checkpoint", type=int, default=10, help="record the incumbent every N hypotheses")
     ap.add_argument("--quick", action="store_true", help="3 seeds: a smoke test")
     ap.add_argument("--out", type=Path, default=cb.RESULTS / "proposers.json")

@@ -304,3 +304,25 @@ def test_agents_share_an_accepted_discovery_and_the_lineage_is_queryable(tmp_pat
         rows = con.execute("select agent, built_on_hypothesis_id from hypotheses where built_on_hypothesis_id "
                            "is not null").fetchall()
     assert rows and {r[1] for r in rows} <= {h.hypothesis_id for h in changes}
+
+
+def test_resume_reruns_every_run_in_flight_with_parallel_workers(tmp_path: Path) -> None:
+    store = InMemoryLedger()
+    domain = ToyDomain(sleep_s=0.1)
+    first = campaign(store, tmp_path, list(SCRIPT), domain=domain, executor={"workers": 3}, campaign_id="c-4",
+                     consume=True)
+
+    def stop_when_busy(row: ev.StoredEvent) -> None:
+        if sum(r.status == "running" for r in first.state.runs.values()) >= 2:
+            first.request_stop("interrupted (SIGINT)")
+    first.on_event = stop_when_busy
+    state = first.run()
+    running = sorted(r.run_id for r in state.runs.values() if r.status == "running")
+    assert state.status == "paused" and len(running) >= 2
+    state = campaign(store, tmp_path, list(SCRIPT), domain=ToyDomain(sleep_s=0.1), executor={"workers": 3},
+                     campaign_id="c-4", consume=True).run()
+    resumed = next(r.event() for r in store.read("c-4") if r.type == "CampaignResumed")
+    assert sorted(resumed.reruns) == running  # type: ignore[attr-defined]
+    assert all(state.runs[run_id].attempt == 2 and state.runs[run_id].status == "finished" for run_id in running)
+    ends = [r.event().run_id for r in store.read("c-4") if r.type in ("RunFinished", "RunFailed")]  # type: ignore[attr-defined]
+    assert len(ends) == len(set(ends))  # each run has one result: none lost, none duplicated
