@@ -253,12 +253,15 @@ class Campaign:
                 return
 
     def _start_runs(self) -> None:
+        index = planner.RunIndex.of(self.state)
         for spec in self._needed():
             if self._stop is not None or len(self._inflight) >= self.executor.slots:
                 return
             if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
                 return
-            self._submit(spec, run_id=f"r-{uuid.uuid4().hex[:10]}", attempt=1)
+            # A retried incumbent run counts its attempts, so a domain can vary what a retry may vary.
+            failed = index.incumbent_failures(spec.candidate_id, spec.seed) if spec.role == "incumbent" else []
+            self._submit(spec, run_id=f"r-{uuid.uuid4().hex[:10]}", attempt=1 + len(failed))
 
     def _submit(self, spec: planner.RunSpec, *, run_id: str, attempt: int) -> None:
         self._append(ev.RunStarted(
@@ -268,7 +271,8 @@ class Campaign:
         control = self._files_of(spec.control_id) if spec.control_id else None
         request = RunRequest(
             run_id=run_id, candidate_id=spec.candidate_id, files=self._files_of(spec.candidate_id),
-            seed=spec.seed, workdir=self.runs_dir / run_id, timeout_s=self.config.executor.run_timeout_s,
+            seed=spec.seed, workdir=self.runs_dir / run_id, attempt=attempt,
+            timeout_s=self.config.executor.run_timeout_s,
             control_files=control, control_candidate_id=spec.control_id,
             options=dict(self.config.domain_options),
         )

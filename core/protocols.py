@@ -51,6 +51,7 @@ class RunRequest(Value):
     files: dict[str, str]
     seed: int
     workdir: Path
+    attempt: int = 1  # > 1: a retry of a failed or interrupted run of the same candidate and seed
     timeout_s: float | None = None
     # Concurrent (A/B) designs run the incumbent in the same window as the control arm.
     control_files: dict[str, str] | None = None

@@ -180,8 +180,11 @@ class MarketingDomain:
 
 def traffic_seed(request: RunRequest, market_seed: int | None) -> int:
     """The visitors' seed: each A/B test gets its own traffic (the replicate seed alone would make every
-    hypothesis tested on one incumbent replay the same visitors, so their errors would be shared)."""
+    hypothesis tested on one incumbent replay the same visitors, so their errors would be shared); a retry
+    (attempt > 1) gets new visitors, so an invalid run (sample-ratio mismatch) is not repeated verbatim."""
     key = f"{request.seed}:{request.candidate_id}:{request.control_candidate_id}:{market_seed}"
+    if request.attempt > 1:
+        key += f":{request.attempt}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 2**31
 
 
