@@ -20,7 +20,7 @@ from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.lineage import candidate_files
-from ledgerlab.core.protocols import Domain, RunRequest, RunResult
+from ledgerlab.core.protocols import Domain
 from ledgerlab.core.registry import load_proposer
 from ledgerlab.core.state import CampaignState
 from ledgerlab.storage.memory import InMemoryLedger

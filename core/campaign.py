@@ -31,7 +31,9 @@ from ledgerlab.core.errors import (
 from ledgerlab.core.judge import Evidence, Judge, JudgeSettings, Judgement, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
-from ledgerlab.core.protocols import Domain, Executor, HistoryItem, Proposal, ProposalContext, Proposer, RunRequest, RunResult
+from ledgerlab.core.protocols import (
+    Domain, Executor, HistoryItem, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest, RunResult,
+)
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
@@ -157,7 +159,8 @@ class Campaign:
             data_checksum=checksum if isinstance(checksum, str) else None, seed=self.config.seed,
         )
 
-    def _metric(self):  # noqa: ANN202 - MetricSpec, with the judge's δ override applied for the record
+    def _metric(self) -> MetricSpec:
+        """The domain's metric, with the judge's δ override applied (recorded in CampaignStarted)."""
         metric = self.domain.metric
         if self.config.judge.delta is not None:
             metric = metric.model_copy(update={"delta": self.config.judge.delta})
