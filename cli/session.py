@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -23,7 +26,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
 
     project = Project.at(directory)
     project.state_dir.mkdir(parents=True, exist_ok=True)
-    with DuckDBLedger(project.ledger_path) as store:
+    with _only_runner(project), DuckDBLedger(project.ledger_path) as store:
         campaign_id = None if new else open_campaign_id(store)
         if resume_only and campaign_id is None:
             raise CampaignError("no unfinished campaign in this folder; start one with `ledgerlab run DOMAIN`")
@@ -46,6 +49,27 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
 
             close_domain(domain)
     return _summary(state, project)
+
+
+@contextmanager
+def _only_runner(project: Project) -> Iterator[None]:
+    """One `run`/`resume` per project folder at a time (readers such as `status` are not affected)."""
+    import fcntl
+
+    path = project.state_dir / "run.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise CampaignError(f"another `ledgerlab run` (pid {pid}) is working in {project.root}; wait for it, "
+                                f"or stop it with Ctrl-C and `ledgerlab resume`") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
 
 
 def _config(project: Project, store: Any, campaign_id: str | None, overrides: dict[str, Any]) -> CampaignConfig:

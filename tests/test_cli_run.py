@@ -130,3 +130,16 @@ def test_kill_9_loses_nothing_and_resume_reruns_unfinished_runs(tmp_path: Path) 
                      str(tmp_path), "--format", "json")
     assert json.loads(out)[0]["dup"] == 0
     assert _cli("verify", "--dir", str(tmp_path))[0] == 0
+
+
+def test_a_second_runner_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    proc = _spawn(tmp_path)
+    try:
+        _wait_for_runs(tmp_path, proc, 1)
+        code, out = _cli("run", "marketing", "--dir", str(tmp_path), "--new")
+        assert code == 2 and "another `ledgerlab run`" in out and str(proc.pid) in out
+        code, out = _cli("status", "--dir", str(tmp_path))  # readers are not affected
+        assert code == 0, out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
