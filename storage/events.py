@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -210,7 +210,7 @@ def upcaster(
 def encode(event: Event) -> tuple[str, int, str]:
     """Return (type, schema_version, canonical JSON payload) for storage."""
     payload = event.model_dump(mode="json")
-    return event.type, type(event).SCHEMA_VERSION, canonical_json(payload)
+    return event.type, type(event).SCHEMA_VERSION, _CANONICAL(payload)
 
 
 def decode(event_type: str, schema_version: int, payload: str | dict[str, Any]) -> Event:
@@ -227,7 +227,12 @@ def decode(event_type: str, schema_version: int, payload: str | dict[str, Any]) 
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the form hashed into the chain."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL(value)
+
+
+# json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without building an encoder
+# per call (a third of the encoding time of a small payload).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 class StoredEvent(BaseModel):
@@ -277,6 +282,19 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def new_event_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUID strings, as str(uuid.uuid4()) writes them, from one urandom call."""
+    digits = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = digits[start:start + 32]
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return ids
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
+
+
 def seal(
     campaign_id: str, events: Sequence[Event], *, first_seq: int, first_version: int, prev_hash: str,
     recorded_at: datetime | None = None,
@@ -285,12 +303,12 @@ def seal(
     stamp = recorded_at or utc_now()
     stamp_text = stamp.strftime(TIME_FORMAT)  # one timestamp per append: format it once
     rows: list[StoredEvent] = []
-    for offset, event in enumerate(events):
+    for offset, (event, event_id) in enumerate(zip(events, new_event_ids(len(events)))):
         event_type, schema_version, payload = encode(event)
-        seq, version, event_id = first_seq + offset, first_version + offset, str(uuid.uuid4())
+        seq, version = first_seq + offset, first_version + offset
         digest = row_hash(prev_hash, seq, event_id, campaign_id, version, event_type, schema_version, payload, stamp_text)
         rows.append(
-            StoredEvent.model_construct(  # the values are valid by construction: skip re-validation
+            StoredEvent(  # validating these plain values is faster in pydantic-core than model_construct
                 seq=seq, event_id=event_id, campaign_id=campaign_id, version=version, type=event_type,
                 schema_version=schema_version, payload=payload, recorded_at=stamp, prev_hash=prev_hash, hash=digest,
             )

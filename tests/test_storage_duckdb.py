@@ -62,6 +62,19 @@ def test_detects_appended_row_with_bad_hash(filled: Path) -> None:
     assert not result.ok and result.first_bad_seq == n + 1 and result.raise_if_broken is not None
 
 
+def test_batches_append_after_reopening(ledger_path: Path) -> None:
+    # A fresh lease reads the chain head and the stream version first; a batch then goes in by another path.
+    with DuckDBLedger(ledger_path) as ledger:
+        ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
+    for attempt in range(2):
+        with DuckDBLedger(ledger_path) as ledger:
+            version = ledger.version("a")
+            rows = ledger.append("a", [ev.CampaignPaused(reason=str(i)) for i in range(3)], expected_version=version)
+            assert [r.version for r in rows] == [version + 1, version + 2, version + 3]
+            assert ledger.read()[-3:] == rows
+    assert verify_ledger(ledger_path).ok and verify_ledger(ledger_path).count == 7
+
+
 def test_lease_is_released_when_idle(ledger_path: Path) -> None:
     ledger = DuckDBLedger(ledger_path, idle_s=0.05)
     ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
