@@ -26,6 +26,13 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key.strip(), raw
 
 
+def _budgets(max_hypotheses: int | None, max_runs: int | None, time_limit: str | None,
+             max_cost: float | None) -> dict[str, Any]:
+    """The budget options `run` and `resume` share, as ledgerlab.toml keys."""
+    return {"budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
+            "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost}
+
+
 @app.command()
 def run(
     domain: Annotated[Optional[str], typer.Argument(help="Domain to run (see `ledgerlab domains`).")] = None,
@@ -55,9 +62,8 @@ def run(
         if dataset:
             options["dataset"] = dataset
         overrides = {
-            "domain": domain, "seed": seed, "budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
-            "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost, "budgets.max_units": max_units,
-            "judge.kind": judge, "proposer.kind": proposer, "proposer.model": model,
+            **_budgets(max_hypotheses, max_runs, time_limit, max_cost), "budgets.max_units": max_units,
+            "domain": domain, "seed": seed, "judge.kind": judge, "proposer.kind": proposer, "proposer.model": model,
             "proposer.api_base": api_base, "executor.workers": workers, "executor.kind": executor,
             "executor.ray_address": ray_address,
         }
@@ -80,9 +86,7 @@ def resume(
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
     with user_errors():
-        overrides = {"budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
-                     "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost,
-                     "executor.workers": workers}
+        overrides = {**_budgets(max_hypotheses, max_runs, time_limit, max_cost), "executor.workers": workers}
         from ledgerlab.cli.session import run_session
 
         code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)

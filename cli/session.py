@@ -159,12 +159,9 @@ def _summary(state: Any, project: Project) -> int:
     console.print(f"{len(hyps)} hypotheses, {accepted} accepted, {state.n_runs} runs; "
                   f"incumbent {state.incumbent_id[:12]}. `ledgerlab status --dir {project.root}` for details.")
     if state.status == "paused":
-        reason = _last_pause(state)
+        reason = state.pause_reason or "paused"
         console.print(f"paused: {escape(reason)}; continue with `ledgerlab resume --dir {project.root}`")
         return 0 if reason.startswith("interrupted") else 1
     return 0
 
-
-def _last_pause(state: Any) -> str:
-    return getattr(state, "pause_reason", "") or "paused"
 

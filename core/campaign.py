@@ -10,6 +10,7 @@ the ledger; proposers run in threads and executors run runs elsewhere, and both 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import queue
 import signal
 import threading
@@ -237,12 +238,12 @@ class Campaign:
 
     def _needs_for(self, index: planner.RunIndex) -> dict[str, int]:
         """Candidate replicates each open hypothesis needs before its next look."""
-        first = self.judge.first_n()
-        needs = {}
-        for record in self.state.open_hypotheses():
-            started = len(index.by_hypothesis.get(record.hypothesis_id, []))
-            needs[record.hypothesis_id] = max(self._needs.get(record.hypothesis_id, first), started)
-        return needs
+        return {r.hypothesis_id: self._need(r, index) for r in self.state.open_hypotheses()}
+
+    def _need(self, record: HypothesisRecord, index: planner.RunIndex) -> int:
+        # After a restart the judge's last "more" is rebuilt from the runs already started for it.
+        started = len(index.by_hypothesis.get(record.hypothesis_id, []))
+        return max(self._needs.get(record.hypothesis_id, self.judge.first_n()), started)
 
     def _check_incumbent_failures(self, index: planner.RunIndex, specs: list[planner.RunSpec]) -> None:
         for spec in specs:
@@ -293,7 +294,7 @@ class Campaign:
         if self._inflight.pop(run_id, None) is None:
             return  # a duplicate report (a retried worker): the first result won
         value = result.value
-        if result.status == "finished" and (value is None or value != value or abs(value) == float("inf")):
+        if result.status == "finished" and (value is None or not math.isfinite(value)):
             result = result.model_copy(update={"status": "diverged", "error": f"metric is {value}"})
         if result.status == "finished":
             self._append(ev.RunFinished(
@@ -327,8 +328,7 @@ class Campaign:
                 self._verdict(record, _run_failed(record, failed[0], len(runs)))
                 continue
             evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
-            need = self._needs_for(index)[record.hypothesis_id]
-            if evidence is None or len(runs) < need:
+            if evidence is None or len(runs) < self._need(record, index):
                 continue
             judgement = self.judge.judge(evidence, self._alpha(record))
             if judgement.decision == "more":

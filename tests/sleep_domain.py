@@ -63,3 +63,20 @@ class SleepDomain:
 
     def cancel_all(self) -> None:
         self.cancelled = True
+
+
+def request(run_id: str, tmp_path: Path, seed: int = 0, **kw: Any) -> RunRequest:
+    """A run request for the sleep domain, working in `tmp_path/run_id`."""
+    return RunRequest(run_id=run_id, candidate_id="c0", files={"x.txt": "0"}, seed=seed,
+                      workdir=tmp_path / run_id, **kw)
+
+
+def collect(executor: Any, n: int, timeout: float = 30.0) -> dict[str, RunResult]:
+    """Results of `n` runs from `executor.wait`, failing on a duplicate result for any run id."""
+    results: dict[str, RunResult] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < n and time.monotonic() < deadline:
+        for run_id, result in executor.wait(timeout=1.0):
+            assert run_id not in results, f"duplicate result for {run_id}"
+            results[run_id] = result
+    return results

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from sleep_domain import SleepDomain
+from sleep_domain import SleepDomain, collect, request
 
 from ledgerlab.core.config import ExecutorConfig
 from ledgerlab.core.errors import ExecutorError
 from ledgerlab.core.executors import LocalExecutor, make_executor
 from ledgerlab.core.executors.local import detect_gpus, parse_nvidia_smi, threads_for
-from ledgerlab.core.protocols import RunRequest, RunResult
-
-
-def request(run_id: str, tmp_path: Path, seed: int = 0, **kw) -> RunRequest:
-    return RunRequest(run_id=run_id, candidate_id="c0", files={"x.txt": "0"}, seed=seed,
-                      workdir=tmp_path / run_id, **kw)
-
-
-def collect(executor, n: int, timeout: float = 10.0) -> dict[str, RunResult]:
-    results: dict[str, RunResult] = {}
-    deadline = time.monotonic() + timeout
-    while len(results) < n and time.monotonic() < deadline:
-        for run_id, result in executor.wait(timeout=1.0):
-            assert run_id not in results, f"duplicate result for {run_id}"
-            results[run_id] = result
-    return results
 
 
 def test_two_workers_run_two_at_once(tmp_path):

@@ -12,18 +12,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from sleep_domain import REF  # noqa: E402
+from sleep_domain import REF, collect, request  # noqa: E402
 
 from ledgerlab.core.config import ExecutorConfig  # noqa: E402
 from ledgerlab.core.executors import make_executor  # noqa: E402
 from ledgerlab.core.executors.ray import RayExecutor  # noqa: E402
-from ledgerlab.core.protocols import RunRequest, RunResult  # noqa: E402
 
 
 # One token for the module: Ray caches the token it first reads for the life of the process.
@@ -47,21 +45,6 @@ class _IsolatedRay:
             os.environ.pop("RAY_AUTH_TOKEN", None)
         else:
             os.environ["RAY_AUTH_TOKEN"] = self._old
-
-
-def request(run_id: str, tmp_path: Path, seed: int = 0, **kw) -> RunRequest:
-    return RunRequest(run_id=run_id, candidate_id="c0", files={"x.txt": "0"}, seed=seed,
-                      workdir=tmp_path / run_id, **kw)
-
-
-def collect(executor, n: int, timeout: float = 30.0) -> dict[str, RunResult]:
-    results: dict[str, RunResult] = {}
-    deadline = time.monotonic() + timeout
-    while len(results) < n and time.monotonic() < deadline:
-        for run_id, result in executor.wait(timeout=1.0):
-            assert run_id not in results, f"duplicate result for {run_id}"
-            results[run_id] = result
-    return results
 
 
 def test_starts_and_stops_its_own_instance(tmp_path):
