@@ -246,7 +246,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campaigns", type=int, default=20, help="seeded markets per judge (default 20)")
     ap.add_argument("--budget", type=float, default=2_000_000, help="visitors per campaign (default 2,000,000)")
-    ap.add_argument("--visitors-per-run", type=int, default=50_000)
+    ap.add_argument("--visitors-per-run", type=int, default=25_000)
     ap.add_argument("--aa-campaigns", type=int, default=None, help="A/A campaigns per judge (default: --campaigns)")
     ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
     ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")

@@ -136,16 +136,19 @@ HELP: dict[str, tuple[str, Any]] = {
     "judge.kind": ("stats: sequential one-sided test that keeps a change only when it is shown to be better by "
                    "more than delta; fixed: one test at fixed_n runs; greedy: autoresearch's rule (one run, "
                    "keep if better; about half of all useless changes are kept)", None),
-    "judge.alpha": ("false-accept level: per hypothesis (alpha_policy fixed) or the FDR target (lord)", None),
+    "judge.alpha": ("false-accept level: per hypothesis (alpha_policy fixed) or the FDR target (lord); unset: the "
+                    "domain's level (0.01, marketing 0.05)", 0.01),
     "judge.alpha_policy": ("fixed: every hypothesis is tested at alpha; lord: online FDR (LORD++) over the "
                            "stream of hypotheses, alpha wealth grows with each accept", None),
-    "judge.looks": ("cumulative candidate runs at which the stats judge looks (unset: 1, 2, 4, 8); alpha is "
-                    "split over them, so peeking is paid for", [1, 2, 4, 8]),
+    "judge.looks": ("cumulative candidate runs at which the stats judge looks (unset: 1, 2, 3, 4, 6, 8); alpha "
+                    "is split over them, so peeking is paid for", [1, 2, 3, 4, 6, 8]),
     "judge.fixed_n": ("runs per hypothesis for the fixed judge", None),
     "judge.futility": ("stop a hypothesis early when it is unlikely to succeed (most bad ideas cost one run)",
                        None),
-    "judge.futility_p": ("before the last look, drop a hypothesis whose p-value is above this (higher: more "
+    "judge.futility_p": ("at the first look, drop a hypothesis whose p-value is above this (higher: more "
                          "power, more runs per bad idea)", None),
+    "judge.futility_scale": ("effect: later looks keep the first look's bound on the effect, so their p bound "
+                             "tightens; p: every look drops at p > futility_p", None),
     "judge.futility_min_df": ("below this many degrees of freedom a futility stop needs the effect to be <= delta "
                               "(and the alpha boundaries take no credit for futility); 0: always binding", None),
     "judge.spending": ("how alpha is split over the looks: information (in proportion to runs) or equal", None),

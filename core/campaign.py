@@ -50,9 +50,14 @@ class Agent:
     proposer: Proposer
 
 
-def judge_settings(config: CampaignConfig) -> JudgeSettings:
-    """The judge's settings from the `[judge]` table (greedy: one calibration run, no confirmation)."""
+def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
+    """The judge's settings from the `[judge]` table (greedy: one calibration run, no confirmation).
+
+    An unset `alpha` takes the domain metric's level, if it has one (else JudgeSettings' 0.01).
+    """
     data = config.judge.model_dump(exclude_none=True)
+    if "alpha" not in data and metric is not None and metric.alpha is not None:
+        data["alpha"] = metric.alpha
     if config.judge.kind == "greedy":
         data.update(calibration_runs=1, confirm_runs=0)
     return JudgeSettings(**data)
@@ -89,7 +94,7 @@ class Campaign:
         self.domain_name = domain_name or domain.name
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
-        self.settings = JudgeSettings(**self.state.started.judge) if self.state.started else judge_settings(config)
+        self.settings = JudgeSettings(**self.state.started.judge) if self.state.started else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
         self._files: dict[str, dict[str, str]] = {}
         self._needs: dict[str, int] = {}

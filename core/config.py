@@ -65,12 +65,13 @@ class JudgeConfig(_Section):
     """The judge's settings (see core/judge.py for their meaning)."""
 
     kind: Literal["stats", "greedy", "fixed"] = "stats"
-    alpha: float = Field(default=0.01, gt=0, lt=1)
+    alpha: float | None = Field(default=None, gt=0, lt=1)  # unset: the domain metric's level, else 0.01
     alpha_policy: Literal["fixed", "lord"] = "fixed"
     looks: tuple[int, ...] | None = None
     fixed_n: int = Field(default=5, ge=1)
     futility: bool = True
-    futility_p: float = Field(default=0.1, gt=0, le=1)
+    futility_p: float = Field(default=0.2, gt=0, le=1)
+    futility_scale: Literal["effect", "p"] = "effect"
     futility_min_df: int = Field(default=4, ge=0)
     spending: Literal["information", "equal"] = "information"
     min_diff_df: int = Field(default=8, ge=0)

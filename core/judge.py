@@ -6,19 +6,22 @@ How to use: `judge = make_judge(JudgeSettings(...)); judge.judge(evidence, alpha
 
 The "stats" policy is a group-sequential one-sided test (statistics in `core/stats.py`):
 
-* Looks at `looks` cumulative candidate replicates (default 1, 2, 4, 8). At look k it accepts when the
-  one-sided p-value of H0 "improvement ≤ δ" is ≤ a_k, and α is paid for the peeking by an α-spending
+* Looks at `looks` cumulative candidate replicates (default 1, 2, 3, 4, 6, 8). At look k it accepts when
+  the one-sided p-value of H0 "improvement ≤ δ" is ≤ a_k, and α is paid for the peeking by an α-spending
   function over the fixed maximum number of looks: look k may spend α_k (`spending="information"`, the
   default: α·(n_k − n_{k−1})/n_K, a linear spending function; "equal": α/K), Σ α_k = α. The levels a_k
-  are the exact group-sequential boundaries for those spends under normal theory, with the futility
-  bound included as binding (`stats.sequential_levels`): a null hypothesis that reaches look 3 has
-  already survived two futility checks, so look 3 may use a larger level and the overall false-accept
-  probability is still ≤ α. No a_k exceeds α. The p-values come from t distributions with the pooled
-  df; using normal-theory boundaries on them is the usual approximation, checked by simulation.
-* Futility (binding): before the last look a hypothesis is rejected when its p-value is above
-  `futility_p`. That is what makes most (bad) hypotheses cost one run: a null hypothesis continues past
-  look 1 with probability about `futility_p`. Because the levels count on it, the loop must not
-  overrule a futility reject (it never does: reject is final).
+  are the exact group-sequential boundaries for those spends under normal theory
+  (`stats.sequential_levels`); they take credit for the futility bound (a null hypothesis that reaches
+  look 3 has already survived two futility checks) only when futility is binding (`futility_min_df = 0`).
+  No a_k exceeds α. The p-values come from t distributions with the pooled df; using normal-theory
+  boundaries on them is the usual approximation, checked by simulation.
+* Futility: before the last look a hypothesis is rejected when its p-value is above the look's futility
+  level: `futility_p` at the first look, then (`futility_scale="effect"`, the default) the same bound on
+  the effect, so the z bound grows as √(n_k/n_1) (`stats.futility_levels`). That is what makes most (bad)
+  hypotheses cost one run: a null hypothesis continues past look 1 with probability about `futility_p`,
+  and one that did rarely survives the rising bound, while a real change's z grows like √n. Looks at
+  every run early on keep a null that got lucky once from paying for a doubling of its runs. The loop
+  never overrules a futility reject (reject is final), so binding credit is sound when it is taken.
 * The interval reported is two-sided at level 1 − 2α_k, so its lower end exceeds δ exactly when a t-test
   accepts at that look.
 
@@ -48,10 +51,13 @@ class JudgeSettings(BaseModel):
     kind: Literal["stats", "greedy", "fixed"] = "stats"
     alpha: float = 0.01  # per-hypothesis level (fixed policy) or FDR target (lord policy)
     alpha_policy: Literal["fixed", "lord"] = "fixed"
-    looks: tuple[int, ...] = (1, 2, 4, 8)  # cumulative candidate replicates at each look (stats judge)
+    looks: tuple[int, ...] = (1, 2, 3, 4, 6, 8)  # cumulative candidate replicates at each look (stats judge)
     fixed_n: int = 5  # replicates for the fixed-n judge
     futility: bool = True
-    futility_p: float = 0.1  # before the last look, reject when p > futility_p
+    futility_p: float = 0.2  # before the last look, reject when p > futility_p (at the first look, see below)
+    # "effect": later looks keep the first look's bound on the effect (their p bound tightens, see
+    # stats.futility_levels); "p": every look drops at p > futility_p.
+    futility_scale: Literal["effect", "p"] = "effect"
     # With fewer residual df than this (the first looks of a campaign), a t p-value is too unsure to drop a
     # hypothesis on: futility then applies only when the effect is ≤ δ, and the levels are computed without
     # futility credit (non-binding), so α holds whichever way each futility check goes. 0: always binding.
@@ -211,7 +217,8 @@ class StatsJudge:
         k = max(i for i, m in enumerate(looks) if m <= n)  # extra replicates count toward the look reached
         last = k == len(looks) - 1
         binding = s.futility and s.futility_min_df <= 0
-        levels = stats.sequential_levels(alpha, looks, s.futility_p if binding else None, s.spending)
+        fut = stats.futility_levels(s.futility_p, looks, s.futility_scale)
+        levels = stats.sequential_levels(alpha, looks, fut if binding else None, s.spending)
         a_k, spent = levels[k], sum(stats.look_spend(alpha, looks, s.spending)[: k + 1])
         delta = evidence.metric.delta if s.delta is None else s.delta
         r = self._test(evidence, delta)
@@ -230,9 +237,9 @@ class StatsJudge:
         if last:
             return Judgement(decision="reject", **verdict,
                              reason=f"{head} > {_fmt(a_k)} {where}, the last look: rejected")
-        if s.futility and r.p_value > s.futility_p and self._sure_enough(r, delta):
+        if s.futility and r.p_value > fut[k] and self._sure_enough(r, delta):
             return Judgement(decision="reject", **verdict,
-                             reason=f"futility {where}: {head} > {_fmt(s.futility_p)}: rejected")
+                             reason=f"futility {where}: {head} > {_fmt(fut[k])}: rejected")
         return _more(looks[k + 1], k + 1, r, spent,
                      f"{head} > {_fmt(a_k)} {where}: promising, {looks[k + 1]} replicates for the next look")
 

@@ -28,6 +28,9 @@ class MetricSpec(Value):
     kind: Literal["continuous", "proportion"] = "continuous"
     delta: float = 0.0  # practical margin: accept only improvements shown to exceed this
     unit: str = ""
+    # The false-accept level changes to this metric are judged at unless the [judge] table sets one (unset:
+    # 0.01). A domain knows its noise and what a wrong accept costs (A/B practice: 0.05).
+    alpha: float | None = Field(default=None, gt=0, lt=1)
 
 
 class Knob(Value):

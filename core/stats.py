@@ -147,8 +147,8 @@ def pooled_single_variance(
 
 @lru_cache(maxsize=256)
 def sequential_levels(
-    alpha: float, looks: tuple[int, ...], futility_p: float | None, spending: str = "information",
-    grid: int = 801,
+    alpha: float, looks: tuple[int, ...], futility_p: float | tuple[float, ...] | None,
+    spending: str = "information", grid: int = 801,
 ) -> tuple[float, ...]:
     """Per-look one-sided p-value levels whose first-crossing probabilities spend `alpha` exactly.
 
@@ -160,10 +160,15 @@ def sequential_levels(
     density of S over the continuation region is carried from look to look on a grid (Armitage, McPherson &
     Rowe 1969). A level never exceeds α: no look is more lenient than a single test at α (spend that the
     futility bound makes unreachable is simply left unused, which only lowers type I error).
+    `futility_p` is one p-value bound for every look, or one per look (the last one's is not used).
     """
     steps = [b - a for a, b in zip((0, *looks), looks)]
     spend = [alpha / len(looks)] * len(looks) if spending == "equal" else [alpha * s / looks[-1] for s in steps]
-    f = sps.norm.isf(futility_p) if futility_p is not None else -math.inf
+    if futility_p is None:
+        bounds = [-math.inf] * len(looks)
+    else:
+        per_look = futility_p if isinstance(futility_p, tuple) else (futility_p,) * len(looks)
+        bounds = [float(sps.norm.isf(p)) for p in per_look]
     z_floor = float(sps.norm.isf(alpha))
     levels: list[float] = []
     s_grid: np.ndarray | None = None  # grid of S over the continuation region after the previous look
@@ -184,7 +189,7 @@ def sequential_levels(
         levels.append(float(sps.norm.sf(c)))
         if k == len(looks) - 1:
             break
-        lo = max(f, -10.0) * math.sqrt(n)
+        lo = max(bounds[k], -10.0) * math.sqrt(n)
         new_grid = np.linspace(lo, c * math.sqrt(n), grid)
         if dens is None:
             new_dens = sps.norm.pdf(new_grid / sd) / sd
@@ -193,6 +198,20 @@ def sequential_levels(
             new_dens = np.trapezoid(kernel * dens[None, :], s_grid, axis=1)
         s_grid, dens = new_grid, new_dens
     return tuple(levels)
+
+
+def futility_levels(futility_p: float, looks: tuple[int, ...], scale: str = "effect") -> tuple[float, ...]:
+    """The p-value above which each look drops a hypothesis.
+
+    "p": `futility_p` at every look. "effect": `futility_p` at the first look, and after it the same bound
+    on the *effect* (in standard errors of the first look), so the z bound grows as √(n_k / n_1). A null
+    change that survived one check is likely to survive a second at the same p (its statistics are
+    correlated), and each extra look costs runs; a real change's z grows like √n and clears the rising bound.
+    """
+    if scale == "p":
+        return tuple(futility_p for _ in looks)
+    z = float(sps.norm.isf(futility_p))
+    return tuple(float(sps.norm.sf(z * math.sqrt(n / looks[0]))) for n in looks)
 
 
 def look_spend(alpha: float, looks: tuple[int, ...], spending: str = "information") -> tuple[float, ...]:

@@ -216,7 +216,7 @@ def test_init_toml_covers_every_option_and_its_defaults_load(tmp_path: Path) -> 
 def test_init_marketing_lists_its_settings(tmp_path: Path) -> None:
     assert invoke("init", "marketing", "--dir", str(tmp_path)).exit_code == 0
     text = (tmp_path / "ledgerlab.toml").read_text()
-    assert "# visitors_per_run = 50000" in text and "market_url (unset by default)" in text
+    assert "# visitors_per_run = 25000" in text and "market_url (unset by default)" in text
     assert (tmp_path / "variant.toml").exists()
     assert load_config(tmp_path / "ledgerlab.toml").domain == "marketing"
 

@@ -24,7 +24,7 @@ def test_settings_validate() -> None:
         JudgeSettings(alpha=0.0)
     with pytest.raises(ValidationError):
         JudgeSettings(kind="bayes")  # type: ignore[arg-type]
-    assert JudgeSettings().looks == (1, 2, 4, 8)
+    assert JudgeSettings().looks == (1, 2, 3, 4, 6, 8)
 
 
 def test_first_look_without_history_asks_for_more() -> None:
@@ -67,7 +67,7 @@ def test_delta_override_blocks_small_improvements() -> None:
 def test_last_look_rejects_and_never_asks_beyond_it() -> None:
     pairs = tuple((1.0 - 0.01 * (i % 2), 1.0) for i in range(8))
     r = make_judge(JudgeSettings()).judge(ev(pairs, history_diffs=HIST), 0.01)
-    assert r.decision == "reject" and r.look == 4 and r.need == 0
+    assert r.decision == "reject" and r.look == 6 and r.need == 0
 
 
 def test_fixed_judge_waits_for_n_then_tests_once() -> None:
@@ -109,3 +109,13 @@ def test_judgement_is_frozen_and_serializable() -> None:
     with pytest.raises(ValidationError):
         r.decision = "accept"  # type: ignore[misc]
     assert type(r).model_validate_json(r.model_dump_json()) == r
+
+
+def test_an_unset_alpha_takes_the_domain_metrics_level() -> None:
+    from ledgerlab.core.campaign import judge_settings
+    from ledgerlab.core.config import CampaignConfig
+
+    ab = MetricSpec(name="conversion", direction="maximize", kind="proportion", alpha=0.05)
+    assert judge_settings(CampaignConfig(), ab).alpha == 0.05
+    assert judge_settings(CampaignConfig(), MetricSpec(name="loss", direction="minimize")).alpha == 0.01
+    assert judge_settings(CampaignConfig(judge={"alpha": 0.02}), ab).alpha == 0.02  # the [judge] table wins

@@ -32,27 +32,47 @@ def test_null_false_accept_rate_holds_alpha(rho: float) -> None:
         assert sps.binomtest(k, len(out), alpha, alternative="greater").pvalue > 0.01
 
 
+def not_below(k: int, n: int, target: float) -> bool:
+    """Whether k of n is consistent with a rate ≥ target (a one-sided binomial test at the 1% level)."""
+    return sps.binomtest(k, n, target, alternative="less").pvalue > 0.01
+
+
 @pytest.mark.parametrize("rho", [0.0, 0.5])
 def test_power_rises_with_effect(rho: float) -> None:
-    powers = []
+    # A stream of hypotheses that all carry the effect (the incumbent changes after every accept, so each
+    # hypothesis meets an incumbent with few replicates: the hard case), at the default α = 0.01.
+    rates = []
     for effect in (0.5, 1.0, 2.0, 3.0):
-        out = sim.simulate(STATS, effects=[(1.0, effect)], hypotheses=600, rho=rho, alpha=0.05, seed=21)
-        powers.append(sim.rate(out)[0])
-    print(f"\npower (defaults) at alpha=0.05, rho={rho}, effects 0.5/1/2/3σ: " + " ".join(f"{p:.2f}" for p in powers))
-    # The defaults buy ≤ 1.5 runs per mostly-null hypothesis with an early futility stop (p > 0.1 after
-    # one run), which also stops some real 2σ changes: about 0.6–0.7 power at 2σ, 0.9 at 3σ.
-    assert powers == sorted(powers) and powers[2] >= 0.55 and powers[3] >= 0.8
+        rates.append(sim.rate(sim.simulate(STATS, effects=[(1.0, effect)], hypotheses=800, rho=rho, alpha=0.01,
+                                           seed=21)))
+    print(f"\npower (defaults, alpha=0.01, every hypothesis real), rho={rho}, effects 0.5/1/2/3σ: "
+          + " ".join(f"{r[0]:.2f}" for r in rates))
+    powers = [r[0] for r in rates]
+    assert powers == sorted(powers) and powers[3] >= 0.9
+    # Target 0.8 at 2σ: met with pairing (ρ = 0.5); without it (ρ = 0) one run carries less information
+    # and the power is about 0.7 at ≤ 1.5 runs per mostly-null hypothesis.
+    assert not_below(rates[2][3], 800, 0.8 if rho else 0.65)
 
 
-def test_a_looser_futility_bound_buys_power_at_two_sigma() -> None:
-    judge = make_judge(JudgeSettings(futility_p=0.2, looks=(1, 3, 6)))
-    out = sim.simulate(judge, effects=[(1.0, 2.0)], hypotheses=600, rho=0.5, alpha=0.05, seed=22)
-    null = sim.simulate(judge, effects=[(1.0, 0.0)], hypotheses=2000, rho=0.5, alpha=0.05, seed=23)
-    r, lo, hi, k = sim.rate(null)
-    print(f"\nfutility_p=0.2, looks 1/3/6, rho=0.5: power at 2σ {sim.rate(out)[0]:.2f}, A/A {r:.4f}, "
-          f"runs {np.mean([o.candidate_runs for o in null]):.2f}")
-    assert sim.rate(out)[0] >= 0.8
-    assert sps.binomtest(k, len(null), 0.05, alternative="greater").pvalue > 0.01
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_power_at_two_sigma_in_a_mostly_null_campaign(rho: float) -> None:
+    out = sim.simulate(STATS, effects=[(0.9, 0.0), (0.1, 2.0)], hypotheses=4000, rho=rho, alpha=0.01, seed=24)
+    real = [o for o in out if o.effect == 2.0]
+    k = sum(o.accepted for o in real)
+    print(f"\n2σ changes among 90% null ones, rho={rho}: accepted {k}/{len(real)} = {k / len(real):.2f}")
+    assert not_below(k, len(real), 0.8)
+
+
+def test_effect_scale_futility_saves_runs_on_null_changes() -> None:
+    by_scale = {}
+    for scale in ("effect", "p"):
+        judge = make_judge(JudgeSettings(futility_scale=scale))
+        null = sim.simulate(judge, effects=[(1.0, 0.0)], hypotheses=2000, rho=0.5, alpha=0.01, seed=23)
+        real = sim.simulate(judge, effects=[(1.0, 2.0)], hypotheses=600, rho=0.5, alpha=0.01, seed=22)
+        by_scale[scale] = (np.mean([o.candidate_runs for o in null]), sim.rate(real)[0])
+    print(f"\nnull runs / power at 2σ: effect-scale {by_scale['effect']}, p-scale {by_scale['p']}")
+    assert by_scale["effect"][0] < by_scale["p"][0] - 0.1  # fewer runs per null change ...
+    assert by_scale["effect"][1] > by_scale["p"][1] - 0.05  # ... for about the same power
 
 
 def test_greedy_accepts_half_of_null_changes() -> None:
@@ -75,7 +95,8 @@ def test_mostly_null_campaign_costs_about_one_run(effect: float) -> None:
 
 def test_judge_never_asks_beyond_last_look() -> None:
     out = sim.simulate(STATS, effects=[(0.5, 0.0), (0.5, 1.0)], hypotheses=500, rho=0.5, alpha=0.05, seed=51)
-    assert max(o.candidate_runs for o in out) == 8 and max(o.looks for o in out) == 4
+    runs = [o.candidate_runs for o in out]
+    assert max(runs) <= 8 and max(o.looks for o in out) <= 6 and max(runs) >= 6  # late looks are reached
 
 
 def test_proportion_tests_hold_alpha_and_gain_power() -> None:

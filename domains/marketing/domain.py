@@ -1,6 +1,6 @@
 """The marketing domain: each run is a concurrent A/B test of a candidate page against the incumbent.
 
-    domain = MarketingDomain(visitors_per_run=50_000)          # starts its own market on first run
+    domain = MarketingDomain(visitors_per_run=25_000)          # starts its own market on first run
     domain = MarketingDomain(market_url="http://host:8765")    # or uses a running one
     result = domain.run(request)                               # value: treatment conversion rate
     domain.close()
@@ -34,7 +34,9 @@ class Settings:
     """The domain's options (constructor keywords, or `[domain.options]` in ledgerlab.toml)."""
 
     market_url: str | None = None  # None: start an embedded market service on 127.0.0.1
-    visitors_per_run: int = 50_000  # both arms; ~4.4% relative standard error per run at a 4% rate
+    # Both arms; ~6.3% relative standard error per run at a 4% rate. Small runs are cheap looks: a sequential
+    # judge drops most bad ideas after one, and keeps adding runs to the promising ones.
+    visitors_per_run: int = 25_000
     market_seed: int | None = None  # None: the canonical market; an int draws another market
     null_market: bool = False  # A/A mode: no lever matters
     timeout_s: float = 10.0
@@ -85,7 +87,8 @@ class MarketingDomain:
     """A landing page (`variant.toml`) A/B-tested against a simulated market; metric: conversion rate."""
 
     name = "marketing"
-    metric = MetricSpec(name="conversion_rate", direction="maximize", kind="proportion", delta=0.0, unit="")
+    metric = MetricSpec(name="conversion_rate", direction="maximize", kind="proportion", delta=0.0, unit="",
+                        alpha=0.05)  # A/B practice; at this traffic 0.01 keeps too few real changes
     design = "concurrent"
     budget_unit = "visitors"
     description = (Path(__file__).parent / "program.md").read_text(encoding="utf-8")
