@@ -16,9 +16,9 @@ and only then, the market's hidden truth scores what each judge decided:
 Intervals: false-discovery shares are Wilson 95% intervals over accepts (the JSON adds a bootstrap over whole
 campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the paired difference per market.
 
-    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~2-3 min)
+    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~3-4 min)
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
-    python bench/decisions.py --campaigns 50 --budget 4000000
+    python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
 
 Traffic: every run is its own A/B test with its own visitors (the domain mixes the replicate seed with both
