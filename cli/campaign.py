@@ -10,7 +10,6 @@ connection that is closed before anything is printed, so they work while a campa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
+from ledgerlab.core.effects import compare, confirmed, finished, fresh_runs, mean
 from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
 
@@ -93,94 +93,6 @@ def pick_campaign(con: Any, prefix: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ numbers
-# Every effect is signed so that > 0 is better, and comes with a 95% t-interval. Where two candidates ran on
-# the same seeds the comparison is paired (the seed's noise cancels); otherwise it is Welch's.
-
-
-def fresh_runs(state: "CampaignState", cid: str) -> list["RunRecord"]:
-    """A candidate's finished runs as incumbent after it was selected (no winner's curse)."""
-    base = state.seed_base.get(cid, 0)
-    return [r for r in state.runs.values() if r.candidate_id == cid and r.role == "incumbent"
-            and r.status == "finished" and r.value is not None and r.seed >= base]
-
-
-def finished(state: "CampaignState", cid: str) -> list["RunRecord"]:
-    return [r for r in state.finished_runs(cid) if r.value is not None]
-
-
-def mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def compare(state: "CampaignState", new: list["RunRecord"], old: list["RunRecord"]) -> dict[str, Any] | None:
-    """Effect of `new` over `old`: paired on matched seeds when there are 2 or more, else Welch."""
-    if not new or not old:
-        return None
-    sign = -1.0 if state.metric.direction == "minimize" else 1.0
-    by_new, by_old = _by_seed(new), _by_seed(old)
-    common = sorted(set(by_new) & set(by_old))
-    if len(common) >= 2:
-        return {**one_sample([sign * (by_new[s] - by_old[s]) for s in common]),
-                "method": f"paired t on {len(common)} matched seeds"}
-    a, b = [float(r.value) for r in new], [float(r.value) for r in old]  # type: ignore[arg-type]
-    out: dict[str, Any] = {"effect": sign * (sum(a) / len(a) - sum(b) / len(b)), "low": None, "high": None,
-                           "method": f"Welch t, n={len(a)} vs n={len(b)}"}
-    if len(a) >= 2 and len(b) >= 2:
-        va, vb = _var(a) / len(a), _var(b) / len(b)
-        se = math.sqrt(va + vb)
-        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1.0
-        half = _t975(df) * se
-        out["low"], out["high"] = out["effect"] - half, out["effect"] + half
-    return out
-
-
-def confirmed(state: "CampaignState", h: "HypothesisRecord") -> dict[str, Any] | None:
-    """An accepted change measured on the fresh seeds run after its acceptance (not the ones that chose it).
-
-    Concurrent designs (A/B) ran the new incumbent against the old one in the same window (value vs
-    control_value); independent designs ran both on the same fresh seeds.
-    """
-    runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "incumbent"
-            and r.status == "finished" and r.value is not None]
-    new = [r for r in runs if r.candidate_id == h.candidate_id]
-    windowed = [r for r in new if r.control_value is not None]
-    if windowed and h.candidate_id != h.parent_candidate_id:
-        sign = -1.0 if state.metric.direction == "minimize" else 1.0
-        return {**one_sample([sign * (r.value - r.control_value) for r in windowed]),  # type: ignore[operator]
-                "method": f"same-window A/B on {len(windowed)} fresh runs"}
-    got = compare(state, new, [r for r in runs if r.candidate_id == h.parent_candidate_id])
-    if got is None or not got["method"].startswith("paired"):
-        return None
-    got["method"] = got["method"].replace("matched seeds", "fresh seeds")
-    return got
-
-
-def one_sample(diffs: list[float]) -> dict[str, Any]:
-    m = sum(diffs) / len(diffs)
-    if len(diffs) < 2:
-        return {"effect": m, "low": None, "high": None}
-    half = _t975(len(diffs) - 1) * math.sqrt(_var(diffs) / len(diffs))
-    return {"effect": m, "low": m - half, "high": m + half}
-
-
-def _by_seed(runs: list["RunRecord"]) -> dict[int, float]:
-    values: dict[int, list[float]] = {}
-    for r in runs:
-        values.setdefault(r.seed, []).append(r.value)  # type: ignore[arg-type]
-    return {seed: sum(v) / len(v) for seed, v in values.items()}
-
-
-def _t975(df: float) -> float:
-    from scipy import stats as sps
-
-    return float(sps.t.ppf(0.975, df))
-
-
-def _var(values: list[float]) -> float:
-    m = sum(values) / len(values)
-    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
-
-
 def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -243,7 +155,7 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
         line = (f"#{h.number} {_clip(h.rationale, 40)}: selected at {fmt(v.effect)} "
                 f"{interval(v.ci_low, v.ci_high)} ({v.test}, p={fmt(v.p_value)})")
         check = confirmed(state, h)
-        line += (f"; confirmed {fmt(check['effect'])} {interval(check['low'], check['high'])} ({check['method']})"
+        line += (f"; confirmed {fmt(check.effect)} {interval(check.low, check.high)} ({check.method})"
                  if check else "; not confirmed on fresh runs yet")
         table.add_row("" if k else "accepted", line)
 
@@ -277,9 +189,9 @@ def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base
     got = compare(state, inc_fresh, base_runs)
     if got is None:
         return "not measured yet (needs baseline runs and incumbent runs after selection)"
-    ci = interval(got["low"], got["high"])
-    return (f"{fmt(got['effect'])} {ci}  (> 0 is better; the incumbent's runs after selection vs the baseline's; "
-            f"{got['method']}{', 95%' if ci else ', too few runs for an interval'})")
+    ci = interval(got.low, got.high)
+    return (f"{fmt(got.effect)} {ci}  (> 0 is better; the incumbent's runs after selection vs the baseline's; "
+            f"{got.method}{', 95%' if ci else ', too few runs for an interval'})")
 
 
 def _origin(state: "CampaignState", cid: str) -> str:
@@ -406,8 +318,8 @@ def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
     if v.decision == "accept":
         check = confirmed(state, h)
-        table.add_row("confirmed", f"{fmt(check['effect'])} {interval(check['low'], check['high'])}  "
-                                   f"({check['method']}, runs not used to select it)"
+        table.add_row("confirmed", f"{fmt(check.effect)} {interval(check.low, check.high)}  "
+                                   f"({check.method}, runs not used to select it)"
                       if check else "not yet: confirmation runs pending")
     return table
 

@@ -262,20 +262,21 @@ def test_status_at_a_glance(project: Path) -> None:
 def test_status_intervals(project: Path) -> None:
     from scipy import stats
 
-    from ledgerlab.cli.campaign import compare, confirmed, fresh_runs, load_campaign
+    from ledgerlab.cli.campaign import load_campaign
+    from ledgerlab.core.effects import compare, confirmed, fresh_runs
 
     state = load_campaign(str(project), None).state
     base = [r for r in state.finished_runs(IDS["base"])]
     got = compare(state, fresh_runs(state, IDS["c4"]), base)
     ci = stats.ttest_ind([1.00, 1.02, 1.01, 1.00, 1.03], [0.92, 0.93], equal_var=False).confidence_interval(0.95)
-    assert got["effect"] == pytest.approx(1.012 - 0.925) and got["method"].startswith("Welch")
-    assert (got["low"], got["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert got.effect == pytest.approx(1.012 - 0.925) and got.method.startswith("Welch")
+    assert (got.low, got.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
     first = confirmed(state, state.hypotheses[H1])  # paired on the fresh seeds 3 and 4
     paired = stats.ttest_rel([1.00, 1.03], [0.94, 0.96]).confidence_interval(0.95)
-    assert first["effect"] == pytest.approx(0.065) and first["method"] == "paired t on 2 fresh seeds"
-    assert (first["low"], first["high"]) == (pytest.approx(paired.low), pytest.approx(paired.high))
+    assert first.effect == pytest.approx(0.065) and first.method == "paired t on 2 fresh seeds"
+    assert (first.low, first.high) == (pytest.approx(paired.low), pytest.approx(paired.high))
     matched = compare(state, fresh_runs(state, IDS["c1"]), base)  # c1 and the baseline share seeds 3, 4
-    assert matched["method"] == "paired t on 2 matched seeds" and matched["effect"] == pytest.approx(0.065)
+    assert matched.method == "paired t on 2 matched seeds" and matched.effect == pytest.approx(0.065)
     assert confirmed(state, state.hypotheses[H5]) is None
 
 

@@ -1,0 +1,107 @@
+"""Effects users read: how much better a candidate is, with a 95% interval, from a campaign's finished runs.
+
+Every effect is signed so that > 0 is better. Where two candidates ran on the same seeds the comparison is
+paired (the seed's noise cancels); otherwise it is Welch's. An accepted change is *confirmed* on the runs made
+after its acceptance, never on the ones that selected it (no winner's curse in the numbers `status` shows).
+The intervals are scipy's (`ttest_1samp` / `ttest_ind(equal_var=False)` `.confidence_interval`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: `ledgerlab --help` imports this module and stays light
+    from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An improvement (> 0 is better) with its 95% interval (None ends with too few runs) and how it was got."""
+
+    effect: float
+    low: float | None
+    high: float | None
+    method: str
+
+
+def fresh_runs(state: CampaignState, cid: str) -> list[RunRecord]:
+    """A candidate's finished runs as incumbent after it was selected (no winner's curse)."""
+    base = state.seed_base.get(cid, 0)
+    return [r for r in state.runs.values() if r.candidate_id == cid and r.role == "incumbent"
+            and r.status == "finished" and r.value is not None and r.seed >= base]
+
+
+def finished(state: CampaignState, cid: str) -> list[RunRecord]:
+    """A candidate's finished runs that have a value."""
+    return [r for r in state.finished_runs(cid) if r.value is not None]
+
+
+def mean(values: list[float]) -> float | None:
+    """The mean, or None for no values."""
+    return sum(values) / len(values) if values else None
+
+
+def compare(state: CampaignState, new: list[RunRecord], old: list[RunRecord]) -> Effect | None:
+    """Effect of `new` over `old`: paired on matched seeds when there are 2 or more, else Welch."""
+    if not new or not old:
+        return None
+    sign = _sign(state)
+    by_new, by_old = _by_seed(new), _by_seed(old)
+    common = sorted(set(by_new) & set(by_old))
+    if len(common) >= 2:
+        return one_sample([sign * (by_new[s] - by_old[s]) for s in common],
+                          f"paired t on {len(common)} matched seeds")
+    a, b = [float(r.value) for r in new], [float(r.value) for r in old]  # type: ignore[arg-type]
+    effect = sign * (sum(a) / len(a) - sum(b) / len(b))
+    method = f"Welch t, n={len(a)} vs n={len(b)}"
+    if len(a) < 2 or len(b) < 2:
+        return Effect(effect, None, None, method)
+    from scipy import stats
+
+    if len(set(a)) == 1 and len(set(b)) == 1:  # no spread at all: scipy's interval would be nan
+        return Effect(effect, effect, effect, method)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    low, high = sorted((sign * float(ci.low), sign * float(ci.high)))
+    return Effect(effect, low, high, method)
+
+
+def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
+    """An accepted change measured on the fresh seeds run after its acceptance (not the ones that chose it).
+
+    Concurrent designs (A/B) ran the new incumbent against the old one in the same window (value vs
+    control_value); independent designs ran both on the same fresh seeds.
+    """
+    runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "incumbent"
+            and r.status == "finished" and r.value is not None]
+    new = [r for r in runs if r.candidate_id == h.candidate_id]
+    windowed = [r for r in new if r.control_value is not None]
+    if windowed and h.candidate_id != h.parent_candidate_id:
+        return one_sample([_sign(state) * (r.value - r.control_value) for r in windowed],  # type: ignore[operator]
+                          f"same-window A/B on {len(windowed)} fresh runs")
+    got = compare(state, new, [r for r in runs if r.candidate_id == h.parent_candidate_id])
+    if got is None or not got.method.startswith("paired"):
+        return None
+    return Effect(got.effect, got.low, got.high, got.method.replace("matched seeds", "fresh seeds"))
+
+
+def one_sample(diffs: list[float], method: str) -> Effect:
+    """The mean of per-run improvements with its t-interval (none from a single value)."""
+    m = sum(diffs) / len(diffs)
+    if len(diffs) < 2 or len(set(diffs)) == 1:  # scipy's interval needs a spread
+        return Effect(m, None, None, method) if len(diffs) < 2 else Effect(m, m, m, method)
+    from scipy import stats
+
+    ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+    return Effect(m, float(ci.low), float(ci.high), method)
+
+
+def _sign(state: CampaignState) -> float:
+    return -1.0 if state.metric.direction == "minimize" else 1.0
+
+
+def _by_seed(runs: list[RunRecord]) -> dict[int, float]:
+    values: dict[int, list[float]] = {}
+    for r in runs:
+        values.setdefault(r.seed, []).append(r.value)  # type: ignore[arg-type]
+    return {seed: sum(v) / len(v) for seed, v in values.items()}
