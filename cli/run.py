@@ -27,10 +27,10 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _budgets(max_hypotheses: int | None, max_runs: int | None, time_limit: str | None,
-             max_cost: float | None) -> dict[str, Any]:
+             max_cost: float | None, max_units: float | None) -> dict[str, Any]:
     """The budget options `run` and `resume` share, as ledgerlab.toml keys."""
     return {"budgets.max_hypotheses": max_hypotheses, "budgets.max_runs": max_runs,
-            "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost}
+            "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost, "budgets.max_units": max_units}
 
 
 @app.command()
@@ -62,7 +62,7 @@ def run(
         if dataset:
             options["dataset"] = dataset
         overrides = {
-            **_budgets(max_hypotheses, max_runs, time_limit, max_cost), "budgets.max_units": max_units,
+            **_budgets(max_hypotheses, max_runs, time_limit, max_cost, max_units),
             "domain": domain, "seed": seed, "judge.kind": judge, "proposer.kind": proposer, "proposer.model": model,
             "proposer.api_base": api_base, "executor.workers": workers, "executor.kind": executor,
             "executor.ray_address": ray_address,
@@ -81,12 +81,14 @@ def resume(
     max_runs: Annotated[Optional[int], typer.Option(help="Raise or lower the run budget.")] = None,
     time_limit: Annotated[Optional[str], typer.Option(help="Wall-clock limit, e.g. 30m.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="LLM spend limit in dollars.")] = None,
+    max_units: Annotated[Optional[float], typer.Option(help="Domain units limit (marketing: visitors).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Runs at once on this machine.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
     with user_errors():
-        overrides = {**_budgets(max_hypotheses, max_runs, time_limit, max_cost), "executor.workers": workers}
+        overrides = {**_budgets(max_hypotheses, max_runs, time_limit, max_cost, max_units),
+                     "executor.workers": workers}
         from ledgerlab.cli.session import run_session
 
         code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)

@@ -200,6 +200,7 @@ def sequential_levels(
     return tuple(levels)
 
 
+@lru_cache(maxsize=256)
 def futility_levels(futility_p: float, looks: tuple[int, ...], scale: str = "effect") -> tuple[float, ...]:
     """The p-value above which each look drops a hypothesis.
 

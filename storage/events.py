@@ -297,12 +297,11 @@ def seal(
     stamp = recorded_at or utc_now()
     stamp_text = stamp.strftime(TIME_FORMAT)  # one timestamp per append: format it once
     rows: list[StoredEvent] = []
-    # The hot path of batched appends: `canonical_row` and `row_hash` inlined (same string, same digest).
     for offset, (event, event_id) in enumerate(zip(events, new_event_ids(len(events)))):
         event_type, schema_version, payload = encode(event)
         seq, version = first_seq + offset, first_version + offset
-        row = f"{prev_hash}|{seq}|{event_id}|{campaign_id}|{version}|{event_type}|{schema_version}|{payload}|{stamp_text}"
-        digest = hashlib.sha256(row.encode("utf-8")).hexdigest()
+        digest = row_hash(prev_hash, seq, event_id, campaign_id, version, event_type, schema_version, payload,
+                          stamp_text)
         rows.append(StoredEvent(seq, event_id, campaign_id, version, event_type, schema_version, payload, stamp,
                                 prev_hash, digest))
         prev_hash = digest

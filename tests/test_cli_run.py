@@ -143,3 +143,15 @@ def test_a_second_runner_in_the_same_folder_is_refused(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+def test_resume_takes_the_visitor_budget_too(tmp_path: Path) -> None:
+    proc = _spawn(tmp_path)
+    _wait_for_runs(tmp_path, proc, 3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    code, out = _cli("resume", "--dir", str(tmp_path), "--max-units", "200000")
+    assert code == 0, out
+    code, out = _cli("sql", "select payload->>'reason' as reason from events where type = 'CampaignFinished'",
+                     "--dir", str(tmp_path), "--format", "json")
+    assert code == 0 and json.loads(out)[0]["reason"] == "max_units", out

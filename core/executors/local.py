@@ -23,11 +23,10 @@ import queue
 import re
 import shutil
 import subprocess
-import threading
 import traceback
 from collections.abc import Sequence
 
-from ledgerlab.core.errors import ExecutorError
+from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 
 
@@ -101,9 +100,7 @@ class LocalExecutor:
         for slot in range(self.slots):
             self._free.put(slot)
         self._pool = cf.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="ledgerlab-run")
-        self._futures: dict[cf.Future[RunResult], str] = {}
-        self._lock = threading.Lock()
-        self._closed = False
+        self._runs: InFlight[cf.Future[RunResult]] = InFlight("local")
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -128,47 +125,30 @@ class LocalExecutor:
 
     def submit(self, domain_name: str, request: RunRequest) -> None:
         """Start `request` in the background (it waits for a free slot when all are busy)."""
-        with self._lock:
-            if self._closed:
-                raise ExecutorError("the local executor was shut down; it takes no more runs")
-            if request.run_id in self._futures.values():
-                raise ExecutorError(f"run {request.run_id} is already in flight; wait for its result first")
-            future = self._pool.submit(self._run_in_slot, request)
-            self._futures[future] = request.run_id
+        self._runs.add(request.run_id, lambda: self._pool.submit(self._run_in_slot, request))
 
     def in_flight(self) -> int:
         """Runs submitted whose results `wait` has not returned yet (running or waiting for a slot)."""
-        with self._lock:
-            return len(self._futures)
+        return len(self._runs)
 
     def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]:
         """Block until at least one run is done (or `timeout`); return every finished one, each exactly once.
 
         Returns [] on timeout or when nothing is in flight.
         """
-        with self._lock:
-            pending = list(self._futures)
+        pending = self._runs.handles()
         if not pending:
             return []
         done, _ = cf.wait(pending, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        results = []
-        with self._lock:
-            for future in done:
-                run_id = self._futures.pop(future, None)
-                if run_id is not None:
-                    results.append((run_id, _outcome(future)))
-        return results
+        return [(run_id, _outcome(future)) for future in done if (run_id := self._runs.pop(future)) is not None]
 
     def shutdown(self, wait: bool = False) -> None:
         """Stop: runs not started are dropped, running ones are stopped by the domain's `cancel_all` hook."""
-        with self._lock:
-            self._closed = True
+        self._runs.close()
         cancel = getattr(self.domain, "cancel_all", None)
         if callable(cancel):
             cancel()
         self._pool.shutdown(wait=wait, cancel_futures=True)
-        with self._lock:
-            self._futures.clear()
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import traceback
 from typing import Any
 
 from ledgerlab.core.errors import ExecutorError
+from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 
 try:
@@ -147,9 +148,7 @@ class RayExecutor:
             num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         self.num_gpus = float(num_gpus)
         self._task = ray.remote(run_task)
-        self._refs: dict[Any, str] = {}  # ObjectRef -> run_id
-        self._lock = threading.Lock()
-        self._closed = False
+        self._runs: InFlight[Any] = InFlight("ray")  # ObjectRef -> run_id
 
     def resources_for(self, request: RunRequest) -> tuple[float, float]:
         """(num_cpus, num_gpus) Ray reserves for `request`."""
@@ -160,31 +159,24 @@ class RayExecutor:
         """Start `request` as a Ray task (Ray queues it until its resources are free)."""
         if domain_name and domain_name != self.domain_name:
             raise ExecutorError(f"this executor runs domain {self.domain_name!r}, not {domain_name!r}")
-        with self._lock:
-            if self._closed:
-                raise ExecutorError("the ray executor was shut down; it takes no more runs")
-            if request.run_id in self._refs.values():
-                raise ExecutorError(f"run {request.run_id} is already in flight; wait for its result first")
-            cpus, gpus = self.resources_for(request)
-            if request.threads is None:
-                request = request.model_copy(update={"threads": max(1, int(cpus))})
-            ref = self._task.options(num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries,
-                                     retry_exceptions=False, name=f"ledgerlab-run-{request.run_id}").remote(
-                self.domain_name, self.domain_ref, self.domain_options, request)
-            self._refs[ref] = request.run_id
+        cpus, gpus = self.resources_for(request)
+        if request.threads is None:
+            request = request.model_copy(update={"threads": max(1, int(cpus))})
+        task = self._task.options(num_cpus=cpus, num_gpus=gpus, max_retries=self.max_retries,
+                                  retry_exceptions=False, name=f"ledgerlab-run-{request.run_id}")
+        self._runs.add(request.run_id,
+                       lambda: task.remote(self.domain_name, self.domain_ref, self.domain_options, request))
 
     def in_flight(self) -> int:
         """Runs submitted whose results `wait` has not returned yet."""
-        with self._lock:
-            return len(self._refs)
+        return len(self._runs)
 
     def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]:
         """Block until at least one run is done (or `timeout`); return every finished one, each exactly once.
 
         Returns [] on timeout or when nothing is in flight.
         """
-        with self._lock:
-            pending = list(self._refs)
+        pending = self._runs.handles()
         if not pending:
             return []
         ready, _ = ray.wait(pending, num_returns=1, timeout=timeout, fetch_local=True)
@@ -194,8 +186,7 @@ class RayExecutor:
         results: list[tuple[str, RunResult]] = []
         seen: set[str] = set()
         for ref in ready:
-            with self._lock:
-                run_id = self._refs.pop(ref, None)
+            run_id = self._runs.pop(ref)
             if run_id is None or run_id in seen:
                 continue
             seen.add(run_id)
@@ -204,10 +195,7 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         """Cancel runs in flight (politely, then by force); stop Ray if this executor started it."""
-        with self._lock:
-            self._closed = True
-            refs = list(self._refs)
-            self._refs.clear()
+        refs = self._runs.close()
         if ray is None or not ray.is_initialized():
             return
         if refs:
