@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,6 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import binomtest
+
+from ledgerlab.bench import _judge_sim
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
@@ -78,39 +80,25 @@ def campaign_counts(state: CampaignState) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ statistics
 
-Z95 = 1.959963984540054
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None, float | None]:
-    """k/n with its Wilson score 95% interval; (None, None, None) when n = 0."""
+def wilson(k: int, n: int) -> tuple[float | None, float | None, float | None]:
+    """k/n with its Wilson score 95% interval (scipy's); (None, None, None) when n = 0."""
     if n == 0:
         return None, None, None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
 
 
 def mean_ci(xs: Sequence[float]) -> tuple[float | None, float | None, float | None]:
-    """Mean with a Student-t 95% interval (the interval collapses to the mean for n < 2)."""
-    from scipy.stats import t
-
-    n = len(xs)
-    if n == 0:
-        return None, None, None
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    """Mean with a Student-t 95% interval (the interval collapses to the mean for n < 2); Nones when empty."""
+    return _judge_sim.mean_ci(xs) if len(xs) else (None, None, None)
 
 
 def cluster_bootstrap_ratio(pairs: Sequence[tuple[int, int]], reps: int = 4000,
                             seed: int = 0) -> tuple[float | None, float | None, float | None]:
     """Σk/Σn over clusters (campaigns) with a percentile 95% interval from resampling whole clusters.
 
-    Accepts within one campaign share a market and a trajectory, so they are resampled together.
+    Accepts within one campaign share a market and a trajectory, so they are resampled together. A resample
+    with no accepts at all has no ratio and is skipped (scipy's `bootstrap` would make the interval nan).
     """
     total = sum(n for _, n in pairs)
     if total == 0:
