@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -229,9 +228,11 @@ def decode(event_type: str, schema_version: int, payload: str | dict[str, Any]) 
     return _ADAPTER.validate_python(data)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One row of the `events` table, as read back."""
+class StoredEvent(NamedTuple):
+    """One row of the `events` table, as read back (immutable)."""
+
+    # A NamedTuple rather than a frozen dataclass: an append builds one per event, and a frozen dataclass's
+    # __init__ (one object.__setattr__ per field) cost 1.7 µs of the ≈ 20 µs budget per event vs 0.5 µs here.
 
     seq: int
     event_id: str
@@ -297,12 +298,15 @@ def seal(
     stamp = recorded_at or utc_now()
     stamp_text = stamp.strftime(TIME_FORMAT)  # one timestamp per append: format it once
     rows: list[StoredEvent] = []
-    for offset, (event, event_id) in enumerate(zip(events, new_event_ids(len(events)))):
-        event_type, schema_version, payload = encode(event)
-        seq, version = first_seq + offset, first_version + offset
-        digest = row_hash(prev_hash, seq, event_id, campaign_id, version, event_type, schema_version, payload,
-                          stamp_text)
+    sha256, seq, version = hashlib.sha256, first_seq, first_version
+    for event, event_id in zip(events, new_event_ids(len(events))):
+        # encode() and row_hash() inlined: this loop is the ledger's hot path (bench/ledger.py); the verify
+        # tests recompute every hash through canonical_row, so the two spellings cannot drift apart unseen.
+        event_type, schema_version = event.type, type(event).SCHEMA_VERSION
+        payload = event.__pydantic_serializer__.to_json(event).decode()
+        digest = sha256(f"{prev_hash}|{seq}|{event_id}|{campaign_id}|{version}|{event_type}|{schema_version}|"
+                        f"{payload}|{stamp_text}".encode()).hexdigest()
         rows.append(StoredEvent(seq, event_id, campaign_id, version, event_type, schema_version, payload, stamp,
                                 prev_hash, digest))
-        prev_hash = digest
+        prev_hash, seq, version = digest, seq + 1, version + 1
     return rows

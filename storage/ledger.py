@@ -331,17 +331,18 @@ def _insert(con: "duckdb.DuckDBPyConnection", rows: Sequence[StoredEvent]) -> No
         return
     import numpy as np
 
-    if any(row.campaign_id != first.campaign_id or row.recorded_at != first.recorded_at for row in rows):
+    seq, event_id, campaign, version, event_type, schema_version, payload, recorded, prev_hash, digest = zip(*rows)
+    if len(set(campaign)) > 1 or len(set(recorded)) > 1:
         raise ValueError("rows of one append share their campaign and timestamp")
     _ledgerlab_batch = {  # read by name in _MANY_ROWS (a DuckDB replacement scan)
-        "seq": np.array([row.seq for row in rows], dtype=np.int64),
-        "version": np.array([row.version for row in rows], dtype=np.int64),
-        "event_id": np.array([row.event_id for row in rows], dtype=object),
-        "type": np.array([row.type for row in rows], dtype=object),
-        "schema_version": np.array([row.schema_version for row in rows], dtype=np.int32),
-        "payload": np.array([row.payload for row in rows], dtype=object),
-        "prev_hash": np.array([row.prev_hash for row in rows], dtype=object),
-        "hash": np.array([row.hash for row in rows], dtype=object),
+        "seq": np.array(seq, dtype=np.int64),
+        "version": np.array(version, dtype=np.int64),
+        "event_id": np.array(event_id, dtype=object),
+        "type": np.array(event_type, dtype=object),
+        "schema_version": np.array(schema_version, dtype=np.int32),
+        "payload": np.array(payload, dtype=object),
+        "prev_hash": np.array(prev_hash, dtype=object),
+        "hash": np.array(digest, dtype=object),
     }
     con.execute(_MANY_ROWS, {"campaign_id": first.campaign_id, "recorded_at": stamp})
 

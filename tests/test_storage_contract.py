@@ -81,6 +81,15 @@ def test_hash_chain_is_valid(store: EventStore) -> None:
     assert result.ok and result.count == len(rows)
 
 
+def test_stored_rows_are_encode_and_row_hash(store: EventStore) -> None:
+    """seal's inlined encoding and hashing (the hot path) agree with the one canonical definition."""
+    append_stream(store, fixture_stream())
+    for row in store.read():
+        assert (row.type, row.schema_version, row.payload) == ev.encode(row.event())
+        assert row.hash == ev.row_hash(row.prev_hash, row.seq, row.event_id, row.campaign_id, row.version, row.type,
+                                       row.schema_version, row.payload, row.recorded_at)
+
+
 def test_racing_writers_one_wins(store: EventStore) -> None:
     errors: list[Exception] = []
 
