@@ -9,7 +9,8 @@ all, not even read-only ("Could not set lock on file ... Conflicting lock is hel
 processes can share it when nobody writes. Measured on the 2-core dev box: open+insert+close ≈ 19 ms,
 open read-only+query+close ≈ 15 ms; a single-row INSERT commits in 1.5-5 ms, most of it the WAL fsync
 (200-650 tx/s for bare DuckDB, depending on how busy the shared disk is); a batch inserted from numpy
-arrays costs ≈ 5 µs per event plus one fsync (list parameters through unnest: ≈ 20 µs; executemany: ≈ 500 µs).
+arrays costs ≈ 8-10 µs per event (the two indexes ≈ 3 µs of it) plus one fsync (list parameters through unnest:
+≈ 20 µs; executemany: ≈ 500 µs); sealing an event (encode, id, hash, row) costs ≈ 5 µs of Python (`events.seal`).
 So the writer holds its connection as a *lease*:
 - it opens the file on demand and a background thread closes it after `idle_s` (default 1 s) without an
   append, so back-to-back appends pay no open/close while a campaign whose runs take seconds leaves the
