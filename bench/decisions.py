@@ -29,6 +29,7 @@ Writes bench/results/decisions.json (or --out).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -230,16 +231,11 @@ def print_verdicts(v: dict[str, Any]) -> None:
 
 
 def _value(text: str) -> Any:
-    """A --judge-option value: a number or true/false when it reads as one, else the string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    """A --judge-option value: JSON where it parses (numbers, true/false, [1,2,4]), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def main() -> None:
