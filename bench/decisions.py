@@ -11,12 +11,15 @@ and only then, the market's hidden truth scores what each judge decided:
 * the true conversion lift of the final incumbent over the baseline page (relative);
 * its gap to the best reachable page, estimated by coordinate ascent over every lever on the market's truth
   (from the baseline, sweeps until none changes anything), in percentage points of the baseline's rate;
-* an A/A run on null markets (no lever matters): accepted changes per campaign.
+* an A/A run on null markets (no lever matters): accepted changes per campaign;
+* the true revenue-per-visitor lift of the final page: conversion-only judges buy conversions with price cuts,
+  so the table adds `ledgerlab+guard`, the marketing default, whose accepts must not lose revenue per visitor
+  significantly. The targets are checked on `ledgerlab` (conversion only, the objective greedy has too).
 
 Intervals: false-discovery shares are Wilson 95% intervals over accepts (the JSON adds a bootstrap over whole
 campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the paired difference per market.
 
-    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~3-4 min)
+    python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~4-5 min)
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
     python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
@@ -43,10 +46,14 @@ from ledgerlab.domains.marketing.variant import template_variant, variant_from_f
 FD_TOLERANCE = 1e-3  # relative true lift at or below which an accepted change "does nothing"
 TOLERANCES = {"strict_0": 0.0, "tol_0.1pct": 1e-3, "tol_0.5pct": 5e-3}
 FD_TARGET = 0.10
+# "ledgerlab" judges conversion alone, like greedy and fixed-n: the targets compare judges on one objective.
+# "ledgerlab+guard" is the product's default for marketing: the same judge, and no accepted change may lose
+# revenue per visitor significantly (the revenue guardrail, core/guardrails.py).
 JUDGES: dict[str, dict[str, Any]] = {
     "greedy": {"kind": "greedy"},
     "fixed-n5": {"kind": "fixed", "fixed_n": 5},
-    "ledgerlab": {"kind": "stats"},
+    "ledgerlab": {"kind": "stats", "guardrails": False},
+    "ledgerlab+guard": {"kind": "stats"},
 }
 OURS, GREEDY = "ledgerlab", "greedy"
 

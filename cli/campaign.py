@@ -300,6 +300,10 @@ def _runs_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     return table
 
 
+def _pct(x: Any) -> str:
+    return f"{x:+.1%}" if isinstance(x, (int, float)) else "n/a"
+
+
 def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     from rich.table import Table
 
@@ -316,6 +320,11 @@ def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     table.add_row("effect", f"{fmt(v.effect)} {interval(v.ci_low, v.ci_high)}  (> 0 is better)")
     table.add_row("alpha spent", fmt(v.alpha_spent))
     table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
+    for guard in v.details.get("guardrails", []):
+        verdict = "HARMED: blocks the change" if guard.get("harmed") else "no significant harm"
+        table.add_row(f"guardrail {guard.get('name')}",
+                      f"{fmt(guard.get('effect'))} {interval(guard.get('ci_low'), guard.get('ci_high'))} "
+                      f"({_pct(guard.get('effect_rel'))}), p of harm = {fmt(guard.get('p_worse'))}: {verdict}")
     if v.decision == "accept":
         check = confirmed(state, h)
         table.add_row("confirmed", f"{fmt(check.effect)} {interval(check.low, check.high)}  "

@@ -29,11 +29,13 @@ from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.errors import (
     CampaignError, InvalidCandidate, PatchError, ProposalRejected, ProviderDownError,
 )
-from ledgerlab.core.judge import Evidence, Judge, JudgeSettings, Judgement, make_judge
+from ledgerlab.core.judge import Judge, JudgeSettings, Judgement, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
+from ledgerlab.core.guardrails import GuardrailCheck, check_all
 from ledgerlab.core.protocols import (
-    Domain, Executor, HistoryItem, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest, RunResult,
+    Domain, Executor, Guardrail, HistoryItem, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest,
+    RunResult,
 )
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
@@ -59,7 +61,7 @@ def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> 
     if "alpha" not in data and metric is not None and metric.alpha is not None:
         data["alpha"] = metric.alpha
     if config.judge.kind == "greedy":
-        data.update(calibration_runs=1, confirm_runs=0)
+        data.update(calibration_runs=1, confirm_runs=0, guardrails=False)
     return JudgeSettings(**data)
 
 
@@ -339,19 +341,27 @@ class Campaign:
             if judgement.decision == "more":
                 self._needs[record.hypothesis_id] = judgement.need
             else:
-                self._verdict(record, judgement, evidence)
+                checks = self._guardrail_checks(record, index)
+                self._verdict(record, _guarded(judgement, checks), checks)
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
         return next_alpha(self.settings, self.state.verdict_history()[: record.verdicts_before])
 
-    def _verdict(self, record: HypothesisRecord, j: Judgement, evidence: Evidence | None = None) -> None:
+    def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
+        found: Sequence[Guardrail] = getattr(self.domain, "guardrails", ())
+        if not self.settings.guardrails or not found:
+            return []
+        return check_all(found, planner.arm_metrics(self.domain.design, index, record))
+
+    def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = ()) -> None:
         verdict = ev.VerdictReached(
             hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,  # type: ignore[arg-type]
             test=j.test, statistic=j.statistic, p_value=j.p_value, effect=j.effect, ci_low=j.ci_low,
             ci_high=j.ci_high, n_candidate=j.n_candidate, n_incumbent=j.n_incumbent,
             alpha_spent=j.alpha_spent, looks=max(j.look, 1),
-            details={"alpha": self._alpha(record), "ci_level": j.ci_level, "judge": self.judge.name},
+            details={"alpha": self._alpha(record), "ci_level": j.ci_level, "judge": self.judge.name,
+                     **({"guardrails": [c.as_dict() for c in checks]} if checks else {})},
         )
         if j.decision != "accept":
             self._append(verdict)
@@ -513,6 +523,16 @@ def _history_item(h: HypothesisRecord) -> HistoryItem:
         status=h.status,
         effect=verdict.effect if verdict else None, p_value=verdict.p_value if verdict else None, reason=h.reason,
     )
+
+
+def _guarded(j: Judgement, checks: Sequence[GuardrailCheck]) -> Judgement:
+    """An accept turned into a reject when a guardrail shows harm (the primary test's numbers stay)."""
+    harmed = [c for c in checks if c.harmed]
+    if j.decision != "accept" or not harmed:
+        return j
+    why = "; ".join(c.describe() for c in harmed)
+    reason = f"{j.reason}; but a guardrail shows harm: {why}"
+    return j.model_copy(update={"decision": "reject", "reason": reason})
 
 
 def _stale(record: HypothesisRecord, incumbent: str) -> Judgement:

@@ -80,6 +80,7 @@ class JudgeConfig(_Section):
     delta: float | None = None
     confirm_runs: int = Field(default=2, ge=0)
     calibration_runs: int = Field(default=3, ge=1)
+    guardrails: bool = True
 
 
 class CampaignConfig(_Section):

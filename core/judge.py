@@ -70,6 +70,7 @@ class JudgeSettings(BaseModel):
     min_expected: float = 5.0  # proportions: exact test when an expected cell count is below this
     confirm_runs: int = 2  # fresh replicates after an accept, for an unbiased effect (loop uses it)
     calibration_runs: int = 3  # baseline replicates at campaign start (loop uses it)
+    guardrails: bool = True  # reject an accept that a domain guardrail shows harmful (loop uses it)
 
     @field_validator("alpha")
     @classmethod
@@ -113,6 +114,8 @@ class Evidence(BaseModel):
     incumbent_only: tuple[float, ...] = ()  # incumbent values with no matched candidate run
     # proportion metrics, concurrent: per run (cand_successes, cand_trials, inc_successes, inc_trials)
     counts: tuple[tuple[int, int, int, int], ...] = ()
+    # per-unit means, concurrent: per run (cand_units, cand_sum, cand_sumsq, inc_units, inc_sum, inc_sumsq)
+    sums: tuple[tuple[float, float, float, float, float, float], ...] = ()
     history_diffs: tuple[tuple[float, ...], ...] = ()  # earlier hypotheses' paired differences (cand − inc)
     history_replicates: tuple[tuple[float, ...], ...] = ()  # groups of replicates of one candidate each
 
@@ -157,8 +160,8 @@ class Judge(Protocol):
 
 def n_candidate_runs(evidence: Evidence) -> int:
     """Candidate replicates in the evidence (runs, for concurrent count data)."""
-    if evidence.counts:
-        return len(evidence.counts)
+    if evidence.counts or evidence.sums:
+        return len(evidence.counts or evidence.sums)
     return len(evidence.pairs) + len(evidence.candidate_only)
 
 
@@ -202,6 +205,11 @@ class StatsJudge:
             cs, ct, is_, it = (sum(c[j] for c in ev.counts) for j in range(4))
             r = stats.proportion_test(cs, ct, is_, it, m.direction, delta, min_expected=s.min_expected)
             return r.model_copy(update={"n_candidate": len(ev.counts), "n_incumbent": len(ev.counts)})
+        if ev.sums:
+            totals = [sum(run[j] for run in ev.sums) for j in range(6)]
+            cand, inc = tuple(totals[:3]), tuple(totals[3:])
+            r = stats.sums_test(cand, inc, m.direction, delta)  # type: ignore[arg-type]
+            return r.model_copy(update={"n_candidate": len(ev.sums), "n_incumbent": len(ev.sums)})
         if ev.pairs:
             return stats.paired_test(ev.pairs, m.direction, delta, ev.history_diffs, ev.history_replicates,
                                      ev.incumbent_only, min_diff_df=s.min_diff_df, robust=s.robust, trim=s.trim)

@@ -144,6 +144,21 @@ def evidence_for(state: CampaignState, design: str, index: RunIndex, record: Hyp
                     history_replicates=_history_replicates(index, exclude=record.candidate_id))
 
 
+def arm_metrics(design: str, index: RunIndex, record: HypothesisRecord) -> list[tuple[dict, dict]]:
+    """(candidate, incumbent) run metrics of a hypothesis's finished runs, matched by window or seed."""
+    out = []
+    for run in candidate_runs(index, record):
+        if run.status != "finished":
+            continue
+        if design == "concurrent":
+            out.append((run.metrics, run.control_metrics))
+            continue
+        partner = index.incumbent_run(record.parent_candidate_id, run.seed)
+        if partner is not None and partner.status == "finished":
+            out.append((run.metrics, partner.metrics))
+    return out
+
+
 def _concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
     if metric.kind == "proportion":
         counts = tuple(
@@ -153,6 +168,10 @@ def _concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
         )
         return Evidence(metric=metric, design="concurrent", counts=counts)
     pairs = tuple((float(r.value), float(r.control_value)) for r in runs)  # type: ignore[arg-type]
+    if metric.sums:  # pairs stay for the greedy judge, which compares one run's values
+        sums = tuple(tuple(float(arm[key]) for arm in (r.metrics, r.control_metrics) for key in metric.sums)
+                     for r in runs)
+        return Evidence(metric=metric, design="concurrent", sums=sums, pairs=pairs)  # type: ignore[arg-type]
     return Evidence(metric=metric, design="concurrent", pairs=pairs)
 
 

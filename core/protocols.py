@@ -31,6 +31,27 @@ class MetricSpec(Value):
     # The false-accept level changes to this metric are judged at unless the [judge] table sets one (unset:
     # 0.01). A domain knows its noise and what a wrong accept costs (A/B practice: 0.05).
     alpha: float | None = Field(default=None, gt=0, lt=1)
+    # Concurrent designs whose metric is a per-unit mean (revenue per visitor): the run-metrics keys of each
+    # arm's units, sum and sum of squares. The judge then pools them over runs and uses Welch's test.
+    sums: tuple[str, str, str] | None = None
+
+
+class Guardrail(Value):
+    """A secondary metric an accepted change must not make significantly worse (A/B practice).
+
+    Each run reports, per arm, the metric's per-unit sums in its metrics (`n_key`, `sum_key`, `sumsq_key`,
+    e.g. visitors and the winsorized revenue sum and sum of squares); the loop pools them over a hypothesis's
+    runs and tests "the candidate is worse" with Welch's test at `alpha` (core/guardrails.py). A domain
+    declares its guardrails in an optional `guardrails` attribute.
+    """
+
+    name: str
+    direction: Literal["minimize", "maximize"]
+    n_key: str
+    sum_key: str
+    sumsq_key: str
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    unit: str = ""
 
 
 class Knob(Value):
@@ -86,6 +107,8 @@ class Domain(Protocol):
     metric: MetricSpec
     design: Literal["independent", "concurrent"]
     description: str  # instructions for proposers: what may change and what may not (program.md)
+    # Optional, read with getattr: `guardrails: tuple[Guardrail, ...]` (secondary metrics a change must not
+    # significantly worsen) and `budget_unit: str` (what `max_units` counts).
 
     def baseline(self) -> dict[str, str]:
         """The starting artifact: file name -> text."""

@@ -361,3 +361,28 @@ def proportion_test(
     z = (effect - delta) / se_test
     return TestResult(test=name, statistic=z, p_value=float(sps.norm.sf(z)), effect=effect,
                       se=se_unpooled or se_test, df=None, n_candidate=cand_trials, n_incumbent=inc_trials)
+
+
+def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float], direction: str,
+              delta: float = 0.0) -> TestResult:
+    """Welch's test of H0: improvement ≤ δ from each arm's per-unit sufficient statistics (n, Σx, Σx²)."""
+    sign = _sign(direction)
+    (nc, sc, ssc), (ni, si, ssi) = cand, inc
+    if nc < 2 or ni < 2:
+        return TestResult(test="welch (sums)", statistic=None, p_value=None, effect=0.0, se=None, df=None,
+                          n_candidate=int(nc), n_incumbent=int(ni))
+    mc, mi = sc / nc, si / ni
+    vc = max(ssc - nc * mc * mc, 0.0) / (nc - 1)
+    vi = max(ssi - ni * mi * mi, 0.0) / (ni - 1)
+    effect, se = sign * (mc - mi), math.sqrt(vc / nc + vi / ni)
+    if not se > 0:
+        return TestResult(test="welch (sums)", statistic=None, p_value=None, effect=effect, se=None, df=None,
+                          n_candidate=int(nc), n_incumbent=int(ni))
+    # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain Welch test.
+    shifted = mc - sign * delta
+    res = sps.ttest_ind_from_stats(shifted, math.sqrt(vc), nc, mi, math.sqrt(vi), ni, equal_var=False,
+                                   alternative="greater" if sign > 0 else "less")
+    df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
+    return TestResult(test="welch (sums)", statistic=sign * float(res.statistic), p_value=float(res.pvalue),
+                      effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
+

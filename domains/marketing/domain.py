@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ledgerlab.core.errors import ConfigError, InvalidCandidate
-from ledgerlab.core.protocols import Files, Knob, MetricSpec, RunRequest, RunResult
+from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.domains.marketing.client import MarketClient, MarketError
 from ledgerlab.domains.marketing.variant import KNOBS, VARIANT_FILE, template_text, variant_from_files
 
@@ -42,6 +42,7 @@ class Settings:
     timeout_s: float = 10.0
     retries: int = 3
     srm_fault: float = 0.0  # testing aid: drop this share of the treatment's visitors to trigger SRM
+    metric: str = "conversion_rate"  # or "revenue_per_visitor" (judged on winsorized revenue; no guardrail)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
@@ -73,6 +74,8 @@ class Settings:
             raise bad("retries", "must be an integer from 0 to 10")
         if not _is_number(self.srm_fault) or not 0 <= self.srm_fault < 1:
             raise bad("srm_fault", "must be a share in [0, 1)")
+        if self.metric not in METRICS:
+            raise bad("metric", f"is not one of {', '.join(METRICS)}")
 
 
 def _is_int(value: Any) -> bool:
@@ -83,12 +86,26 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Revenue per order is lognormal, so revenue is tested winsorized at the market's cap (the heavy-tail-aware
+# test), both as a metric and as conversion's guardrail: a price cut can buy conversions at a loss.
+_REVENUE_SUMS = ("trials", "revenue_wsum", "revenue_wsumsq")
+METRICS = {
+    # α: A/B practice; at this traffic 0.01 keeps too few real changes.
+    "conversion_rate": MetricSpec(name="conversion_rate", direction="maximize", kind="proportion", delta=0.0,
+                                  alpha=0.05),
+    "revenue_per_visitor": MetricSpec(name="revenue_per_visitor", direction="maximize", delta=0.0, unit="$",
+                                      alpha=0.05, sums=_REVENUE_SUMS),
+}
+REVENUE_GUARDRAIL = Guardrail(name="revenue_per_visitor", direction="maximize", n_key=_REVENUE_SUMS[0],
+                              sum_key=_REVENUE_SUMS[1], sumsq_key=_REVENUE_SUMS[2], alpha=0.05, unit="$")
+
+
 class MarketingDomain:
     """A landing page (`variant.toml`) A/B-tested against a simulated market; metric: conversion rate."""
 
     name = "marketing"
-    metric = MetricSpec(name="conversion_rate", direction="maximize", kind="proportion", delta=0.0, unit="",
-                        alpha=0.05)  # A/B practice; at this traffic 0.01 keeps too few real changes
+    metric = METRICS["conversion_rate"]  # the `metric` option picks another one per instance
+    guardrails: tuple[Guardrail, ...] = (REVENUE_GUARDRAIL,)
     design = "concurrent"
     budget_unit = "visitors"
     description = (Path(__file__).parent / "program.md").read_text(encoding="utf-8")
@@ -96,6 +113,8 @@ class MarketingDomain:
     def __init__(self, *, transport: httpx.BaseTransport | None = None, **options: Any) -> None:
         # `transport` is a test double for the HTTP client (httpx.MockTransport), not a user option.
         self.settings = Settings.from_options(options)
+        self.metric = METRICS[self.settings.metric]
+        self.guardrails = (REVENUE_GUARDRAIL,) if self.settings.metric == "conversion_rate" else ()
         self._transport = transport
         self._lock = threading.Lock()
         self._servers: dict[tuple[int | None, bool], Any] = {}  # (seed, null) -> MarketServer
@@ -146,7 +165,7 @@ class MarketingDomain:
         except (MarketError, OSError) as exc:
             return RunResult(status="crashed", error=f"market unavailable: {exc}",
                              duration_s=time.monotonic() - started)
-        return _result(experiment, time.monotonic() - started)
+        return _result(experiment, time.monotonic() - started, self.metric.name)
 
     def close(self) -> None:
         """Stop the embedded market service and close connections."""
@@ -215,7 +234,7 @@ def srm_p_value(observed: Sequence[int], shares: Sequence[float]) -> float:
     return float(chisquare(observed, expected).pvalue)
 
 
-def _result(experiment: Mapping[str, Any], duration_s: float) -> RunResult:
+def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "conversion_rate") -> RunResult:
     try:
         control, treatment = (arm_metrics(experiment["arms"][name]) for name in ARMS)
         split = experiment.get("split") or {name: 0.5 for name in ARMS}
@@ -227,7 +246,7 @@ def _result(experiment: Mapping[str, Any], duration_s: float) -> RunResult:
     # The run's units (both arms) are counted once, on the treatment side, so a budget summing both is right.
     metrics, control_metrics = {**treatment, "units": units}, {**control, "units": 0}
     base = dict(metrics=metrics, control_metrics=control_metrics, duration_s=duration_s,
-                value=treatment["conversion_rate"], control_value=control["conversion_rate"])
+                value=treatment[metric], control_value=control[metric])
     if not control["trials"] or not treatment["trials"]:
         return RunResult(status="invalid", error="an arm received no visitors", **base)
     p_value = srm_p_value([control["trials"], treatment["trials"]], shares)

@@ -1,0 +1,81 @@
+"""Guardrails: secondary metrics an accepted change must not make significantly worse.
+
+A/B practice: a page that converts more by cutting its price can lose revenue per visitor. The primary test
+decides whether a change is better; each guardrail then asks the opposite question of its own metric,
+"is the candidate worse?", with Welch's test on the per-unit sums both arms reported, pooled over the
+hypothesis's runs (heavy tails: the domain reports winsorized sums). A change the primary test accepts is
+rejected when any guardrail shows harm at its `alpha`. Guardrails only ever turn accepts into rejects, so
+the primary false-accept rate still holds; the check is one test at the final look, not sequential.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ledgerlab.core import stats
+from ledgerlab.core.protocols import Guardrail
+
+Arms = tuple[Mapping[str, Any], Mapping[str, Any]]  # (candidate's run metrics, incumbent's run metrics)
+
+
+@dataclass(frozen=True)
+class GuardrailCheck:
+    """One guardrail's verdict on a hypothesis: the improvement (positive = better) and the p of harm."""
+
+    name: str
+    effect: float | None  # candidate − incumbent in the better direction, per unit
+    effect_rel: float | None  # effect relative to the incumbent's mean
+    ci_low: float | None
+    ci_high: float | None
+    p_worse: float | None  # one-sided p of H0 "the candidate is not worse"
+    alpha: float
+    harmed: bool
+    test: str
+    n_candidate: int
+    n_incumbent: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for VerdictReached.details)."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line, e.g. `revenue_per_visitor −4.1% (p of harm 0.003 < 0.05)`."""
+        rel = "n/a" if self.effect_rel is None else f"{self.effect_rel:+.1%}"
+        p = "n/a" if self.p_worse is None else f"{self.p_worse:.3g}"
+        return f"{self.name} {rel} (p of harm {p}, alpha {self.alpha:g})"
+
+
+def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
+    """Test `guardrail` on a hypothesis's finished runs; None when no run reported its sums."""
+    cand, inc = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    keys = (guardrail.n_key, guardrail.sum_key, guardrail.sumsq_key)
+    for cand_metrics, inc_metrics in runs:
+        if not all(_number(cand_metrics.get(k)) and _number(inc_metrics.get(k)) for k in keys):
+            continue
+        for i, key in enumerate(keys):
+            cand[i] += float(cand_metrics[key])
+            inc[i] += float(inc_metrics[key])
+    if cand[0] < 2 or inc[0] < 2:
+        return None
+    result = stats.sums_test(tuple(cand), tuple(inc), guardrail.direction)  # type: ignore[arg-type]
+    low, high = result.interval(1.0 - 2.0 * guardrail.alpha)
+    base = inc[1] / inc[0]
+    p_worse = None if result.p_value is None else 1.0 - result.p_value
+    return GuardrailCheck(
+        name=guardrail.name, effect=result.effect, effect_rel=result.effect / abs(base) if base else None,
+        ci_low=low, ci_high=high, p_worse=p_worse, alpha=guardrail.alpha,
+        harmed=p_worse is not None and p_worse < guardrail.alpha, test=result.test,
+        n_candidate=result.n_candidate, n_incumbent=result.n_incumbent,
+    )
+
+
+def check_all(guardrails: Sequence[Guardrail], runs: Sequence[Arms]) -> list[GuardrailCheck]:
+    """Every guardrail that has data, in declaration order."""
+    return [c for g in guardrails if (c := check(g, runs)) is not None]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,142 @@
+"""Guardrails and per-unit-mean metrics: Welch's test from sums, its A/A error rate, and the loop's use of both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from ledgerlab.cli.main import app
+from ledgerlab.core import stats
+from ledgerlab.core.campaign import Agent, Campaign
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.executors.local import LocalExecutor
+from ledgerlab.core.guardrails import check
+from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.protocols import Guardrail, Proposal, ProposalContext
+from ledgerlab.core.state import CampaignState
+from ledgerlab.domains.marketing.domain import MarketingDomain
+from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
+from ledgerlab.storage.ledger import DuckDBLedger
+from ledgerlab.storage.memory import InMemoryLedger
+
+REVENUE = Guardrail(name="revenue", direction="maximize", n_key="n", sum_key="s", sumsq_key="ss", alpha=0.05)
+
+
+def sums(x: np.ndarray) -> dict[str, float]:
+    return {"n": float(len(x)), "s": float(x.sum()), "ss": float((x**2).sum())}
+
+
+def revenue(rng: np.random.Generator, n: int, rate: float = 0.04, scale: float = 1.0) -> np.ndarray:
+    """Per-visitor revenue: most zero, buyers lognormal (heavy-tailed), winsorized at 400 like the market."""
+    buys = rng.random(n) < rate
+    return np.minimum(np.where(buys, scale * rng.lognormal(4.0, 1.0, n), 0.0), 400.0)
+
+
+def test_sums_test_is_welch_on_the_raw_values() -> None:
+    rng = np.random.default_rng(3)
+    a, b = revenue(rng, 3000, scale=1.2), revenue(rng, 2500)
+    r = stats.sums_test(tuple(sums(a).values()), tuple(sums(b).values()), "maximize")  # type: ignore[arg-type]
+    ref = sps.ttest_ind(a, b, equal_var=False, alternative="greater")
+    assert r.p_value == pytest.approx(ref.pvalue, rel=1e-6)
+    assert r.effect == pytest.approx(a.mean() - b.mean())
+    shifted = stats.sums_test(tuple(sums(a).values()), tuple(sums(b).values()), "maximize", delta=0.5)  # type: ignore[arg-type]
+    assert shifted.p_value == pytest.approx(sps.ttest_ind(a - 0.5, b, equal_var=False, alternative="greater").pvalue)
+    smaller = stats.sums_test(tuple(sums(b).values()), tuple(sums(a).values()), "minimize")  # type: ignore[arg-type]
+    assert smaller.p_value == pytest.approx(ref.pvalue, rel=1e-6)  # minimize: b lower than a is the improvement
+
+
+def test_too_little_data_gives_no_test() -> None:
+    assert stats.sums_test((1.0, 3.0, 9.0), (10.0, 5.0, 5.0), "maximize").p_value is None
+    assert check(REVENUE, [({"n": 1, "s": 2.0, "ss": 4.0}, {"n": 1, "s": 1.0, "ss": 1.0})]) is None
+    assert check(REVENUE, [({"other": 1}, {"other": 2})]) is None  # runs that report no sums are skipped
+
+
+def test_aa_false_harm_rate_holds_on_heavy_tailed_revenue() -> None:
+    """A/A: identical arms, 3 runs of 2,000 visitors each per hypothesis; harm flagged ≤ α (binomial check)."""
+    rng = np.random.default_rng(11)
+    trials, flagged = 2000, 0
+    for _ in range(trials):
+        runs = [(sums(revenue(rng, 2000)), sums(revenue(rng, 2000))) for _ in range(3)]
+        result = check(REVENUE, runs)
+        assert result is not None
+        flagged += result.harmed
+    # one-sided: the observed rate must not be significantly above α = 0.05
+    assert sps.binomtest(flagged, trials, 0.05, alternative="greater").pvalue > 0.01, flagged / trials
+
+
+def test_a_real_loss_is_flagged_and_pooled_over_runs() -> None:
+    rng = np.random.default_rng(5)
+    runs = [(sums(revenue(rng, 20_000, scale=0.7)), sums(revenue(rng, 20_000))) for _ in range(2)]
+    result = check(REVENUE, runs)
+    assert result is not None and result.harmed and result.n_candidate == 40_000
+    assert result.effect_rel == pytest.approx(-0.3, abs=0.08)
+    assert result.ci_low is not None and result.ci_high is not None and result.ci_low < result.effect < result.ci_high
+    assert "revenue -" in result.describe() or "revenue −" in result.describe()
+
+
+# ------------------------------------------------------------------------------- through the loop
+
+
+class OneChange:
+    """Proposes one marketing change, then stops."""
+
+    name = "one-change"
+
+    def __init__(self, changes: dict[str, Any]) -> None:
+        self.changes = changes
+
+    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
+        if context.history:
+            return None
+        files = dict(context.incumbent_files)
+        for name, value in self.changes.items():
+            files = write_knob(files, KNOBS_BY_NAME[name], value)
+        return Proposal(rationale=f"set {self.changes}", files=files, changes=self.changes)
+
+
+def run_marketing(tmp_path: Path, changes: dict[str, Any], judge: dict[str, Any] | None = None,
+                  store: Any = None, **options: Any) -> CampaignState:
+    domain = MarketingDomain(visitors_per_run=400_000, **options)
+    config = CampaignConfig(domain="marketing", domain_options={"visitors_per_run": 400_000, **options},
+                            judge={"calibration_runs": 1, **(judge or {})}, budgets={"max_hypotheses": 1})
+    try:
+        return Campaign(store or InMemoryLedger(), domain, config, agents=[Agent("a", OneChange(changes))],
+                        executor=LocalExecutor(domain), runs_dir=tmp_path / "runs").run()
+    finally:
+        domain.close()
+
+
+def only_verdict(state: CampaignState) -> Any:
+    (record,) = state.hypotheses.values()
+    return record, record.verdict
+
+
+def test_a_conversion_win_that_loses_revenue_is_rejected_by_the_guardrail(tmp_path: Path) -> None:
+    # On the canonical market: conversion about +13%, revenue per visitor about -28%.
+    cut = {"free_shipping": True, "discount_pct": 20, "price": 39.0}
+    with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
+        record, verdict = only_verdict(run_marketing(tmp_path, cut, store=store))
+    assert record.status == "rejected" and "guardrail shows harm" in verdict.reason
+    (guard,) = verdict.details["guardrails"]
+    assert guard["name"] == "revenue_per_visitor" and guard["harmed"] and guard["effect_rel"] < -0.15
+    assert verdict.effect > 0  # the primary test's numbers stay: conversion did improve
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["show", "1", "--dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "guardrail revenue_per_visitor" in shown.output and "HARMED: blocks the change" in shown.output
+
+    record, verdict = only_verdict(run_marketing(tmp_path / "off", cut, judge={"guardrails": False}))
+    assert record.status == "accepted" and "guardrails" not in verdict.details
+
+
+def test_revenue_per_visitor_as_the_metric_uses_welch_on_winsorized_sums(tmp_path: Path) -> None:
+    # A price rise: conversion about -5%, revenue per visitor about +33%.
+    record, verdict = only_verdict(run_marketing(tmp_path, {"price": 69.0}, metric="revenue_per_visitor"))
+    assert record.status == "accepted" and verdict.test == "welch (sums)"
+    assert "guardrails" not in verdict.details  # revenue is the metric itself
+    record, verdict = only_verdict(run_marketing(tmp_path / "conv", {"price": 69.0}))
+    assert record.status == "rejected" and verdict.test.startswith("two-proportion")
