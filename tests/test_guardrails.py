@@ -1,4 +1,4 @@
-"""Guardrails and per-unit-mean metrics: Welch's test from sums, its A/A error rate, and the loop's use of both."""
+"""Guardrails and per-unit-mean metrics: Welch's test from sums, its A/A error rate, the loop's use."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check
+from ledgerlab.core.judge import Evidence, JudgeSettings, make_judge
 from ledgerlab.core.knobs import write_knob
-from ledgerlab.core.protocols import Guardrail, Proposal, ProposalContext
+from ledgerlab.core.protocols import Guardrail, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
 from ledgerlab.domains.marketing.domain import MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
@@ -31,6 +32,10 @@ def sums(x: np.ndarray) -> dict[str, float]:
     return {"n": float(len(x)), "s": float(x.sum()), "ss": float((x**2).sum())}
 
 
+def triple(x: np.ndarray) -> tuple[float, float, float]:
+    return float(len(x)), float(x.sum()), float((x**2).sum())
+
+
 def revenue(rng: np.random.Generator, n: int, rate: float = 0.04, scale: float = 1.0) -> np.ndarray:
     """Per-visitor revenue: most zero, buyers lognormal (heavy-tailed), winsorized at 400 like the market."""
     buys = rng.random(n) < rate
@@ -40,14 +45,15 @@ def revenue(rng: np.random.Generator, n: int, rate: float = 0.04, scale: float =
 def test_sums_test_is_welch_on_the_raw_values() -> None:
     rng = np.random.default_rng(3)
     a, b = revenue(rng, 3000, scale=1.2), revenue(rng, 2500)
-    r = stats.sums_test(tuple(sums(a).values()), tuple(sums(b).values()), "maximize")  # type: ignore[arg-type]
+    r = stats.sums_test(triple(a), triple(b), "maximize")
     ref = sps.ttest_ind(a, b, equal_var=False, alternative="greater")
     assert r.p_value == pytest.approx(ref.pvalue, rel=1e-6)
     assert r.effect == pytest.approx(a.mean() - b.mean())
-    shifted = stats.sums_test(tuple(sums(a).values()), tuple(sums(b).values()), "maximize", delta=0.5)  # type: ignore[arg-type]
-    assert shifted.p_value == pytest.approx(sps.ttest_ind(a - 0.5, b, equal_var=False, alternative="greater").pvalue)
-    smaller = stats.sums_test(tuple(sums(b).values()), tuple(sums(a).values()), "minimize")  # type: ignore[arg-type]
-    assert smaller.p_value == pytest.approx(ref.pvalue, rel=1e-6)  # minimize: b lower than a is the improvement
+    shifted = stats.sums_test(triple(a), triple(b), "maximize", delta=0.5)
+    ref_shifted = sps.ttest_ind(a - 0.5, b, equal_var=False, alternative="greater")
+    assert shifted.p_value == pytest.approx(ref_shifted.pvalue)
+    smaller = stats.sums_test(triple(b), triple(a), "minimize")
+    assert smaller.p_value == pytest.approx(ref.pvalue, rel=1e-6)  # minimize: b below a is better
 
 
 def test_too_little_data_gives_no_test() -> None:
@@ -57,7 +63,7 @@ def test_too_little_data_gives_no_test() -> None:
 
 
 def test_aa_false_harm_rate_holds_on_heavy_tailed_revenue() -> None:
-    """A/A: identical arms, 3 runs of 2,000 visitors each per hypothesis; harm flagged ≤ α (binomial check)."""
+    """A/A: identical arms, 3 runs of 2,000 visitors per hypothesis; harm flagged ≤ α (binomial check)."""
     rng = np.random.default_rng(11)
     trials, flagged = 2000, 0
     for _ in range(trials):
@@ -75,7 +81,8 @@ def test_a_real_loss_is_flagged_and_pooled_over_runs() -> None:
     result = check(REVENUE, runs)
     assert result is not None and result.harmed and result.n_candidate == 40_000
     assert result.effect_rel == pytest.approx(-0.3, abs=0.08)
-    assert result.ci_low is not None and result.ci_high is not None and result.ci_low < result.effect < result.ci_high
+    assert result.ci_low is not None and result.ci_high is not None
+    assert result.ci_low < result.effect < result.ci_high
     assert "revenue -" in result.describe() or "revenue −" in result.describe()
 
 
@@ -140,3 +147,26 @@ def test_revenue_per_visitor_as_the_metric_uses_welch_on_winsorized_sums(tmp_pat
     assert "guardrails" not in verdict.details  # revenue is the metric itself
     record, verdict = only_verdict(run_marketing(tmp_path / "conv", {"price": 69.0}))
     assert record.status == "rejected" and verdict.test.startswith("two-proportion")
+
+
+def test_revenue_as_the_metric_holds_alpha_under_the_sequential_policy() -> None:
+    """A/A through the real judge on per-unit sums: false accepts of 1,500 hypotheses ≤ α (binomial check)."""
+    metric = MetricSpec(name="rpv", direction="maximize", alpha=0.05, sums=("n", "s", "ss"))
+    judge = make_judge(JudgeSettings(alpha=0.05))
+    rng = np.random.default_rng(21)
+    trials, accepted, runs = 1500, 0, 0
+    for _ in range(trials):
+        rows: list[tuple[float, ...]] = []
+        need = judge.first_n()
+        while True:
+            while len(rows) < need:
+                rows.append((*triple(revenue(rng, 1500)), *triple(revenue(rng, 1500))))
+            j = judge.judge(Evidence(metric=metric, design="concurrent", sums=tuple(rows)), 0.05)  # type: ignore[arg-type]
+            if j.decision != "more":
+                break
+            need = j.need
+        accepted += j.decision == "accept"
+        runs += len(rows)
+        assert j.test == "welch (sums)"
+    assert sps.binomtest(accepted, trials, 0.05, alternative="greater").pvalue > 0.01, accepted / trials
+    assert runs / trials < 2.0  # futility stops most null changes after one run
