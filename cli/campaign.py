@@ -162,9 +162,12 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     counts: dict[str, int] = {}
     for h in state.hypotheses.values():
         counts[h.status] = counts.get(h.status, 0) + 1
+    vetoed = sum(1 for h in state.hypotheses.values() if h.verdict and h.verdict.details.get("guardrail_veto"))
     table.add_row("hypotheses", f"{len(state.hypotheses)} tried: {counts.get('accepted', 0)} accepted, "
-                                f"{counts.get('rejected', 0)} rejected, {counts.get('patch_rejected', 0)} "
-                                f"patch-rejected, {counts.get('testing', 0) + counts.get('proposed', 0)} open")
+                                f"{counts.get('rejected', 0)} rejected"
+                                + (f" ({vetoed} of them by a guardrail)" if vetoed else "")
+                                + f", {counts.get('patch_rejected', 0)} patch-rejected, "
+                                f"{counts.get('testing', 0) + counts.get('proposed', 0)} open")
     by_status: dict[str, int] = {}
     for r in state.runs.values():
         by_status[r.status] = by_status.get(r.status, 0) + 1

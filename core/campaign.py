@@ -342,7 +342,8 @@ class Campaign:
                 self._needs[record.hypothesis_id] = judgement.need
             else:
                 checks = self._guardrail_checks(record, index)
-                self._verdict(record, _guarded(judgement, checks), checks)
+                final = _guarded(judgement, checks)
+                self._verdict(record, final, checks, vetoed=final is not judgement)
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
@@ -354,14 +355,16 @@ class Campaign:
             return []
         return check_all(found, planner.arm_metrics(self.domain.design, index, record))
 
-    def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = ()) -> None:
+    def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = (),
+                 vetoed: bool = False) -> None:
         verdict = ev.VerdictReached(
             hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,  # type: ignore[arg-type]
             test=j.test, statistic=j.statistic, p_value=j.p_value, effect=j.effect, ci_low=j.ci_low,
             ci_high=j.ci_high, n_candidate=j.n_candidate, n_incumbent=j.n_incumbent,
             alpha_spent=j.alpha_spent, looks=max(j.look, 1),
             details={"alpha": self._alpha(record), "ci_level": j.ci_level, "judge": self.judge.name,
-                     **({"guardrails": [c.as_dict() for c in checks]} if checks else {})},
+                     **({"guardrails": [c.as_dict() for c in checks]} if checks else {}),
+                     **({"guardrail_veto": True} if vetoed else {})},
         )
         if j.decision != "accept":
             self._append(verdict)

@@ -324,8 +324,9 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "ci_low": "lower end of the effect's interval", "ci_high": "upper end of the effect's interval",
         "n_candidate": "candidate runs used", "n_incumbent": "incumbent runs used",
         "alpha_spent": "the significance level this test spent", "looks": "sequential looks taken",
-        "details": "extras (JSON): alpha, ci_level, judge, and guardrails: [{name, effect, effect_rel, ci_low, "
-                   "ci_high, p_worse, harmed}]", "decided_at": "when it was decided (UTC)",
+        "details": "extras (JSON): alpha, ci_level, judge, guardrails: [{name, effect, effect_rel, ci_low, "
+                   "ci_high, p_worse, harmed}], guardrail_veto: true when a guardrail turned an accept down",
+        "decided_at": "when it was decided (UTC)",
     }),
     "incumbents": ("one row per incumbent in a campaign's history, the baseline first", {
         "campaign_id": _CAMPAIGN, "candidate_id": _CAND, "hypothesis_id": "the accepted hypothesis (NULL: baseline)",

@@ -135,9 +135,13 @@ def test_a_conversion_win_that_loses_revenue_is_rejected_by_the_guardrail(tmp_pa
     shown = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["show", "1", "--dir", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert "guardrail revenue_per_visitor" in shown.output and "HARMED: blocks the change" in shown.output
+    assert verdict.details["guardrail_veto"] is True
+    status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
+    assert status.exit_code == 0 and "1 rejected (1 of them by a guardrail)" in status.output, status.output
 
     record, verdict = only_verdict(run_marketing(tmp_path / "off", cut, judge={"guardrails": False}))
     assert record.status == "accepted" and "guardrails" not in verdict.details
+    assert "guardrail_veto" not in verdict.details
 
 
 def test_revenue_per_visitor_as_the_metric_uses_welch_on_winsorized_sums(tmp_path: Path) -> None:
