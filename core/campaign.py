@@ -32,7 +32,7 @@ from ledgerlab.core.errors import (
 from ledgerlab.core.judge import Judge, JudgeSettings, Judgement, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
-from ledgerlab.core.guardrails import GuardrailCheck, check_all
+from ledgerlab.core.guardrails import GuardrailCheck, check_all, veto
 from ledgerlab.core.protocols import (
     Domain, Executor, Guardrail, HistoryItem, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest,
     RunResult,
@@ -342,7 +342,7 @@ class Campaign:
                 self._needs[record.hypothesis_id] = judgement.need
             else:
                 checks = self._guardrail_checks(record, index)
-                final = _guarded(judgement, checks)
+                final = veto(judgement, checks)
                 self._verdict(record, final, checks, vetoed=final is not judgement)
             index = planner.RunIndex.of(self.state)
 
@@ -526,16 +526,6 @@ def _history_item(h: HypothesisRecord) -> HistoryItem:
         status=h.status,
         effect=verdict.effect if verdict else None, p_value=verdict.p_value if verdict else None, reason=h.reason,
     )
-
-
-def _guarded(j: Judgement, checks: Sequence[GuardrailCheck]) -> Judgement:
-    """An accept turned into a reject when a guardrail shows harm (the primary test's numbers stay)."""
-    harmed = [c for c in checks if c.harmed]
-    if j.decision != "accept" or not harmed:
-        return j
-    why = "; ".join(c.describe() for c in harmed)
-    reason = f"{j.reason}; but a guardrail shows harm: {why}"
-    return j.model_copy(update={"decision": "reject", "reason": reason})
 
 
 def _stale(record: HypothesisRecord, incumbent: str) -> Judgement:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ledgerlab.core import stats
+from ledgerlab.core.judge import Judgement
 from ledgerlab.core.protocols import Guardrail
 
 Arms = tuple[Mapping[str, Any], Mapping[str, Any]]  # (candidate's run metrics, incumbent's run metrics)
@@ -75,6 +76,16 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
 def check_all(guardrails: Sequence[Guardrail], runs: Sequence[Arms]) -> list[GuardrailCheck]:
     """Every guardrail that has data, in declaration order."""
     return [c for g in guardrails if (c := check(g, runs)) is not None]
+
+
+def veto(j: Judgement, checks: Sequence[GuardrailCheck]) -> Judgement:
+    """`j`, or a reject in its place when it accepts and a guardrail shows harm (the primary numbers stay)."""
+    harmed = [c for c in checks if c.harmed]
+    if j.decision != "accept" or not harmed:
+        return j
+    why = "; ".join(c.describe() for c in harmed)
+    reason = f"{j.reason}; but a guardrail shows harm: {why}"
+    return j.model_copy(update={"decision": "reject", "reason": reason})
 
 
 def _number(value: Any) -> bool:
