@@ -15,8 +15,8 @@ from ledgerlab.core import stats
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
-from ledgerlab.core.guardrails import check
-from ledgerlab.core.judge import Evidence, JudgeSettings, make_judge
+from ledgerlab.core.guardrails import check, veto
+from ledgerlab.core.judge import Evidence, JudgeSettings, Judgement, make_judge
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Guardrail, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
@@ -174,3 +174,18 @@ def test_revenue_as_the_metric_holds_alpha_under_the_sequential_policy() -> None
         assert j.test == "welch (sums)"
     assert sps.binomtest(accepted, trials, 0.05, alternative="greater").pvalue > 0.01, accepted / trials
     assert runs / trials < 2.0  # futility stops most null changes after one run
+
+
+def test_veto_only_turns_harmed_accepts_down() -> None:
+    rng = np.random.default_rng(8)
+    harmed = check(REVENUE, [(sums(revenue(rng, 40_000, scale=0.6)), sums(revenue(rng, 40_000)))])
+    fine = check(REVENUE, [(sums(revenue(rng, 40_000)), sums(revenue(rng, 40_000)))])
+    assert harmed is not None and harmed.harmed and fine is not None and not fine.harmed
+    accept = Judgement(decision="accept", need=0, test="t", statistic=3.0, p_value=0.001, effect=0.1,
+                       ci_low=0.05, ci_high=0.15, n_candidate=2, n_incumbent=2, alpha_spent=0.01, look=2,
+                       reason="accepted")
+    assert veto(accept, [fine]) is accept
+    turned = veto(accept, [fine, harmed])
+    assert turned.decision == "reject" and "revenue" in turned.reason and turned.effect == accept.effect
+    reject = accept.model_copy(update={"decision": "reject"})
+    assert veto(reject, [harmed]) is reject
