@@ -23,18 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from ledgerlab.core import budgets as budget_rules
-from ledgerlab.core import planner
+from ledgerlab.core import planner, proposals
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.errors import (
-    CampaignError, InvalidCandidate, PatchError, ProposalRejected, ProviderDownError,
-)
-from ledgerlab.core.judge import Judge, JudgeSettings, Judgement, make_judge
-from ledgerlab.core.lineage import candidate_files
-from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
+from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, veto
+from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
+from ledgerlab.core.lineage import candidate_files
+from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
-    Domain, Executor, Guardrail, HistoryItem, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest,
+    Domain,
+    Executor,
+    Guardrail,
+    MetricSpec,
+    Proposal,
+    ProposalContext,
+    Proposer,
+    RunRequest,
     RunResult,
 )
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
@@ -401,7 +406,7 @@ class Campaign:
         return ProposalContext(
             domain_name=self.domain_name, description=self.domain.description, metric=self.state.metric,
             knobs=tuple(self.domain.knobs()), incumbent_id=incumbent, incumbent_files=self._files_of(incumbent),
-            history=tuple(_history_item(h) for h in self.state.hypotheses.values()), agent=agent.name,
+            history=tuple(proposals.history_item(h) for h in self.state.hypotheses.values()), agent=agent.name,
             seed=self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + len(self._proposals),
         )
 
@@ -435,36 +440,11 @@ class Campaign:
                           f"(last: {type(exc).__name__}: {exc}); fix it or choose another with --proposer")
 
     def _record_rejected_proposal(self, agent: Agent, parent: str, exc: ProposalRejected) -> None:
-        hypothesis_id = f"h-{uuid.uuid4().hex[:10]}"
-        self._append(
-            ev.HypothesisProposed(hypothesis_id=hypothesis_id, agent=agent.name, proposer=agent.proposer.name,
-                                  rationale=exc.rationale or "(no rationale)", parent_candidate_id=parent,
-                                  diff=exc.diff, changes=exc.changes),
-            ev.PatchRejected(hypothesis_id=hypothesis_id, reason=exc.reason),
-        )
+        self._append(*proposals.rejected(agent.name, agent.proposer.name, parent, exc))
 
     def _propose(self, agent: Agent, parent: str, proposal: Proposal) -> None:
-        rationale, files = proposal.rationale.strip() or "(no rationale)", dict(proposal.files)
-        try:
-            diff = make_diff(self._files_of(parent), files)
-        except PatchError as exc:
-            self._record_rejected_proposal(agent, parent, ProposalRejected(str(exc), rationale, "", proposal.changes))
-            return
-        if parent != self.state.incumbent_id and diff:
-            parent, diff, rationale = self._rebase(parent, diff, rationale)
-        self._append(ev.HypothesisProposed(
-            hypothesis_id=f"h-{uuid.uuid4().hex[:10]}", agent=agent.name, proposer=agent.proposer.name,
-            rationale=rationale, parent_candidate_id=parent, diff=diff, changes=dict(proposal.changes),
-        ))
-
-    def _rebase(self, parent: str, diff: str, rationale: str) -> tuple[str, str, str]:
-        """Move a proposal made on an older incumbent onto the current one, when its diff still applies."""
-        current = self.state.incumbent_id
-        try:
-            files = apply_diff(self._files_of(current), diff)
-        except PatchError:
-            return parent, diff, rationale  # materialising will reject it as stale
-        return current, make_diff(self._files_of(current), files), f"{rationale} (rebased onto {current[:12]})"
+        self._append(*proposals.proposed(agent.name, agent.proposer.name, parent, proposal,
+                                         self.state.incumbent_id, self._files_of))
 
     def _materialize_open(self) -> None:
         for record in list(self.state.open_hypotheses()):
@@ -473,7 +453,7 @@ class Campaign:
 
     def _materialize(self, record: HypothesisRecord) -> None:
         """Apply, check and name the candidate of a proposed hypothesis (CandidateCreated or PatchRejected)."""
-        reason, files = self._check(record)
+        reason, files = proposals.check_candidate(record, self.state, self.domain, self._files_of)
         if reason is not None:
             self._append(ev.PatchRejected(hypothesis_id=record.hypothesis_id, reason=reason))
             return
@@ -482,27 +462,6 @@ class Campaign:
         self._files[cid] = files
         self._append(ev.CandidateCreated(candidate_id=cid, hypothesis_id=record.hypothesis_id,
                                          parent_candidate_id=record.parent_candidate_id))
-
-    def _check(self, record: HypothesisRecord) -> tuple[str | None, dict[str, str] | None]:
-        parent = record.parent_candidate_id
-        if parent != self.state.incumbent_id:
-            return f"stale: built on {parent[:12]}, but the incumbent is now {self.state.incumbent_id[:12]}", None
-        if not record.diff.strip():
-            return "no-op: the patch changes nothing", None
-        try:
-            files = apply_diff(self._files_of(parent), record.diff)
-        except PatchError as exc:
-            return f"patch does not apply: {exc}", None
-        cid = candidate_id(files)
-        if cid in self.state.candidate_parent or cid == self.state.started.baseline_candidate_id:  # type: ignore[union-attr]
-            return f"duplicate: candidate {cid[:12]} was already tested", None
-        try:
-            self.domain.validate(files)
-        except InvalidCandidate as exc:
-            return f"invalid candidate: {exc}", None
-        except Exception as exc:  # noqa: BLE001 - a bug in a domain's validate() rejects, never crashes
-            return f"invalid candidate: validate() raised {type(exc).__name__}: {exc}", None
-        return None, files
 
     def _drain_sink(self) -> None:
         batch = []
@@ -516,16 +475,6 @@ class Campaign:
 
 
 # -------------------------------------------------------------------------------------------- helpers
-
-
-def _history_item(h: HypothesisRecord) -> HistoryItem:
-    verdict = h.verdict
-    return HistoryItem(
-        hypothesis_id=h.hypothesis_id, agent=h.agent, rationale=h.rationale,
-        parent_candidate_id=h.parent_candidate_id, candidate_id=h.candidate_id, diff=h.diff, changes=h.changes,
-        status=h.status,
-        effect=verdict.effect if verdict else None, p_value=verdict.p_value if verdict else None, reason=h.reason,
-    )
 
 
 def _stale(record: HypothesisRecord, incumbent: str) -> Judgement:
