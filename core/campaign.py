@@ -27,20 +27,12 @@ from ledgerlab.core import planner, proposals
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
-from ledgerlab.core.guardrails import GuardrailCheck, check_all, veto
+from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
-    Domain,
-    Executor,
-    Guardrail,
-    MetricSpec,
-    Proposal,
-    ProposalContext,
-    Proposer,
-    RunRequest,
-    RunResult,
+    Domain, Executor, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest, RunResult,
 )
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
@@ -103,6 +95,7 @@ class Campaign:
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
         self.settings = JudgeSettings(**self.state.started.judge) if self.state.started else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
+        self.guardrails = guardrails_of(domain)
         self._files: dict[str, dict[str, str]] = {}
         self._needs: dict[str, int] = {}
         self._inflight: dict[str, planner.RunSpec] = {}
@@ -355,10 +348,9 @@ class Campaign:
         return next_alpha(self.settings, self.state.verdict_history()[: record.verdicts_before])
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
-        found: Sequence[Guardrail] = getattr(self.domain, "guardrails", ())
-        if not self.settings.guardrails or not found:
+        if not self.settings.guardrails or not self.guardrails:
             return []
-        return check_all(found, planner.arm_metrics(self.domain.design, index, record))
+        return check_all(self.guardrails, planner.arm_metrics(self.domain.design, index, record))
 
     def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = (),
                  vetoed: bool = False) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ledgerlab.core import stats
+from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.judge import Judgement
 from ledgerlab.core.protocols import Guardrail
 
@@ -47,6 +48,17 @@ class GuardrailCheck:
         rel = "n/a" if self.effect_rel is None else f"{self.effect_rel:+.1%}"
         p = "n/a" if self.p_worse is None else f"{self.p_worse:.3g}"
         return f"{self.name} {rel} (p of harm {p}, alpha {self.alpha:g})"
+
+
+def guardrails_of(domain: object) -> tuple[Guardrail, ...]:
+    """A domain's optional `guardrails`, checked; CampaignError naming the fix when they are malformed."""
+    found = getattr(domain, "guardrails", ())
+    if isinstance(found, Guardrail):
+        found = (found,)
+    if not isinstance(found, (tuple, list)) or not all(isinstance(g, Guardrail) for g in found):
+        raise CampaignError(f"domain {getattr(domain, 'name', domain)!r}: `guardrails` must be a tuple of "
+                            f"ledgerlab.core.protocols.Guardrail, got {found!r}")
+    return tuple(found)
 
 
 def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:

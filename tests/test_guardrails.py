@@ -14,13 +14,14 @@ from ledgerlab.cli.main import app
 from ledgerlab.core import stats
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.executors.local import LocalExecutor
-from ledgerlab.core.guardrails import check, veto
-from ledgerlab.core.judge import Evidence, JudgeSettings, Judgement, make_judge
+from ledgerlab.core.guardrails import check, guardrails_of, veto
+from ledgerlab.core.judge import Evidence, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Guardrail, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
-from ledgerlab.domains.marketing.domain import MarketingDomain
+from ledgerlab.domains.marketing.domain import REVENUE_GUARDRAIL, MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
@@ -189,3 +190,13 @@ def test_veto_only_turns_harmed_accepts_down() -> None:
     assert turned.decision == "reject" and "revenue" in turned.reason and turned.effect == accept.effect
     reject = accept.model_copy(update={"decision": "reject"})
     assert veto(reject, [harmed]) is reject
+
+
+def test_malformed_guardrails_are_a_clear_campaign_error() -> None:
+    class Odd(MarketingDomain):
+        guardrails = ("revenue",)  # type: ignore[assignment]
+
+    assert guardrails_of(MarketingDomain()) == (REVENUE_GUARDRAIL,)
+    assert guardrails_of(object()) == ()
+    with pytest.raises(CampaignError, match="must be a tuple of ledgerlab.core.protocols.Guardrail"):
+        guardrails_of(Odd.__new__(Odd))
