@@ -93,7 +93,10 @@ class Campaign:
         self.domain_name = domain_name or domain.name
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
-        self.settings = JudgeSettings(**self.state.started.judge) if self.state.started else judge_settings(config, domain.metric)
+        started = self.state.started
+        # A resumed campaign keeps the judge it started with; one started before guardrails existed, none.
+        self.settings = JudgeSettings(**{"guardrails": False, **started.judge}) if started \
+            else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
         self.guardrails = guardrails_of(domain)
         self._files: dict[str, dict[str, str]] = {}

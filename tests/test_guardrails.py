@@ -200,3 +200,21 @@ def test_malformed_guardrails_are_a_clear_campaign_error() -> None:
     assert guardrails_of(object()) == ()
     with pytest.raises(CampaignError, match="must be a tuple of ledgerlab.core.protocols.Guardrail"):
         guardrails_of(Odd.__new__(Odd))
+
+
+def test_a_campaign_started_before_guardrails_resumes_without_them(tmp_path: Path) -> None:
+    domain = MarketingDomain(visitors_per_run=2_000)
+    config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0})
+    agents = [Agent("a", OneChange({}))]
+    first = Campaign(InMemoryLedger(), domain, config, agents=agents, executor=LocalExecutor(domain),
+                     runs_dir=tmp_path / "runs")
+    assert first.settings.guardrails is True
+    first.run()
+    old = InMemoryLedger()  # the same opening, as a ledger from before guardrails recorded it
+    (started, *rest) = [row.event() for row in first.store.read(first.campaign_id)]
+    judge = {k: v for k, v in started.judge.items() if k != "guardrails"}
+    old.append(first.campaign_id, [started.model_copy(update={"judge": judge}), *rest], expected_version=0)
+    resumed = Campaign(old, domain, config, agents=agents, executor=LocalExecutor(domain),
+                       runs_dir=tmp_path / "runs", campaign_id=first.campaign_id)
+    assert resumed.settings.guardrails is False
+    domain.close()
