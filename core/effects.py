@@ -77,12 +77,48 @@ def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
     new = [r for r in runs if r.candidate_id == h.candidate_id]
     windowed = [r for r in new if r.control_value is not None]
     if windowed and h.candidate_id != h.parent_candidate_id:
-        return one_sample([_sign(state) * (r.value - r.control_value) for r in windowed],  # type: ignore[operator]
-                          f"same-window A/B on {len(windowed)} fresh runs")
+        return pooled_windows(state, windowed) or one_sample(
+            [_sign(state) * (r.value - r.control_value) for r in windowed],  # type: ignore[operator]
+            f"same-window A/B on {len(windowed)} fresh runs")
     got = compare(state, new, [r for r in runs if r.candidate_id == h.parent_candidate_id])
     if got is None or not got.method.startswith("paired"):
         return None
     return Effect(got.effect, got.low, got.high, got.method.replace("matched seeds", "fresh seeds"))
+
+
+def pooled_windows(state: CampaignState, runs: list[RunRecord]) -> Effect | None:
+    """Same-window A/B runs pooled at the unit level (proportions, or per-unit sums), None when not reported.
+
+    A visitor-level interval: with two runs a t-interval over per-run differences has one degree of freedom
+    and is uselessly wide, though each run holds thousands of visitors.
+    """
+    from ledgerlab.core import stats
+
+    metric, n = state.metric, len(runs)
+    if metric.kind == "proportion":
+        keys: tuple[str, ...] = ("successes", "trials")
+    elif metric.sums:
+        keys = metric.sums
+    else:
+        return None
+    if not all(_numbers(r.metrics, keys) and _numbers(r.control_metrics, keys) for r in runs):
+        return None
+    new, old = ([sum(float(getattr(r, side)[k]) for r in runs) for k in keys]
+                for side in ("metrics", "control_metrics"))
+    if metric.kind == "proportion":
+        counts = (int(new[0]), int(new[1]), int(old[0]), int(old[1]))
+        result = stats.proportion_test(*counts, metric.direction, 0.0)
+        method = f"two-proportion z on {n} fresh same-window A/B runs, pooled"
+    else:
+        result = stats.sums_test(tuple(new), tuple(old), metric.direction)  # type: ignore[arg-type]
+        method = f"Welch on {n} fresh same-window A/B runs' sums, pooled"
+    low, high = result.interval(0.95)
+    return Effect(result.effect, low, high, method)
+
+
+def _numbers(metrics: dict, keys: tuple[str, ...]) -> bool:
+    values = [metrics.get(k) for k in keys]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def one_sample(diffs: list[float], method: str) -> Effect:

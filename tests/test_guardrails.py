@@ -14,6 +14,7 @@ from ledgerlab.cli.main import app
 from ledgerlab.core import stats
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.effects import confirmed
 from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check, guardrails_of, veto
@@ -140,8 +141,14 @@ def test_a_conversion_win_that_loses_revenue_is_rejected_by_the_guardrail(tmp_pa
     status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
     assert status.exit_code == 0 and "1 rejected (1 of them by a guardrail)" in status.output, status.output
 
-    record, verdict = only_verdict(run_marketing(tmp_path / "off", cut, judge={"guardrails": False}))
+    state = run_marketing(tmp_path / "off", cut, judge={"guardrails": False})
+    record, verdict = only_verdict(state)
     assert record.status == "accepted" and "guardrails" not in verdict.details
+    # The confirmation pools the fresh A/B runs' visitors: a tight interval, not a t over 2 runs.
+    check_ = confirmed(state, record)
+    assert check_ is not None and check_.method.startswith("two-proportion z on 2 fresh same-window")
+    assert check_.low is not None and check_.high is not None and 0 < check_.low < check_.effect < check_.high
+    assert check_.high - check_.low < 0.005
     assert "guardrail_veto" not in verdict.details
 
 
