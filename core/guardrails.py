@@ -30,7 +30,7 @@ class GuardrailCheck:
     name: str
     effect: float | None  # candidate − incumbent in the better direction, per unit
     effect_rel: float | None  # effect relative to the incumbent's mean
-    ci_low: float | None
+    ci_low: float | None  # the two-sided 1 − 2·alpha interval, the one-sided test's dual
     ci_high: float | None
     p_worse: float | None  # one-sided p of H0 "the candidate is not worse"
     alpha: float
@@ -44,7 +44,7 @@ class GuardrailCheck:
         return asdict(self)
 
     def describe(self) -> str:
-        """One line, e.g. `revenue_per_visitor −4.1% (p of harm 0.003 < 0.05)`."""
+        """One line, e.g. `revenue_per_visitor -4.1% (p of harm 0.003, alpha 0.05)`."""
         rel = "n/a" if self.effect_rel is None else f"{self.effect_rel:+.1%}"
         p = "n/a" if self.p_worse is None else f"{self.p_worse:.3g}"
         return f"{self.name} {rel} (p of harm {p}, alpha {self.alpha:g})"
