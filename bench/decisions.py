@@ -46,12 +46,12 @@ from ledgerlab.domains.marketing.variant import template_variant, variant_from_f
 FD_TOLERANCE = 1e-3  # relative true lift at or below which an accepted change "does nothing"
 TOLERANCES = {"strict_0": 0.0, "tol_0.1pct": 1e-3, "tol_0.5pct": 5e-3}
 FD_TARGET = 0.10
-# "ledgerlab" judges conversion alone, like greedy and fixed-n: the targets compare judges on one objective.
+# "ledgerlab" and "fixed-n5" judge conversion alone, like greedy: the targets compare judges on one objective.
 # "ledgerlab+guard" is the product's default for marketing: the same judge, and no accepted change may lose
 # revenue per visitor significantly (the revenue guardrail, core/guardrails.py).
 JUDGES: dict[str, dict[str, Any]] = {
     "greedy": {"kind": "greedy"},
-    "fixed-n5": {"kind": "fixed", "fixed_n": 5},
+    "fixed-n5": {"kind": "fixed", "fixed_n": 5, "guardrails": False},
     "ledgerlab": {"kind": "stats", "guardrails": False},
     "ledgerlab+guard": {"kind": "stats"},
 }
