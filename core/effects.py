@@ -3,7 +3,8 @@
 Every effect is signed so that > 0 is better. Where two candidates ran on the same seeds the comparison is
 paired (the seed's noise cancels); otherwise it is Welch's. An accepted change is *confirmed* on the runs made
 after its acceptance, never on the ones that selected it (no winner's curse in the numbers `status` shows).
-The intervals are scipy's (`ttest_1samp` / `ttest_ind(equal_var=False)` `.confidence_interval`).
+The intervals are scipy's (`ttest_1samp` / `ttest_ind(equal_var=False)` `.confidence_interval`); a confirmed
+A/B change pools its fresh runs' visitors with the judge's own test (`judge.pooled_test`).
 """
 
 from __future__ import annotations
@@ -87,38 +88,23 @@ def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
 
 
 def pooled_windows(state: CampaignState, runs: list[RunRecord]) -> Effect | None:
-    """Same-window A/B runs pooled at the unit level (proportions, or per-unit sums), None when not reported.
+    """Same-window A/B runs pooled at the unit level, with the judge's own test; None for per-run values only.
 
     A visitor-level interval: with two runs a t-interval over per-run differences has one degree of freedom
     and is uselessly wide, though each run holds thousands of visitors.
     """
-    from ledgerlab.core import stats
+    from ledgerlab.core.judge import pooled_test
+    from ledgerlab.core.planner import concurrent_evidence
 
-    metric, n = state.metric, len(runs)
-    if metric.kind == "proportion":
-        keys: tuple[str, ...] = ("successes", "trials")
-    elif metric.sums:
-        keys = metric.sums
-    else:
+    try:
+        result = pooled_test(concurrent_evidence(runs, state.metric))
+    except (KeyError, TypeError, ValueError):  # runs that did not report the counts or sums
         return None
-    if not all(_numbers(r.metrics, keys) and _numbers(r.control_metrics, keys) for r in runs):
+    if result is None:
         return None
-    new, old = ([sum(float(getattr(r, side)[k]) for r in runs) for k in keys]
-                for side in ("metrics", "control_metrics"))
-    if metric.kind == "proportion":
-        counts = (int(new[0]), int(new[1]), int(old[0]), int(old[1]))
-        result = stats.proportion_test(*counts, metric.direction, 0.0)
-        method = f"two-proportion z on {n} fresh same-window A/B runs, pooled"
-    else:
-        result = stats.sums_test(tuple(new), tuple(old), metric.direction)  # type: ignore[arg-type]
-        method = f"Welch on {n} fresh same-window A/B runs' sums, pooled"
     low, high = result.interval(0.95)
+    method = f"{result.test} on {len(runs)} fresh same-window A/B runs, pooled"
     return Effect(result.effect, low, high, method)
-
-
-def _numbers(metrics: dict, keys: tuple[str, ...]) -> bool:
-    values = [metrics.get(k) for k in keys]
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def one_sample(diffs: list[float], method: str) -> Effect:

@@ -165,6 +165,25 @@ def n_candidate_runs(evidence: Evidence) -> int:
     return len(evidence.pairs) + len(evidence.candidate_only)
 
 
+def pooled_test(ev: Evidence, delta: float = 0.0, min_expected: float = 5.0) -> stats.TestResult | None:
+    """Same-window A/B runs pooled at the unit level: the proportion test on counts, Welch on per-unit sums.
+
+    None for evidence of neither kind. Sample sizes are reported in runs, the judge's unit for looks.
+    """
+    m = ev.metric
+    if ev.counts:
+        cs, ct, is_, it = (sum(c[j] for c in ev.counts) for j in range(4))
+        r = stats.proportion_test(cs, ct, is_, it, m.direction, delta, min_expected=min_expected)
+    elif ev.sums:
+        totals = [sum(run[j] for run in ev.sums) for j in range(6)]
+        cand, inc = tuple(totals[:3]), tuple(totals[3:])
+        r = stats.sums_test(cand, inc, m.direction, delta)  # type: ignore[arg-type]
+    else:
+        return None
+    runs = len(ev.counts or ev.sums)
+    return r.model_copy(update={"n_candidate": runs, "n_incumbent": runs})
+
+
 def _fmt(x: float | None) -> str:
     """A number for a reason line."""
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
@@ -199,17 +218,11 @@ class StatsJudge:
         return self.settings.looks[0]
 
     def _test(self, ev: Evidence, delta: float) -> stats.TestResult:
-        """The test the evidence calls for: counts, matched pairs, or unmatched runs."""
+        """The test the evidence calls for: pooled A/B units, matched pairs, or unmatched runs."""
         s, m = self.settings, ev.metric
-        if ev.counts:
-            cs, ct, is_, it = (sum(c[j] for c in ev.counts) for j in range(4))
-            r = stats.proportion_test(cs, ct, is_, it, m.direction, delta, min_expected=s.min_expected)
-            return r.model_copy(update={"n_candidate": len(ev.counts), "n_incumbent": len(ev.counts)})
-        if ev.sums:
-            totals = [sum(run[j] for run in ev.sums) for j in range(6)]
-            cand, inc = tuple(totals[:3]), tuple(totals[3:])
-            r = stats.sums_test(cand, inc, m.direction, delta)  # type: ignore[arg-type]
-            return r.model_copy(update={"n_candidate": len(ev.sums), "n_incumbent": len(ev.sums)})
+        pooled = pooled_test(ev, delta, s.min_expected)
+        if pooled is not None:
+            return pooled
         if ev.pairs:
             return stats.paired_test(ev.pairs, m.direction, delta, ev.history_diffs, ev.history_replicates,
                                      ev.incumbent_only, min_diff_df=s.min_diff_df, robust=s.robust, trim=s.trim)

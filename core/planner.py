@@ -128,7 +128,7 @@ def evidence_for(state: CampaignState, design: str, index: RunIndex, record: Hyp
     if not runs or any(r.status != "finished" for r in runs):
         return None
     if design == "concurrent":
-        return _concurrent_evidence(runs, metric)
+        return concurrent_evidence(runs, metric)
     parent = record.parent_candidate_id
     partners = [index.incumbent_run(parent, r.seed) for r in runs]
     if any(p is None or p.status != "finished" for p in partners):
@@ -159,7 +159,8 @@ def arm_metrics(design: str, index: RunIndex, record: HypothesisRecord) -> list[
     return out
 
 
-def _concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
+def concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
+    """Same-window A/B runs as evidence: counts (proportions), per-unit sums, or per-run value pairs."""
     if metric.kind == "proportion":
         counts = tuple(
             (int(r.metrics["successes"]), int(r.metrics["trials"]),

@@ -298,15 +298,12 @@ def seal(
     stamp = recorded_at or utc_now()
     stamp_text = stamp.strftime(TIME_FORMAT)  # one timestamp per append: format it once
     rows: list[StoredEvent] = []
-    sha256, seq, version = hashlib.sha256, first_seq, first_version
-    for event, event_id in zip(events, new_event_ids(len(events))):
-        # encode() and row_hash() inlined: this loop is the ledger's hot path (bench/ledger.py); the verify
-        # tests recompute every hash through canonical_row, so the two spellings cannot drift apart unseen.
-        event_type, schema_version = event.type, type(event).SCHEMA_VERSION
-        payload = event.__pydantic_serializer__.to_json(event).decode()
-        digest = sha256(f"{prev_hash}|{seq}|{event_id}|{campaign_id}|{version}|{event_type}|{schema_version}|"
-                        f"{payload}|{stamp_text}".encode()).hexdigest()
+    for offset, (event, event_id) in enumerate(zip(events, new_event_ids(len(events)))):
+        event_type, schema_version, payload = encode(event)
+        seq, version = first_seq + offset, first_version + offset
+        digest = row_hash(prev_hash, seq, event_id, campaign_id, version, event_type, schema_version, payload,
+                          stamp_text)
         rows.append(StoredEvent(seq, event_id, campaign_id, version, event_type, schema_version, payload, stamp,
                                 prev_hash, digest))
-        prev_hash, seq, version = digest, seq + 1, version + 1
+        prev_hash = digest
     return rows
