@@ -131,6 +131,9 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     table.add_column(overflow="fold")
     table.add_row("domain", f"{started.domain}: {metric.name} ({metric.direction}"
                             + (f", delta {metric.delta:g}" if metric.delta else "") + ")")
+    if state.guardrails:
+        table.add_row("guardrails", ", ".join(f"{g.name} (must not get worse, alpha {g.alpha:g})"
+                                             for g in state.guardrails))
     state_line = state.status + (f" ({state.finish_reason})" if state.finish_reason else "")
     table.add_row("status", state_line)
 

@@ -98,7 +98,9 @@ class Campaign:
         self.settings = JudgeSettings(**{"guardrails": False, **started.judge}) if started \
             else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
-        self.guardrails = guardrails_of(domain)
+        recorded = self.state.guardrails if started else None
+        self.guardrails = recorded if recorded is not None else \
+            guardrails_of(domain) if self.settings.guardrails else ()
         self._files: dict[str, dict[str, str]] = {}
         self._needs: dict[str, int] = {}
         self._inflight: dict[str, planner.RunSpec] = {}
@@ -166,6 +168,7 @@ class Campaign:
             budgets=self.config.budgets.model_dump(mode="json"), baseline_files=files,
             baseline_candidate_id=candidate_id(files), environment=environment,
             data_checksum=checksum if isinstance(checksum, str) else None, seed=self.config.seed,
+            guardrails=[g.model_dump(mode="json") for g in self.guardrails],
         )
 
     def _metric(self) -> MetricSpec:
@@ -351,7 +354,7 @@ class Campaign:
         return next_alpha(self.settings, self.state.verdict_history()[: record.verdicts_before])
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
-        if not self.settings.guardrails or not self.guardrails:
+        if not self.guardrails:
             return []
         return check_all(self.guardrails, planner.arm_metrics(self.domain.design, index, record))
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
 
-from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.core.protocols import Guardrail, MetricSpec
 from ledgerlab.storage import events as ev
 
 # Verdicts that are not statistical tests (a failed run, a stale parent) spend no alpha.
@@ -81,6 +81,13 @@ class CampaignState:
     def metric(self) -> MetricSpec:
         assert self.started is not None
         return MetricSpec(**self.started.metric)
+
+    @property
+    def guardrails(self) -> tuple[Guardrail, ...] | None:
+        """The guardrails recorded at the start; None when the campaign predates that record."""
+        assert self.started is not None
+        recorded = self.started.guardrails
+        return None if recorded is None else tuple(Guardrail(**g) for g in recorded)
 
     @property
     def n_runs(self) -> int:

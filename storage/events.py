@@ -47,6 +47,9 @@ class CampaignStarted(Event):
     environment: dict[str, Any] = Field(default_factory=dict)
     data_checksum: str | None = None
     seed: int = 0
+    # Guardrail specs the judge checks (core/protocols.Guardrail as dicts); None: a campaign recorded
+    # before guardrails were, which resumes with its domain's.
+    guardrails: list[dict[str, Any]] | None = None
 
 
 class CampaignPaused(Event):

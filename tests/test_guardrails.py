@@ -220,8 +220,35 @@ def test_a_campaign_started_before_guardrails_resumes_without_them(tmp_path: Pat
     old = InMemoryLedger()  # the same opening, as a ledger from before guardrails recorded it
     (started, *rest) = [row.event() for row in first.store.read(first.campaign_id)]
     judge = {k: v for k, v in started.judge.items() if k != "guardrails"}
-    old.append(first.campaign_id, [started.model_copy(update={"judge": judge}), *rest], expected_version=0)
+    opening = started.model_copy(update={"judge": judge, "guardrails": None})
+    old.append(first.campaign_id, [opening, *rest], expected_version=0)
     resumed = Campaign(old, domain, config, agents=agents, executor=LocalExecutor(domain),
                        runs_dir=tmp_path / "runs", campaign_id=first.campaign_id)
-    assert resumed.settings.guardrails is False
+    assert resumed.settings.guardrails is False and resumed.guardrails == ()
     domain.close()
+
+
+def test_a_resumed_campaign_checks_the_guardrails_its_ledger_recorded(tmp_path: Path) -> None:
+    """The guardrails are part of the campaign's record: a domain that changed since cannot swap them."""
+    domain = MarketingDomain(visitors_per_run=2_000)
+    config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0})
+    agents = [Agent("a", OneChange({}))]
+    with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
+        first = Campaign(store, domain, config, agents=agents, executor=LocalExecutor(domain),
+                         runs_dir=tmp_path / "runs")
+        first.run()
+        assert first.state.guardrails == (REVENUE_GUARDRAIL,)
+        changed = MarketingDomain(visitors_per_run=2_000)
+        changed.guardrails = ()  # the domain no longer declares the guardrail
+        resumed = Campaign(store, changed, config, agents=agents, executor=LocalExecutor(changed),
+                           runs_dir=tmp_path / "runs", campaign_id=first.campaign_id)
+        assert resumed.guardrails == (REVENUE_GUARDRAIL,)
+        changed.close()
+    domain.close()
+    status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
+    assert status.exit_code == 0, status.output
+    assert "revenue_per_visitor (must not get worse, alpha 0.05)" in status.output
+
+    off = Campaign(InMemoryLedger(), domain, config.model_copy(update={"judge": config.judge.model_copy(
+        update={"guardrails": False})}), agents=agents, executor=LocalExecutor(domain), runs_dir=tmp_path / "r2")
+    assert off.guardrails == () and off._started_event().guardrails == []
