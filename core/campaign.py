@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerlab.core import budgets as budget_rules
-from ledgerlab.core import planner, proposals
+from ledgerlab.core import planner, proposals, verdicts
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
@@ -331,12 +331,12 @@ class Campaign:
             if record.status != "testing":
                 continue
             if record.parent_candidate_id != self.state.incumbent_id:
-                self._verdict(record, _stale(record, self.state.incumbent_id))
+                self._verdict(record, verdicts.stale(record, self.state.incumbent_id))
                 continue
             runs = planner.candidate_runs(index, record)
             failed = [r for r in runs if r.status not in ("finished", "running")]
             if failed:
-                self._verdict(record, _run_failed(record, failed[0], len(runs)))
+                self._verdict(record, verdicts.run_failed(failed[0], len(runs)))
                 continue
             evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
             if evidence is None or len(runs) < self._need(record, index):
@@ -360,25 +360,9 @@ class Campaign:
 
     def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = (),
                  vetoed: bool = False) -> None:
-        verdict = ev.VerdictReached(
-            hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,  # type: ignore[arg-type]
-            test=j.test, statistic=j.statistic, p_value=j.p_value, effect=j.effect, ci_low=j.ci_low,
-            ci_high=j.ci_high, n_candidate=j.n_candidate, n_incumbent=j.n_incumbent,
-            alpha_spent=j.alpha_spent, looks=max(j.look, 1),
-            details={"alpha": self._alpha(record), "ci_level": j.ci_level, "judge": self.judge.name,
-                     **({"guardrails": [c.as_dict() for c in checks]} if checks else {}),
-                     **({"guardrail_veto": True} if vetoed else {})},
-        )
-        if j.decision != "accept":
-            self._append(verdict)
-            return
-        assert record.candidate_id is not None
-        seeds = [r.seed for r in self.state.runs.values()]
-        changed = ev.IncumbentChanged(
-            candidate_id=record.candidate_id, hypothesis_id=record.hypothesis_id,
-            previous_candidate_id=record.parent_candidate_id, seed_base=max(seeds, default=-1) + 1,
-        )
-        self._append(verdict, changed)
+        seeds = (r.seed for r in self.state.runs.values())
+        self._append(*verdicts.verdict_events(record, j, alpha=self._alpha(record), judge=self.judge.name,
+                                              seeds=seeds, checks=checks, vetoed=vetoed))
 
     # ------------------------------------------------------------------------------------ proposing
 
@@ -470,23 +454,3 @@ class Campaign:
                 break
         if batch:
             self._append(*batch)
-
-
-# -------------------------------------------------------------------------------------------- helpers
-
-
-def _stale(record: HypothesisRecord, incumbent: str) -> Judgement:
-    return Judgement(
-        decision="reject", need=0, test="stale", statistic=None, p_value=None, effect=None, ci_low=None,
-        ci_high=None, n_candidate=0, n_incumbent=0, alpha_spent=0.0, look=0,
-        reason=f"stale: the incumbent changed to {incumbent[:12]} while this was tested against "
-               f"{record.parent_candidate_id[:12]}",
-    )
-
-
-def _run_failed(record: HypothesisRecord, run: Any, n: int) -> Judgement:
-    return Judgement(
-        decision="reject", need=0, test="run-failed", statistic=None, p_value=None, effect=None, ci_low=None,
-        ci_high=None, n_candidate=n, n_incumbent=0, alpha_spent=0.0, look=0,
-        reason=f"candidate run {run.run_id} {run.status}: {run.error[:300]}",
-    )
