@@ -132,8 +132,9 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     table.add_row("domain", f"{started.domain}: {metric.name} ({metric.direction}"
                             + (f", delta {metric.delta:g}" if metric.delta else "") + ")")
     if state.guardrails:
-        table.add_row("guardrails", ", ".join(f"{g.name} (must not get worse, alpha {g.alpha:g})"
-                                             for g in state.guardrails))
+        table.add_row("guardrails", ", ".join(
+            f"{g.name} (must not get worse" + (f" by more than {g.margin:.1%}" if g.margin else "")
+            + f", alpha {g.alpha:g})" for g in state.guardrails))
     state_line = state.status + (f" ({state.finish_reason})" if state.finish_reason else "")
     table.add_row("status", state_line)
 
@@ -327,7 +328,8 @@ def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     table.add_row("alpha spent", fmt(v.alpha_spent))
     table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
     for guard in v.details.get("guardrails", []):
-        verdict = "HARMED: blocks the change" if guard.get("harmed") else "no significant harm"
+        margin = f" beyond the {guard['margin']:.1%} margin" if guard.get("margin") else ""
+        verdict = "HARMED: blocks the change" if guard.get("harmed") else f"no significant harm{margin}"
         table.add_row(f"guardrail {guard.get('name')}",
                       f"{fmt(guard.get('effect'))} {interval(guard.get('ci_low'), guard.get('ci_high'))} "
                       f"({_pct(guard.get('effect_rel'))}), p of harm = {fmt(guard.get('p_worse'))}: {verdict}")

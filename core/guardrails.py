@@ -4,7 +4,8 @@ A/B practice: a page that converts more by cutting its price can lose revenue pe
 decides whether a change is better; each guardrail then asks the opposite question of its own metric,
 "is the candidate worse?", with Welch's test on the per-unit sums both arms reported, pooled over the
 hypothesis's runs (heavy tails: the domain reports winsorized sums). A change the primary test accepts is
-rejected when any guardrail shows harm at its `alpha`. Guardrails only ever turn accepts into rejects, so
+rejected when any guardrail shows harm at its `alpha`: worse at all, or with a `margin`, worse by more than
+that share of the incumbent's mean (a non-inferiority test). Guardrails only ever turn accepts into rejects, so
 the primary false-accept rate still holds; the check is one test at the final look, not sequential.
 """
 
@@ -38,6 +39,7 @@ class GuardrailCheck:
     test: str
     n_candidate: int
     n_incumbent: int
+    margin: float = 0.0  # tolerated worsening, a share of the incumbent's mean
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for VerdictReached.details)."""
@@ -47,7 +49,8 @@ class GuardrailCheck:
         """One line, e.g. `revenue_per_visitor -4.1% (p of harm 0.003, alpha 0.05)`."""
         rel = "n/a" if self.effect_rel is None else f"{self.effect_rel:+.1%}"
         p = "n/a" if self.p_worse is None else f"{self.p_worse:.3g}"
-        return f"{self.name} {rel} (p of harm {p}, alpha {self.alpha:g})"
+        margin = f", margin {self.margin:.1%}" if self.margin else ""
+        return f"{self.name} {rel} (p of harm {p}, alpha {self.alpha:g}{margin})"
 
 
 def guardrails_of(domain: object) -> tuple[Guardrail, ...]:
@@ -73,15 +76,17 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
             inc[i] += float(inc_metrics[key])
     if cand[0] < 2 or inc[0] < 2:
         return None
-    result = stats.sums_test(tuple(cand), tuple(inc), guardrail.direction)  # type: ignore[arg-type]
-    low, high = result.interval(1.0 - 2.0 * guardrail.alpha)
     base = inc[1] / inc[0]
+    # p of H0 "improvement ≤ −margin·|base|"; its complement tests H0 "not worse by more than the margin".
+    tolerated = -guardrail.margin * abs(base)
+    result = stats.sums_test(tuple(cand), tuple(inc), guardrail.direction, tolerated)  # type: ignore[arg-type]
+    low, high = result.interval(1.0 - 2.0 * guardrail.alpha)
     p_worse = None if result.p_value is None else 1.0 - result.p_value
     return GuardrailCheck(
         name=guardrail.name, effect=result.effect, effect_rel=result.effect / abs(base) if base else None,
         ci_low=low, ci_high=high, p_worse=p_worse, alpha=guardrail.alpha,
         harmed=p_worse is not None and p_worse < guardrail.alpha, test=result.test,
-        n_candidate=result.n_candidate, n_incumbent=result.n_incumbent,
+        n_candidate=result.n_candidate, n_incumbent=result.n_incumbent, margin=guardrail.margin,
     )
 
 

@@ -52,6 +52,9 @@ class Guardrail(Value):
     sumsq_key: str
     alpha: float = Field(default=0.05, gt=0, lt=1)
     unit: str = ""
+    # Tolerated worsening, a share of the incumbent's mean: harm means "worse by more than this" (a
+    # non-inferiority test); 0: any significant worsening is harm.
+    margin: float = Field(default=0.0, ge=0, lt=1)
 
 
 class Knob(Value):

@@ -15,7 +15,7 @@ from ledgerlab.core import stats
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.effects import confirmed
-from ledgerlab.core.errors import CampaignError
+from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check, guardrails_of, veto
 from ledgerlab.core.judge import Evidence, Judgement, JudgeSettings, make_judge
@@ -252,3 +252,46 @@ def test_a_resumed_campaign_checks_the_guardrails_its_ledger_recorded(tmp_path: 
     off = Campaign(InMemoryLedger(), domain, config.model_copy(update={"judge": config.judge.model_copy(
         update={"guardrails": False})}), agents=agents, executor=LocalExecutor(domain), runs_dir=tmp_path / "r2")
     assert off.guardrails == () and off._started_event().guardrails == []
+
+
+def test_a_margin_tolerates_a_small_loss_but_not_a_larger_one() -> None:
+    """Non-inferiority: a 10% revenue loss is harm at margin 0, tolerated at 25%; a 50% loss is not."""
+    rng = np.random.default_rng(5)
+    inc = sums(revenue(rng, 400_000))
+    small = sums(revenue(rng, 400_000, scale=0.90))
+    large = sums(revenue(rng, 400_000, scale=0.50))
+    strict, tolerant = REVENUE, REVENUE.model_copy(update={"margin": 0.25})
+    assert check(strict, [(small, inc)]).harmed  # type: ignore[union-attr]
+    lenient = check(tolerant, [(small, inc)])
+    assert lenient is not None and not lenient.harmed and lenient.margin == 0.25
+    assert "margin 25.0%" in lenient.describe()
+    worse = check(tolerant, [(large, inc)])
+    assert worse is not None and worse.harmed and worse.effect_rel is not None and worse.effect_rel < -0.25
+    # The interval is the effect's, whatever the margin: only the question asked of it changes.
+    plain = check(strict, [(large, inc)])
+    assert plain is not None and (plain.ci_low, plain.ci_high) == (worse.ci_low, worse.ci_high)
+
+
+def test_the_margin_holds_alpha_at_its_boundary() -> None:
+    """A candidate exactly `margin` worse is flagged about α of the time (the test's size), no more."""
+    rng = np.random.default_rng(9)
+    guard = REVENUE.model_copy(update={"margin": 0.05})
+    flagged = sum(check(guard, [(sums(revenue(rng, 20_000, scale=0.95)), sums(revenue(rng, 20_000)))]).harmed  # type: ignore[union-attr]
+                  for _ in range(1000))
+    assert sps.binomtest(flagged, 1000, 0.05, alternative="greater").pvalue > 0.01, flagged
+
+
+def test_the_marketing_revenue_margin_option(tmp_path: Path) -> None:
+    domain = MarketingDomain(visitors_per_run=2_000, revenue_margin=0.02)
+    (guard,) = domain.guardrails
+    assert guard.margin == 0.02 and guard.name == REVENUE_GUARDRAIL.name
+    with pytest.raises(ConfigError, match="revenue_margin"):
+        MarketingDomain(revenue_margin=1.5)
+    config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0},
+                            domain_options={"visitors_per_run": 2_000, "revenue_margin": 0.02})
+    with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
+        Campaign(store, domain, config, agents=[Agent("a", OneChange({}))], executor=LocalExecutor(domain),
+                 runs_dir=tmp_path / "runs").run()
+    domain.close()
+    status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
+    assert status.exit_code == 0 and "must not get worse by more than 2.0%" in status.output, status.output

@@ -43,6 +43,7 @@ class Settings:
     retries: int = 3
     srm_fault: float = 0.0  # testing aid: drop this share of the treatment's visitors to trigger SRM
     metric: str = "conversion_rate"  # or "revenue_per_visitor" (judged on winsorized revenue; no guardrail)
+    revenue_margin: float = 0.0  # the revenue guardrail tolerates a loss of this share of revenue per visitor
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
@@ -76,6 +77,8 @@ class Settings:
             raise bad("srm_fault", "must be a share in [0, 1)")
         if self.metric not in METRICS:
             raise bad("metric", f"is not one of {', '.join(METRICS)}")
+        if not _is_number(self.revenue_margin) or not 0 <= self.revenue_margin < 1:
+            raise bad("revenue_margin", "must be a share in [0, 1), e.g. 0.01 to tolerate a 1% loss")
 
 
 def _is_int(value: Any) -> bool:
@@ -114,7 +117,8 @@ class MarketingDomain:
         # `transport` is a test double for the HTTP client (httpx.MockTransport), not a user option.
         self.settings = Settings.from_options(options)
         self.metric = METRICS[self.settings.metric]
-        self.guardrails = (REVENUE_GUARDRAIL,) if self.settings.metric == "conversion_rate" else ()
+        guard = REVENUE_GUARDRAIL.model_copy(update={"margin": float(self.settings.revenue_margin)})
+        self.guardrails = (guard,) if self.settings.metric == "conversion_rate" else ()
         self._transport = transport
         self._lock = threading.Lock()
         self._servers: dict[tuple[int | None, bool], Any] = {}  # (seed, null) -> MarketServer
