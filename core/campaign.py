@@ -49,8 +49,12 @@ class Agent:
     proposer: Proposer
 
 
+# autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto (unless set).
+GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "guardrails": False}
+
+
 def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
-    """The judge's settings from the `[judge]` table (greedy: one calibration run, no confirmation).
+    """The judge's settings from the `[judge]` table (greedy: GREEDY_DEFAULTS where a key was not set).
 
     An unset `alpha` takes the domain metric's level, if it has one (else JudgeSettings' 0.01).
     """
@@ -58,7 +62,8 @@ def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> 
     if "alpha" not in data and metric is not None and metric.alpha is not None:
         data["alpha"] = metric.alpha
     if config.judge.kind == "greedy":
-        data.update(calibration_runs=1, confirm_runs=0, guardrails=False)
+        chosen = config.judge.model_fields_set
+        data.update({k: v for k, v in GREEDY_DEFAULTS.items() if k not in chosen})
     return JudgeSettings(**data)
 
 

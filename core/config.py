@@ -96,8 +96,11 @@ class CampaignConfig(_Section):
     agents: tuple[AgentConfig, ...] = ()
 
     def merged(self, overrides: dict[str, Any]) -> "CampaignConfig":
-        """A copy with dotted-key overrides applied (`budgets.max_runs`), None values skipped."""
-        data = self.model_dump(by_alias=True)
+        """A copy with dotted-key overrides applied (`budgets.max_runs`), None values skipped.
+
+        Only keys that were set carry over, so the copy still tells a default from a value someone chose.
+        """
+        data = self.model_dump(by_alias=True, exclude_unset=True)
         for dotted, value in overrides.items():
             if value is None:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -119,3 +121,19 @@ def test_an_unset_alpha_takes_the_domain_metrics_level() -> None:
     assert judge_settings(CampaignConfig(), ab).alpha == 0.05
     assert judge_settings(CampaignConfig(), MetricSpec(name="loss", direction="minimize")).alpha == 0.01
     assert judge_settings(CampaignConfig(judge={"alpha": 0.02}), ab).alpha == 0.02  # the [judge] table wins
+
+
+def test_greedy_takes_autoresearchs_loop_unless_a_key_is_set(tmp_path: Path) -> None:
+    from ledgerlab.core.campaign import judge_settings
+    from ledgerlab.core.config import CampaignConfig, load_config
+
+    greedy = judge_settings(CampaignConfig(judge={"kind": "greedy"}))
+    assert (greedy.calibration_runs, greedy.confirm_runs, greedy.guardrails) == (1, 0, False)
+    chosen = judge_settings(CampaignConfig(judge={"kind": "greedy", "confirm_runs": 2, "guardrails": True}))
+    assert (chosen.calibration_runs, chosen.confirm_runs, chosen.guardrails) == (1, 2, True)
+    # A value from ledgerlab.toml survives the command line's overrides (`--judge greedy`).
+    toml = tmp_path / "ledgerlab.toml"
+    toml.write_text("[judge]\nconfirm_runs = 3\n", encoding="utf-8")
+    merged = load_config(toml).merged({"judge.kind": "greedy", "budgets.max_runs": None})
+    assert judge_settings(merged).confirm_runs == 3 and judge_settings(merged).calibration_runs == 1
+    assert judge_settings(CampaignConfig().merged({"judge.kind": "greedy"})).confirm_runs == 0
