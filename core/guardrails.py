@@ -81,7 +81,13 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
     tolerated = -guardrail.margin * abs(base)
     result = stats.sums_test(tuple(cand), tuple(inc), guardrail.direction, tolerated)  # type: ignore[arg-type]
     low, high = result.interval(1.0 - 2.0 * guardrail.alpha)
-    p_worse = None if result.p_value is None else 1.0 - result.p_value
+    if result.p_value is not None:
+        p_worse: float | None = 1.0 - result.p_value
+    elif result.se is None and result.effect is not None and math.isfinite(result.effect):
+        # No variance in either arm (a deterministic metric): a worsening beyond the margin is certain.
+        p_worse = 0.0 if result.effect < tolerated else 1.0
+    else:
+        p_worse = None
     return GuardrailCheck(
         name=guardrail.name, effect=result.effect, effect_rel=result.effect / abs(base) if base else None,
         ci_low=low, ci_high=high, p_worse=p_worse, alpha=guardrail.alpha,

@@ -295,3 +295,15 @@ def test_the_marketing_revenue_margin_option(tmp_path: Path) -> None:
     domain.close()
     status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
     assert status.exit_code == 0 and "must not get worse by more than 2.0%" in status.output, status.output
+
+
+def test_a_deterministic_guardrail_is_judged_by_its_values() -> None:
+    """No variance in either arm (e.g. a model's memory): worse beyond the margin is harm, within it is not."""
+    memory = Guardrail(name="peak_memory", direction="minimize", n_key="n", sum_key="s", sumsq_key="ss",
+                       margin=0.05)
+    def const(value: float, n: int = 3) -> dict[str, float]:
+        return {"n": float(n), "s": value * n, "ss": value * value * n}
+    grown = check(memory, [(const(110.0), const(100.0))])
+    assert grown is not None and grown.harmed and grown.p_worse == 0.0
+    within = check(memory, [(const(103.0), const(100.0))])
+    assert within is not None and not within.harmed and within.p_worse == 1.0
