@@ -19,7 +19,7 @@ import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.effects import compare, confirmed, finished, fresh_runs, mean
+from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement, mean
 from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
 
@@ -193,11 +193,13 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
 def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base_runs: list["RunRecord"]) -> str:
     if state.incumbent_id == state.started.baseline_candidate_id:  # type: ignore[union-attr]
         return "none yet (the baseline is still the incumbent)"
-    got = compare(state, inc_fresh, base_runs)
+    got = improvement(state, inc_fresh, base_runs)
     if got is None:
         return "not measured yet (needs baseline runs and incumbent runs after selection)"
     ci = interval(got.low, got.high)
-    return (f"{fmt(got.effect)} {ci}  (> 0 is better; the incumbent's runs after selection vs the baseline's; "
+    source = "" if got.method.startswith(("sum of", "two-proportion", "welch (sums)")) else \
+        "the incumbent's runs after selection vs the baseline's; "
+    return (f"{fmt(got.effect)} {ci}  (> 0 is better; {source}"
             f"{got.method}{', 95%' if ci else ', too few runs for an interval'})")
 
 

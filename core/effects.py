@@ -87,6 +87,50 @@ def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
     return Effect(got.effect, got.low, got.high, got.method.replace("matched seeds", "fresh seeds"))
 
 
+def improvement(state: CampaignState, inc_fresh: list[RunRecord], base_runs: list[RunRecord]) -> Effect | None:
+    """The incumbent's improvement over the baseline, on runs that did not select it.
+
+    A/B designs (same-window runs): the sum of the confirmed effects along the incumbent's lineage, each
+    from its own fresh A/B runs, so independent, with their variances added. Runs in different traffic
+    windows differ by more than their visitors show (time of day, day of week), so comparing the
+    incumbent's windows with the baseline's would be both noisier and less fair. Otherwise, and while a
+    link is unconfirmed: the incumbent's runs after selection vs the baseline's (`compare`).
+    """
+    assert state.started is not None
+    if state.started.design == "concurrent":
+        chained = lineage_sum(state)
+        if chained is not None:
+            return chained
+    return compare(state, inc_fresh, base_runs)
+
+
+def lineage_sum(state: CampaignState) -> Effect | None:
+    """The confirmed effects of the accepts from the baseline to the incumbent, added (None: a link lacks one)."""
+    assert state.started is not None
+    links: list[Effect] = []
+    cid = state.incumbent_id
+    while cid != state.started.baseline_candidate_id:
+        origin = state.candidate_parent.get(cid)
+        record = state.hypotheses.get(origin[1]) if origin else None
+        if origin is None or record is None or record.status != "accepted":
+            return None
+        link = confirmed(state, record)
+        if link is None or link.low is None or link.high is None:
+            return None
+        links.append(link)
+        cid = origin[0]
+    if not links:
+        return None
+    from scipy import stats
+
+    z = float(stats.norm.isf(0.025))
+    total = sum(e.effect for e in links)
+    se = sum(((e.high - e.low) / (2 * z)) ** 2 for e in links) ** 0.5  # type: ignore[operator]
+    method = (f"sum of the {len(links)} accepted changes' effects, each confirmed on its own fresh "
+              f"same-window A/B runs" if len(links) > 1 else links[0].method)
+    return Effect(total, total - z * se, total + z * se, method)
+
+
 def pooled_windows(state: CampaignState, runs: list[RunRecord]) -> Effect | None:
     """Same-window A/B runs pooled at the unit level, with the judge's own test; None for per-run values only.
 

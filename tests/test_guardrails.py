@@ -307,3 +307,48 @@ def test_a_deterministic_guardrail_is_judged_by_its_values() -> None:
     assert grown is not None and grown.harmed and grown.p_worse == 0.0
     within = check(memory, [(const(103.0), const(100.0))])
     assert within is not None and not within.harmed and within.p_worse == 1.0
+
+
+class Changes:
+    """Proposes the given one-knob changes in order, each on the incumbent of its time."""
+
+    name = "changes"
+
+    def __init__(self, *changes: dict[str, Any]) -> None:
+        self.changes = changes
+
+    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
+        if len(context.history) >= len(self.changes):
+            return None
+        change = self.changes[len(context.history)]
+        files = dict(context.incumbent_files)
+        for name, value in change.items():
+            files = write_knob(files, KNOBS_BY_NAME[name], value)
+        return Proposal(rationale=f"set {change}", files=files, changes=change)
+
+
+def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineage(tmp_path: Path) -> None:
+    """Same-window effects, each from fresh runs, add up; the interval adds their variances."""
+    from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement
+
+    domain = MarketingDomain(visitors_per_run=800_000)
+    config = CampaignConfig(domain="marketing", domain_options={"visitors_per_run": 800_000},
+                            judge={"calibration_runs": 1, "guardrails": False}, budgets={"max_hypotheses": 2})
+    proposer = Changes({"free_shipping": True, "discount_pct": 20, "price": 39.0}, {"form_fields": 2})
+    with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
+        state = Campaign(store, domain, config, agents=[Agent("a", proposer)], executor=LocalExecutor(domain),
+                         runs_dir=tmp_path / "runs").run()
+    domain.close()
+    first, second = state.hypotheses.values()
+    assert first.status == second.status == "accepted", (first.reason, second.reason)
+    links = [confirmed(state, h) for h in (first, second)]
+    assert all(link is not None and link.low is not None for link in links)
+    assert state.started is not None
+    total = improvement(state, fresh_runs(state, state.incumbent_id),
+                        finished(state, state.started.baseline_candidate_id))
+    assert total is not None and total.method.startswith("sum of the 2 accepted changes")
+    assert total.effect == pytest.approx(sum(link.effect for link in links))  # type: ignore[union-attr]
+    halves = [(link.high - link.low) / 2 for link in links]  # type: ignore[operator,union-attr]
+    assert (total.high - total.low) / 2 == pytest.approx(sum(h * h for h in halves) ** 0.5)  # type: ignore[operator]
+    status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
+    assert status.exit_code == 0 and "sum of the 2 accepted changes' effects" in status.output, status.output
