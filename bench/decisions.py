@@ -23,6 +23,7 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
     python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
+    python bench/decisions.py --judges greedy ledgerlab --sweep 1e6 2e6 3e6 4e6 6e6   # lift by budget (~10 min)
 
 Traffic: every run is its own A/B test with its own visitors (the domain mixes the replicate seed with both
 arms' ids and the market seed), as separate experiments in a real market are.
@@ -234,6 +235,32 @@ def print_verdicts(v: dict[str, Any]) -> None:
               f"{cb.fmt_ci(d, 100, 1)} pp)")
 
 
+# ------------------------------------------------------------------------------------------------ sweep
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """The judges at each budget in `args.sweep` (no A/A): where ours overtakes greedy."""
+    out: dict[str, Any] = {}
+    for budget in args.sweep:
+        args.budget = budget
+        rows, _ = run_judges(args, null=False, campaigns=args.campaigns)
+        out[f"{budget:.0f}"] = {"summary": summarize(rows), "targets": verdicts(summarize(rows))}
+    pct = dict(scale=100, digits=1)
+    header = ["visitors", *(f"{name} lift" for name in args.judges), "ours - greedy (pp)",
+              *(f"{name} false disc." for name in args.judges)]
+    table = []
+    for budget, got in out.items():
+        s = got["summary"]
+        diff = s[OURS].get("lift_minus_greedy") if OURS in s else None
+        lifts = [cb.fmt_ci(s[n]["lift_rel"], suffix="%", **pct) for n in args.judges]
+        fds = [cb.fmt_ci(s[n]["fd_tol_0.1pct"]["share_wilson"], suffix="%", **pct) for n in args.judges]
+        table.append([f"{float(budget):,.0f}", *lifts, cb.fmt_ci(diff, **pct) if diff else "-", *fds])
+    print(f"\nTrue conversion lift of the final page by visitor budget ({args.campaigns} markets each, "
+          f"{args.visitors_per_run:,} visitors per run); 95% intervals, the difference paired by market")
+    print(cb.table(table, header))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -261,8 +288,13 @@ def main() -> None:
     ap.add_argument("--max-hypotheses", type=int, default=2000, help="a safety cap; the visitor budget binds")
     ap.add_argument("--traffic", choices=("fresh",), default="fresh",
                     help="fresh: every run its own visitors (default); shared: runs as the loop seeds them")
-    ap.add_argument("--out", type=Path, default=cb.RESULTS / "decisions.json")
+    ap.add_argument("--sweep", type=float, nargs="+", metavar="VISITORS",
+                    help="run the judges at each of these budgets instead (no A/A) and print lift by budget; "
+                         "writes bench/results/decisions_sweep.json unless --out")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = cb.RESULTS / ("decisions_sweep.json" if args.sweep else "decisions.json")
     args.ours_options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.judge_option)}
     if args.quick:
         args.campaigns = min(args.campaigns, 5)
@@ -271,6 +303,13 @@ def main() -> None:
         aa_campaigns = min(aa_campaigns, 5)
 
     started, code = time.perf_counter(), cb.code_versions()  # as imported: files may change later
+    if args.sweep:
+        by_budget = sweep(args)
+        print(f"\n{time.perf_counter() - started:.0f} s in all")
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        cb.write_json(args.out, {"settings": settings, "by_budget": by_budget, "code": code})
+        print(f"wrote {args.out}")
+        return
     rows, optima = run_judges(args, null=False, campaigns=args.campaigns)
     summary = summarize(rows)
     aa_rows, aa_summary = ({}, None)

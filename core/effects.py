@@ -87,7 +87,8 @@ def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
     return Effect(got.effect, got.low, got.high, got.method.replace("matched seeds", "fresh seeds"))
 
 
-def improvement(state: CampaignState, inc_fresh: list[RunRecord], base_runs: list[RunRecord]) -> Effect | None:
+def improvement(state: CampaignState, inc_fresh: list[RunRecord],
+                base_runs: list[RunRecord]) -> Effect | None:
     """The incumbent's improvement over the baseline, on runs that did not select it.
 
     A/B designs (same-window runs): the sum of the confirmed effects along the incumbent's lineage, each
@@ -105,7 +106,7 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord], base_runs: lis
 
 
 def lineage_sum(state: CampaignState) -> Effect | None:
-    """The confirmed effects of the accepts from the baseline to the incumbent, added (None: a link lacks one)."""
+    """The confirmed effects of the accepts from the baseline to the incumbent, added (None: one lacks it)."""
     assert state.started is not None
     links: list[Effect] = []
     cid = state.incumbent_id

@@ -79,7 +79,8 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
     base = inc[1] / inc[0]
     # p of H0 "improvement ≤ −margin·|base|"; its complement tests H0 "not worse by more than the margin".
     tolerated = -guardrail.margin * abs(base)
-    result = stats.sums_test(tuple(cand), tuple(inc), guardrail.direction, tolerated)  # type: ignore[arg-type]
+    arms = (tuple(cand), tuple(inc))
+    result = stats.sums_test(*arms, guardrail.direction, tolerated)  # type: ignore[arg-type]
     low, high = result.interval(1.0 - 2.0 * guardrail.alpha)
     if result.p_value is not None:
         p_worse: float | None = 1.0 - result.p_value
