@@ -4,9 +4,9 @@ A/B practice: a page that converts more by cutting its price can lose revenue pe
 decides whether a change is better; each guardrail then asks the opposite question of its own metric,
 "is the candidate worse?", with Welch's test on the per-unit sums both arms reported, pooled over the
 hypothesis's runs (heavy tails: the domain reports winsorized sums). A change the primary test accepts is
-rejected when any guardrail shows harm at its `alpha`: worse at all, or with a `margin`, worse by more than
-that share of the incumbent's mean (a non-inferiority test). Guardrails only ever turn accepts into rejects, so
-the primary false-accept rate still holds; the check is one test at the final look, not sequential.
+rejected when any guardrail shows harm at its `alpha`: worse at all, or with a `margin`, worse by more
+than that share of the incumbent's mean (a non-inferiority test). Guardrails only ever turn accepts into
+rejects, so the primary false-accept rate still holds; the check is one test at the final look.
 """
 
 from __future__ import annotations
