@@ -77,7 +77,7 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
     if cand[0] < 2 or inc[0] < 2:
         return None
     base = inc[1] / inc[0]
-    # p of H0 "improvement ≤ −margin·|base|"; its complement tests H0 "not worse by more than the margin".
+    # p of H0 "improvement ≤ −margin·|base|"; its complement tests "not worse by more than the margin".
     tolerated = -guardrail.margin * abs(base)
     arms = (tuple(cand), tuple(inc))
     result = stats.sums_test(*arms, guardrail.direction, tolerated)  # type: ignore[arg-type]
