@@ -9,16 +9,13 @@ the ledger; proposers run in threads and executors run runs elsewhere, and both 
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import math
-import queue
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +23,18 @@ from ledgerlab.core import budgets as budget_rules
 from ledgerlab.core import planner, proposals, verdicts
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
+from ledgerlab.core.agents import Agent, AgentPool
+from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
-    Domain, Executor, MetricSpec, Proposal, ProposalContext, Proposer, RunRequest, RunResult,
+    Domain, Executor, MetricSpec, ProposalContext, RunRequest, RunResult,
 )
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
-
-MAX_PROPOSER_FAILURES = 3  # consecutive proposer exceptions before the campaign pauses
-
-
-@dataclass(frozen=True)
-class Agent:
-    """A named proposer taking part in the campaign."""
-
-    name: str
-    proposer: Proposer
-
 
 # autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto (unless set).
 GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "guardrails": False}
@@ -75,16 +62,6 @@ def open_campaign_id(store: EventStore) -> str | None:
     return None
 
 
-class _Sink:
-    """Collects side events (LLM calls) from proposer threads for the loop thread to append."""
-
-    def __init__(self) -> None:
-        self.queue: queue.Queue[ev.Event] = queue.Queue()
-
-    def emit(self, event: Any) -> None:
-        self.queue.put(event)
-
-
 class Campaign:
     """One campaign: starts or resumes from the ledger and runs until a budget, a pause or exhaustion."""
 
@@ -93,7 +70,7 @@ class Campaign:
         executor: Executor, runs_dir: Path, campaign_id: str | None = None, domain_name: str | None = None,
         on_event: Callable[[ev.StoredEvent], None] | None = None,
     ) -> None:
-        self.store, self.domain, self.config, self.agents = store, domain, config, list(agents)
+        self.store, self.domain, self.config = store, domain, config
         self.executor, self.runs_dir, self.on_event = executor, runs_dir, on_event
         self.domain_name = domain_name or domain.name
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -109,12 +86,8 @@ class Campaign:
         self._files: dict[str, dict[str, str]] = {}
         self._needs: dict[str, int] = {}
         self._inflight: dict[str, planner.RunSpec] = {}
-        self._proposals: dict[cf.Future[Proposal | None], tuple[Agent, str]] = {}
-        self._exhausted: dict[str, str] = {}  # agent -> incumbent it had nothing more for
-        self._failures: dict[str, int] = {}
-        self._sink = _Sink()
+        self.agents = AgentPool(agents)
         self._stop: str | None = None
-        self._pool = cf.ThreadPoolExecutor(max_workers=max(1, len(self.agents)), thread_name_prefix="propose")
 
     # ---------------------------------------------------------------------------------------- events
 
@@ -146,7 +119,7 @@ class Campaign:
             self._stop = self._stop or "interrupted (Ctrl-C)"
         finally:
             self.executor.shutdown()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self.agents.shutdown()
             if self.state.status == "running" and self._stop:
                 self._drain_sink()
                 self._append(ev.CampaignPaused(reason=self._stop))
@@ -213,7 +186,7 @@ class Campaign:
             if self._stop is not None:
                 return
             self._start_proposals(now)
-            if not self._inflight and not self._proposals and not self._startable():
+            if not self._inflight and not self.agents.in_flight and not self._startable():
                 self._finish(run_limit or self._idle_reason(now))
                 return
             self._wait()
@@ -240,8 +213,8 @@ class Campaign:
         if self._inflight:
             for run_id, result in self.executor.wait(timeout=0.2):
                 self._record_result(run_id, result)
-        elif self._proposals:
-            cf.wait(list(self._proposals), timeout=0.2, return_when=cf.FIRST_COMPLETED)
+        else:
+            self.agents.wait(timeout=0.2)
 
     # ----------------------------------------------------------------------------------------- runs
 
@@ -372,21 +345,15 @@ class Campaign:
     # ------------------------------------------------------------------------------------ proposing
 
     def _max_open(self) -> int:
-        return max(len(self.agents), self.executor.slots)
+        return max(len(self.agents.agents), self.executor.slots)
 
     def _start_proposals(self, now: Any) -> None:
-        for agent in self.agents:
-            busy = {a.name for a, _ in self._proposals.values()}
-            open_count = len(self.state.open_hypotheses()) + len(self._proposals)
-            if agent.name in busy or open_count >= self._max_open():
-                continue
-            if self._exhausted.get(agent.name) == self.state.incumbent_id:
-                continue
-            if budget_rules.proposal_limit(self.config.budgets, self.state, now, len(self._proposals)):
+        for agent in self.agents.idle(self.state.incumbent_id):
+            if len(self.state.open_hypotheses()) + self.agents.in_flight >= self._max_open():
                 return
-            context = self._context(agent)
-            future = self._pool.submit(agent.proposer.propose, context, self._sink)
-            self._proposals[future] = (agent, context.incumbent_id)
+            if budget_rules.proposal_limit(self.config.budgets, self.state, now, self.agents.in_flight):
+                return
+            self.agents.submit(agent, self._context(agent))
 
     def _context(self, agent: Agent) -> ProposalContext:
         incumbent = self.state.incumbent_id
@@ -394,44 +361,21 @@ class Campaign:
             domain_name=self.domain_name, description=self.domain.description, metric=self.state.metric,
             knobs=tuple(self.domain.knobs()), incumbent_id=incumbent, incumbent_files=self._files_of(incumbent),
             history=tuple(proposals.history_item(h) for h in self.state.hypotheses.values()), agent=agent.name,
-            seed=self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + len(self._proposals),
+            seed=self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + self.agents.in_flight,
         )
 
     def _collect_proposals(self) -> None:
-        for future in [f for f in self._proposals if f.done()]:
-            agent, parent = self._proposals.pop(future)
-            self._drain_sink()  # the LLM calls that produced it come first in the ledger
-            try:
-                proposal = future.result()
-            except ProposalRejected as exc:
-                self._failures[agent.name] = 0
-                self._record_rejected_proposal(agent, parent, exc)
-                continue
-            except ProviderDownError as exc:
-                self._stop = f"agent {agent.name}: {exc}"
-                return
-            except Exception as exc:  # noqa: BLE001 - a proposer bug must pause the campaign, not crash it
-                self._proposer_failed(agent, exc)
-                continue
-            self._failures[agent.name] = 0
-            if proposal is None:
-                self._exhausted[agent.name] = parent
-            else:
-                self._propose(agent, parent, proposal)
-
-    def _proposer_failed(self, agent: Agent, exc: Exception) -> None:
-        count = self._failures.get(agent.name, 0) + 1
-        self._failures[agent.name] = count
-        if count >= MAX_PROPOSER_FAILURES:
-            self._stop = (f"proposer {agent.proposer.name!r} of agent {agent.name} failed {count} times in a row "
-                          f"(last: {type(exc).__name__}: {exc}); fix it or choose another with --proposer")
-
-    def _record_rejected_proposal(self, agent: Agent, parent: str, exc: ProposalRejected) -> None:
-        self._append(*proposals.rejected(agent.name, agent.proposer.name, parent, exc))
-
-    def _propose(self, agent: Agent, parent: str, proposal: Proposal) -> None:
-        self._append(*proposals.proposed(agent.name, agent.proposer.name, parent, proposal,
-                                         self.state.incumbent_id, self._files_of))
+        returned, stop = self.agents.collect()
+        self._drain_sink()  # the LLM calls that produced them come first in the ledger
+        for r in returned:
+            name, kind = r.agent.name, r.agent.proposer.name
+            if r.rejected is not None:
+                self._append(*proposals.rejected(name, kind, r.parent, r.rejected))
+            elif r.proposal is not None:
+                self._append(*proposals.proposed(name, kind, r.parent, r.proposal, self.state.incumbent_id,
+                                                 self._files_of))
+        if stop is not None:
+            self._stop = stop
 
     def _materialize_open(self) -> None:
         for record in list(self.state.open_hypotheses()):
@@ -451,11 +395,6 @@ class Campaign:
                                          parent_candidate_id=record.parent_candidate_id))
 
     def _drain_sink(self) -> None:
-        batch = []
-        while True:
-            try:
-                batch.append(self._sink.queue.get_nowait())
-            except queue.Empty:
-                break
+        batch = self.agents.events()
         if batch:
             self._append(*batch)
