@@ -21,7 +21,8 @@ from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.judge import Judgement
 from ledgerlab.core.protocols import Guardrail
 
-Arms = tuple[Mapping[str, Any], Mapping[str, Any]]  # (candidate's run metrics, incumbent's run metrics)
+# (candidate's run metrics, incumbent's run metrics); an empty side ({}) for a run of one arm only
+Arms = tuple[Mapping[str, Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,12 @@ def check(guardrail: Guardrail, runs: Sequence[Arms]) -> GuardrailCheck | None:
     """Test `guardrail` on a hypothesis's finished runs; None when no run reported its sums."""
     cand, inc = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
     keys = (guardrail.n_key, guardrail.sum_key, guardrail.sumsq_key)
-    for cand_metrics, inc_metrics in runs:
-        if not all(_number(cand_metrics.get(k)) and _number(inc_metrics.get(k)) for k in keys):
-            continue
-        for i, key in enumerate(keys):
-            cand[i] += float(cand_metrics[key])
-            inc[i] += float(inc_metrics[key])
-    if cand[0] < 2 or inc[0] < 2:
+    for arm_metrics in runs:
+        for side, metrics in zip((cand, inc), arm_metrics):
+            if all(_number(metrics.get(k)) for k in keys):  # a run that did not report the sums is skipped
+                for i, key in enumerate(keys):
+                    side[i] += float(metrics[key])
+    if cand[0] < 1 or inc[0] < 1 or cand[0] + inc[0] < 3:
         return None
     base = inc[1] / inc[0]
     # p of H0 "improvement ≤ −margin·|base|"; its complement tests "not worse by more than the margin".

@@ -145,18 +145,18 @@ def evidence_for(state: CampaignState, design: str, index: RunIndex, record: Hyp
 
 
 def arm_metrics(design: str, index: RunIndex, record: HypothesisRecord) -> list[tuple[dict, dict]]:
-    """(candidate, incumbent) run metrics of a hypothesis's finished runs, matched by window or seed."""
-    out = []
-    for run in candidate_runs(index, record):
-        if run.status != "finished":
-            continue
-        if design == "concurrent":
-            out.append((run.metrics, run.control_metrics))
-            continue
-        partner = index.incumbent_run(record.parent_candidate_id, run.seed)
-        if partner is not None and partner.status == "finished":
-            out.append((run.metrics, partner.metrics))
-    return out
+    """(candidate, incumbent) run metrics of a hypothesis's finished runs, for its guardrails.
+
+    Concurrent designs: each run's two arms. Independent designs: the candidate's runs, and every finished
+    run of the incumbent it was tested against (one side empty), so a one-run candidate is still checked.
+    """
+    finished = [run for run in candidate_runs(index, record) if run.status == "finished"]
+    if design == "concurrent":
+        return [(run.metrics, run.control_metrics) for run in finished]
+    parent = record.parent_candidate_id
+    incumbent = [run for (cid, _), runs in index.incumbent.items() if cid == parent for run in runs
+                 if run.status == "finished"]
+    return [(run.metrics, {}) for run in finished] + [({}, run.metrics) for run in incumbent]
 
 
 def concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:

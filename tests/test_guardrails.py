@@ -19,7 +19,7 @@ from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check, guardrails_of, veto
 from ledgerlab.core.judge import Evidence, Judgement, JudgeSettings, make_judge
-from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.knobs import read_knob, write_knob
 from ledgerlab.core.protocols import Guardrail, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
 from ledgerlab.domains.marketing.domain import REVENUE_GUARDRAIL, MarketingDomain
@@ -59,9 +59,43 @@ def test_sums_test_is_welch_on_the_raw_values() -> None:
 
 
 def test_too_little_data_gives_no_test() -> None:
-    assert stats.sums_test((1.0, 3.0, 9.0), (10.0, 5.0, 5.0), "maximize").p_value is None
+    assert stats.sums_test((1.0, 3.0, 9.0), (1.0, 5.0, 25.0), "maximize").p_value is None
     assert check(REVENUE, [({"n": 1, "s": 2.0, "ss": 4.0}, {"n": 1, "s": 1.0, "ss": 1.0})]) is None
     assert check(REVENUE, [({"other": 1}, {"other": 2})]) is None  # runs that report no sums are skipped
+
+
+def test_one_unit_against_many_is_a_pooled_variance_t() -> None:
+    """One candidate run against the incumbent's runs: Student's t with the incumbent's variance and df."""
+    inc = np.array([10.0, 12.0, 11.0, 13.0, 9.0])
+    r = stats.sums_test((1.0, 16.0, 256.0), triple(inc), "minimize")  # one run at 16: worse when minimizing
+    se = inc.std(ddof=1) * np.sqrt(1 + 1 / len(inc))
+    assert r.test == "t (one unit, pooled var)" and r.df == len(inc) - 1
+    assert r.statistic == pytest.approx((inc.mean() - 16.0) / se)
+    assert r.p_value == pytest.approx(sps.t.sf((inc.mean() - 16.0) / se, len(inc) - 1))
+    swapped = stats.sums_test(triple(inc), (1.0, 16.0, 256.0), "maximize")  # the one unit may be either side
+    assert swapped.p_value == pytest.approx(r.p_value)
+
+
+def test_a_one_run_candidate_is_checked_against_all_the_incumbents_runs() -> None:
+    """Independent designs: runs of one arm only ({} on the other side) pool per side."""
+    memory = Guardrail(name="mem", direction="minimize", n_key="n", sum_key="s", sumsq_key="ss", margin=0.1)
+    rng = np.random.default_rng(4)
+
+    def run(value: float) -> dict[str, float]:
+        return {"n": 1.0, "s": value, "ss": value * value}
+
+    incumbent = [({}, run(float(v))) for v in rng.normal(500.0, 5.0, 6)]
+    grown = check(memory, [(run(650.0), {}), *incumbent])
+    assert grown is not None and grown.harmed and (grown.n_candidate, grown.n_incumbent) == (1, 6)
+    within = check(memory, [(run(520.0), {}), *incumbent])
+    assert within is not None and not within.harmed
+    # calibration: a candidate exactly at the margin is flagged about α of the time, no more
+    flagged = 0
+    for _ in range(2000):
+        inc = [({}, run(float(v))) for v in rng.normal(500.0, 5.0, 4)]
+        got = check(memory, [(run(float(rng.normal(550.0, 5.0))), {}), *inc])
+        flagged += got is not None and got.harmed
+    assert sps.binomtest(flagged, 2000, 0.05, alternative="greater").pvalue > 0.01, flagged / 2000
 
 
 def test_aa_false_harm_rate_holds_on_heavy_tailed_revenue() -> None:
@@ -354,3 +388,51 @@ def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineag
     assert (total.high - total.low) / 2 == pytest.approx(sum(h * h for h in halves) ** 0.5)  # type: ignore[operator]
     status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
     assert status.exit_code == 0 and "sum of the 2 accepted changes' effects" in status.output, status.output
+
+
+def test_an_independent_domains_guardrail_checks_a_change_through_the_loop(tmp_path: Path) -> None:
+    """Seeded runs: a change that lowers the loss but grows `size` by 15% (margin 5%) is vetoed."""
+    from tests.toy_domain import KNOBS as TOY_KNOBS
+    from tests.toy_domain import ToyDomain
+
+    size = Guardrail(name="size", direction="minimize", n_key="one", sum_key="size", sumsq_key="size_sq",
+                     margin=0.05, unit="MB")
+
+    class Sized(ToyDomain):
+        guardrails = (size,)
+
+        def run(self, request: Any) -> Any:
+            result = super().run(request)
+            y = float(read_knob(dict(request.files), TOY_KNOBS[1]))
+            value = 100.0 + 10.0 * y + request.seed % 3  # a little spread, like a process's peak memory
+            return result.model_copy(update={"metrics": {**result.metrics, "one": 1, "size": value,
+                                                         "size_sq": value * value}})
+
+    def campaign(judge: dict[str, Any], where: Path) -> CampaignState:
+        domain = Sized(noise=0.01, seed_noise=0.02)
+        config = CampaignConfig(domain="toy", judge=judge, budgets={"max_hypotheses": 1})
+        y5 = write_knob(domain.baseline(), TOY_KNOBS[1], 5)
+        return Campaign(InMemoryLedger(), domain, config, agents=[Agent("a", ToyChange(y5))],
+                        executor=LocalExecutor(domain), runs_dir=where).run()
+
+    record, verdict = only_verdict(campaign({}, tmp_path / "on"))
+    assert record.status == "rejected" and verdict.effect > 0, verdict.reason
+    (guard,) = verdict.details["guardrails"]
+    assert guard["name"] == "size" and guard["harmed"] and guard["effect_rel"] == pytest.approx(-0.15, abs=0.03)
+    assert verdict.details.get("guardrail_veto") is True, verdict.reason
+    record, verdict = only_verdict(campaign({"guardrails": False}, tmp_path / "off"))
+    assert record.status == "accepted", verdict.reason
+
+
+class ToyChange:
+    """Proposes one fixed set of files, once."""
+
+    name = "toy-change"
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
+        if context.history:
+            return None
+        return Proposal(rationale="Y: 3 → 5", files=self.files, changes={"Y": 5})

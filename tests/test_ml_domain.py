@@ -137,3 +137,24 @@ def test_outcomes_from_logs(tmp_path: Path) -> None:
     assert oom.status == "crashed" and oom.error.startswith("out of memory")
     nan = interpret(_outcome(tmp_path, "harness: diverged: non-finite training loss nan at step 3\n", 3), "n1", True, 9)
     assert nan.status == "diverged" and "step 3" in nan.error
+
+
+def test_memory_margin_declares_a_memory_guardrail_over_the_runs_peak_memory(tmp_path: Path) -> None:
+    from ledgerlab.core.guardrails import check
+
+    assert MLTrainingDomain(device="cpu").guardrails == ()  # off unless asked for
+    (guard,) = MLTrainingDomain(device="cpu", memory_margin=0.2).guardrails
+    assert (guard.name, guard.direction, guard.margin) == ("peak_memory_mb", "minimize", 0.2)
+    for bad in (1.5, -0.1, "much", True):
+        with pytest.raises(ConfigError, match="memory_margin"):
+            MLTrainingDomain(device="cpu", memory_margin=bad)
+    # A finished run reports the sums the guardrail pools; one run is checked against the incumbent's runs.
+    def finished(memory: float) -> dict:
+        body = f"val_bpb: 3.25\npeak_memory_mb: {memory}\n"
+        run = interpret(_outcome(tmp_path, "---\n" + _signed(body, "n1")), "n1", True, 9)
+        assert run.status == "finished"
+        return run.metrics
+    assert finished(600.0)["runs"] == 1 and finished(600.0)["peak_memory_mb_sq"] == 360_000.0
+    incumbent = [({}, finished(m)) for m in (600.0, 604.0, 598.0)]
+    assert check(guard, [(finished(900.0), {}), *incumbent]).harmed  # type: ignore[union-attr]
+    assert not check(guard, [(finished(650.0), {}), *incumbent]).harmed  # type: ignore[union-attr]

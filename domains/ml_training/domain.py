@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from ledgerlab.core.errors import ConfigError, InvalidCandidate
 from ledgerlab.core.knobs import write_knob
-from ledgerlab.core.protocols import Files, Knob, MetricSpec, RunRequest, RunResult
+from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.core.sandbox import SandboxResult, read_tail, run_sandboxed
 from ledgerlab.domains.ml_training.checks import ARTIFACT, validate_files
 from ledgerlab.domains.ml_training.data import Dataset, resolve_dataset
@@ -64,7 +64,8 @@ GPU = Profile(budget_s=300.0, eval_tokens=2**20, memory_limit_mb=None, startup_s
               train_overrides={"DEPTH": 8, "WIDTH": 512, "HEADS": 8, "SEQ_LEN": 512, "BATCH_SIZE": 64,
                                "LR": 1e-3, "EMBED_LR": 3e-3})
 OPTIONS = ("budget_s", "budget_tokens", "dataset", "device", "grace", "memory_limit_mb", "eval_tokens",
-           "startup_s", "threads")
+           "startup_s", "threads", "memory_margin")
+MEMORY = "peak_memory_mb"  # a run's peak memory (harness.py), the optional guardrail's metric
 
 
 def detect_device() -> str:
@@ -81,6 +82,24 @@ def detect_device() -> str:
         return "cpu"
 
 
+def memory_guardrails(margin: float | None) -> tuple[Guardrail, ...]:
+    """With a margin (e.g. 0.2): a change may not raise peak memory by more than that share; None: no check."""
+    if margin is None:
+        return ()
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise ConfigError(f"ml_training: memory_margin must be a share in [0, 1), e.g. 0.2, not {margin!r}")
+    return (Guardrail(name=MEMORY, direction="minimize", n_key="runs", sum_key=MEMORY, sumsq_key=f"{MEMORY}_sq",
+                      margin=float(margin), unit="MB"),)
+
+
+def with_sums(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's summary plus the per-run sums a guardrail pools (runs = 1, the value, its square)."""
+    value = summary.get(MEMORY)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {**summary, "runs": 1, f"{MEMORY}_sq": float(value) ** 2}
+    return summary
+
+
 # ------------------------------------------------------------------------------------------- the domain
 
 
@@ -93,7 +112,8 @@ class MLTrainingDomain:
     def __init__(self, budget_s: float | None = None, budget_tokens: int | None = None,
                  dataset: str | None = None, device: str = "auto", grace: float = 1.5,
                  memory_limit_mb: int | None | Literal["auto"] = "auto", eval_tokens: int | None = None,
-                 startup_s: float | None = None, threads: int | None = None, **unknown: Any) -> None:
+                 startup_s: float | None = None, threads: int | None = None,
+                 memory_margin: float | None = None, **unknown: Any) -> None:
         if unknown:
             raise ConfigError(f"ml_training: unknown option(s) {sorted(unknown)}; known: {', '.join(OPTIONS)}")
         self.device = detect_device() if device == "auto" else str(device)
@@ -109,6 +129,7 @@ class MLTrainingDomain:
         self.threads = threads
         if self.budget_s <= 0 or self.grace < 1 or self.eval_tokens < 16 or (budget_tokens or 0) < 0:
             raise ConfigError("ml_training: need budget_s > 0, grace >= 1, eval_tokens >= 16, budget_tokens >= 0")
+        self.guardrails = memory_guardrails(memory_margin)
         self.dataset: Dataset = resolve_dataset(dataset)
         self.metric = MetricSpec(name="val_bpb", direction="minimize", kind="continuous",
                                  delta=self.profile.delta, unit="bits/byte")
@@ -221,7 +242,7 @@ def interpret(outcome: SandboxResult, nonce: str, harness_ok: bool, timeout_s: f
             return replace_result(base, status=kind, error=match.group(1).strip())
     summary, signed = parse_summary(log, nonce)
     if outcome.exit_code == 0 and summary is not None and signed:
-        return replace_result(base, status="finished", value=float(summary["val_bpb"]), metrics=summary)
+        return replace_result(base, status="finished", value=float(summary["val_bpb"]), metrics=with_sums(summary))
     if outcome.exit_code != 0:
         last = _last_error_line(log)
         if outcome.exit_code == -9 or any(p in log for p in OOM_PATTERNS):
