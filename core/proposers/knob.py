@@ -11,132 +11,24 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import PatchError, ProposerError
-from ledgerlab.core.knobs import read_knob, write_knob
+from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.patches import candidate_id
-from ledgerlab.core.protocols import EventSink, HistoryItem, Knob, Proposal, ProposalContext
+from ledgerlab.core.proposers.knob_values import (
+    Key, Seen, change_key, clamp, parse_history, readable_knobs, round_sig, show,
+)
+from ledgerlab.core.protocols import EventSink, Knob, Proposal, ProposalContext
 
-PENDING = frozenset({"proposed", "testing"})
 DECIDED = frozenset({"accepted", "rejected"})
 LOG_START, LOG_FINEST = 1.0, 1 / 16  # in doublings: start at ×2, stop refining below ×1.044
 LINEAR_START, LINEAR_FINEST = 1 / 4, 1 / 64  # as fractions of the knob's range
 RANDOM_ATTEMPTS = 200
 NEAR_MISS_KNOBS = 4  # combine pairs among the best near-misses of this many knobs
-
-Key = frozenset[tuple[str, str]]
-_MISSING = object()
-_NEW_FILE = re.compile(r"^\+\+\+ (?:b/)?(\S+)")
-
-
-# -------------------------------------------------------------------------------------------- values
-
-
-def _norm(knob: Knob | None, value: Any) -> Any:
-    """`value` in the knob's type, so that 49 and 49.0 (TOML writes both) compare equal."""
-    if knob is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    if knob.kind == "float":
-        return float(value)
-    return int(value) if knob.kind == "int" and float(value).is_integer() else value
-
-
-def _key(changes: Mapping[str, Any]) -> Key:
-    """What identifies a change: the knobs it sets and their new values."""
-    return frozenset((name, repr(value)) for name, value in changes.items())
-
-
-def _round_sig(x: float) -> float:
-    # write_knob prints floats with 6 (or, in exponent form, 4) significant digits; 4 survive the round trip.
-    return float(f"{x:.4g}")
-
-
-def _clamp(knob: Knob, x: float) -> float:
-    """`x` within the knob's bounds (a missing bound does not clamp)."""
-    if knob.low is not None:
-        x = max(x, knob.low)
-    return min(x, knob.high) if knob.high is not None else x
-
-
-def _show(value: Any) -> str:
-    """A value as the rationale prints it."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _read(files: Mapping[str, str], knob: Knob) -> Any:
-    """The knob's value in `files`, or _MISSING when the line is absent or unparseable."""
-    try:
-        return _norm(knob, read_knob(dict(files), knob))
-    except (PatchError, ValueError, SyntaxError):
-        return _MISSING
-
-
-def _readable(context: ProposalContext, proposer: str) -> dict[str, tuple[Knob, Any]]:
-    """Each declared knob that the incumbent has a line for, with its current value (declared order)."""
-    if not context.knobs:
-        raise ProposerError(f"domain {context.domain_name!r} declares no knobs, so the {proposer} proposer "
-                            f"has nothing to tune; use --proposer llm")
-    found = {k.name: (k, _read(context.incumbent_files, k)) for k in context.knobs}
-    found = {name: kv for name, kv in found.items() if kv[1] is not _MISSING}
-    if not found:
-        raise ProposerError(f"none of the knobs of {context.domain_name!r} has a `NAME = value` line in "
-                            f"the incumbent")
-    return found
-
-
-# ------------------------------------------------------------------------------------------- history
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A history item with the knob values it changed from (`old`, when known) and to (`new`)."""
-
-    item: HistoryItem
-    old: dict[str, Any]
-    new: dict[str, Any]
-
-
-def _diff_sides(diff: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The removed and the added lines of a unified diff, per file."""
-    removed: dict[str, list[str]] = {}
-    added: dict[str, list[str]] = {}
-    file = ""
-    for line in diff.splitlines():
-        header = _NEW_FILE.match(line)
-        if header:
-            file = header.group(1)
-        elif line.startswith("-") and not line.startswith("--- "):
-            removed.setdefault(file, []).append(line[1:])
-        elif line.startswith("+"):
-            added.setdefault(file, []).append(line[1:])
-    return ({f: "\n".join(v) for f, v in removed.items()}, {f: "\n".join(v) for f, v in added.items()})
-
-
-def _values_in(side: Mapping[str, str], knobs: Mapping[str, Knob]) -> dict[str, Any]:
-    """The knob values that one side of a diff sets."""
-    found = {name: _read(side, knob) for name, knob in knobs.items() if knob.name in side.get(knob.file, "")}
-    return {name: value for name, value in found.items() if value is not _MISSING}
-
-
-def _seen(item: HistoryItem, knobs: Mapping[str, Knob]) -> Seen:
-    """Parse one item; `changes` wins over the diff, which covers items whose proposer gave none."""
-    removed, added = _diff_sides(item.diff)
-    new = {n: _norm(knobs.get(n), v) for n, v in item.changes.items()} or _values_in(added, knobs)
-    return Seen(item, _values_in(removed, knobs), new)
-
-
-def _history(context: ProposalContext, knobs: Mapping[str, Knob]) -> tuple[list[Seen], set[Key]]:
-    """The parsed history, and the keys of changes tried on the incumbent or still in flight anywhere."""
-    seen = [_seen(item, knobs) for item in context.history]
-    taken = {_key(s.new) for s in seen if s.item.parent_candidate_id == context.incumbent_id
-             or s.item.status in PENDING}
-    return seen, taken
 
 
 # -------------------------------------------------------------------------------------- step planning
@@ -228,8 +120,8 @@ def _step_value(knob: Knob, value: Any, direction: int, step: float, log: bool) 
     x = value * 2.0 ** (direction * step) if log else value + direction * step
     if knob.kind == "int":
         new = math.floor(x + 0.5)
-        return int(_clamp(knob, new if new != value else value + direction))
-    return float(_clamp(knob, _round_sig(x)))
+        return int(clamp(knob, new if new != value else value + direction))
+    return float(clamp(knob, round_sig(x)))
 
 
 def _numeric_ladder(knob: Knob, value: Any, plan: Plan) -> Iterator[tuple[Any, int, int]]:
@@ -313,9 +205,9 @@ def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], 
     knobs = {name: kv[0] for name, kv in current.items()}
     for a, b in _near_miss_pairs(seen, context.incumbent_id, knobs):
         changes = {**a.new, **b.new}
-        if _key(changes) in taken:
+        if change_key(changes) in taken:
             continue
-        parts = [", ".join(f"{n}: {_show(current[n][1])} → {_show(v)}" for n, v in s.new.items())
+        parts = [", ".join(f"{n}: {show(current[n][1])} → {show(v)}" for n, v in s.new.items())
                  + f" (effect {s.item.effect:+.3g})" for s in (a, b)]
         rationale = f"{parts[0]} + {parts[1]} (combine two near-misses: each helped, neither significantly)"
         return _proposal(context.incumbent_files, knobs, changes, rationale)
@@ -340,7 +232,7 @@ def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple
     for new, direction, rung in _ladder(knob, value, plan):
         if new == value:
             continue
-        if _key({knob.name: new}) in taken:
+        if change_key({knob.name: new}) in taken:
             skipped = True
             continue
         if not skipped:
@@ -369,10 +261,10 @@ class KnobProposer:
 
     def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
         """The next knob change for the incumbent; None when every knob is exhausted at its finest step."""
-        current = _readable(context, self.name)
+        current = readable_knobs(context, self.name)
         knobs = {name: kv[0] for name, kv in current.items()}
         rng = random.Random(context.seed)
-        seen, taken = _history(context, {k.name: k for k in context.knobs})
+        seen, taken = parse_history(context, {k.name: k for k in context.knobs})
         tested = _tested(context)
         combined = _combine(context, current, seen, taken)
         if combined is not None and candidate_id(combined.files) not in tested:
@@ -383,11 +275,11 @@ class KnobProposer:
             knob, value = current[name]
             while (found := _first_untried(knob, value, plans[name], taken)) is not None:
                 new, why = found
-                rationale = f"{name}: {_show(value)} → {_show(new)} ({_describe(knob, value, new)}; {why})"
+                rationale = f"{name}: {show(value)} → {show(new)} ({_describe(knob, value, new)}; {why})"
                 proposal = _proposal(context.incumbent_files, knobs, {name: new}, rationale)
                 if candidate_id(proposal.files) not in tested:
                     return proposal
-                taken.add(_key({name: new}))  # it would rebuild a candidate already tested (e.g. an undo)
+                taken.add(change_key({name: new}))  # it would rebuild a candidate already tested (e.g. an undo)
         return None
 
 
@@ -407,8 +299,8 @@ def _random_value(knob: Knob, value: Any, rng: random.Random) -> Any:
     else:
         x = rng.uniform(knob.low, knob.high)
     if knob.kind == "int":
-        return int(_clamp(knob, math.floor(x + 0.5)))
-    return float(_clamp(knob, _round_sig(x)))
+        return int(clamp(knob, math.floor(x + 0.5)))
+    return float(clamp(knob, round_sig(x)))
 
 
 class RandomKnobProposer:
@@ -421,15 +313,15 @@ class RandomKnobProposer:
 
     def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
         """A random change not tried on the incumbent; None when a few hundred draws find none."""
-        current = _readable(context, self.name)
+        current = readable_knobs(context, self.name)
         knobs = {name: kv[0] for name, kv in current.items()}
         rng = random.Random(context.seed)
-        _, taken = _history(context, {k.name: k for k in context.knobs})
+        _, taken = parse_history(context, {k.name: k for k in context.knobs})
         names = list(current)
         for _ in range(RANDOM_ATTEMPTS):
             knob, value = current[rng.choice(names)]
             new = _random_value(knob, value, rng)
-            if new != value and _key({knob.name: new}) not in taken:
-                rationale = f"{knob.name}: {_show(value)} → {_show(new)} (uniform random draw; baseline)"
+            if new != value and change_key({knob.name: new}) not in taken:
+                rationale = f"{knob.name}: {show(value)} → {show(new)} (uniform random draw; baseline)"
                 return _proposal(context.incumbent_files, knobs, {knob.name: new}, rationale)
         return None
