@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check, guardrails_of, veto
 from ledgerlab.core.judge import Evidence, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.knobs import read_knob, write_knob
-from ledgerlab.core.protocols import Guardrail, MetricSpec, Proposal, ProposalContext
+from ledgerlab.core.protocols import Guardrail, Knob, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
 from ledgerlab.domains.marketing.domain import REVENUE_GUARDRAIL, MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
@@ -125,21 +126,22 @@ def test_a_real_loss_is_flagged_and_pooled_over_runs() -> None:
 # ------------------------------------------------------------------------------- through the loop
 
 
-class OneChange:
-    """Proposes one marketing change, then stops."""
+class Changes:
+    """Proposes the given knob changes in order, each on the incumbent of its time, then stops."""
 
-    name = "one-change"
+    name = "changes"
 
-    def __init__(self, changes: dict[str, Any]) -> None:
-        self.changes = changes
+    def __init__(self, *changes: dict[str, Any], knobs: Mapping[str, Knob] = KNOBS_BY_NAME) -> None:
+        self.changes, self.knobs = changes, knobs
 
     def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-        if context.history:
+        if len(context.history) >= len(self.changes):
             return None
+        change = self.changes[len(context.history)]
         files = dict(context.incumbent_files)
-        for name, value in self.changes.items():
-            files = write_knob(files, KNOBS_BY_NAME[name], value)
-        return Proposal(rationale=f"set {self.changes}", files=files, changes=self.changes)
+        for name, value in change.items():
+            files = write_knob(files, self.knobs[name], value)
+        return Proposal(rationale=f"set {change}", files=files, changes=change)
 
 
 def run_marketing(tmp_path: Path, changes: dict[str, Any], judge: dict[str, Any] | None = None,
@@ -148,7 +150,7 @@ def run_marketing(tmp_path: Path, changes: dict[str, Any], judge: dict[str, Any]
     config = CampaignConfig(domain="marketing", domain_options={"visitors_per_run": 400_000, **options},
                             judge={"calibration_runs": 1, **(judge or {})}, budgets={"max_hypotheses": 1})
     try:
-        return Campaign(store or InMemoryLedger(), domain, config, agents=[Agent("a", OneChange(changes))],
+        return Campaign(store or InMemoryLedger(), domain, config, agents=[Agent("a", Changes(changes))],
                         executor=LocalExecutor(domain), runs_dir=tmp_path / "runs").run()
     finally:
         domain.close()
@@ -246,7 +248,7 @@ def test_malformed_guardrails_are_a_clear_campaign_error() -> None:
 def test_a_campaign_started_before_guardrails_resumes_without_them(tmp_path: Path) -> None:
     domain = MarketingDomain(visitors_per_run=2_000)
     config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0})
-    agents = [Agent("a", OneChange({}))]
+    agents = [Agent("a", Changes({}))]
     first = Campaign(InMemoryLedger(), domain, config, agents=agents, executor=LocalExecutor(domain),
                      runs_dir=tmp_path / "runs")
     assert first.settings.guardrails is True
@@ -266,7 +268,7 @@ def test_a_resumed_campaign_checks_the_guardrails_its_ledger_recorded(tmp_path: 
     """The guardrails are part of the campaign's record: a domain that changed since cannot swap them."""
     domain = MarketingDomain(visitors_per_run=2_000)
     config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0})
-    agents = [Agent("a", OneChange({}))]
+    agents = [Agent("a", Changes({}))]
     with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
         first = Campaign(store, domain, config, agents=agents, executor=LocalExecutor(domain),
                          runs_dir=tmp_path / "runs")
@@ -326,7 +328,7 @@ def test_the_marketing_revenue_margin_option(tmp_path: Path) -> None:
     config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 0},
                             domain_options={"visitors_per_run": 2_000, "revenue_margin": 0.02})
     with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
-        Campaign(store, domain, config, agents=[Agent("a", OneChange({}))], executor=LocalExecutor(domain),
+        Campaign(store, domain, config, agents=[Agent("a", Changes({}))], executor=LocalExecutor(domain),
                  runs_dir=tmp_path / "runs").run()
     domain.close()
     status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
@@ -343,24 +345,6 @@ def test_a_deterministic_guardrail_is_judged_by_its_values() -> None:
     assert grown is not None and grown.harmed and grown.p_worse == 0.0
     within = check(memory, [(const(103.0), const(100.0))])
     assert within is not None and not within.harmed and within.p_worse == 1.0
-
-
-class Changes:
-    """Proposes the given one-knob changes in order, each on the incumbent of its time."""
-
-    name = "changes"
-
-    def __init__(self, *changes: dict[str, Any]) -> None:
-        self.changes = changes
-
-    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-        if len(context.history) >= len(self.changes):
-            return None
-        change = self.changes[len(context.history)]
-        files = dict(context.incumbent_files)
-        for name, value in change.items():
-            files = write_knob(files, KNOBS_BY_NAME[name], value)
-        return Proposal(rationale=f"set {change}", files=files, changes=change)
 
 
 def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineage(tmp_path: Path) -> None:
@@ -411,8 +395,8 @@ def test_an_independent_domains_guardrail_checks_a_change_through_the_loop(tmp_p
     def campaign(judge: dict[str, Any], where: Path) -> CampaignState:
         domain = Sized(noise=0.01, seed_noise=0.02)
         config = CampaignConfig(domain="toy", judge=judge, budgets={"max_hypotheses": 1})
-        y5 = write_knob(domain.baseline(), TOY_KNOBS[1], 5)
-        return Campaign(InMemoryLedger(), domain, config, agents=[Agent("a", ToyChange(y5))],
+        proposer = Changes({"Y": 5}, knobs={k.name: k for k in TOY_KNOBS})
+        return Campaign(InMemoryLedger(), domain, config, agents=[Agent("a", proposer)],
                         executor=LocalExecutor(domain), runs_dir=where).run()
 
     record, verdict = only_verdict(campaign({}, tmp_path / "on"))
@@ -423,16 +407,3 @@ def test_an_independent_domains_guardrail_checks_a_change_through_the_loop(tmp_p
     record, verdict = only_verdict(campaign({"guardrails": False}, tmp_path / "off"))
     assert record.status == "accepted", verdict.reason
 
-
-class ToyChange:
-    """Proposes one fixed set of files, once."""
-
-    name = "toy-change"
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-        if context.history:
-            return None
-        return Proposal(rationale="Y: 3 → 5", files=self.files, changes={"Y": 5})
