@@ -197,10 +197,8 @@ def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base
     if got is None:
         return "not measured yet (needs baseline runs and incumbent runs after selection)"
     ci = interval(got.low, got.high)
-    source = "" if got.method.startswith(("sum of", "two-proportion", "welch (sums)")) else \
-        "the incumbent's runs after selection vs the baseline's; "
-    return (f"{fmt(got.effect)} {ci}  (> 0 is better; {source}"
-            f"{got.method}{', 95%' if ci else ', too few runs for an interval'})")
+    level = ", 95%" if ci else ", too few runs for an interval"
+    return f"{fmt(got.effect)} {ci}  (> 0 is better; {got.method}{level})"
 
 
 def _origin(state: "CampaignState", cid: str) -> str:

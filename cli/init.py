@@ -162,7 +162,7 @@ HELP: dict[str, tuple[str, Any]] = {
                            "not from the runs that selected it", None),
     "judge.calibration_runs": ("baseline runs at the start of a campaign", None),
     "judge.guardrails": ("reject a change the test accepts when one of the domain's guardrail metrics "
-                         "(marketing: revenue per visitor) is significantly worse; greedy never checks", None),
+                         "(marketing: revenue per visitor) is significantly worse; greedy does not check unless this is set", None),
     "proposer.kind": ("who writes hypotheses: knob (offline, no API key), random (random knob changes), llm, or "
                       "a plug-in from the ledgerlab.proposers entry-point group", None),
     "proposer.model": ("llm: the model, as litellm names it", "gpt-4o-mini"),

@@ -98,11 +98,12 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord],
     link is unconfirmed: the incumbent's runs after selection vs the baseline's (`compare`).
     """
     assert state.started is not None
-    if state.started.design == "concurrent":
-        chained = lineage_sum(state)
-        if chained is not None:
-            return chained
-    return compare(state, inc_fresh, base_runs)
+    chained = lineage_sum(state) if state.started.design == "concurrent" else None
+    if chained is not None:
+        return chained
+    got = compare(state, inc_fresh, base_runs)
+    return got and Effect(got.effect, got.low, got.high,
+                          f"the incumbent's runs after selection vs the baseline's; {got.method}")
 
 
 def lineage_sum(state: CampaignState) -> Effect | None:

@@ -367,43 +367,31 @@ def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float],
               delta: float = 0.0) -> TestResult:
     """Welch's test of H0: improvement ≤ δ from each arm's per-unit sufficient statistics (n, Σx, Σx²).
 
-    With a single unit on one side (one run of an independent design) its variance is taken to be the other
-    side's: a pooled-variance t with the other side's df.
+    With a single unit on one side (one run of an independent design) its variance is unknown: Student's
+    pooled-variance t, which then takes the other side's variance and df.
     """
     sign = _sign(direction)
     (nc, sc, ssc), (ni, si, ssi) = cand, inc
-    if nc < 1 or ni < 1 or (nc < 2 and ni < 2):
-        return TestResult(test="welch (sums)", statistic=None, p_value=None, effect=0.0, se=None, df=None,
+    one_unit = nc < 2 or ni < 2
+    name = "t (one unit, pooled var)" if one_unit else "welch (sums)"
+    if nc < 1 or ni < 1 or nc + ni < 3:
+        return TestResult(test=name, statistic=None, p_value=None, effect=0.0, se=None, df=None,
                           n_candidate=int(nc), n_incumbent=int(ni))
     mc, mi = sc / nc, si / ni
-    if nc < 2 or ni < 2:
-        return _one_unit_test(sign * (mc - mi), (nc, mc, ssc), (ni, mi, ssi), delta)
-    vc = max(ssc - nc * mc * mc, 0.0) / (nc - 1)
-    vi = max(ssi - ni * mi * mi, 0.0) / (ni - 1)
-    effect, se = sign * (mc - mi), math.sqrt(vc / nc + vi / ni)
-    if not se > 0:
-        return TestResult(test="welch (sums)", statistic=None, p_value=None, effect=effect, se=None, df=None,
-                          n_candidate=int(nc), n_incumbent=int(ni))
-    # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain Welch test.
-    shifted = mc - sign * delta
-    res = sps.ttest_ind_from_stats(shifted, math.sqrt(vc), nc, mi, math.sqrt(vi), ni, equal_var=False,
-                                   alternative="greater" if sign > 0 else "less")
-    df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
-    return TestResult(test="welch (sums)", statistic=sign * float(res.statistic), p_value=float(res.pvalue),
-                      effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
-
-
-def _one_unit_test(effect: float, cand: tuple[float, float, float], inc: tuple[float, float, float],
-                   delta: float) -> TestResult:
-    """t of H0: improvement ≤ δ when one side has a single unit: both sides share the larger side's variance."""
-    (nc, mc, ssc), (ni, mi, ssi) = cand, inc
-    n, m, ss = (ni, mi, ssi) if nc < 2 else (nc, mc, ssc)
-    var = max(ss - n * m * m, 0.0) / (n - 1)
-    se = math.sqrt(var * (1.0 / nc + 1.0 / ni))
-    name = "t (one unit, pooled var)"
+    vc = max(ssc - nc * mc * mc, 0.0) / (nc - 1) if nc > 1 else 0.0
+    vi = max(ssi - ni * mi * mi, 0.0) / (ni - 1) if ni > 1 else 0.0
+    if one_unit:
+        df = nc + ni - 2.0
+        se = math.sqrt(((nc - 1) * vc + (ni - 1) * vi) / df * (1.0 / nc + 1.0 / ni))
+    else:
+        se = math.sqrt(vc / nc + vi / ni)
+        df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1)) if se > 0 else 0.0
+    effect = sign * (mc - mi)
     if not se > 0:
         return TestResult(test=name, statistic=None, p_value=None, effect=effect, se=None, df=None,
                           n_candidate=int(nc), n_incumbent=int(ni))
-    t = (effect - delta) / se
-    return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, n - 1)), effect=effect, se=se,
-                      df=float(n - 1), n_candidate=int(nc), n_incumbent=int(ni))
+    # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain two-sample test.
+    res = sps.ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), nc, mi, math.sqrt(vi), ni,
+                                   equal_var=one_unit, alternative="greater" if sign > 0 else "less")
+    return TestResult(test=name, statistic=sign * float(res.statistic), p_value=float(res.pvalue),
+                      effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
