@@ -65,7 +65,8 @@ OURS, GREEDY = "ledgerlab", "greedy"
 def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.Namespace,
                  market: Market, optimum: dict[str, Any] | None) -> dict[str, Any]:
     """Run one campaign and score it against the market's truth."""
-    options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run}
+    options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run,
+               "candidates_per_run": args.candidates_per_run}
     config = CampaignConfig(
         domain="marketing", seed=index, domain_options=options,
         budgets={"max_units": args.budget, "max_hypotheses": args.max_hypotheses},
@@ -277,6 +278,8 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=20, help="seeded markets per judge (default 20)")
     ap.add_argument("--budget", type=float, default=2_000_000, help="visitors per campaign (default 2,000,000)")
     ap.add_argument("--visitors-per-run", type=int, default=25_000)
+    ap.add_argument("--candidates-per-run", type=int, default=1,
+                    help="candidates sharing one run's control arm, for every judge (1: A/B; 3: A/B/n)")
     ap.add_argument("--aa-campaigns", type=int, default=None, help="A/A campaigns per judge (default: --campaigns)")
     ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
     ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")

@@ -133,7 +133,8 @@ class _Printer:
             return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {q(e.reason[:120])}"
         if isinstance(e, ev.RunStarted):
             return f"   run {e.run_id} {e.role} {e.candidate_id[:8]} seed {e.seed}" + \
-                (f" (attempt {e.attempt})" if e.attempt > 1 else "")
+                (f" (attempt {e.attempt})" if e.attempt > 1 else "") + \
+                (f" in window {e.shared_window}" if e.shared_window and e.shared_window != e.run_id else "")
         if isinstance(e, ev.RunFinished):
             return f"   run {e.run_id} finished: {e.value:.5g} in {e.duration_s:.1f} s"
         if isinstance(e, ev.RunFailed):

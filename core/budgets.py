@@ -19,6 +19,11 @@ def run_limit(budgets: Budgets, state: CampaignState, now: datetime) -> str | No
     return None
 
 
+def runs_left(budgets: Budgets, state: CampaignState) -> int | None:
+    """How many more runs `max_runs` allows (None: no limit); an A/B/n window takes at most this many."""
+    return None if not budgets.max_runs else max(0, budgets.max_runs - state.n_runs)
+
+
 def proposal_limit(budgets: Budgets, state: CampaignState, now: datetime, pending: int = 0) -> str | None:
     """The budget that forbids asking for another hypothesis, or None."""
     if budgets.max_hypotheses is not None and len(state.hypotheses) + pending >= budgets.max_hypotheses:

@@ -9,7 +9,6 @@ the ledger; proposers run in threads and executors run runs elsewhere, and both 
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerlab.core import budgets as budget_rules
-from ledgerlab.core import planner, proposals, verdicts
+from ledgerlab.core import outcomes, planner, proposals, verdicts
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.agents import Agent, AgentPool
@@ -30,7 +29,7 @@ from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
-    Domain, Executor, MetricSpec, ProposalContext, RunRequest, RunResult,
+    Arm, Domain, Executor, MetricSpec, ProposalContext, RunRequest, RunResult,
 )
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
@@ -85,7 +84,7 @@ class Campaign:
             guardrails_of(domain) if self.settings.guardrails else ()
         self._files: dict[str, dict[str, str]] = {}
         self._needs: dict[str, int] = {}
-        self._inflight: dict[str, planner.RunSpec] = {}
+        self._inflight: dict[str, tuple[str, ...]] = {}  # submitted run id -> the run ids of its window
         self.agents = AgentPool(agents)
         self._stop: str | None = None
 
@@ -131,10 +130,14 @@ class Campaign:
             return
         reruns = [r.run_id for r in self.state.runs.values() if r.status == "running"]
         self._append(ev.CampaignResumed(reruns=reruns))
+        windows: dict[str, list[str]] = {}  # an A/B/n window is re-run whole, its first run first
         for run_id in reruns:
-            run = self.state.runs[run_id]
-            spec = planner.RunSpec(run.candidate_id, run.role, run.seed, run.hypothesis_id, self._control_of(run))
-            self._submit(spec, run_id=run_id, attempt=run.attempt + 1)
+            windows.setdefault(self.state.runs[run_id].shared_window or run_id, []).append(run_id)
+        for window, run_ids in windows.items():
+            runs = sorted((self.state.runs[i] for i in run_ids), key=lambda r: r.run_id != window)
+            specs = [planner.RunSpec(r.candidate_id, r.role, r.seed, r.hypothesis_id, self._control_of(r))
+                     for r in runs]
+            self._submit(specs, run_ids=[r.run_id for r in runs], attempt=runs[0].attempt + 1)
 
     def _started_event(self) -> ev.CampaignStarted:
         files = self.domain.baseline()
@@ -182,7 +185,7 @@ class Campaign:
             now = ev.utc_now()
             run_limit = budget_rules.run_limit(self.config.budgets, self.state, now)
             if run_limit is None:
-                self._start_runs()
+                self._start_runs(now)
             if self._stop is not None:
                 return
             self._start_proposals(now)
@@ -245,31 +248,46 @@ class Campaign:
                               f"cause, then `ledgerlab resume`")
                 return
 
-    def _start_runs(self) -> None:
+    def _per_run(self) -> int:
+        """How many candidates one run tests against one shared control (A/B/n; 1: one per run)."""
+        if self.domain.design != "concurrent":
+            return 1
+        return max(1, int(getattr(self.domain, "candidates_per_run", 1)))
+
+    def _start_runs(self, now: Any) -> None:
         index = planner.RunIndex.of(self.state)
-        for spec in self._needed():
+        # An A/B/n window waits for more candidates while a proposal that could fill it is coming.
+        more = self.agents.in_flight > 0 or self._may_propose(now)
+        for batch in planner.windows(self._needed(), self._per_run(), wait_for_more=more):
             if self._stop is not None or len(self._inflight) >= self.executor.slots:
                 return
             if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
                 return
+            batch = batch[:budget_rules.runs_left(self.config.budgets, self.state) or len(batch)]
             # A retried incumbent run counts its attempts, so a domain can vary what a retry may vary.
+            spec = batch[0]
             failed = index.incumbent_failures(spec.candidate_id, spec.seed) if spec.role == "incumbent" else []
-            self._submit(spec, run_id=f"r-{uuid.uuid4().hex[:10]}", attempt=1 + len(failed))
+            self._submit(batch, run_ids=[f"r-{uuid.uuid4().hex[:10]}" for _ in batch], attempt=1 + len(failed))
 
-    def _submit(self, spec: planner.RunSpec, *, run_id: str, attempt: int) -> None:
-        self._append(ev.RunStarted(
+    def _submit(self, specs: Sequence[planner.RunSpec], *, run_ids: Sequence[str], attempt: int) -> None:
+        """Start one run (several candidate runs when they share a window: A/B/n), each an event first."""
+        window = run_ids[0] if len(specs) > 1 else None
+        self._append(*(ev.RunStarted(
             run_id=run_id, candidate_id=spec.candidate_id, hypothesis_id=spec.hypothesis_id, role=spec.role,
-            seed=spec.seed, worker=self.executor.name, attempt=attempt,  # type: ignore[arg-type]
-        ))
-        control = self._files_of(spec.control_id) if spec.control_id else None
+            seed=spec.seed, worker=self.executor.name, attempt=attempt, shared_window=window,  # type: ignore[arg-type]
+        ) for spec, run_id in zip(specs, run_ids)))
+        first = specs[0]
+        control = self._files_of(first.control_id) if first.control_id else None
+        arms = tuple(Arm(run_id=run_id, candidate_id=spec.candidate_id, files=self._files_of(spec.candidate_id),
+                         seed=spec.seed) for spec, run_id in zip(specs[1:], run_ids[1:]))
         request = RunRequest(
-            run_id=run_id, candidate_id=spec.candidate_id, files=self._files_of(spec.candidate_id),
-            seed=spec.seed, workdir=self.runs_dir / run_id, attempt=attempt,
+            run_id=run_ids[0], candidate_id=first.candidate_id, files=self._files_of(first.candidate_id),
+            seed=first.seed, workdir=self.runs_dir / run_ids[0], attempt=attempt,
             timeout_s=self.config.executor.run_timeout_s,
-            control_files=control, control_candidate_id=spec.control_id,
+            control_files=control, control_candidate_id=first.control_id, arms=arms,
             options=dict(self.config.domain_options),
         )
-        self._inflight[run_id] = spec
+        self._inflight[run_ids[0]] = tuple(run_ids)
         self.executor.submit(self.domain_name, request)
 
     def _control_of(self, run: Any) -> str | None:
@@ -280,22 +298,11 @@ class Campaign:
         return self.state.incumbent_parent.get(run.candidate_id, run.candidate_id)
 
     def _record_result(self, run_id: str, result: RunResult) -> None:
-        if self._inflight.pop(run_id, None) is None:
+        run_ids = self._inflight.pop(run_id, None)
+        if run_ids is None:
             return  # a duplicate report (a retried worker): the first result won
-        value = result.value
-        if result.status == "finished" and (value is None or not math.isfinite(value)):
-            result = result.model_copy(update={"status": "diverged", "error": f"metric is {value}"})
-        if result.status == "finished":
-            self._append(ev.RunFinished(
-                run_id=run_id, value=float(value), metrics=dict(result.metrics),  # type: ignore[arg-type]
-                control_value=result.control_value, control_metrics=dict(result.control_metrics),
-                duration_s=result.duration_s, log_path=result.log_path,
-            ))
-        else:
-            self._append(ev.RunFailed(
-                run_id=run_id, status=result.status, error=result.error or result.status,  # type: ignore[arg-type]
-                log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
-            ))
+        # A window's runs end in one append, so a crash never leaves half of an A/B/n run recorded.
+        self._append(*outcomes.run_events(run_ids, result))
 
     def _files_of(self, cid: str) -> dict[str, str]:
         return candidate_files(self.state, cid, self._files)
@@ -345,13 +352,19 @@ class Campaign:
     # ------------------------------------------------------------------------------------ proposing
 
     def _max_open(self) -> int:
-        return max(len(self.agents.agents), self.executor.slots)
+        return max(len(self.agents.agents), self.executor.slots * self._per_run())
+
+    def _may_propose(self, now: Any) -> bool:
+        """Whether a proposal may start now: an idle agent, room for one more open hypothesis, budget left."""
+        if not self.agents.idle(self.state.incumbent_id):
+            return False
+        if len(self.state.open_hypotheses()) + self.agents.in_flight >= self._max_open():
+            return False
+        return not budget_rules.proposal_limit(self.config.budgets, self.state, now, self.agents.in_flight)
 
     def _start_proposals(self, now: Any) -> None:
         for agent in self.agents.idle(self.state.incumbent_id):
-            if len(self.state.open_hypotheses()) + self.agents.in_flight >= self._max_open():
-                return
-            if budget_rules.proposal_limit(self.config.budgets, self.state, now, self.agents.in_flight):
+            if not self._may_propose(now):
                 return
             self.agents.submit(agent, self._context(agent))
 
@@ -398,3 +411,4 @@ class Campaign:
         batch = self.agents.events()
         if batch:
             self._append(*batch)
+

@@ -70,6 +70,15 @@ class Knob(Value):
     help: str = ""
 
 
+class Arm(Value):
+    """A further candidate arm of a concurrent run (A/B/n): its own run id, files and replicate seed."""
+
+    run_id: str
+    candidate_id: str
+    files: dict[str, str]
+    seed: int
+
+
 class RunRequest(Value):
     """One run: a candidate's files, a replicate seed, where to work and how long it may take."""
 
@@ -83,6 +92,9 @@ class RunRequest(Value):
     # Concurrent (A/B) designs run the incumbent in the same window as the control arm.
     control_files: dict[str, str] | None = None
     control_candidate_id: str | None = None
+    # A/B/n: further candidates in the same window against the same control (only for a domain whose
+    # `candidates_per_run` is above 1); each is a run of its own in the ledger.
+    arms: tuple[Arm, ...] = ()
     threads: int | None = None  # CPU threads this run may use
     device: str | None = None  # e.g. "cuda:0"; None lets the domain choose
     options: dict[str, Any] = Field(default_factory=dict)  # domain options from ledgerlab.toml
@@ -100,6 +112,9 @@ class RunResult(Value):
     log_tail: str = ""
     duration_s: float = 0.0
     log_path: str | None = None
+    # A/B/n: the further arms' results by run id (each with this run's control); an arm missing here
+    # shares this result's failure.
+    arms: dict[str, "RunResult"] = Field(default_factory=dict)
 
 
 @runtime_checkable
@@ -111,7 +126,8 @@ class Domain(Protocol):
     design: Literal["independent", "concurrent"]
     description: str  # instructions for proposers: what may change and what may not (program.md)
     # Optional, read with getattr: `guardrails: tuple[Guardrail, ...]` (secondary metrics a change must not
-    # significantly worsen) and `budget_unit: str` (what `max_units` counts).
+    # significantly worsen), `budget_unit: str` (what `max_units` counts) and, for concurrent designs,
+    # `candidates_per_run: int` (how many candidates one run may test against one shared control: A/B/n).
 
     def baseline(self) -> dict[str, str]:
         """The starting artifact: file name -> text."""

@@ -24,6 +24,7 @@ class RunRecord:
     role: str
     seed: int
     attempt: int
+    shared_window: str | None = None  # A/B/n: the runs sharing one window and control have one id
     status: str = "running"
     value: float | None = None
     control_value: float | None = None
@@ -178,7 +179,7 @@ class CampaignState:
     def _(self, event: ev.RunStarted, at: datetime) -> None:
         self.runs[event.run_id] = RunRecord(
             run_id=event.run_id, candidate_id=event.candidate_id, hypothesis_id=event.hypothesis_id,
-            role=event.role, seed=event.seed, attempt=event.attempt,
+            role=event.role, seed=event.seed, attempt=event.attempt, shared_window=event.shared_window,
         )
 
     @_apply.register

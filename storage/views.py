@@ -54,7 +54,7 @@ def _of_types(*types: str) -> str:
 
 
 _RUN_STARTED = _json(run_id="VARCHAR", hypothesis_id="VARCHAR", candidate_id="VARCHAR", role="VARCHAR",
-                     seed="BIGINT", attempt="INTEGER", worker="VARCHAR")
+                     seed="BIGINT", attempt="INTEGER", worker="VARCHAR", shared_window="VARCHAR")
 _RUN_ENDED = _json(run_id="VARCHAR", status="VARCHAR", value="DOUBLE", control_value="DOUBLE", metrics="JSON",
                    control_metrics="JSON", error="VARCHAR", duration_s="DOUBLE", log_path="VARCHAR")
 _VERDICT = _json(hypothesis_id="VARCHAR", decision="VARCHAR", reason="VARCHAR", test="VARCHAR",
@@ -93,7 +93,7 @@ SELECT s.run_id AS run_id, campaign_id, s.hypothesis_id AS hypothesis_id, s.cand
            AS status,
        e.value AS value, e.control_value AS control_value, e.metrics AS metrics,
        e.control_metrics AS control_metrics, e.error AS error, started_at, finished_at,
-       e.duration_s AS duration_s, s.worker AS worker, e.log_path AS log_path
+       e.duration_s AS duration_s, s.worker AS worker, e.log_path AS log_path, s.shared_window AS shared_window
 FROM joined
 """,
     "verdicts": f"""
@@ -316,6 +316,8 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "error": "why it failed", "started_at": "when the latest attempt started (UTC)",
         "finished_at": "when it ended (UTC)", "duration_s": "wall time in seconds", "worker": "where it ran",
         "log_path": "its log file",
+        "shared_window": "A/B/n: the id shared by the runs tested in one traffic window against one control "
+                         "arm (NULL: a run alone in its window)",
     }),
     "verdicts": ("one row per judge decision", {
         "hypothesis_id": _HYP, "campaign_id": _CAMPAIGN, "decision": "accept or reject",

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ledgerlab.core.errors import ConfigError
 from ledgerlab.core.knobs import write_knob
-from ledgerlab.core.protocols import Domain, RunRequest
+from ledgerlab.core.protocols import Arm, Domain, RunRequest
 from ledgerlab.domains.marketing.domain import MarketingDomain, srm_p_value
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
 
@@ -112,7 +112,8 @@ def test_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown option"):
         MarketingDomain(visitors=10)
     for bad in ({"visitors_per_run": 1}, {"visitors_per_run": 2.5}, {"market_url": "ftp://x"},
-                {"null_market": "yes"}, {"timeout_s": 0}, {"retries": -1}, {"market_seed": "seven"}):
+                {"null_market": "yes"}, {"timeout_s": 0}, {"retries": -1}, {"market_seed": "seven"},
+                {"candidates_per_run": 0}, {"candidates_per_run": 9}, {"candidates_per_run": "3"}):
         with pytest.raises(ConfigError):
             MarketingDomain(**bad)
 
@@ -251,3 +252,39 @@ def test_each_ab_test_gets_its_own_traffic(domain: MarketingDomain) -> None:
                                    control_files=base, seed=3, workdir=Path(".")))
     assert first.control_metrics["successes"] != second.control_metrics["successes"]
     assert domain.run(_request(base, base, seed=3)).control_metrics == first.control_metrics  # reproducible
+
+
+def test_an_ab_n_run_tests_several_candidates_against_one_control() -> None:
+    domain = MarketingDomain(visitors_per_run=30_000, candidates_per_run=3)
+    base = domain.baseline()
+    a, b, c = (_candidate(base, free_shipping=True), _candidate(base, form_fields=2), _candidate(base, price=35.0))
+    request = RunRequest(run_id="r-1", candidate_id="a", files=a, control_files=base, seed=1, workdir=Path("."),
+                         arms=(Arm(run_id="r-2", candidate_id="b", files=b, seed=0),
+                               Arm(run_id="r-3", candidate_id="c", files=c, seed=2)))
+    try:
+        result = domain.run(request)
+        assert result.status == "finished", result.error
+        assert set(result.arms) == {"r-2", "r-3"}
+        arms = [result, *result.arms.values()]
+        control = result.control_metrics["trials"]
+        # (3 + 1) / 2 A/B runs' visitors, each counted once in the budget; the control √3 times an arm
+        assert sum(r.metrics["units"] for r in arms) == 60_000 == control + sum(r.metrics["trials"] for r in arms)
+        assert all(r.control_metrics == result.control_metrics for r in arms)
+        assert all(control / r.metrics["trials"] == pytest.approx(3 ** 0.5, rel=0.05) for r in arms)
+        assert len({r.metrics["successes"] for r in arms}) == 3
+        # Fewer candidates than the campaign allows: the same visitors per arm, the same ratio.
+        two = domain.run(request.model_copy(update={"arms": request.arms[:1]}))
+        assert two.status == "finished" and set(two.arms) == {"r-2"}
+        assert two.control_metrics["trials"] / two.metrics["trials"] == pytest.approx(3 ** 0.5, rel=0.05)
+        assert two.metrics["trials"] == pytest.approx(result.metrics["trials"], rel=0.05)
+        # A sample-ratio mismatch over the four arms invalidates every candidate's run.
+        srm = domain.run(request.model_copy(update={"options": {"srm_fault": 0.05}}))
+        assert srm.status == "invalid" and "sample ratio mismatch" in srm.error
+        assert [r.status for r in srm.arms.values()] == ["invalid", "invalid"]
+        # A broken variant in a further arm crashes the run (the loop gives every arm that failure).
+        bad = {"variant.toml": base["variant.toml"].replace("form_fields = 6", "form_fields = 99")}
+        broken = request.model_copy(update={"arms": (request.arms[0].model_copy(update={"files": bad}),)})
+        crashed = domain.run(broken)
+        assert crashed.status == "crashed" and "form_fields" in crashed.error and not crashed.arms
+    finally:
+        domain.close()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 import time
@@ -25,7 +26,8 @@ from ledgerlab.domains.marketing.client import MarketClient, MarketError
 from ledgerlab.domains.marketing.variant import KNOBS, VARIANT_FILE, template_text, variant_from_files
 
 SRM_ALPHA = 0.001  # a sample-ratio mismatch this unlikely means the split, not chance, is broken
-ARMS = ("control", "treatment")
+CONTROL = "control"
+MAX_CANDIDATES = 8
 WEEK_HOURS = 168  # a run starts at an hour of the week drawn from its seed
 
 
@@ -44,6 +46,10 @@ class Settings:
     srm_fault: float = 0.0  # testing aid: drop this share of the treatment's visitors to trigger SRM
     metric: str = "conversion_rate"  # or "revenue_per_visitor" (judged on winsorized revenue; no guardrail)
     revenue_margin: float = 0.0  # the revenue guardrail tolerates a loss of this share of revenue per visitor
+    # A/B/n: up to this many candidates n share one run's window and control arm (see `allocation`). A full
+    # run gets (n + 1) / 2 times visitors_per_run, so a look at one candidate costs (n + 1) / 2n of an A/B
+    # run's visitors (2/3 at n = 3) and measures its difference a little more precisely.
+    candidates_per_run: int = 1
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
@@ -79,6 +85,8 @@ class Settings:
             raise bad("metric", f"is not one of {', '.join(METRICS)}")
         if not _is_number(self.revenue_margin) or not 0 <= self.revenue_margin < 1:
             raise bad("revenue_margin", "must be a share in [0, 1), e.g. 0.01 to tolerate a 1% loss")
+        if not _is_int(self.candidates_per_run) or not 1 <= self.candidates_per_run <= MAX_CANDIDATES:
+            raise bad("candidates_per_run", f"must be an integer from 1 (A/B) to {MAX_CANDIDATES} (A/B/n)")
 
 
 def _is_int(value: Any) -> bool:
@@ -119,6 +127,7 @@ class MarketingDomain:
         self.metric = METRICS[self.settings.metric]
         guard = REVENUE_GUARDRAIL.model_copy(update={"margin": float(self.settings.revenue_margin)})
         self.guardrails = (guard,) if self.settings.metric == "conversion_rate" else ()
+        self.candidates_per_run = self.settings.candidates_per_run  # read by the loop (A/B/n windows)
         self._transport = transport
         self._lock = threading.Lock()
         self._servers: dict[tuple[int | None, bool], Any] = {}  # (seed, null) -> MarketServer
@@ -147,29 +156,35 @@ class MarketingDomain:
     # ------------------------------------------------------------------------------------ runs
 
     def run(self, request: RunRequest) -> RunResult:
-        """One A/B test: control = the incumbent, treatment = the candidate, same traffic window."""
+        """One A/B test (A/B/n with `request.arms`): control = the incumbent, each candidate an arm, one window."""
         started = time.monotonic()
+        names = treatment_names(request)
         try:
             settings = Settings.from_options(request.options, base=self.settings) if request.options \
                 else self.settings
             control_files = request.control_files if request.control_files is not None else self.baseline()
-            arms = {"control": variant_from_files(control_files).to_dict(),
-                    "treatment": variant_from_files(request.files).to_dict()}
+            files = [request.files, *(arm.files for arm in request.arms)]
+            arms = {CONTROL: variant_from_files(control_files).to_dict(),
+                    **{name: variant_from_files(f).to_dict() for name, f in zip(names, files)}}
         except (ConfigError, InvalidCandidate) as exc:
             return RunResult(status="crashed", error=str(exc), duration_s=time.monotonic() - started)
         try:
             client = self._client(settings)
-            fault = {"drop": {"treatment": settings.srm_fault}} if settings.srm_fault else None
+            fault = {"drop": {names[0]: settings.srm_fault}} if settings.srm_fault else None
             seed = traffic_seed(request, settings.market_seed)
+            visitors, split = allocation(len(names), settings.candidates_per_run, settings.visitors_per_run)
             experiment_id = client.create_experiment(
-                arms, visitors=settings.visitors_per_run, seed=seed,
-                start_hour=random.Random(seed).randrange(WEEK_HOURS), fault=fault,
+                arms, visitors=visitors, seed=seed, start_hour=random.Random(seed).randrange(WEEK_HOURS),
+                fault=fault, split=split,
             )
             experiment = client.get_experiment(experiment_id)
         except (MarketError, OSError) as exc:
             return RunResult(status="crashed", error=f"market unavailable: {exc}",
                              duration_s=time.monotonic() - started)
-        return _result(experiment, time.monotonic() - started, self.metric.name)
+        result = _result(experiment, time.monotonic() - started, self.metric.name, names)
+        return result.model_copy(update={"arms": {arm.run_id: result.arms[name]
+                                                   for arm, name in zip(request.arms, names[1:])
+                                                   if name in result.arms}})
 
     def close(self) -> None:
         """Stop the embedded market service and close connections."""
@@ -211,7 +226,32 @@ def traffic_seed(request: RunRequest, market_seed: int | None) -> int:
     key = f"{request.seed}:{request.candidate_id}:{request.control_candidate_id}:{market_seed}"
     if request.attempt > 1:
         key += f":{request.attempt}"
+    key += "".join(f":{arm.candidate_id}@{arm.seed}" for arm in request.arms)
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 2**31
+
+
+def treatment_names(request: RunRequest) -> list[str]:
+    """The market's names for a run's candidate arms: `treatment`, then `treatment-2`, ... (A/B/n)."""
+    return ["treatment", *(f"treatment-{i}" for i in range(2, len(request.arms) + 2))]
+
+
+def allocation(candidates: int, per_run: int, visitors_per_run: int) -> tuple[int, dict[str, float] | None]:
+    """A run's visitors and split: `candidates` arms in a campaign of up to `per_run` per run (A/B/n).
+
+    Each candidate arm gets the same visitors in every run, and the control √per_run times as many (the
+    share that minimises the variance of each candidate-vs-control difference for a run's visitors:
+    Dunnett's square-root rule), so a window with fewer candidates keeps the ratio: pooling a hypothesis's
+    runs with different ratios would weight the windows' conversion levels differently in the two arms
+    (Simpson's paradox). A full window gets (per_run + 1) / 2 times `visitors_per_run`: each arm the
+    visitors_per_run / 2 of an A/B arm on average. One candidate per run: the even A/B split (None).
+    """
+    if per_run <= 1:
+        return visitors_per_run, None
+    root = math.sqrt(per_run)
+    arm = visitors_per_run * (per_run + 1) / (2 * (per_run + root))
+    names = ["treatment", *(f"treatment-{i}" for i in range(2, candidates + 1))]
+    total = candidates + root
+    return round(arm * total), {CONTROL: root / total, **{name: 1 / total for name in names}}
 
 
 def arm_metrics(arm: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,25 +278,43 @@ def srm_p_value(observed: Sequence[int], shares: Sequence[float]) -> float:
     return float(chisquare(observed, expected).pvalue)
 
 
-def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "conversion_rate") -> RunResult:
+def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "conversion_rate",
+            names: Sequence[str] = ("treatment",)) -> RunResult:
+    """The first candidate's result, with the further candidates' in `arms` by their market names."""
     try:
-        control, treatment = (arm_metrics(experiment["arms"][name]) for name in ARMS)
-        split = experiment.get("split") or {name: 0.5 for name in ARMS}
-        shares = [float(split[name]) for name in ARMS]
+        control = arm_metrics(experiment["arms"][CONTROL])
+        treatments = {name: arm_metrics(experiment["arms"][name]) for name in names}
+        split = experiment.get("split") or {name: 1 / (len(names) + 1) for name in (CONTROL, *names)}
+        shares = [float(split[name]) for name in (CONTROL, *names)]
     except (KeyError, TypeError, ValueError) as exc:
         return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
                          duration_s=duration_s)
-    units = control["trials"] + treatment["trials"]
-    # The run's units (both arms) are counted once, on the treatment side, so a budget summing both is right.
-    metrics, control_metrics = {**treatment, "units": units}, {**control, "units": 0}
-    base = dict(metrics=metrics, control_metrics=control_metrics, duration_s=duration_s,
-                value=treatment[metric], control_value=control[metric])
-    if not control["trials"] or not treatment["trials"]:
-        return RunResult(status="invalid", error="an arm received no visitors", **base)
-    p_value = srm_p_value([control["trials"], treatment["trials"]], shares)
-    metrics["srm_p_value"] = p_value
-    if p_value < SRM_ALPHA:
-        return RunResult(status="invalid", **base, error=(
-            f"sample ratio mismatch: control {control['trials']:,} vs treatment {treatment['trials']:,} "
-            f"visitors for an intended {shares[0]:.0%}/{shares[1]:.0%} split (chi-square p = {p_value:.2g})"))
-    return RunResult(status="finished", **base)
+    counts = [control["trials"], *(t["trials"] for t in treatments.values())]
+    failure = _invalid(counts, shares, [CONTROL, *names])
+    # Every visitor is counted once in the budget: the control's are spread over the candidates' runs.
+    spread = [control["trials"] // len(names) + (i < control["trials"] % len(names)) for i in range(len(names))]
+    results = {}
+    for (name, treatment), control_units in zip(treatments.items(), spread):
+        metrics = {**treatment, "units": treatment["trials"] + control_units}
+        if failure[1] is not None:
+            metrics["srm_p_value"] = failure[1]
+        results[name] = RunResult(
+            status="invalid" if failure[0] else "finished", error=failure[0], metrics=metrics,
+            control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
+            control_value=control[metric],
+        )
+    first, *others = names
+    return results[first].model_copy(update={"arms": {name: results[name] for name in others}})
+
+
+def _invalid(counts: Sequence[int], shares: Sequence[float], names: Sequence[str]) -> tuple[str, float | None]:
+    """Why a run's split is invalid ("" if it is not), and the sample-ratio test's p-value."""
+    if not all(counts):
+        return "an arm received no visitors", None
+    p_value = srm_p_value(counts, shares)
+    if p_value >= SRM_ALPHA:
+        return "", p_value
+    observed = " vs ".join(f"{name} {count:,}" for name, count in zip(names, counts))
+    intended = "/".join(f"{share / sum(shares):.0%}" for share in shares)
+    return (f"sample ratio mismatch: {observed} visitors for an intended {intended} split "
+            f"(chi-square p = {p_value:.2g})"), p_value

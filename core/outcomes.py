@@ -1,0 +1,41 @@
+"""What a finished or failed run becomes in the ledger: RunFinished or RunFailed, one per run of a window."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ledgerlab.core.protocols import RunResult
+from ledgerlab.storage import events as ev
+
+
+def run_events(run_ids: Sequence[str], result: RunResult) -> list[ev.Event]:
+    """The events of one executed run: its own, then its further A/B/n arms' (`run_ids[1:]`)."""
+    return [run_event(run_ids[0], result), *(run_event(other, arm_result(result, other)) for other in run_ids[1:])]
+
+
+def run_event(run_id: str, result: RunResult) -> ev.Event:
+    """RunFinished, or RunFailed (a finished run whose metric is not a finite number diverged)."""
+    value = result.value
+    if result.status == "finished" and (value is None or not math.isfinite(value)):
+        result = result.model_copy(update={"status": "diverged", "error": f"metric is {value}"})
+    if result.status == "finished":
+        return ev.RunFinished(
+            run_id=run_id, value=float(value), metrics=dict(result.metrics),  # type: ignore[arg-type]
+            control_value=result.control_value, control_metrics=dict(result.control_metrics),
+            duration_s=result.duration_s, log_path=result.log_path,
+        )
+    return ev.RunFailed(
+        run_id=run_id, status=result.status, error=result.error or result.status,  # type: ignore[arg-type]
+        log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
+    )
+
+
+def arm_result(result: RunResult, run_id: str) -> RunResult:
+    """A further arm's result; one the domain did not report shares the run's failure (or is a crash)."""
+    if run_id in result.arms:
+        return result.arms[run_id]
+    if result.status != "finished":
+        return result.model_copy(update={"arms": {}})
+    return RunResult(status="crashed", error=f"the domain reported no result for arm {run_id}",
+                     duration_s=result.duration_s, log_path=result.log_path)
