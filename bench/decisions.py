@@ -24,6 +24,7 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
     python bench/decisions.py --judges greedy ledgerlab --sweep 1e6 2e6 3e6 4e6 6e6   # lift by budget (~10 min)
+    python bench/decisions.py --judges greedy ledgerlab --candidates-per-run 3   # A/B/n runs for both judges
 
 Traffic: every run is its own A/B test with its own visitors (the domain mixes the replicate seed with both
 arms' ids and the market seed), as separate experiments in a real market are.
