@@ -186,6 +186,7 @@ def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: arg
     any_s = next(iter(summary.values()))
     print(f"\nDecisions at {args.budget:,.0f} visitors per campaign ({args.visitors_per_run:,} per run), "
           f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}"
+          + (f", A/B/n runs of up to {args.candidates_per_run} candidates" if args.candidates_per_run > 1 else "")
           + (f", ours with {args.ours_options}" if args.ours_options else ""))
     print(f"best reachable page (coordinate ascent on the truth): "
           f"{cb.fmt_ci(any_s['opt_lift_rel'], suffix='%', **pct)} over the baseline")
