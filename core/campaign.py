@@ -225,7 +225,7 @@ class Campaign:
         index = planner.RunIndex.of(self.state)
         specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
                                     self.settings.calibration_runs, self.settings.confirm_runs)
-        self._check_incumbent_failures(index, specs)
+        self._stop = self._stop or planner.failing_incumbent(index, specs)
         return specs
 
     def _needs_for(self, index: planner.RunIndex) -> dict[str, int]:
@@ -236,17 +236,6 @@ class Campaign:
         # After a restart the judge's last "more" is rebuilt from the runs already started for it.
         started = len(index.by_hypothesis.get(record.hypothesis_id, []))
         return max(self._needs.get(record.hypothesis_id, self.judge.first_n()), started)
-
-    def _check_incumbent_failures(self, index: planner.RunIndex, specs: list[planner.RunSpec]) -> None:
-        for spec in specs:
-            if spec.role != "incumbent":
-                continue
-            failures = index.incumbent_failures(spec.candidate_id, spec.seed)
-            if len(failures) >= planner.MAX_INCUMBENT_ATTEMPTS:
-                self._stop = (f"the incumbent {spec.candidate_id[:12]} failed {len(failures)} times on seed "
-                              f"{spec.seed} (last: {failures[-1].status}: {failures[-1].error[:200]}); fix the "
-                              f"cause, then `ledgerlab resume`")
-                return
 
     def _per_run(self) -> int:
         """How many candidates one run tests against one shared control (A/B/n; 1: one per run)."""
@@ -369,13 +358,8 @@ class Campaign:
             self.agents.submit(agent, self._context(agent))
 
     def _context(self, agent: Agent) -> ProposalContext:
-        incumbent = self.state.incumbent_id
-        return ProposalContext(
-            domain_name=self.domain_name, description=self.domain.description, metric=self.state.metric,
-            knobs=tuple(self.domain.knobs()), incumbent_id=incumbent, incumbent_files=self._files_of(incumbent),
-            history=tuple(proposals.history_item(h) for h in self.state.hypotheses.values()), agent=agent.name,
-            seed=self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + self.agents.in_flight,
-        )
+        seed = self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + self.agents.in_flight
+        return proposals.context(self.state, self.domain, self.domain_name, agent.name, seed, self._files_of)
 
     def _collect_proposals(self) -> None:
         returned, stop = self.agents.collect()

@@ -85,6 +85,17 @@ def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[
     return specs
 
 
+def failing_incumbent(index: RunIndex, specs: list[RunSpec]) -> str | None:
+    """Why the campaign must pause when a needed incumbent run keeps failing on its seed, else None."""
+    for spec in specs:
+        failures = index.incumbent_failures(spec.candidate_id, spec.seed) if spec.role == "incumbent" else []
+        if len(failures) >= MAX_INCUMBENT_ATTEMPTS:
+            last = failures[-1]
+            return (f"the incumbent {spec.candidate_id[:12]} failed {len(failures)} times on seed {spec.seed} "
+                    f"(last: {last.status}: {last.error[:200]}); fix the cause, then `ledgerlab resume`")
+    return None
+
+
 def windows(specs: list[RunSpec], per_run: int, wait_for_more: bool) -> list[list[RunSpec]]:
     """The runs to start, grouped into what shares one run (one traffic window and control arm), in order.
 

@@ -12,11 +12,22 @@ from collections.abc import Callable
 
 from ledgerlab.core.errors import InvalidCandidate, PatchError, ProposalRejected
 from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
-from ledgerlab.core.protocols import Domain, HistoryItem, Proposal
+from ledgerlab.core.protocols import Domain, HistoryItem, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState, HypothesisRecord
 from ledgerlab.storage import events as ev
 
 FilesOf = Callable[[str], dict[str, str]]  # candidate id -> its files
+
+
+def context(state: CampaignState, domain: Domain, domain_name: str, agent: str, seed: int,
+            files_of: FilesOf) -> ProposalContext:
+    """What a proposer is given: the domain, the incumbent's files and the campaign's history."""
+    incumbent = state.incumbent_id
+    return ProposalContext(
+        domain_name=domain_name, description=domain.description, metric=state.metric,
+        knobs=tuple(domain.knobs()), incumbent_id=incumbent, incumbent_files=files_of(incumbent),
+        history=tuple(history_item(h) for h in state.hypotheses.values()), agent=agent, seed=seed,
+    )
 
 
 def new_hypothesis_id() -> str:
