@@ -299,11 +299,14 @@ def _runs_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
     names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
     table = Table(title=f"runs ({len(runs)}; role incumbent: confirmation runs after the accept)",
                   title_justify="left")
-    for column in ("run", "candidate", "seed", "role", "attempt", "status", state.metric.name, "control", "error"):
+    windows = any(r.shared_window for r in runs)  # A/B/n: which window (and control arm) each run shared
+    for column in ("run", "candidate", "seed", "role", "attempt", "status", state.metric.name, "control", "error",
+                   *(("window",) if windows else ())):
         table.add_column(column, overflow="fold")
     for r in sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id)):
         table.add_row(r.run_id[:SHORT], f"{r.candidate_id[:8]} ({names.get(r.candidate_id, 'other')})", str(r.seed),
-                      r.role, str(r.attempt), r.status, fmt(r.value), fmt(r.control_value), _clip(r.error, 50))
+                      r.role, str(r.attempt), r.status, fmt(r.value), fmt(r.control_value), _clip(r.error, 50),
+                      *(((r.shared_window or "")[:SHORT],) if windows else ()))
     return table
 
 
