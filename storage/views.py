@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 3
+VIEWS_VERSION = 4
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -143,7 +143,10 @@ LEFT JOIN accepted a ON a.campaign_id = p.campaign_id AND a.candidate_id = p.h.p
     "incumbents": """
 WITH starts AS (
     SELECT campaign_id, arg_max(payload->>'baseline_candidate_id', seq) AS baseline_candidate_id,
-           arg_max(payload->'metric'->>'direction', seq) AS direction
+           arg_max(payload->'metric'->>'direction', seq) AS direction, arg_max(payload->>'design', seq) AS design,
+           arg_max(payload->'metric'->>'kind', seq) AS kind,
+           arg_max(json_extract_string(payload, '$.metric.sums[0]'), seq) AS n_key,
+           arg_max(json_extract_string(payload, '$.metric.sums[1]'), seq) AS sum_key
     FROM events WHERE type = 'CampaignStarted' GROUP BY campaign_id
 ), history AS (
     SELECT campaign_id, seq, recorded_at AS since, payload->>'baseline_candidate_id' AS candidate_id,
@@ -152,14 +155,27 @@ WITH starts AS (
     UNION ALL
     SELECT campaign_id, seq, recorded_at, payload->>'candidate_id', payload->>'hypothesis_id'
     FROM events WHERE type = 'IncumbentChanged'
-), fresh AS (
-    SELECT campaign_id, candidate_id, avg(value) AS value, count(*) AS n
-    FROM runs WHERE status = 'finished' AND role = 'incumbent' GROUP BY ALL
+), fresh AS (  -- its runs as incumbent; concurrent designs: against the replaced incumbent, same window
+    SELECT r.campaign_id, r.candidate_id, avg(r.value) AS value, count(*) AS n,
+           CASE WHEN any_value(s.kind) = 'proportion' THEN
+                    sum((r.metrics->>'successes')::DOUBLE) / sum((r.metrics->>'trials')::DOUBLE)
+                    - sum((r.control_metrics->>'successes')::DOUBLE) / sum((r.control_metrics->>'trials')::DOUBLE)
+                WHEN any_value(s.sum_key) IS NOT NULL THEN  -- a per-unit mean: pooled over the runs' units
+                    sum(json_extract(r.metrics, '$.' || s.sum_key)::DOUBLE)
+                        / sum(json_extract(r.metrics, '$.' || s.n_key)::DOUBLE)
+                    - sum(json_extract(r.control_metrics, '$.' || s.sum_key)::DOUBLE)
+                        / sum(json_extract(r.control_metrics, '$.' || s.n_key)::DOUBLE)
+                ELSE avg(r.value - r.control_value) END AS window_diff
+    FROM runs r JOIN starts s ON s.campaign_id = r.campaign_id
+    WHERE r.status = 'finished' AND r.role = 'incumbent' AND s.design IS NOT NULL
+    GROUP BY r.campaign_id, r.candidate_id
 ), scored AS (  -- the baseline's value from its own history row(s), so `fresh` is read once
     SELECT h.campaign_id, h.seq, h.candidate_id, h.hypothesis_id, h.since, s.direction, f.value, f.n,
            max(f.value) FILTER (WHERE h.candidate_id = s.baseline_candidate_id)
                OVER (PARTITION BY h.campaign_id) AS baseline_value,
-           max(h.seq) OVER (PARTITION BY h.campaign_id) AS last_seq
+           max(h.seq) OVER (PARTITION BY h.campaign_id) AS last_seq,
+           CASE WHEN s.design <> 'concurrent' THEN NULL WHEN h.hypothesis_id IS NULL THEN 0.0
+                WHEN s.direction = 'minimize' THEN -f.window_diff ELSE f.window_diff END AS step
     FROM history h
     JOIN starts s ON s.campaign_id = h.campaign_id
     LEFT JOIN fresh f ON f.campaign_id = h.campaign_id AND f.candidate_id = h.candidate_id
@@ -167,8 +183,11 @@ WITH starts AS (
 SELECT campaign_id, candidate_id, hypothesis_id, since, value, coalesce(n, 0) AS n,
        CASE WHEN direction = 'minimize' THEN baseline_value - value ELSE value - baseline_value END
            AS improvement_over_baseline,
-       seq = last_seq AS is_current
+       seq = last_seq AS is_current,
+       CASE WHEN hypothesis_id IS NOT NULL THEN step END AS same_window_effect,
+       CASE WHEN count(*) OVER upto = count(step) OVER upto THEN sum(step) OVER upto END AS same_window_improvement
 FROM scored
+WINDOW upto AS (PARTITION BY campaign_id ORDER BY seq)
 """,
     "campaigns": f"""
 WITH starts AS (
@@ -336,6 +355,11 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "value": "mean of its runs done as incumbent, after selection (no winner's curse)",
         "n": "how many such runs", "improvement_over_baseline": "value vs. the baseline's, > 0 is better",
         "is_current": "whether it is the incumbent now",
+        "same_window_effect": "concurrent designs (A/B): the accepted change's effect on its fresh runs against "
+                              "the incumbent it replaced, in the same traffic windows, > 0 is better",
+        "same_window_improvement": "concurrent designs: the same-window effects added up from the baseline (NULL "
+                                   "once one is unmeasured); what `ledgerlab status` shows, where windows differ "
+                                   "more than their visitors show",
     }),
     "llm_calls": ("one row per language-model call", {
         "call_id": "the call's id", "campaign_id": _CAMPAIGN, "agent": "the calling agent", "model": "the model",

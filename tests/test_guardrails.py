@@ -372,6 +372,16 @@ def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineag
     assert (total.high - total.low) / 2 == pytest.approx(sum(h * h for h in halves) ** 0.5)  # type: ignore[operator]
     status = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--dir", str(tmp_path)])
     assert status.exit_code == 0 and "sum of the 2 accepted changes' effects" in status.output, status.output
+    # The incumbents view gives the same numbers in SQL.
+    from ledgerlab.storage.ledger import read_only_connection
+
+    with read_only_connection(tmp_path / ".ledgerlab" / "ledger.duckdb") as con:
+        rows = con.execute("SELECT hypothesis_id, same_window_effect, same_window_improvement FROM incumbents "
+                           "ORDER BY since").fetchall()
+    assert [r[0] for r in rows] == [None, first.hypothesis_id, second.hypothesis_id]
+    assert rows[0][1] is None and rows[0][2] == 0.0
+    assert [r[1] for r in rows[1:]] == pytest.approx([link.effect for link in links])  # type: ignore[union-attr]
+    assert rows[2][2] == pytest.approx(total.effect)
 
 
 def test_an_independent_domains_guardrail_checks_a_change_through_the_loop(tmp_path: Path) -> None:
