@@ -1,4 +1,4 @@
-"""Commands that read one campaign: `status`, `show ID`, `checkout best|baseline|ID`.
+"""Commands that read one campaign: `status` and `checkout best|baseline|ID` (`show ID`: cli/show.py).
 
 Each rebuilds the campaign's state by folding its events (core/state.py), read through a read-only
 connection that is closed before anything is printed, so they work while a campaign is writing.
@@ -140,7 +140,7 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
 
     baseline_id, incumbent_id = started.baseline_candidate_id, state.incumbent_id
     inc_fresh, base_runs = fresh_runs(state, incumbent_id), finished(state, baseline_id)
-    origin = "baseline" if incumbent_id == baseline_id else _origin(state, incumbent_id)
+    origin = "baseline" if incumbent_id == baseline_id else origin_of(state, incumbent_id)
     inc_mean = mean([r.value for r in inc_fresh])  # type: ignore[misc]
     label = f"mean of {len(inc_fresh)} runs after selection"
     if inc_mean is None and finished(state, incumbent_id):
@@ -156,7 +156,7 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     for k, h in enumerate(accepted):
         v = h.verdict
         assert v is not None
-        line = (f"#{h.number} {_clip(h.rationale, 40)}: selected at {fmt(v.effect)} "
+        line = (f"#{h.number} {clip(h.rationale, 40)}: selected at {fmt(v.effect)} "
                 f"{interval(v.ci_low, v.ci_high)} ({v.test}, p={fmt(v.p_value)})")
         check = confirmed(state, h)
         line += (f"; confirmed {fmt(check.effect)} {interval(check.low, check.high)} ({check.method})"
@@ -201,7 +201,8 @@ def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base
     return f"{fmt(got.effect)} {ci}  (> 0 is better; {got.method}{level})"
 
 
-def _origin(state: "CampaignState", cid: str) -> str:
+def origin_of(state: "CampaignState", cid: str) -> str:
+    """Which hypothesis made a candidate ("from #3")."""
     parent = state.candidate_parent.get(cid)
     if parent and parent[1] in state.hypotheses:
         return f"from #{state.hypotheses[parent[1]].number}"
@@ -223,12 +224,13 @@ def _running_now(loaded: Loaded) -> str:
     return f"{len(running)} {word}: " + "; ".join(parts)
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
+    """Text on one line, cut to `width` characters."""
     flat = " ".join(str(text or "").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-# --------------------------------------------------------------------------------------------- show
+# ------------------------------------------------------------------------------------------ finding
 
 
 def find_hypothesis(state: "CampaignState", ref: str) -> "HypothesisRecord":
@@ -249,99 +251,6 @@ def find_hypothesis(state: "CampaignState", ref: str) -> "HypothesisRecord":
                             f"({', '.join(h.hypothesis_id[:SHORT] for h in matches[:5])}); give more characters")
     raise CampaignError(f"no hypothesis {text!r} in campaign {state.campaign_id} "
                         f"({len(state.hypotheses)} hypotheses: use #1..#{len(state.hypotheses)} or an id prefix)")
-
-
-@app.command()
-def show(
-    ref: Annotated[str, typer.Argument(metavar="ID", help="Hypothesis number (3 or #3) or id prefix.")],
-    campaign: CampaignOption = None,
-    dir: DirOption = None,
-) -> None:
-    """One hypothesis: rationale, diff, runs and verdict."""
-    with user_errors():
-        loaded = load_campaign(dir, campaign)
-        h = find_hypothesis(loaded.state, ref)
-    from rich.console import Console, Group
-    from rich.panel import Panel
-    from rich.syntax import Syntax
-    from rich.table import Table
-
-    state = loaded.state
-    console = Console()
-    head = Table(show_header=False, box=None)
-    head.add_column(style="bold")
-    head.add_column(overflow="fold")
-    head.add_row("id", h.hypothesis_id)
-    head.add_row("status", h.status + (f" ({h.reason})" if h.reason else ""))
-    head.add_row("agent", f"{h.agent} via {h.proposer}")
-    head.add_row("rationale", h.rationale)
-    parent = h.parent_candidate_id
-    assert state.started is not None
-    parent_note = "baseline" if parent == state.started.baseline_candidate_id else _origin(state, parent)
-    head.add_row("parent", f"{parent[:SHORT]} ({parent_note})")
-    if h.candidate_id:
-        now_inc = " — the incumbent now" if h.candidate_id == state.incumbent_id else ""
-        head.add_row("candidate", f"{h.candidate_id[:SHORT]}{now_inc}")
-    if h.changes:
-        head.add_row("changes", ", ".join(f"{k} = {v!r}" for k, v in h.changes.items()))
-    parts: list[Any] = [head]
-    if h.diff.strip():
-        parts.append(Panel(Syntax(h.diff, "diff", theme="ansi_dark", word_wrap=True), title="diff"))
-    parts.append(_runs_table(state, h))
-    parts.append(_verdict_table(state, h))
-    console.print(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"))
-
-
-def _runs_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
-    from rich.table import Table
-
-    runs: list[RunRecord] = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
-    names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
-    table = Table(title=f"runs ({len(runs)}; role incumbent: confirmation runs after the accept)",
-                  title_justify="left")
-    windows = any(r.shared_window for r in runs)  # A/B/n: which window (and control arm) each run shared
-    for column in ("run", "candidate", "seed", "role", "attempt", "status", state.metric.name, "control", "error",
-                   *(("window",) if windows else ())):
-        table.add_column(column, overflow="fold")
-    for r in sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id)):
-        table.add_row(r.run_id[:SHORT], f"{r.candidate_id[:8]} ({names.get(r.candidate_id, 'other')})", str(r.seed),
-                      r.role, str(r.attempt), r.status, fmt(r.value), fmt(r.control_value), _clip(r.error, 50),
-                      *(((r.shared_window or "")[:SHORT],) if windows else ()))
-    return table
-
-
-def _pct(x: Any) -> str:
-    return f"{x:+.1%}" if isinstance(x, (int, float)) else "n/a"
-
-
-def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
-    from rich.table import Table
-
-    v = h.verdict
-    table = Table(show_header=False, title="verdict", title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    if v is None:
-        table.add_row("decision", {"patch_rejected": "none: the patch was rejected", "testing": "pending (testing)",
-                                   "proposed": "pending"}.get(h.status, "none"))
-        return table
-    table.add_row("decision", v.decision + (f" ({v.reason})" if v.reason else ""))
-    table.add_row("test", f"{v.test}, statistic {fmt(v.statistic)}, p = {fmt(v.p_value)}, looks {v.looks}")
-    table.add_row("effect", f"{fmt(v.effect)} {interval(v.ci_low, v.ci_high)}  (> 0 is better)")
-    table.add_row("alpha spent", fmt(v.alpha_spent))
-    table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
-    for guard in v.details.get("guardrails", []):
-        margin = f" beyond the {guard['margin']:.1%} margin" if guard.get("margin") else ""
-        verdict = "HARMED: blocks the change" if guard.get("harmed") else f"no significant harm{margin}"
-        table.add_row(f"guardrail {guard.get('name')}",
-                      f"{fmt(guard.get('effect'))} {interval(guard.get('ci_low'), guard.get('ci_high'))} "
-                      f"({_pct(guard.get('effect_rel'))}), p of harm = {fmt(guard.get('p_worse'))}: {verdict}")
-    if v.decision == "accept":
-        check = confirmed(state, h)
-        table.add_row("confirmed", f"{fmt(check.effect)} {interval(check.low, check.high)}  "
-                                   f"({check.method}, runs not used to select it)"
-                      if check else "not yet: confirmation runs pending")
-    return table
 
 
 # ----------------------------------------------------------------------------------------- checkout
