@@ -158,7 +158,7 @@ class MarketingDomain:
     def run(self, request: RunRequest) -> RunResult:
         """One A/B test (A/B/n with `request.arms`): control = the incumbent, each candidate an arm, one window."""
         started = time.monotonic()
-        names = treatment_names(request)
+        names = arm_names(1 + len(request.arms))
         try:
             settings = Settings.from_options(request.options, base=self.settings) if request.options \
                 else self.settings
@@ -230,9 +230,9 @@ def traffic_seed(request: RunRequest, market_seed: int | None) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 2**31
 
 
-def treatment_names(request: RunRequest) -> list[str]:
+def arm_names(candidates: int) -> list[str]:
     """The market's names for a run's candidate arms: `treatment`, then `treatment-2`, ... (A/B/n)."""
-    return ["treatment", *(f"treatment-{i}" for i in range(2, len(request.arms) + 2))]
+    return ["treatment", *(f"treatment-{i}" for i in range(2, candidates + 1))]
 
 
 def allocation(candidates: int, per_run: int, visitors_per_run: int) -> tuple[int, dict[str, float] | None]:
@@ -249,9 +249,8 @@ def allocation(candidates: int, per_run: int, visitors_per_run: int) -> tuple[in
         return visitors_per_run, None
     root = math.sqrt(per_run)
     arm = visitors_per_run * (per_run + 1) / (2 * (per_run + root))
-    names = ["treatment", *(f"treatment-{i}" for i in range(2, candidates + 1))]
     total = candidates + root
-    return round(arm * total), {CONTROL: root / total, **{name: 1 / total for name in names}}
+    return round(arm * total), {CONTROL: root / total, **{name: 1 / total for name in arm_names(candidates)}}
 
 
 def arm_metrics(arm: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,16 +289,16 @@ def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "con
         return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
                          duration_s=duration_s)
     counts = [control["trials"], *(t["trials"] for t in treatments.values())]
-    failure = _invalid(counts, shares, [CONTROL, *names])
+    reason, p_value = _invalid(counts, shares, [CONTROL, *names])
     # Every visitor is counted once in the budget: the control's are spread over the candidates' runs.
     spread = [control["trials"] // len(names) + (i < control["trials"] % len(names)) for i in range(len(names))]
     results = {}
     for (name, treatment), control_units in zip(treatments.items(), spread):
         metrics = {**treatment, "units": treatment["trials"] + control_units}
-        if failure[1] is not None:
-            metrics["srm_p_value"] = failure[1]
+        if p_value is not None:
+            metrics["srm_p_value"] = p_value
         results[name] = RunResult(
-            status="invalid" if failure[0] else "finished", error=failure[0], metrics=metrics,
+            status="invalid" if reason else "finished", error=reason, metrics=metrics,
             control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
             control_value=control[metric],
         )
