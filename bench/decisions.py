@@ -67,7 +67,7 @@ def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.N
                  market: Market, optimum: dict[str, Any] | None) -> dict[str, Any]:
     """Run one campaign and score it against the market's truth."""
     options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run,
-               "candidates_per_run": args.candidates_per_run}
+               "candidates_per_run": args.candidates_per_run, "factorial": args.factorial}
     config = CampaignConfig(
         domain="marketing", seed=index, domain_options=options,
         budgets={"max_units": args.budget, "max_hypotheses": args.max_hypotheses},
@@ -186,7 +186,8 @@ def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: arg
     any_s = next(iter(summary.values()))
     print(f"\nDecisions at {args.budget:,.0f} visitors per campaign ({args.visitors_per_run:,} per run), "
           f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}"
-          + (f", A/B/n runs of up to {args.candidates_per_run} candidates" if args.candidates_per_run > 1 else "")
+          + (f", {'factorial' if args.factorial else 'A/B/n'} runs of up to {args.candidates_per_run} candidates"
+             if args.candidates_per_run > 1 else "")
           + (f", ours with {args.ours_options}" if args.ours_options else ""))
     print(f"best reachable page (coordinate ascent on the truth): "
           f"{cb.fmt_ci(any_s['opt_lift_rel'], suffix='%', **pct)} over the baseline")
@@ -282,6 +283,8 @@ def main() -> None:
     ap.add_argument("--visitors-per-run", type=int, default=25_000)
     ap.add_argument("--candidates-per-run", type=int, default=1,
                     help="candidates sharing one run's control arm, for every judge (1: A/B; 3: A/B/n)")
+    ap.add_argument("--factorial", action="store_true",
+                    help="with --candidates-per-run > 1: factorial runs (each visitor gets each change at random)")
     ap.add_argument("--aa-campaigns", type=int, default=None, help="A/A campaigns per judge (default: --campaigns)")
     ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
     ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")

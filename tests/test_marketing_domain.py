@@ -288,3 +288,76 @@ def test_an_ab_n_run_tests_several_candidates_against_one_control() -> None:
         assert crashed.status == "crashed" and "form_fields" in crashed.error and not crashed.arms
     finally:
         domain.close()
+
+
+def test_factorial_design_groups_changes_of_one_lever_into_a_factor() -> None:
+    from ledgerlab.domains.marketing import factorial
+
+    base = {"price": 49.0, "free_shipping": False, "form_fields": 6}
+    single = factorial.design(base, [{**base, "price": 39.0}, {**base, "free_shipping": True},
+                                     {**base, "form_fields": 2}])
+    assert single.factors == ((0,), (1,), (2,)) and len(single.cells) == 8
+    assert {tuple(sorted(factorial.changes(base, c.variant))) for c in single.cells} == {
+        (), ("price",), ("free_shipping",), ("form_fields",), ("free_shipping", "price"),
+        ("form_fields", "price"), ("form_fields", "free_shipping"), ("form_fields", "free_shipping", "price")}
+    shared = factorial.design(base, [{**base, "price": 39.0}, {**base, "free_shipping": True},
+                                     {**base, "price": 45.0, "form_fields": 2}])
+    assert shared.factors == ((0, 2), (1,)) and len(shared.cells) == 6  # price set twice: one 3-level factor
+    assert all(not (c.variant["price"] == 39.0 and c.variant["form_fields"] == 2) for c in shared.cells)
+    arms = {c.name: {key: 1.0 for key in factorial.COUNTS} for c in shared.cells}
+    on, off = factorial.split(arms, shared, 2)
+    assert on["visitors"] == off["visitors"] == 2  # its level and the factor's off level, over the other factor
+
+
+def test_a_factorial_run_compares_each_change_on_all_the_visitors() -> None:
+    domain = MarketingDomain(visitors_per_run=60_000, candidates_per_run=3, factorial=True)
+    base = domain.baseline()
+    strong = _candidate(base, free_shipping=True, discount_pct=20)
+    request = RunRequest(run_id="r-1", candidate_id="a", files=strong, control_files=base, seed=1,
+                         workdir=Path("."), arms=(Arm(run_id="r-2", candidate_id="b", files=_candidate(
+                             base, cta_color="green"), seed=0), Arm(run_id="r-3", candidate_id="c", files=_candidate(
+                             base, form_fields=2), seed=2)))
+    try:
+        result = domain.run(request)
+        assert result.status == "finished", result.error
+        runs = [result, *result.arms.values()]
+        assert set(result.arms) == {"r-2", "r-3"}
+        assert sum(r.metrics["units"] for r in runs) == 60_000
+        for r in runs:  # every change on for about half the visitors, off for the other half
+            assert r.metrics["trials"] + r.control_metrics["trials"] == 60_000
+            assert r.metrics["trials"] == pytest.approx(30_000, rel=0.03)
+        assert result.value > result.control_value  # free shipping and 20% off: +20% or so
+        # One candidate alone: the even split of an A/B test.
+        alone = domain.run(request.model_copy(update={"arms": ()}))
+        assert alone.metrics["trials"] == pytest.approx(alone.control_metrics["trials"], rel=0.05)
+        assert alone.metrics["trials"] + alone.control_metrics["trials"] == 60_000
+    finally:
+        domain.close()
+
+
+def test_a_null_change_in_factorial_runs_is_accepted_at_most_alpha_of_the_time() -> None:
+    """A/A market (no lever matters): each change's on/off comparison is a valid test (300 runs, 900 tests)."""
+    from scipy.stats import binomtest
+
+    from ledgerlab.core.stats import proportion_test
+
+    domain = MarketingDomain(visitors_per_run=4_000, candidates_per_run=3, factorial=True, null_market=True)
+    base = domain.baseline()
+    files = [_candidate(base, **change) for change in ({"price": 39.0}, {"free_shipping": True},
+                                                       {"form_fields": 2})]
+    accepted = tests = 0
+    try:
+        for seed in range(300):
+            request = RunRequest(run_id="r-0", candidate_id="a", files=files[0], control_files=base, seed=seed,
+                                 workdir=Path("."), arms=tuple(Arm(run_id=f"r-{i}", candidate_id=f"c{i}",
+                                                                   files=f, seed=seed) for i, f in
+                                                               enumerate(files[1:], 1)))
+            result = domain.run(request)
+            for r in (result, *result.arms.values()):
+                test = proportion_test(r.metrics["successes"], r.metrics["trials"], r.control_metrics["successes"],
+                                       r.control_metrics["trials"], "maximize", 0.0)
+                accepted, tests = accepted + (test.p_value <= 0.05), tests + 1
+    finally:
+        domain.close()
+    assert tests == 900
+    assert binomtest(accepted, tests).proportion_ci(0.99).low <= 0.05, accepted

@@ -22,6 +22,7 @@ import httpx
 
 from ledgerlab.core.errors import ConfigError, InvalidCandidate
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
+from ledgerlab.domains.marketing import factorial
 from ledgerlab.domains.marketing.client import MarketClient, MarketError
 from ledgerlab.domains.marketing.variant import KNOBS, VARIANT_FILE, template_text, variant_from_files
 
@@ -50,6 +51,10 @@ class Settings:
     # run gets (n + 1) / 2 times visitors_per_run, so a look at one candidate costs (n + 1) / 2n of an A/B
     # run's visitors (2/3 at n = 3) and measures its difference a little more precisely.
     candidates_per_run: int = 1
+    # With candidates_per_run > 1: each visitor gets each candidate's change at random and independently (a
+    # factorial run, domains/marketing/factorial.py), so every candidate is compared on all the run's
+    # visitors; false: each visitor sees one of the n + 1 pages (A/B/n against one control).
+    factorial: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
@@ -85,6 +90,8 @@ class Settings:
             raise bad("metric", f"is not one of {', '.join(METRICS)}")
         if not _is_number(self.revenue_margin) or not 0 <= self.revenue_margin < 1:
             raise bad("revenue_margin", "must be a share in [0, 1), e.g. 0.01 to tolerate a 1% loss")
+        if not isinstance(self.factorial, bool):
+            raise bad("factorial", "must be true or false")
         if not _is_int(self.candidates_per_run) or not 1 <= self.candidates_per_run <= MAX_CANDIDATES:
             raise bad("candidates_per_run", f"must be an integer from 1 (A/B) to {MAX_CANDIDATES} (A/B/n)")
 
@@ -156,23 +163,29 @@ class MarketingDomain:
     # ------------------------------------------------------------------------------------ runs
 
     def run(self, request: RunRequest) -> RunResult:
-        """One A/B test (A/B/n with `request.arms`): control = the incumbent, each candidate an arm, one window."""
+        """One A/B test (A/B/n or factorial with `request.arms`): the incumbent against each candidate, one window."""
         started = time.monotonic()
         names = arm_names(1 + len(request.arms))
         try:
             settings = Settings.from_options(request.options, base=self.settings) if request.options \
                 else self.settings
             control_files = request.control_files if request.control_files is not None else self.baseline()
-            files = [request.files, *(arm.files for arm in request.arms)]
-            arms = {CONTROL: variant_from_files(control_files).to_dict(),
-                    **{name: variant_from_files(f).to_dict() for name, f in zip(names, files)}}
+            base = variant_from_files(control_files).to_dict()
+            variants = [variant_from_files(f).to_dict() for f in (request.files, *(a.files for a in request.arms))]
         except (ConfigError, InvalidCandidate) as exc:
             return RunResult(status="crashed", error=str(exc), duration_s=time.monotonic() - started)
+        # A factorial campaign runs every window factorially, one candidate too (then it is an even A/B
+        # split), so a hypothesis's runs all compare equal on and off groups.
+        plan = factorial.design(base, variants) if settings.factorial else None
+        if plan is not None:
+            arms, visitors, split = {c.name: c.variant for c in plan.cells}, settings.visitors_per_run, None
+        else:
+            arms = {CONTROL: base, **dict(zip(names, variants))}
+            visitors, split = allocation(len(names), settings.candidates_per_run, settings.visitors_per_run)
         try:
             client = self._client(settings)
-            fault = {"drop": {names[0]: settings.srm_fault}} if settings.srm_fault else None
+            fault = {"drop": {list(arms)[-1]: settings.srm_fault}} if settings.srm_fault else None
             seed = traffic_seed(request, settings.market_seed)
-            visitors, split = allocation(len(names), settings.candidates_per_run, settings.visitors_per_run)
             experiment_id = client.create_experiment(
                 arms, visitors=visitors, seed=seed, start_hour=random.Random(seed).randrange(WEEK_HOURS),
                 fault=fault, split=split,
@@ -181,7 +194,9 @@ class MarketingDomain:
         except (MarketError, OSError) as exc:
             return RunResult(status="crashed", error=f"market unavailable: {exc}",
                              duration_s=time.monotonic() - started)
-        result = _result(experiment, time.monotonic() - started, self.metric.name, names)
+        took = time.monotonic() - started
+        result = _factorial_result(experiment, plan, took, self.metric.name, names) if plan is not None \
+            else _result(experiment, took, self.metric.name, names)
         return result.model_copy(update={"arms": {arm.run_id: result.arms[name]
                                                    for arm, name in zip(request.arms, names[1:])
                                                    if name in result.arms}})
@@ -297,6 +312,32 @@ def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "con
         metrics = {**treatment, "units": treatment["trials"] + control_units}
         if p_value is not None:
             metrics["srm_p_value"] = p_value
+        results[name] = RunResult(
+            status="invalid" if reason else "finished", error=reason, metrics=metrics,
+            control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
+            control_value=control[metric],
+        )
+    first, *others = names
+    return results[first].model_copy(update={"arms": {name: results[name] for name in others}})
+
+
+def _factorial_result(experiment: Mapping[str, Any], plan: factorial.Design, duration_s: float, metric: str,
+                      names: Sequence[str]) -> RunResult:
+    """Each candidate's result from a factorial run: its change on against its factor off, over every cell."""
+    try:
+        cells = experiment["arms"]
+        counts = [int(cells[c.name]["visitors"]) for c in plan.cells]
+        sides = [factorial.split(cells, plan, i) for i in range(len(names))]
+    except (KeyError, TypeError, ValueError) as exc:
+        return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
+                         duration_s=duration_s)
+    reason, p_value = _invalid(counts, [1.0] * len(counts), [c.name for c in plan.cells])
+    total = sum(counts)  # every visitor counted once in the budget, spread over the candidates' runs
+    spread = [total // len(names) + (i < total % len(names)) for i in range(len(names))]
+    results = {}
+    for name, (on, off), units in zip(names, sides, spread):
+        treatment, control = arm_metrics(on), arm_metrics(off)
+        metrics = {**treatment, "units": units, **({"srm_p_value": p_value} if p_value is not None else {})}
         results[name] = RunResult(
             status="invalid" if reason else "finished", error=reason, metrics=metrics,
             control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
