@@ -24,9 +24,11 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
     python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
     python bench/decisions.py --judges greedy ledgerlab --sweep 1e6 2e6 3e6 4e6 6e6   # lift by budget (~10 min)
-    python bench/decisions.py --judges greedy ledgerlab --candidates-per-run 3   # A/B/n runs for both judges
+    python bench/decisions.py --judges greedy ledgerlab --candidates-per-run 1   # one candidate per run (A/B)
+    python bench/decisions.py --judges greedy ledgerlab --no-factorial   # A/B/n: 3 pages vs a shared control
 
-Traffic: every run is its own A/B test with its own visitors (the domain mixes the replicate seed with both
+Runs: the marketing domain's design (factorial windows of up to 3 candidates: each visitor gets each
+candidate's change at random; `--candidates-per-run 1` for A/B runs). Traffic: every run has its own visitors (the domain mixes the replicate seed with both
 arms' ids and the market seed), as separate experiments in a real market are.
 Writes bench/results/decisions.json (or --out).
 """
@@ -66,8 +68,10 @@ OURS, GREEDY = "ledgerlab", "greedy"
 def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.Namespace,
                  market: Market, optimum: dict[str, Any] | None) -> dict[str, Any]:
     """Run one campaign and score it against the market's truth."""
-    options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run,
-               "candidates_per_run": args.candidates_per_run, "factorial": args.factorial}
+    options = {"market_seed": index, "null_market": null, "visitors_per_run": args.visitors_per_run}
+    # the run design: the domain's defaults (factorial windows of 3) unless the command line names one
+    options.update({k: v for k, v in (("candidates_per_run", args.candidates_per_run),
+                                      ("factorial", args.factorial)) if v is not None})
     config = CampaignConfig(
         domain="marketing", seed=index, domain_options=options,
         budgets={"max_units": args.budget, "max_hypotheses": args.max_hypotheses},
@@ -186,8 +190,7 @@ def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: arg
     any_s = next(iter(summary.values()))
     print(f"\nDecisions at {args.budget:,.0f} visitors per campaign ({args.visitors_per_run:,} per run), "
           f"{any_s['campaigns']} markets, traffic={args.traffic}, proposer={args.proposer}"
-          + (f", {'factorial' if args.factorial else 'A/B/n'} runs of up to {args.candidates_per_run} candidates"
-             if args.candidates_per_run > 1 else "")
+          + f", {_design(args)}"
           + (f", ours with {args.ours_options}" if args.ours_options else ""))
     print(f"best reachable page (coordinate ascent on the truth): "
           f"{cb.fmt_ci(any_s['opt_lift_rel'], suffix='%', **pct)} over the baseline")
@@ -268,6 +271,17 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ main
 
 
+def _design(args: argparse.Namespace) -> str:
+    """The run design the campaigns used, in words."""
+    from ledgerlab.domains.marketing.domain import Settings
+
+    n = args.candidates_per_run if args.candidates_per_run is not None else Settings.candidates_per_run
+    factorial = args.factorial if args.factorial is not None else Settings.factorial
+    if n <= 1:
+        return "A/B runs"
+    return f"{'factorial' if factorial else 'A/B/n'} runs of up to {n} candidates"
+
+
 def _value(text: str) -> Any:
     """A --judge-option value: JSON where it parses (numbers, true/false, [1,2,4]), else the string."""
     try:
@@ -281,10 +295,11 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=20, help="seeded markets per judge (default 20)")
     ap.add_argument("--budget", type=float, default=2_000_000, help="visitors per campaign (default 2,000,000)")
     ap.add_argument("--visitors-per-run", type=int, default=25_000)
-    ap.add_argument("--candidates-per-run", type=int, default=1,
-                    help="candidates sharing one run's control arm, for every judge (1: A/B; 3: A/B/n)")
-    ap.add_argument("--factorial", action="store_true",
-                    help="with --candidates-per-run > 1: factorial runs (each visitor gets each change at random)")
+    ap.add_argument("--candidates-per-run", type=int, default=None,
+                    help="candidates tested in one run, for every judge (default: the domain's, 3; 1: A/B runs)")
+    ap.add_argument("--factorial", action=argparse.BooleanOptionalAction, default=None,
+                    help="factorial runs, each visitor getting each change at random (the domain's default); "
+                         "--no-factorial: A/B/n runs, one page per visitor against a shared control")
     ap.add_argument("--aa-campaigns", type=int, default=None, help="A/A campaigns per judge (default: --campaigns)")
     ap.add_argument("--no-aa", action="store_true", help="skip the A/A run")
     ap.add_argument("--quick", action="store_true", help="5 campaigns (and 5 A/A): a smoke test")

@@ -132,7 +132,8 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
         Reply(GOOD_5, delay_s=3.0), GOOD_5,  # a hang: the client times out and retries
     )  # then the default: 500 "no scripted reply left", twice → ProviderDownError → paused
     started = time.perf_counter()
-    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10")
+    # One candidate per run: each good answer's run starts at once (the checks below follow that order).
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10", "--option", "candidates_per_run=1")
     elapsed = time.perf_counter() - started
     assert code == 1, out  # paused: needs attention
     assert f"the LLM provider for {MODEL} at {server.url} is unreachable after 2 attempts" in out

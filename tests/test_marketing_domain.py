@@ -255,7 +255,7 @@ def test_each_ab_test_gets_its_own_traffic(domain: MarketingDomain) -> None:
 
 
 def test_an_ab_n_run_tests_several_candidates_against_one_control() -> None:
-    domain = MarketingDomain(visitors_per_run=30_000, candidates_per_run=3)
+    domain = MarketingDomain(visitors_per_run=30_000, candidates_per_run=3, factorial=False)
     base = domain.baseline()
     a, b, c = (_candidate(base, free_shipping=True), _candidate(base, form_fields=2), _candidate(base, price=35.0))
     request = RunRequest(run_id="r-1", candidate_id="a", files=a, control_files=base, seed=1, workdir=Path("."),

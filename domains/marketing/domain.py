@@ -50,11 +50,12 @@ class Settings:
     # A/B/n: up to this many candidates n share one run's window and control arm (see `allocation`). A full
     # run gets (n + 1) / 2 times visitors_per_run, so a look at one candidate costs (n + 1) / 2n of an A/B
     # run's visitors (2/3 at n = 3) and measures its difference a little more precisely.
-    candidates_per_run: int = 1
-    # With candidates_per_run > 1: each visitor gets each candidate's change at random and independently (a
-    # factorial run, domains/marketing/factorial.py), so every candidate is compared on all the run's
-    # visitors; false: each visitor sees one of the n + 1 pages (A/B/n against one control).
-    factorial: bool = False
+    candidates_per_run: int = 3
+    # Each visitor gets each candidate's change at random and independently (a factorial run,
+    # domains/marketing/factorial.py), so every candidate is compared on all the run's visitors: at 2M
+    # visitors the final page converts +22% over the baseline instead of +15% with one candidate per run
+    # (bench/decisions.py). False: each visitor sees one of the n + 1 pages (A/B/n against one control).
+    factorial: bool = True
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
