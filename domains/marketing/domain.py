@@ -1,4 +1,8 @@
-"""The marketing domain: each run is a concurrent A/B test of a candidate page against the incumbent.
+"""The marketing domain: each run is a concurrent randomized test of candidate pages against the incumbent.
+
+By default a run tests up to three candidates factorially (each visitor gets each candidate's change at
+random, domains/marketing/factorial.py); `candidates_per_run = 1` makes every run one A/B test, and
+`factorial = false` an A/B/n test against one shared control.
 
     domain = MarketingDomain(visitors_per_run=25_000)          # starts its own market on first run
     domain = MarketingDomain(market_url="http://host:8765")    # or uses a running one
