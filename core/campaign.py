@@ -31,6 +31,7 @@ from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
     Arm, Domain, Executor, MetricSpec, ProposalContext, RunRequest, RunResult,
 )
+from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
@@ -79,6 +80,8 @@ class Campaign:
         self.settings = JudgeSettings(**{"guardrails": False, **started.judge}) if started \
             else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
+        if started is not None:
+            keep_run_design(started.environment.get("run_design"), run_design(domain))
         recorded = self.state.guardrails if started else None
         self.guardrails = recorded if recorded is not None else \
             guardrails_of(domain) if self.settings.guardrails else ()
@@ -142,6 +145,8 @@ class Campaign:
     def _started_event(self) -> ev.CampaignStarted:
         files = self.domain.baseline()
         environment = dict(getattr(self.domain, "environment", lambda: {})())
+        if run_design(self.domain):
+            environment["run_design"] = run_design(self.domain)
         checksum = environment.get("data_checksum")
         return ev.CampaignStarted(
             domain=self.domain_name, metric=self._metric().model_dump(), design=self.domain.design,

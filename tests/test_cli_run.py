@@ -155,3 +155,28 @@ def test_resume_takes_the_visitor_budget_too(tmp_path: Path) -> None:
     code, out = _cli("sql", "select payload->>'reason' as reason from events where type = 'CampaignFinished'",
                      "--dir", str(tmp_path), "--format", "json")
     assert code == 0 and json.loads(out)[0]["reason"] == "max_units", out
+
+
+def test_resuming_with_another_run_design_is_refused(tmp_path: Path) -> None:
+    """A hypothesis's runs are pooled into one test, so a campaign keeps the run design it started with."""
+    from ledgerlab.core.campaign import Agent, Campaign
+    from ledgerlab.core.config import CampaignConfig
+    from ledgerlab.core.executors.local import LocalExecutor
+    from ledgerlab.core.proposers.knob import KnobProposer
+    from ledgerlab.domains.marketing.domain import MarketingDomain
+
+    domain = MarketingDomain()
+    config = CampaignConfig(domain="marketing", budgets={"max_hypotheses": 9})
+    with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
+        first = Campaign(store, domain, config, agents=[Agent("agent-0", KnobProposer())],
+                         executor=LocalExecutor(domain), runs_dir=tmp_path / "runs")
+        first.on_event = lambda row: first.request_stop("test") if row.type == "RunFinished" else None
+        assert first.run().status == "paused"
+        assert first.state.started is not None
+        assert first.state.started.environment["run_design"] == {"candidates_per_run": 3, "factorial": True}
+    domain.close()
+    code, out = _cli("run", "--dir", str(tmp_path), "--option", "factorial=false")
+    assert code == 2 and "factorial = True (now False)" in out and "--new" in out, out
+    assert "Traceback" not in out
+    code, out = _cli("resume", "--dir", str(tmp_path))
+    assert code == 0 and "finished" in out, out

@@ -165,6 +165,10 @@ class MarketingDomain:
         return {"market": "remote" if s.market_url else "embedded", "market_url": url,
                 "market_seed": s.market_seed, "null_market": s.null_market, "visitors_per_run": s.visitors_per_run}
 
+    def run_design(self) -> dict[str, Any]:
+        """What the runs measure (a campaign keeps it when resumed): candidates per run, factorial or not."""
+        return {"candidates_per_run": self.settings.candidates_per_run, "factorial": self.settings.factorial}
+
     # ------------------------------------------------------------------------------------ runs
 
     def run(self, request: RunRequest) -> RunResult:
