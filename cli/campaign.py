@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement, mean
 from ledgerlab.core.errors import CampaignError, LedgerlabError
@@ -222,12 +222,6 @@ def _running_now(loaded: Loaded) -> str:
         what = f"#{state.hypotheses[r.hypothesis_id].number}" if r.hypothesis_id in state.hypotheses else r.role
         parts.append(f"{r.run_id[:SHORT]} ({what}, candidate {r.candidate_id[:8]}, seed {r.seed}){age}")
     return f"{len(running)} {word}: " + "; ".join(parts)
-
-
-def clip(text: str, width: int) -> str:
-    """Text on one line, cut to `width` characters."""
-    flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 # ------------------------------------------------------------------------------------------ finding

@@ -1,10 +1,10 @@
-"""Helpers shared by the CLI modules: the project option and turning our errors into one-line exits."""
+"""Helpers shared by the CLI modules: the project option, one-line errors instead of tracebacks, clipping."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -24,3 +24,9 @@ def user_errors(exit_code: int = 2) -> Iterator[None]:
     except LedgerlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exit_code) from None
+
+
+def clip(text: Any, width: int = 60) -> str:
+    """Text on one line, cut to `width` characters."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

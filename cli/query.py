@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 
@@ -118,29 +118,24 @@ def summarize(event_type: str, payload: str) -> str:
         "CampaignPaused": lambda: f"paused: {p.get('reason')}",
         "CampaignResumed": lambda: f"resumed, re-running {len(p.get('reruns', []))} runs",
         "CampaignFinished": lambda: f"finished: {p.get('reason')} {p.get('detail', '')}".rstrip(),
-        "HypothesisProposed": lambda: f"{short('hypothesis_id')} by {p.get('proposer')}: {_clip(p.get('rationale'))}",
-        "PatchRejected": lambda: f"{short('hypothesis_id')}: {_clip(p.get('reason'))}",
+        "HypothesisProposed": lambda: f"{short('hypothesis_id')} by {p.get('proposer')}: {clip(p.get('rationale'))}",
+        "PatchRejected": lambda: f"{short('hypothesis_id')}: {clip(p.get('reason'))}",
         "CandidateCreated": lambda: f"{short('candidate_id')} from {short('hypothesis_id')}",
         "RunStarted": lambda: f"{short('run_id')} {p.get('role')} {short('candidate_id')} seed {p.get('seed')}"
                               + (f" attempt {p.get('attempt')}" if (p.get("attempt") or 1) > 1 else ""),
         "RunFinished": lambda: f"{short('run_id')} value {_num(p.get('value'))} in {_num(p.get('duration_s'))} s",
-        "RunFailed": lambda: f"{short('run_id')} {p.get('status')}: {_clip(p.get('error'))}",
+        "RunFailed": lambda: f"{short('run_id')} {p.get('status')}: {clip(p.get('error'))}",
         "VerdictReached": lambda: f"{short('hypothesis_id')} {p.get('decision')} ({p.get('test')}, "
                                   f"p={_num(p.get('p_value'))}, effect {_num(p.get('effect'))}) {p.get('reason', '')}".rstrip(),
         "IncumbentChanged": lambda: f"{short('candidate_id')} from {short('hypothesis_id')} "
                                     f"replaces {short('previous_candidate_id')}",
         "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
-                                    f"{'ok' if p.get('ok') else 'error: ' + _clip(p.get('error'))}",
+                                    f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
     }
     make = lines.get(event_type)
     if make is None:
-        return _clip(", ".join(f"{k}={v}" for k, v in p.items() if k != "type"))
+        return clip(", ".join(f"{k}={v}" for k, v in p.items() if k != "type"))
     return make()
-
-
-def _clip(text: Any, width: int = 60) -> str:
-    flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def _num(value: Any) -> str:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ledgerlab.cli.campaign import (
-    SHORT, CampaignOption, clip, find_hypothesis, fmt, interval, load_campaign, origin_of,
+    SHORT, CampaignOption, find_hypothesis, fmt, interval, load_campaign, origin_of,
 )
-from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.effects import confirmed
 
