@@ -107,8 +107,8 @@ class RunStarted(Event):
     seed: int
     worker: str = "local"
     attempt: int = 1
-    # A/B/n: the first run id of the runs that share one traffic window and control arm (each candidate is a
-    # run of its own); None for a run alone in its window.
+    # Several candidates in one run (A/B/n or factorial): the first run id of the runs that share its traffic
+    # window (each candidate is a run of its own); None for a run alone in its window.
     shared_window: str | None = None
 
 

@@ -330,13 +330,14 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "seed": "the replicate seed", "attempt": "1, or more when re-run after an interruption",
         "status": "running, finished, crashed, timeout, diverged or invalid",
         "value": "the primary metric (finished runs only)",
-        "control_value": "the incumbent arm's value in the same window (concurrent designs)",
+        "control_value": "the comparison arm's value in the same window (concurrent designs: the incumbent, "
+                         "or in a factorial window the visitors without this change)",
         "metrics": "all metrics the run reported (JSON)", "control_metrics": "the control arm's metrics (JSON)",
         "error": "why it failed", "started_at": "when the latest attempt started (UTC)",
         "finished_at": "when it ended (UTC)", "duration_s": "wall time in seconds", "worker": "where it ran",
         "log_path": "its log file",
-        "shared_window": "A/B/n: the id shared by the runs tested in one traffic window against one control "
-                         "arm (NULL: a run alone in its window)",
+        "shared_window": "the id shared by the candidates' runs tested in one traffic window (A/B/n or "
+                         "factorial; NULL: a run alone in its window)",
     }),
     "verdicts": ("one row per judge decision", {
         "hypothesis_id": _HYP, "campaign_id": _CAMPAIGN, "decision": "accept or reject",
