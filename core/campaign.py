@@ -145,8 +145,8 @@ class Campaign:
     def _started_event(self) -> ev.CampaignStarted:
         files = self.domain.baseline()
         environment = dict(getattr(self.domain, "environment", lambda: {})())
-        if run_design(self.domain):
-            environment["run_design"] = run_design(self.domain)
+        if design := run_design(self.domain):
+            environment["run_design"] = design
         checksum = environment.get("data_checksum")
         return ev.CampaignStarted(
             domain=self.domain_name, metric=self._metric().model_dump(), design=self.domain.design,

@@ -10,8 +10,9 @@ from ledgerlab.storage import events as ev
 
 
 def run_events(run_ids: Sequence[str], result: RunResult) -> list[ev.Event]:
-    """The events of one executed run: its own, then its further A/B/n arms' (`run_ids[1:]`)."""
-    return [run_event(run_ids[0], result), *(run_event(other, arm_result(result, other)) for other in run_ids[1:])]
+    """The events of one executed run: its own, then those of the window's further candidates (`run_ids[1:]`)."""
+    others = (run_event(run_id, arm_result(result, run_id)) for run_id in run_ids[1:])
+    return [run_event(run_ids[0], result), *others]
 
 
 def run_event(run_id: str, result: RunResult) -> ev.Event:

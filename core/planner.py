@@ -97,29 +97,28 @@ def failing_incumbent(index: RunIndex, specs: list[RunSpec]) -> str | None:
 
 
 def windows(specs: list[RunSpec], per_run: int, wait_for_more: bool) -> list[list[RunSpec]]:
-    """The runs to start, grouped into what shares one run (one traffic window and control arm), in order.
+    """The runs to start, grouped into what shares one run (one traffic window), in order.
 
-    Concurrent designs with `per_run` > 1 (A/B/n): candidate runs against the same control go together, up
-    to `per_run` distinct candidates per window (a candidate twice in one window would count its control
-    twice); with `wait_for_more`, a window not yet full waits for the candidates still being proposed. Every
-    other run is alone.
+    Concurrent designs with `per_run` > 1 (A/B/n or factorial runs): candidate runs against the same
+    incumbent go together, up to `per_run` distinct candidates per window (a candidate twice in one window
+    would count the visitors it is compared with twice); with `wait_for_more`, a window not yet full waits
+    for the candidates still being proposed. Every other run is alone.
     """
     if per_run <= 1:
         return [[spec] for spec in specs]
+
+    def shared(spec: RunSpec) -> bool:
+        return spec.role == "candidate" and spec.control_id is not None
+
     groups: list[list[RunSpec]] = []
     for spec in specs:
-        if spec.role != "candidate" or spec.control_id is None:
-            groups.append([spec])
-            continue
-        group = next((g for g in groups if g[0].role == "candidate" and g[0].control_id == spec.control_id
+        group = next((g for g in groups if shared(spec) and shared(g[0]) and g[0].control_id == spec.control_id
                       and len(g) < per_run and all(s.candidate_id != spec.candidate_id for s in g)), None)
         if group is None:
             groups.append([spec])
         else:
             group.append(spec)
-    if wait_for_more:
-        groups = [g for g in groups if g[0].role != "candidate" or g[0].control_id is None or len(g) >= per_run]
-    return groups
+    return [g for g in groups if not (wait_for_more and shared(g[0]) and len(g) < per_run)]
 
 
 def _accepting_hypothesis(state: CampaignState, candidate_id: str) -> str | None:

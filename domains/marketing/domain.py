@@ -172,7 +172,7 @@ class MarketingDomain:
     # ------------------------------------------------------------------------------------ runs
 
     def run(self, request: RunRequest) -> RunResult:
-        """One A/B test (A/B/n or factorial with `request.arms`): the incumbent against each candidate, one window."""
+        """One randomized test in one window: the incumbent against the candidate (and `request.arms`)."""
         started = time.monotonic()
         names = arm_names(1 + len(request.arms))
         try:
@@ -180,7 +180,8 @@ class MarketingDomain:
                 else self.settings
             control_files = request.control_files if request.control_files is not None else self.baseline()
             base = variant_from_files(control_files).to_dict()
-            variants = [variant_from_files(f).to_dict() for f in (request.files, *(a.files for a in request.arms))]
+            files = (request.files, *(arm.files for arm in request.arms))
+            variants = [variant_from_files(f).to_dict() for f in files]
         except (ConfigError, InvalidCandidate) as exc:
             return RunResult(status="crashed", error=str(exc), duration_s=time.monotonic() - started)
         # A factorial campaign runs every window factorially, one candidate too (then it is an even A/B
@@ -306,28 +307,17 @@ def _result(experiment: Mapping[str, Any], duration_s: float, metric: str = "con
     """The first candidate's result, with the further candidates' in `arms` by their market names."""
     try:
         control = arm_metrics(experiment["arms"][CONTROL])
-        treatments = {name: arm_metrics(experiment["arms"][name]) for name in names}
+        treatments = [arm_metrics(experiment["arms"][name]) for name in names]
         split = experiment.get("split") or {name: 1 / (len(names) + 1) for name in (CONTROL, *names)}
         shares = [float(split[name]) for name in (CONTROL, *names)]
     except (KeyError, TypeError, ValueError) as exc:
-        return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
-                         duration_s=duration_s)
-    counts = [control["trials"], *(t["trials"] for t in treatments.values())]
-    reason, p_value = _invalid(counts, shares, [CONTROL, *names])
-    # Every visitor is counted once in the budget: the control's are spread over the candidates' runs.
-    spread = [control["trials"] // len(names) + (i < control["trials"] % len(names)) for i in range(len(names))]
-    results = {}
-    for (name, treatment), control_units in zip(treatments.items(), spread):
-        metrics = {**treatment, "units": treatment["trials"] + control_units}
-        if p_value is not None:
-            metrics["srm_p_value"] = p_value
-        results[name] = RunResult(
-            status="invalid" if reason else "finished", error=reason, metrics=metrics,
-            control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
-            control_value=control[metric],
-        )
-    first, *others = names
-    return results[first].model_copy(update={"arms": {name: results[name] for name in others}})
+        return _malformed(exc, duration_s)
+    counts = [control["trials"], *(t["trials"] for t in treatments)]
+    verdict = _invalid(counts, shares, [CONTROL, *names])
+    # The control's visitors are spread over the candidates' runs, so the budget counts each visitor once.
+    shares_of_control = _spread(control["trials"], len(names))
+    sides = [(t, control, t["trials"] + share) for t, share in zip(treatments, shares_of_control)]
+    return _window_result(names, sides, verdict, metric, duration_s)
 
 
 def _factorial_result(experiment: Mapping[str, Any], plan: factorial.Design, duration_s: float, metric: str,
@@ -336,16 +326,21 @@ def _factorial_result(experiment: Mapping[str, Any], plan: factorial.Design, dur
     try:
         cells = experiment["arms"]
         counts = [int(cells[c.name]["visitors"]) for c in plan.cells]
-        sides = [factorial.split(cells, plan, i) for i in range(len(names))]
+        halves = [factorial.split(cells, plan, i) for i in range(len(names))]
     except (KeyError, TypeError, ValueError) as exc:
-        return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
-                         duration_s=duration_s)
-    reason, p_value = _invalid(counts, [1.0] * len(counts), [c.name for c in plan.cells])
-    total = sum(counts)  # every visitor counted once in the budget, spread over the candidates' runs
-    spread = [total // len(names) + (i < total % len(names)) for i in range(len(names))]
+        return _malformed(exc, duration_s)
+    verdict = _invalid(counts, [1.0] * len(counts), [c.name for c in plan.cells])
+    sides = [(arm_metrics(on), arm_metrics(off), units)
+             for (on, off), units in zip(halves, _spread(sum(counts), len(names)))]
+    return _window_result(names, sides, verdict, metric, duration_s)
+
+
+def _window_result(names: Sequence[str], sides: Sequence[tuple[dict[str, Any], dict[str, Any], int]],
+                   verdict: tuple[str, float | None], metric: str, duration_s: float) -> RunResult:
+    """The first candidate's RunResult with the others' in `arms`; `sides`: (candidate, comparison, units)."""
+    reason, p_value = verdict
     results = {}
-    for name, (on, off), units in zip(names, sides, spread):
-        treatment, control = arm_metrics(on), arm_metrics(off)
+    for name, (treatment, control, units) in zip(names, sides):
         metrics = {**treatment, "units": units, **({"srm_p_value": p_value} if p_value is not None else {})}
         results[name] = RunResult(
             status="invalid" if reason else "finished", error=reason, metrics=metrics,
@@ -354,6 +349,16 @@ def _factorial_result(experiment: Mapping[str, Any], plan: factorial.Design, dur
         )
     first, *others = names
     return results[first].model_copy(update={"arms": {name: results[name] for name in others}})
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` whole shares that add up to it."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _malformed(exc: Exception, duration_s: float) -> RunResult:
+    return RunResult(status="crashed", error=f"market sent a malformed experiment: {exc!r}",
+                     duration_s=duration_s)
 
 
 def _invalid(counts: Sequence[int], shares: Sequence[float], names: Sequence[str]) -> tuple[str, float | None]:
