@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from ledgerlab.core.judge import Evidence, Judge, Judgement
+from ledgerlab.core.judge import Evidence, Judge, Judgement, JudgeSettings
 from ledgerlab.core.protocols import MetricSpec
 
 LOSS = MetricSpec(name="loss", direction="minimize")
 RATE = MetricSpec(name="conversion", direction="maximize", kind="proportion")
+CALIBRATION_RUNS = JudgeSettings().calibration_runs  # the loop's baseline replicates
 
 
 @dataclass
@@ -127,7 +128,7 @@ def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: Metr
 
 
 def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses: int, rho: float,
-             alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = 2,
+             alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = CALIBRATION_RUNS,
              fresh_seeds: bool = True) -> list[Outcome]:
     """Play `hypotheses` hypotheses, in campaigns of `per_campaign`; effects: (probability, effect·σ)."""
     rng = np.random.default_rng(seed)
