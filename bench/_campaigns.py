@@ -211,7 +211,7 @@ def coordinate_ascent_optimum(market: Any, sweeps: int = 6, price_step: float = 
     best = template_variant()
     best_rate = market.true_effects(best)["conversion_rate"]
     done = 0
-    for done in range(1, sweeps + 1):
+    for done in range(1, sweeps + 1):  # noqa: B007 (the sweeps taken are reported after the loop)
         changed = False
         for knob in KNOBS:
             for value in grid[knob.name]:

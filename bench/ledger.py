@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import CHECKPOINT_THRESHOLD, EVENTS_DDL, DuckDBLedger, read_only_connection
 from ledgerlab.storage.ledger import _insert as insert_rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
 
 CampaignOption = Annotated[
-    Optional[str], typer.Option("--campaign", "-c", help="Campaign id or prefix (default: the latest).")
+    str | None, typer.Option("--campaign", "-c", help="Campaign id or prefix (default: the latest).")
 ]
 SHORT = 12  # characters of a hash that identify it in practice
 
@@ -38,7 +38,7 @@ SHORT = 12  # characters of a hash that identify it in practice
 class Loaded:
     """A campaign's folded state plus the few facts the fold does not keep."""
 
-    state: "CampaignState"
+    state: CampaignState
     run_started_at: dict[str, datetime] = field(default_factory=dict)  # latest attempt
     unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
     finish_order: list[str] = field(default_factory=list)  # run ids in the order their RunFinished came
@@ -190,7 +190,7 @@ def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     Console().print(table)
 
 
-def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base_runs: list["RunRecord"]) -> str:
+def _improvement_line(state: CampaignState, inc_fresh: list[RunRecord], base_runs: list[RunRecord]) -> str:
     if state.incumbent_id == state.started.baseline_candidate_id:  # type: ignore[union-attr]
         return "none yet (the baseline is still the incumbent)"
     got = improvement(state, inc_fresh, base_runs)
@@ -201,7 +201,7 @@ def _improvement_line(state: "CampaignState", inc_fresh: list["RunRecord"], base
     return f"{fmt(got.effect)} {ci}  (> 0 is better; {got.method}{level})"
 
 
-def origin_of(state: "CampaignState", cid: str) -> str:
+def origin_of(state: CampaignState, cid: str) -> str:
     """Which hypothesis made a candidate ("from #3")."""
     parent = state.candidate_parent.get(cid)
     if parent and parent[1] in state.hypotheses:
@@ -227,7 +227,7 @@ def _running_now(loaded: Loaded) -> str:
 # ------------------------------------------------------------------------------------------ finding
 
 
-def find_hypothesis(state: "CampaignState", ref: str) -> "HypothesisRecord":
+def find_hypothesis(state: CampaignState, ref: str) -> HypothesisRecord:
     """A hypothesis by number (`3`, `#3`) or by id prefix."""
     text = ref.strip()
     number = text[1:] if text.startswith("#") else text
@@ -250,7 +250,7 @@ def find_hypothesis(state: "CampaignState", ref: str) -> "HypothesisRecord":
 # ----------------------------------------------------------------------------------------- checkout
 
 
-def resolve_candidate(state: "CampaignState", ref: str) -> str:
+def resolve_candidate(state: CampaignState, ref: str) -> str:
     """`best` (the incumbent), `baseline`, a candidate id prefix, or a hypothesis (number or id prefix)."""
     started = state.started
     assert started is not None
@@ -276,7 +276,7 @@ def resolve_candidate(state: "CampaignState", ref: str) -> str:
     return _candidate_of(h)
 
 
-def _candidate_of(h: "HypothesisRecord") -> str:
+def _candidate_of(h: HypothesisRecord) -> str:
     if h.candidate_id is None:
         raise CampaignError(f"hypothesis #{h.number} has no candidate (status {h.status})")
     return h.candidate_id
@@ -286,7 +286,7 @@ def _candidate_of(h: "HypothesisRecord") -> str:
 def checkout(
     ref: Annotated[str, typer.Argument(metavar="best|baseline|ID", help="Which candidate to write.")],
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Folder to write (default ./checkout-<id>/).")
+        Path | None, typer.Option("--out", "-o", help="Folder to write (default ./checkout-<id>/).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
     campaign: CampaignOption = None,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from ledgerlab.core.errors import LedgerlabError
 
 DirOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--dir", envvar="LEDGERLAB_DIR", help="Project folder (holds ledgerlab.toml and .ledgerlab/)."),
 ]
 

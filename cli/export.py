@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -92,9 +92,9 @@ AUTORESEARCH_SQL = f"SELECT * EXCLUDE (number) FROM ({AUTORESEARCH_SQL}) ORDER B
 @app.command()
 def export(
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = ExportFormat.tsv,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
                                                 "<view>.parquet).")] = None,
-    view: Annotated[Optional[str], typer.Option(
+    view: Annotated[str | None, typer.Option(
         "--view", help="autoresearch (results.tsv columns; the default for tsv), results (one row per hypothesis, "
         "the default otherwise) or a view: hypotheses, runs, verdicts, incumbents, llm_calls, leaderboard, "
         "campaigns.")] = None,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,7 +28,7 @@ def marketing() -> None:
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    seed: Annotated[Optional[int], typer.Option(help="Draw a market from this seed (default: canonical).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Draw a market from this seed (default: canonical).")] = None,
     null: Annotated[bool, typer.Option("--null", help="A/A market: no lever matters.")] = False,
 ) -> None:
     """Serve the market's JSON API until interrupted (Ctrl-C)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -83,8 +83,8 @@ def _plain(value: Any) -> str:
 
 @app.command()
 def log(
-    campaign: Annotated[Optional[str], typer.Option("--campaign", "-c", help="Only this campaign (id or prefix).")] = None,
-    type: Annotated[Optional[str], typer.Option("--type", "-t", help="Only this event type, e.g. RunFinished.")] = None,
+    campaign: Annotated[str | None, typer.Option("--campaign", "-c", help="Only this campaign (id or prefix).")] = None,
+    type: Annotated[str | None, typer.Option("--type", "-t", help="Only this event type, e.g. RunFinished.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show the latest N events.")] = 50,
     dir: DirOption = None,
 ) -> None:

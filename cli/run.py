@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
 
-JudgeOption = Annotated[Optional[str], typer.Option("--judge", help="stats (default), greedy or fixed.")]
+JudgeOption = Annotated[str | None, typer.Option("--judge", help="stats (default), greedy or fixed.")]
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -35,24 +35,24 @@ def _budgets(max_hypotheses: int | None, max_runs: int | None, time_limit: str |
 
 @app.command()
 def run(
-    domain: Annotated[Optional[str], typer.Argument(help="Domain to run (see `ledgerlab domains`).")] = None,
+    domain: Annotated[str | None, typer.Argument(help="Domain to run (see `ledgerlab domains`).")] = None,
     directory: DirOption = None,
-    max_hypotheses: Annotated[Optional[int], typer.Option(help="Stop after this many hypotheses.")] = None,
-    max_runs: Annotated[Optional[int], typer.Option(help="Stop after this many runs.")] = None,
-    time_limit: Annotated[Optional[str], typer.Option(help="Wall-clock limit, e.g. 30m, 2h.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="LLM spend limit in dollars.")] = None,
-    max_units: Annotated[Optional[float], typer.Option(help="Domain units limit (marketing: visitors).")] = None,
+    max_hypotheses: Annotated[int | None, typer.Option(help="Stop after this many hypotheses.")] = None,
+    max_runs: Annotated[int | None, typer.Option(help="Stop after this many runs.")] = None,
+    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30m, 2h.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="LLM spend limit in dollars.")] = None,
+    max_units: Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")] = None,
     judge: JudgeOption = None,
-    proposer: Annotated[Optional[str], typer.Option(help="knob (default), random, llm, or a plug-in.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="LLM model (litellm name) for --proposer llm.")] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="LLM endpoint, e.g. http://127.0.0.1:8080/v1.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Campaign seed.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Runs at once on this machine.")] = None,
-    agents: Annotated[Optional[int], typer.Option(help="Concurrent proposers (copies of [proposer]).")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local (default) or ray.")] = None,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="ml_training: your own text file or folder.")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Domain option KEY=VALUE.")] = None,
+    proposer: Annotated[str | None, typer.Option(help="knob (default), random, llm, or a plug-in.")] = None,
+    model: Annotated[str | None, typer.Option(help="LLM model (litellm name) for --proposer llm.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="LLM endpoint, e.g. http://127.0.0.1:8080/v1.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Campaign seed.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Runs at once on this machine.")] = None,
+    agents: Annotated[int | None, typer.Option(help="Concurrent proposers (copies of [proposer]).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://HOST:PORT.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="ml_training: your own text file or folder.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Domain option KEY=VALUE.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
@@ -77,12 +77,12 @@ def run(
 @app.command()
 def resume(
     directory: DirOption = None,
-    max_hypotheses: Annotated[Optional[int], typer.Option(help="Raise or lower the hypothesis budget.")] = None,
-    max_runs: Annotated[Optional[int], typer.Option(help="Raise or lower the run budget.")] = None,
-    time_limit: Annotated[Optional[str], typer.Option(help="Wall-clock limit, e.g. 30m.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="LLM spend limit in dollars.")] = None,
-    max_units: Annotated[Optional[float], typer.Option(help="Domain units limit (marketing: visitors).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Runs at once on this machine.")] = None,
+    max_hypotheses: Annotated[int | None, typer.Option(help="Raise or lower the hypothesis budget.")] = None,
+    max_runs: Annotated[int | None, typer.Option(help="Raise or lower the run budget.")] = None,
+    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30m.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="LLM spend limit in dollars.")] = None,
+    max_units: Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Runs at once on this machine.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""

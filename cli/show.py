@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ledgerlab.cli.campaign import (
-    SHORT, CampaignOption, find_hypothesis, fmt, interval, load_campaign, origin_of,
+    SHORT,
+    CampaignOption,
+    find_hypothesis,
+    fmt,
+    interval,
+    load_campaign,
+    origin_of,
 )
 from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
@@ -61,7 +67,7 @@ def show(
     console.print(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"))
 
 
-def _runs_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
+def _runs_table(state: CampaignState, h: HypothesisRecord) -> Any:
     from rich.table import Table
 
     runs: list[RunRecord] = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
@@ -83,7 +89,7 @@ def _pct(x: Any) -> str:
     return f"{x:+.1%}" if isinstance(x, (int, float)) else "n/a"
 
 
-def _verdict_table(state: "CampaignState", h: "HypothesisRecord") -> Any:
+def _verdict_table(state: CampaignState, h: HypothesisRecord) -> Any:
     from rich.table import Table
 
     v = h.verdict

@@ -48,7 +48,7 @@ def lord_alpha(alpha: float, accepted: Sequence[bool], w0: float | None = None) 
     return level
 
 
-def next_alpha(settings: "JudgeSettings", past: Sequence[tuple[float, bool]]) -> float:
+def next_alpha(settings: JudgeSettings, past: Sequence[tuple[float, bool]]) -> float:
     """Level for the next hypothesis; `past` holds (alpha_spent, accepted) of earlier verdicts in order."""
     if settings.alpha_policy == "fixed":
         return settings.alpha

@@ -20,16 +20,22 @@ from typing import Any
 
 from ledgerlab.core import budgets as budget_rules
 from ledgerlab.core import outcomes, planner, proposals, verdicts
+from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
-    Arm, Domain, Executor, MetricSpec, ProposalContext, RunRequest, RunResult,
+    Arm,
+    Domain,
+    Executor,
+    MetricSpec,
+    ProposalContext,
+    RunRequest,
+    RunResult,
 )
 from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold

@@ -95,7 +95,7 @@ class CampaignConfig(_Section):
     executor: ExecutorConfig = ExecutorConfig()
     agents: tuple[AgentConfig, ...] = ()
 
-    def merged(self, overrides: dict[str, Any]) -> "CampaignConfig":
+    def merged(self, overrides: dict[str, Any]) -> CampaignConfig:
         """A copy with dotted-key overrides applied (`budgets.max_runs`), None values skipped.
 
         Only keys that were set carry over, so the copy still tells a default from a value someone chose.

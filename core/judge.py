@@ -94,7 +94,7 @@ class JudgeSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _looks_increase(self) -> "JudgeSettings":
+    def _looks_increase(self) -> JudgeSettings:
         if not self.looks or self.looks[0] < 1 or any(b <= a for a, b in zip(self.looks, self.looks[1:])):
             raise ValueError(f"looks must be positive and strictly increasing, got {self.looks}")
         if self.fixed_n < 2:

@@ -38,7 +38,7 @@ class RunIndex:
     by_hypothesis: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
 
     @classmethod
-    def of(cls, state: CampaignState) -> "RunIndex":
+    def of(cls, state: CampaignState) -> RunIndex:
         index = cls()
         for run in state.runs.values():
             if run.role == "incumbent":

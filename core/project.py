@@ -18,7 +18,7 @@ class Project:
     root: Path
 
     @classmethod
-    def at(cls, directory: str | os.PathLike[str] | None = None) -> "Project":
+    def at(cls, directory: str | os.PathLike[str] | None = None) -> Project:
         """The project at `directory`, else $LEDGERLAB_DIR, else the current directory."""
         chosen = directory or os.environ.get("LEDGERLAB_DIR") or os.getcwd()
         return cls(Path(chosen).expanduser().resolve())

@@ -114,7 +114,7 @@ class RunResult(Value):
     log_path: str | None = None
     # A/B/n: the further arms' results by run id (each with this run's control); an arm missing here
     # shares this result's failure.
-    arms: dict[str, "RunResult"] = Field(default_factory=dict)
+    arms: dict[str, RunResult] = Field(default_factory=dict)
 
 
 @runtime_checkable
@@ -192,7 +192,7 @@ class Proposer(Protocol):
 
     name: str
 
-    def propose(self, context: ProposalContext, sink: "EventSink | None" = None) -> Proposal | None:
+    def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
         """Return the next hypothesis; LLM proposers report their calls to `sink`."""
         ...
 

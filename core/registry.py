@@ -53,7 +53,7 @@ def proposer_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=PROPOSER_GROUP)}
 
 
-def load_proposer(settings: "ProposerConfig") -> Proposer:
+def load_proposer(settings: ProposerConfig) -> Proposer:
     """Instantiate the proposer `settings.kind` (knob, random, llm, or a plug-in) with its settings."""
     found = proposer_entry_points()
     if settings.kind not in found:

@@ -11,8 +11,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -183,11 +183,7 @@ class LLMCallCompleted(Event):
 # ------------------------------------------------------------------------------------ encode/decode
 
 AnyEvent = Annotated[
-    Union[
-        CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
-        PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
-        IncumbentChanged, LLMCallCompleted,
-    ],
+    CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached | IncumbentChanged | LLMCallCompleted,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -280,7 +276,7 @@ def row_hash(*fields: Any) -> str:
 
 def utc_now() -> datetime:
     """The current time in UTC (timezone-aware, microsecond precision)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_event_ids(count: int) -> list[str]:

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -121,7 +121,7 @@ def _is_busy(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
 
 
-def connect_with_retry(path: Path, *, read_only: bool, wait_s: float | None = None) -> "duckdb.DuckDBPyConnection":
+def connect_with_retry(path: Path, *, read_only: bool, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the file, retrying with backoff while another process holds its lock."""
     import duckdb
 
@@ -152,7 +152,7 @@ def _touch(path: Path) -> None:
 
 
 @contextmanager
-def read_only_connection(path: str | os.PathLike[str], wait_s: float | None = None) -> Iterator["duckdb.DuckDBPyConnection"]:
+def read_only_connection(path: str | os.PathLike[str], wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection that cannot touch files or change settings, closed on exit."""
     file = Path(path)
     if not file.exists():
@@ -194,7 +194,7 @@ class DuckDBLedger:
 
     # --- the lease
 
-    def _lease(self) -> "duckdb.DuckDBPyConnection":
+    def _lease(self) -> duckdb.DuckDBPyConnection:
         """The open connection, opening (or re-opening after yielding to a reader) as needed."""
         if self._con is not None and self._reader_waiting():
             self._release(yield_to_reader=True)
@@ -223,7 +223,7 @@ class DuckDBLedger:
         if yield_to_reader:
             self._resume_at = time.monotonic() + self.yield_s
 
-    def _reap(self, con: "duckdb.DuckDBPyConnection") -> None:
+    def _reap(self, con: duckdb.DuckDBPyConnection) -> None:
         """Close the lease after `idle_s` without use, or at once when a reader waits."""
         while True:
             with self._lock:
@@ -293,7 +293,7 @@ class DuckDBLedger:
         with self._lock:
             self._release()
 
-    def __enter__(self) -> "DuckDBLedger":
+    def __enter__(self) -> DuckDBLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -304,13 +304,13 @@ class DuckDBLedger:
     def _forget(self) -> None:
         self._head, self._versions = None, {}
 
-    def _stream_version(self, con: "duckdb.DuckDBPyConnection", campaign_id: str) -> int:
+    def _stream_version(self, con: duckdb.DuckDBPyConnection, campaign_id: str) -> int:
         if campaign_id not in self._versions:
             rows = con.execute("SELECT max(version) FROM events WHERE campaign_id = ?", [campaign_id]).fetchall()
             self._versions[campaign_id] = int(rows[0][0] or 0) if rows else 0
         return self._versions[campaign_id]
 
-    def _chain_head(self, con: "duckdb.DuckDBPyConnection") -> tuple[int, str]:
+    def _chain_head(self, con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
         if self._head is None:
             rows = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchall()
             self._head = (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS_HASH)
@@ -320,7 +320,7 @@ class DuckDBLedger:
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _insert(con: "duckdb.DuckDBPyConnection", rows: Sequence[StoredEvent]) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, rows: Sequence[StoredEvent]) -> None:
     """One statement, so one transaction: a single VALUES row, or the batch's columns scanned from numpy."""
     first = rows[0]
     stamp = _naive_utc(first.recorded_at)  # one timestamp per append (see `seal`)
@@ -350,7 +350,7 @@ def _insert(con: "duckdb.DuckDBPyConnection", rows: Sequence[StoredEvent]) -> No
 
 def _naive_utc(stamp: datetime) -> datetime:
     # DuckDB TIMESTAMP is naive; the value is UTC by construction.
-    return stamp.astimezone(timezone.utc).replace(tzinfo=None)
+    return stamp.astimezone(UTC).replace(tzinfo=None)
 
 
 def select_events(
@@ -374,5 +374,5 @@ def select_events(
 def to_stored(row: Sequence[Any]) -> StoredEvent:
     """A fetched `events` row as a StoredEvent (recorded_at made timezone-aware UTC)."""
     data = dict(zip(COLUMNS, row))
-    data["recorded_at"] = data["recorded_at"].replace(tzinfo=timezone.utc)
+    data["recorded_at"] = data["recorded_at"].replace(tzinfo=UTC)
     return StoredEvent(**data)

@@ -63,7 +63,7 @@ class InMemoryLedger:
     def close(self) -> None:
         """Nothing to release; present for the EventStore contract."""
 
-    def __enter__(self) -> "InMemoryLedger":
+    def __enter__(self) -> InMemoryLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -48,7 +48,7 @@ def run_query(path: str | os.PathLike[str], sql: str, wait_s: float | None = Non
             raise _as_query_error(exc) from None
 
 
-def _single_read(con: "duckdb.DuckDBPyConnection", sql: str) -> str:
+def _single_read(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     """The one statement in `sql`, if it is a read; QueryError/ReadOnlyQueryError otherwise."""
     import duckdb
 

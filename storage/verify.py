@@ -59,7 +59,7 @@ class VerifyResult:
             raise IntegrityError(self.summary(), seq=self.first_bad_seq)
 
 
-def verify_connection(con: "duckdb.DuckDBPyConnection") -> VerifyResult:
+def verify_connection(con: duckdb.DuckDBPyConnection) -> VerifyResult:
     """Check the chain in SQL over an open connection."""
     count = int(con.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
     bad = con.execute(_FIRST_BAD).fetchone()

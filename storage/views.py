@@ -263,20 +263,20 @@ LEFT JOIN origin o ON o.campaign_id = a.campaign_id AND o.candidate_id = a.candi
 """,
 }
 
-def views_version(con: "duckdb.DuckDBPyConnection") -> int:
+def views_version(con: duckdb.DuckDBPyConnection) -> int:
     """The views version recorded in the file (0 when it has none)."""
     rows = con.execute("SELECT max(value::INTEGER) FROM ledger_meta WHERE key = 'views_version'").fetchall()
     return int(rows[0][0] or 0) if rows else 0
 
 
-def has_meta(con: "duckdb.DuckDBPyConnection") -> bool:
+def has_meta(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the file has a `ledger_meta` table (a ledger made by ledgerlab)."""
     sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_meta' AND database_name = current_database()"
     rows = con.execute(sql).fetchall()
     return bool(rows and rows[0][0])
 
 
-def install(con: "duckdb.DuckDBPyConnection") -> bool:
+def install(con: duckdb.DuckDBPyConnection) -> bool:
     """Create `events`, `ledger_meta` and the views if missing or older; True when views were (re)made."""
     from ledgerlab.storage.ledger import EVENTS_DDL
 

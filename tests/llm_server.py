@@ -87,7 +87,7 @@ class ScriptedLLMServer:
         with self._lock:
             self._queue.extend(Reply(content=r) if isinstance(r, str) else r for r in replies)
 
-    def start(self) -> "ScriptedLLMServer":
+    def start(self) -> ScriptedLLMServer:
         self._thread.start()
         return self
 
@@ -95,7 +95,7 @@ class ScriptedLLMServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "ScriptedLLMServer":
+    def __enter__(self) -> ScriptedLLMServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -93,7 +93,7 @@ def test_unknown_routes_and_experiments_answer_404(server: MarketServer) -> None
 
 
 class _Fault(BaseHTTPRequestHandler):
-    behave: Callable[["_Fault"], None]
+    behave: Callable[[_Fault], None]
     hits: list[str]
 
     def do_GET(self) -> None:  # noqa: N802

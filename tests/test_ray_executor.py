@@ -23,7 +23,6 @@ from ledgerlab.core.config import ExecutorConfig  # noqa: E402
 from ledgerlab.core.executors import make_executor  # noqa: E402
 from ledgerlab.core.executors.ray import RayExecutor  # noqa: E402
 
-
 # One token for the module: Ray caches the token it first reads for the life of the process.
 TOKEN = secrets.token_hex(16)
 

@@ -66,7 +66,7 @@ def test_batches_append_after_reopening(ledger_path: Path) -> None:
     # A fresh lease reads the chain head and the stream version first; a batch then goes in by another path.
     with DuckDBLedger(ledger_path) as ledger:
         ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
-    for attempt in range(2):
+    for _attempt in range(2):
         with DuckDBLedger(ledger_path) as ledger:
             version = ledger.version("a")
             rows = ledger.append("a", [ev.CampaignPaused(reason=str(i)) for i in range(3)], expected_version=version)

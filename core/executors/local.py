@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 
-
 # ------------------------------------------------------------------------------------------- resources
 
 

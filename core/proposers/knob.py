@@ -20,7 +20,14 @@ from ledgerlab.core.config import ProposerConfig
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.proposers.knob_values import (
-    Key, Seen, change_key, clamp, parse_history, readable_knobs, round_sig, show,
+    Key,
+    Seen,
+    change_key,
+    clamp,
+    parse_history,
+    readable_knobs,
+    round_sig,
+    show,
 )
 from ledgerlab.core.protocols import EventSink, Knob, Proposal, ProposalContext
 
@@ -229,7 +236,7 @@ def _order(current: Mapping[str, tuple[Knob, Any]], seen: list[Seen], plans: Map
 def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple[Any, str] | None:
     """The first value on the knob's ladder that is new and not tried, and why it was chosen."""
     skipped = False  # whether a preferred value was passed over because it was tried (not merely clamped)
-    for new, direction, rung in _ladder(knob, value, plan):
+    for new, _direction, rung in _ladder(knob, value, plan):
         if new == value:
             continue
         if change_key({knob.name: new}) in taken:

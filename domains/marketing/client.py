@@ -70,7 +70,7 @@ class MarketClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "MarketClient":
+    def __enter__(self) -> MarketClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -62,7 +62,7 @@ class Settings:
     factorial: bool = True
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], base: "Settings | None" = None) -> "Settings":
+    def from_options(cls, options: Mapping[str, Any], base: Settings | None = None) -> Settings:
         """Validated settings; ConfigError for an unknown option or a bad value."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)

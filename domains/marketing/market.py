@@ -91,12 +91,12 @@ class Market:
         object.__setattr__(self, "_intercept", _calibrate(self.truth))
 
     @classmethod
-    def canonical(cls, null: bool = False, **kwargs: Any) -> "Market":
+    def canonical(cls, null: bool = False, **kwargs: Any) -> Market:
         """The hand-designed market."""
         return cls(canonical_truth(null=null), **kwargs)
 
     @classmethod
-    def seeded(cls, seed: int | None, null: bool = False, **kwargs: Any) -> "Market":
+    def seeded(cls, seed: int | None, null: bool = False, **kwargs: Any) -> Market:
         """The market drawn from `seed` (None: the canonical one)."""
         if seed is None:
             return cls.canonical(null=null, **kwargs)

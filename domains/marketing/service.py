@@ -100,7 +100,7 @@ def _int(body: dict[str, Any], key: str, default: int | None) -> int:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     server_version = "ledgerlab-market/1"
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
@@ -173,7 +173,7 @@ class MarketServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "MarketServer":
+    def start(self) -> MarketServer:
         """Serve in a daemon thread; returns at once."""
         # A short poll interval makes stop() quick (shutdown waits for the loop's next poll).
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="ledgerlab-market",

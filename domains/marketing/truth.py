@@ -9,8 +9,8 @@ segment and hurt another, and two that do nothing (button colour, chat widget).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,10 @@ class Shift:
     mobile: float = 0.0
     new: float = 0.0
 
-    def __add__(self, other: "Shift") -> "Shift":
+    def __add__(self, other: Shift) -> Shift:
         return Shift(self.all + other.all, self.mobile + other.mobile, self.new + other.new)
 
-    def scaled(self, factor: float) -> "Shift":
+    def scaled(self, factor: float) -> Shift:
         return Shift(self.all * factor, self.mobile * factor, self.new * factor)
 
     def on(self, is_mobile: np.ndarray, is_new: np.ndarray) -> np.ndarray:
