@@ -183,7 +183,9 @@ class LLMCallCompleted(Event):
 # ------------------------------------------------------------------------------------ encode/decode
 
 AnyEvent = Annotated[
-    CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached | IncumbentChanged | LLMCallCompleted,
+    CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed
+    | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached
+    | IncumbentChanged | LLMCallCompleted,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Event]] = {

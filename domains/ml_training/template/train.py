@@ -11,10 +11,11 @@ the optimizer, the schedule, the tunables below) is fair game.
 
 import math
 
-import harness
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import harness
 
 # ------------------------------------------------------------------------------------------- tunables
 
