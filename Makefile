@@ -30,7 +30,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
-	for b in ledger judge overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done
+	for b in ledger judge judge_frontier overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-marketing
