@@ -7,14 +7,14 @@ Shared by `bench/judge.py` and the judge's tests. A run's value is
 so a candidate and the incumbent run on the same seed are correlated by ρ (the pairing correlation). The
 metric is minimized (a loss); an effect of e means the candidate's true value is e·σ lower.
 
-Like the loop: the incumbent starts with `calibration_runs` replicates; a hypothesis starts with
-`judge.first_n()` candidate runs on seeds seed_base, seed_base+1, ...; on "more" it runs candidate
-replicates up to `need` and the incumbent on the matched seeds it lacks; the incumbent's runs on other
-seeds are passed as `incumbent_only`. With `fresh_seeds` (default) each hypothesis starts on seeds no
-earlier hypothesis used, so the incumbent is run beside it (one incumbent run per candidate run, counted
-apart); without it every hypothesis starts at seed_base and its first look reuses the incumbent's
-calibration run: cheaper, but one lucky incumbent run then blocks (or, unlucky, waves through) every
-hypothesis of that incumbent, and an incumbent that is hard to beat stays longest; `history_diffs` holds earlier
+Like the loop: the incumbent starts with `calibration_runs` replicates; the k-th hypothesis on an incumbent
+runs replicate i on seed seed_base + (k + i) mod `window` (the loop's own `planner.rotation_seeds`), the
+incumbent on the matched seeds it lacks (counted apart); on "more" it runs candidate replicates up to
+`need`; the incumbent's runs on other seeds are passed as `incumbent_only`. So the incumbent gathers up to
+`window` replicates, each shared by the hypotheses that land on its seed. `window=None` instead starts
+every hypothesis on seeds no earlier one used (one incumbent run beside each candidate run: the incumbent
+never stops gathering), `window=1` starts every hypothesis on the same seed (one lucky incumbent run then
+blocks, or an unlucky one waves through, every hypothesis of that incumbent). `history_diffs` holds earlier
 hypotheses' differences when they had ≥ 2 pairs, `history_replicates` the incumbents' runs. On accept the
 candidate becomes the incumbent with `confirm_runs` fresh replicates, and pairings move past every seed
 used to select it.
@@ -30,11 +30,14 @@ import numpy as np
 from scipy import stats as sps
 
 from ledgerlab.core.judge import Evidence, Judge, Judgement, JudgeSettings
+from ledgerlab.core.planner import rotation_seeds
 from ledgerlab.core.protocols import MetricSpec
 
 LOSS = MetricSpec(name="loss", direction="minimize")
 RATE = MetricSpec(name="conversion", direction="maximize", kind="proportion")
-CALIBRATION_RUNS = JudgeSettings().calibration_runs  # the loop's baseline replicates
+CALIBRATION_RUNS = JudgeSettings().baseline_runs("independent")  # the loop's baseline replicates
+WINDOW = JudgeSettings().seed_window  # the loop's seed rotation
+MAX_REPLICATES = 64  # fresh seeds per hypothesis (window=None): more than any judge asks for
 
 
 @dataclass
@@ -63,8 +66,9 @@ class Campaign:
     incumbent_runs: dict[int, float] = field(default_factory=dict)
     past_incumbents: list[tuple[float, ...]] = field(default_factory=list)
     history_diffs: list[tuple[float, ...]] = field(default_factory=list)
-    fresh_seeds: bool = True
+    window: int | None = WINDOW  # None: fresh seeds for every hypothesis
     next_seed: int = 0
+    on_incumbent: int = 0  # hypotheses played on the current incumbent
 
     def value(self, true: float, seed: int) -> float:
         """One run's value on `seed`."""
@@ -90,53 +94,57 @@ def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: Metr
          confirm_runs: int = 2) -> Outcome:
     """Play one hypothesis of true improvement `effect`·σ to a final verdict."""
     true = camp.true_incumbent - effect * camp.sigma
-    base = camp.next_seed if camp.fresh_seeds else camp.seed_base
+    if camp.window is None:
+        seeds = list(range(camp.next_seed, camp.next_seed + MAX_REPLICATES))
+    else:
+        seeds = rotation_seeds(camp.seed_base, camp.on_incumbent, camp.window)
+    camp.on_incumbent += 1
     cand: list[float] = []
     new_inc = 0
     need = judge.first_n()
     while True:
         for j in range(len(cand), need):
-            seed = base + j
+            seed = seeds[j]
             cand.append(camp.value(true, seed))
             if seed not in camp.incumbent_runs:
                 camp.incumbent_runs[seed] = camp.value(camp.true_incumbent, seed)
                 new_inc += 1
-        pairs = tuple((c, camp.incumbent_runs[base + j]) for j, c in enumerate(cand))
-        matched = range(base, base + len(cand))
+        pairs = tuple((c, camp.incumbent_runs[seeds[j]]) for j, c in enumerate(cand))
+        matched = set(seeds[: len(cand)])
         others = tuple(v for s, v in camp.incumbent_runs.items() if s not in matched)[-camp.history_cap:]
         ev = Evidence(metric=metric, design="independent", pairs=pairs, incumbent_only=others,
                       history_diffs=tuple(camp.history_diffs[-camp.history_cap:]),
                       history_replicates=camp.replicates())
         j: Judgement = judge.judge(ev, alpha)
         if j.decision == "more":
-            if j.need <= len(cand):
-                raise AssertionError(f"judge asked for {j.need} but has {len(cand)}")
+            if j.need <= len(cand) or j.need > len(seeds):
+                raise AssertionError(f"judge asked for {j.need} with {len(cand)} run, {len(seeds)} seeds")
             need = j.need
             continue
         break
     if len(pairs) >= 2:
         camp.history_diffs.append(tuple(c - i for c, i in pairs))
-    camp.next_seed = max(camp.next_seed, base + len(cand))
+    camp.next_seed = max(camp.next_seed, max(seeds[: len(cand)]) + 1)
     accepted = j.decision == "accept"
     if accepted:
         camp.past_incumbents.append(tuple(camp.incumbent_runs.values()))
         camp.true_incumbent = true
         camp.seed_base = max(camp.incumbent_runs) + 1  # pairings move past every seed used so far
-        camp.incumbent_runs = {}
+        camp.incumbent_runs, camp.on_incumbent = {}, 0
         camp.start(confirm_runs)
     return Outcome(effect, accepted, len(cand), new_inc, j.look, j.alpha_spent)
 
 
 def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses: int, rho: float,
              alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = CALIBRATION_RUNS,
-             fresh_seeds: bool = True) -> list[Outcome]:
+             window: int | None = WINDOW) -> list[Outcome]:
     """Play `hypotheses` hypotheses, in campaigns of `per_campaign`; effects: (probability, effect·σ)."""
     rng = np.random.default_rng(seed)
     probs = np.array([p for p, _ in effects], float)
     sizes = [e for _, e in effects]
     out: list[Outcome] = []
     while len(out) < hypotheses:
-        camp = Campaign(rng=rng, rho=rho, fresh_seeds=fresh_seeds)
+        camp = Campaign(rng=rng, rho=rho, window=window)
         camp.start(calibration_runs)
         for _ in range(min(per_campaign, hypotheses - len(out))):
             e = sizes[int(rng.choice(len(sizes), p=probs / probs.sum()))]

@@ -160,7 +160,10 @@ HELP: dict[str, tuple[str, Any]] = {
                     "domain's own)", 0.01),
     "judge.confirm_runs": ("fresh incumbent runs after an accept: the improvement reported comes from them, "
                            "not from the runs that selected it", None),
-    "judge.calibration_runs": ("baseline runs at the start of a campaign", None),
+    "judge.calibration_runs": ("baseline runs at the start of a campaign (unset: 5 for independent designs, "
+                               "3 for A/B ones)", 5),
+    "judge.incumbent_seeds": ("independent designs: hypotheses rotate over this many of the incumbent's seeds, "
+                              "so it gathers up to this many replicates, each shared by several hypotheses", None),
     "judge.guardrails": ("reject a change the test accepts when one of the domain's guardrail metrics "
                          "(marketing: revenue per visitor) is significantly worse; greedy does not check unless this is set", None),
     "proposer.kind": ("who writes hypotheses: knob (offline, no API key), random (random knob changes), llm, or "

@@ -43,7 +43,8 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 
 # autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto (unless set).
-GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "guardrails": False}
+GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
+                                   "guardrails": False}
 
 
 def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
@@ -235,7 +236,8 @@ class Campaign:
     def _needed(self) -> list[planner.RunSpec]:
         index = planner.RunIndex.of(self.state)
         specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
-                                    self.settings.calibration_runs, self.settings.confirm_runs)
+                                    self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
+                                    self.settings.seed_window)
         self._stop = self._stop or planner.failing_incumbent(index, specs)
         return specs
 

@@ -72,14 +72,15 @@ class JudgeConfig(_Section):
     futility: bool = True
     futility_p: float = Field(default=0.2, gt=0, le=1)
     futility_scale: Literal["effect", "p"] = "effect"
-    futility_min_df: int = Field(default=4, ge=0)
+    futility_min_df: int = Field(default=2, ge=0)
     spending: Literal["information", "equal"] = "information"
     min_diff_df: int = Field(default=8, ge=0)
     robust: Literal["none", "trim", "winsor"] = "none"
     trim: float = 0.2
     delta: float | None = None
     confirm_runs: int = Field(default=2, ge=0)
-    calibration_runs: int = Field(default=3, ge=1)
+    calibration_runs: int | None = Field(default=None, ge=1)  # unset: 5 independent, 3 concurrent
+    incumbent_seeds: int = Field(default=16, ge=1)
     guardrails: bool = True
 
 

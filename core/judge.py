@@ -61,7 +61,7 @@ class JudgeSettings(BaseModel):
     # With fewer residual df than this (the first looks of a campaign), a t p-value is too unsure to drop a
     # hypothesis on: futility then applies only when the effect is ≤ δ, and the levels are computed without
     # futility credit (non-binding), so α holds whichever way each futility check goes. 0: always binding.
-    futility_min_df: int = 4
+    futility_min_df: int = 2
     spending: Literal["information", "equal"] = "information"  # how α is split over the looks
     robust: Literal["none", "trim", "winsor"] = "none"  # heavy-tailed continuous metrics
     trim: float = 0.2
@@ -69,7 +69,13 @@ class JudgeSettings(BaseModel):
     min_diff_df: int = 8  # below this many df from paired differences, also pool incumbent replicates
     min_expected: float = 5.0  # proportions: exact test when an expected cell count is below this
     confirm_runs: int = 2  # fresh replicates after an accept, for an unbiased effect (loop uses it)
-    calibration_runs: int = 3  # baseline replicates at campaign start (loop uses it)
+    # Baseline replicates at campaign start (loop uses it). Unset: 5 for independent designs, whose variance
+    # history starts from them (4 df before the first hypothesis), 3 for concurrent ones (each A/B run
+    # carries its own variance; the baseline's are A/A checks that cost traffic).
+    calibration_runs: int | None = None
+    # Independent designs: hypotheses on one incumbent rotate over this many of its seeds, so it gathers up
+    # to this many replicates and each is shared by several hypotheses (loop uses it; see core/planner.py).
+    incumbent_seeds: int = 16
     guardrails: bool = True  # reject an accept that a domain guardrail shows harmful (loop uses it)
 
     @field_validator("alpha")
@@ -93,10 +99,26 @@ class JudgeSettings(BaseModel):
             raise ValueError(f"trim must be in [0, 0.5), got {v}")
         return v
 
+    def baseline_runs(self, design: str) -> int:
+        """The baseline's calibration replicates for a domain of `design` (independent or concurrent)."""
+        if self.calibration_runs is not None:
+            return self.calibration_runs
+        return 5 if design == "independent" else 3
+
+    @property
+    def seed_window(self) -> int:
+        """The seed rotation's width: `incumbent_seeds`, widened to the most replicates a hypothesis can get."""
+        most = {"stats": self.looks[-1], "fixed": self.fixed_n, "greedy": 1}[self.kind]
+        return max(self.incumbent_seeds, most)
+
     @model_validator(mode="after")
     def _looks_increase(self) -> JudgeSettings:
         if not self.looks or self.looks[0] < 1 or any(b <= a for a, b in zip(self.looks, self.looks[1:])):
             raise ValueError(f"looks must be positive and strictly increasing, got {self.looks}")
+        if self.calibration_runs is not None and self.calibration_runs < 1:
+            raise ValueError(f"calibration_runs must be at least 1, got {self.calibration_runs}")
+        if self.incumbent_seeds < 1:
+            raise ValueError(f"incumbent_seeds must be at least 1, got {self.incumbent_seeds}")
         if self.fixed_n < 2:
             raise ValueError(f"fixed_n must be at least 2, got {self.fixed_n}")
         return self

@@ -1,10 +1,15 @@
 """What runs a campaign needs next, and the evidence a hypothesis's finished runs give the judge.
 
 Seeds: every incumbent I has a `seed_base` b (0 for the baseline; for a later incumbent, the first seed no
-run had used when it was accepted). Hypotheses built on I compare on seeds b, b+1, ... (replicate i on seed
-b+i), so I's run on a seed is shared by every hypothesis that needs it (DESIGN: "reuse incumbent runs already
-in the ledger"). After an accept, the new incumbent's first `confirm_runs` seeds are fresh: its runs there
-(and the replaced incumbent's, for an independent design) measure the change on data not used to select it.
+run had used when it was accepted). Independent designs: the k-th hypothesis proposed on I runs replicate i on
+seed b + (k + i) mod W, W = `JudgeSettings.seed_window` (16 by default). So each of I's runs is shared by the
+hypotheses that land on its seed (DESIGN: "reuse incumbent runs already in the ledger"), I gathers up to W
+replicates as hypotheses rotate through the window ("the incumbent keeps gathering replicates"), and no one
+incumbent run is the first comparison of every hypothesis: with a single shared seed, a lucky incumbent run
+would block (or an unlucky one wave through) every change tried on it. Concurrent designs (A/B) run both arms
+in each run's window: replicate i of every hypothesis is on seed b + i. After an accept, the new incumbent's
+first `confirm_runs` seeds are fresh: its runs there (and the replaced incumbent's, for an independent
+design) measure the change on data not used to select it.
 """
 
 from __future__ import annotations
@@ -66,9 +71,24 @@ def confirm_seeds(state: CampaignState, candidate_id: str, runs: int) -> list[in
     return [base + i for i in range(runs)]
 
 
+def rotation_seeds(base: int, offset: int, window: int) -> list[int]:
+    """The seeds, in order, for the replicates of the hypothesis at `offset` among those on its incumbent."""
+    return [base + (offset + i) % window for i in range(window)]
+
+
+def rotation_offsets(state: CampaignState) -> dict[str, int]:
+    """Each hypothesis's place among those proposed on the same incumbent (fixed once it is proposed)."""
+    count: dict[str, int] = defaultdict(int)
+    offsets = {}
+    for record in state.hypotheses.values():
+        offsets[record.hypothesis_id] = count[record.parent_candidate_id]
+        count[record.parent_candidate_id] += 1
+    return offsets
+
+
 def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[str, int],
-                calibration_runs: int, confirm_runs: int) -> list[RunSpec]:
-    """Runs not yet started that the campaign needs now, most urgent first."""
+                calibration_runs: int, confirm_runs: int, window: int = 1) -> list[RunSpec]:
+    """Runs not yet started that the campaign needs now, most urgent first (`window`: see the module doc)."""
     specs: list[RunSpec] = []
     incumbent = state.incumbent_id
     previous = state.incumbent_parent.get(incumbent)
@@ -79,9 +99,11 @@ def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[
         specs += _incumbent_spec(index, incumbent, seed, hypothesis, control if design == "concurrent" else None)
         if previous is not None and design == "independent":
             specs += _incumbent_spec(index, previous, seed, hypothesis, None)
+    offsets = rotation_offsets(state) if design == "independent" and window > 1 else {}
     for record in state.open_hypotheses():
         if record.status == "testing" and record.parent_candidate_id == incumbent:
-            specs += _hypothesis_specs(state, design, index, record, needs.get(record.hypothesis_id, 1))
+            specs += _hypothesis_specs(state, design, index, record, needs.get(record.hypothesis_id, 1),
+                                       offsets.get(record.hypothesis_id, 0), window)
     return specs
 
 
@@ -134,13 +156,18 @@ def _incumbent_spec(index: RunIndex, candidate_id: str, seed: int, hypothesis_id
 
 
 def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record: HypothesisRecord,
-                      need: int) -> list[RunSpec]:
+                      need: int, offset: int, window: int) -> list[RunSpec]:
     assert record.candidate_id is not None
     parent = record.parent_candidate_id
     base = state.seed_base.get(parent, 0)
     started = {run.seed for run in index.by_hypothesis.get(record.hypothesis_id, [])}
+    # Seeds already run count toward `need` wherever they are (a campaign resumed under other settings).
+    order = rotation_seeds(base, offset, max(window, need)) if design == "independent" else \
+        list(range(base, base + need))
+    seeds = [seed for seed in order if seed in started][:need]
+    seeds += [seed for seed in order if seed not in started][: need - len(seeds)]
     specs: list[RunSpec] = []
-    for seed in range(base, base + need):
+    for seed in seeds:
         if design == "independent":
             specs += _incumbent_spec(index, parent, seed, None, None)
         if seed not in started:

@@ -12,6 +12,7 @@ from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
 from ledgerlab.core.executors.local import LocalExecutor
+from ledgerlab.core.judge import JudgeSettings
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
@@ -326,3 +327,25 @@ def test_resume_reruns_every_run_in_flight_with_parallel_workers(tmp_path: Path)
     assert all(state.runs[run_id].attempt == 2 and state.runs[run_id].status == "finished" for run_id in running)
     ends = [r.event().run_id for r in store.read("c-4") if r.type in ("RunFinished", "RunFailed")]  # type: ignore[attr-defined]
     assert len(ends) == len(set(ends))  # each run has one result: none lost, none duplicated
+
+
+def test_hypotheses_on_one_incumbent_rotate_over_its_seeds(tmp_path: Path) -> None:
+    script: list[Step] = [{"X": round(0.1 * k, 1)} for k in range(18)]  # all worse than the baseline's X = 2
+    state = campaign(InMemoryLedger(), tmp_path, script).run()
+    window = JudgeSettings().seed_window
+    assert window == 16 and all(h.status == "rejected" for h in state.hypotheses.values())
+    for k, record in enumerate(state.hypotheses.values()):
+        seeds = [r.seed for r in state.runs.values()
+                 if r.hypothesis_id == record.hypothesis_id and r.role == "candidate"]
+        assert seeds == [(k + i) % window for i in range(len(seeds))]  # replicate i on seed (k + i) mod 16
+    incumbent = [r.seed for r in state.runs.values() if r.role == "incumbent"]
+    candidate = {r.seed for r in state.runs.values() if r.role == "candidate"}
+    # The incumbent gathers one run per seed of its window, each shared by the hypotheses that land there.
+    assert len(incumbent) == len(set(incumbent)) and candidate <= set(incumbent) <= set(range(window))
+    assert len(incumbent) > JudgeSettings().baseline_runs("independent")
+
+
+def test_greedy_compares_every_change_with_the_same_incumbent_run(tmp_path: Path) -> None:
+    script: list[Step] = [{"X": round(0.1 * k, 1)} for k in range(5)]
+    state = campaign(InMemoryLedger(), tmp_path, script, judge={"kind": "greedy"}).run()
+    assert {r.seed for r in state.runs.values()} == {0}  # autoresearch: one baseline run, one run per change
