@@ -11,6 +11,12 @@ from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
 
 JudgeOption = Annotated[str | None, typer.Option("--judge", help="stats (default), greedy or fixed.")]
+# Options `run` and `resume` share (the hypothesis and run budgets differ only in their help).
+TimeLimitOption = Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30m, 2h.")]
+MaxCostOption = Annotated[float | None, typer.Option(help="LLM spend limit in dollars.")]
+MaxUnitsOption = Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")]
+WorkersOption = Annotated[int | None, typer.Option(help="Runs at once on this machine.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")]
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -39,22 +45,22 @@ def run(
     directory: DirOption = None,
     max_hypotheses: Annotated[int | None, typer.Option(help="Stop after this many hypotheses.")] = None,
     max_runs: Annotated[int | None, typer.Option(help="Stop after this many runs.")] = None,
-    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30m, 2h.")] = None,
-    max_cost: Annotated[float | None, typer.Option(help="LLM spend limit in dollars.")] = None,
-    max_units: Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")] = None,
+    time_limit: TimeLimitOption = None,
+    max_cost: MaxCostOption = None,
+    max_units: MaxUnitsOption = None,
     judge: JudgeOption = None,
     proposer: Annotated[str | None, typer.Option(help="knob (default), random, llm, or a plug-in.")] = None,
     model: Annotated[str | None, typer.Option(help="LLM model (litellm name) for --proposer llm.")] = None,
     api_base: Annotated[str | None, typer.Option(help="LLM endpoint, e.g. http://127.0.0.1:8080/v1.")] = None,
     seed: Annotated[int | None, typer.Option(help="Campaign seed.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Runs at once on this machine.")] = None,
+    workers: WorkersOption = None,
     agents: Annotated[int | None, typer.Option(help="Concurrent proposers (copies of [proposer]).")] = None,
     executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://HOST:PORT.")] = None,
     dataset: Annotated[str | None, typer.Option(help="ml_training: your own text file or folder.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Domain option KEY=VALUE.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run a campaign (or continue the unfinished one in this folder)."""
     with user_errors():
@@ -79,11 +85,11 @@ def resume(
     directory: DirOption = None,
     max_hypotheses: Annotated[int | None, typer.Option(help="Raise or lower the hypothesis budget.")] = None,
     max_runs: Annotated[int | None, typer.Option(help="Raise or lower the run budget.")] = None,
-    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30m.")] = None,
-    max_cost: Annotated[float | None, typer.Option(help="LLM spend limit in dollars.")] = None,
-    max_units: Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Runs at once on this machine.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+    time_limit: TimeLimitOption = None,
+    max_cost: MaxCostOption = None,
+    max_units: MaxUnitsOption = None,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
     with user_errors():
