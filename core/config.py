@@ -59,6 +59,10 @@ class ExecutorConfig(_Section):
     workers: int = Field(default=1, ge=1)
     ray_address: str | None = None
     run_timeout_s: float | None = None
+    # Sandboxing of generated code: auto (bubblewrap where it works, else a child process with a warning),
+    # strict (refuse to run without the sandbox), process (never sandbox). See README "Safe runs".
+    isolation: Literal["auto", "strict", "process"] = "auto"
+    keep_workdirs: bool = False  # keep each run's working copy after it ends
 
 
 class JudgeConfig(_Section):

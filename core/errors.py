@@ -6,6 +6,7 @@
     │   ├── ConcurrencyError     an append with a stale expected version
     │   ├── LedgerLockedError    another process holds the ledger past the wait limit
     │   ├── IntegrityError       the hash chain or sequence is broken
+    │   ├── SigningKeyError      the checkpoint signing key cannot be made, read, or trusted
     │   └── QueryError           a user query is malformed
     │       └── ReadOnlyQueryError   a user query tried to write
     ├── DomainError
@@ -49,6 +50,10 @@ class IntegrityError(LedgerError):
         self.seq = seq
 
 
+class SigningKeyError(LedgerError):
+    """The key that signs ledger checkpoints cannot be created or read, or is readable by others."""
+
+
 class QueryError(LedgerError):
     """A user SQL query is malformed or failed."""
 
@@ -79,6 +84,10 @@ class ProposerError(LedgerlabError):
 
 class ProviderDownError(ProposerError):
     """An LLM provider stayed unreachable after all retries."""
+
+
+class IsolationUnavailable(LedgerlabError):
+    """The sandbox a run needs cannot be created here (e.g. isolation = "strict" without bubblewrap)."""
 
 
 class ExecutorError(LedgerlabError):

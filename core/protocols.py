@@ -98,6 +98,10 @@ class RunRequest(Value):
     threads: int | None = None  # CPU threads this run may use
     device: str | None = None  # e.g. "cuda:0"; None lets the domain choose
     options: dict[str, Any] = Field(default_factory=dict)  # domain options from ledgerlab.toml
+    # How generated code is isolated (core/sandbox.py): "auto" (bubblewrap where it works, else a plain child
+    # process), "strict" (bubblewrap or the run fails), "process" (a plain child process).
+    isolation: Literal["auto", "strict", "process"] = "auto"
+    keep_workdir: bool = False  # keep the run's working copy after it ends (for debugging)
 
 
 class RunResult(Value):
@@ -127,7 +131,9 @@ class Domain(Protocol):
     description: str  # instructions for proposers: what may change and what may not (program.md)
     # Optional, read with getattr: `guardrails: tuple[Guardrail, ...]` (secondary metrics a change must not
     # significantly worsen), `budget_unit: str` (what `max_units` counts) and, for concurrent designs,
-    # `candidates_per_run: int` (how many candidates one run may test against one shared control: A/B/n).
+    # `candidates_per_run: int` (how many candidates one run may test against one shared control: A/B/n), and
+    # `runs_generated_code: bool` (default True: its runs execute the artifact, so they belong in the sandbox
+    # of core/sandbox.py and honour RunRequest.isolation; False: the artifact is data, like marketing's).
 
     def baseline(self) -> dict[str, str]:
         """The starting artifact: file name -> text."""

@@ -130,6 +130,7 @@ class MarketingDomain:
     metric = METRICS["conversion_rate"]  # the `metric` option picks another one per instance
     guardrails: tuple[Guardrail, ...] = (REVENUE_GUARDRAIL,)
     design = "concurrent"
+    runs_generated_code = False  # variant.toml is data read by our own code: nothing to sandbox
     budget_unit = "visitors"
     description = (Path(__file__).parent / "program.md").read_text(encoding="utf-8")
 

@@ -5,18 +5,19 @@
     result = domain.run(RunRequest(run_id="r1", candidate_id="c", files=domain.baseline(), seed=0,
                                    workdir=Path(".ledgerlab/runs/r1")))
 
-A run copies the candidate's train.py and the fixed harness.py into the run's working copy, starts
-`python train.py` in the sandbox (core/sandbox.py) and reads the summary the harness printed and signed.
-This module never imports torch: training happens in the child process.
+A run has two sandboxes (core/sandbox.py). The first holds the candidate's train.py, the fixed harness.py and
+the training split only; it trains and exports the model with torch.export. The second runs the trusted
+evaluator.py on that exported program (data, not code) and the validation split, which the first never had
+in view; the value recorded is the evaluator's. Peak memory and wall time come from this process (the run's
+cgroup, or polling), never from the run's own report. This module never imports torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import importlib.metadata
+import json
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -25,19 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ledgerlab.core.errors import ConfigError, InvalidCandidate
+from ledgerlab.core.errors import ConfigError, InvalidCandidate, IsolationUnavailable
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
-from ledgerlab.core.sandbox import SandboxResult, read_tail, run_sandboxed
+from ledgerlab.core.sandbox import Limits, Sandbox, SandboxResult, read_tail, resolve_isolation
 from ledgerlab.domains.ml_training.checks import ARTIFACT, validate_files
 from ledgerlab.domains.ml_training.data import Dataset, resolve_dataset
 from ledgerlab.domains.ml_training.knobs import KNOBS
+from ledgerlab.domains.ml_training.splits import Splits, prepare_splits
 
 HERE = Path(__file__).parent
 HARNESS = HERE / "harness.py"
+EVALUATOR = HERE / "evaluator.py"
+MODEL = "model.pt2"
+RESULT = "result.json"
 TEMPLATE = HERE / "template" / ARTIFACT
 PROGRAM = HERE / "program.md"
-LOG_NAME = "run.log"
 OOM_PATTERNS = ("out of memory", "MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
 
 
@@ -54,18 +58,19 @@ class Profile:
     startup_s: float  # allowance for imports, data loading and evaluation, on top of budget × grace
     delta: float  # practical margin of val_bpb
     min_tokens_per_s: float  # to turn a token budget into a timeout
+    eval_timeout_s: float  # the evaluator's own time limit
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 CPU = Profile(budget_s=30.0, eval_tokens=65536, memory_limit_mb=8192, startup_s=45.0, delta=0.02,
-              min_tokens_per_s=2000.0)
+              min_tokens_per_s=2000.0, eval_timeout_s=120.0)
 GPU = Profile(budget_s=300.0, eval_tokens=2**20, memory_limit_mb=None, startup_s=120.0, delta=0.002,
-              min_tokens_per_s=50000.0,
+              min_tokens_per_s=50000.0, eval_timeout_s=600.0,
               train_overrides={"DEPTH": 8, "WIDTH": 512, "HEADS": 8, "SEQ_LEN": 512, "BATCH_SIZE": 64,
                                "LR": 1e-3, "EMBED_LR": 3e-3})
 OPTIONS = ("budget_s", "budget_tokens", "dataset", "device", "grace", "memory_limit_mb", "eval_tokens",
-           "startup_s", "threads", "memory_margin")
-MEMORY = "peak_memory_mb"  # a run's peak memory (harness.py), the optional guardrail's metric
+           "startup_s", "threads", "memory_margin", "disk_limit_mb", "pids_limit")
+MEMORY = "peak_memory_mb"  # a run's peak memory (measured by the parent), the optional guardrail's metric
 
 
 def detect_device() -> str:
@@ -113,7 +118,8 @@ class MLTrainingDomain:
                  dataset: str | None = None, device: str = "auto", grace: float = 1.5,
                  memory_limit_mb: int | None | Literal["auto"] = "auto", eval_tokens: int | None = None,
                  startup_s: float | None = None, threads: int | None = None,
-                 memory_margin: float | None = None, **unknown: Any) -> None:
+                 memory_margin: float | None = None, disk_limit_mb: int = 2048, pids_limit: int = 512,
+                 **unknown: Any) -> None:
         if unknown:
             raise ConfigError(f"ml_training: unknown option(s) {sorted(unknown)}; known: {', '.join(OPTIONS)}")
         self.device = detect_device() if device == "auto" else str(device)
@@ -130,11 +136,15 @@ class MLTrainingDomain:
         if self.budget_s <= 0 or self.grace < 1 or self.eval_tokens < 16 or (budget_tokens or 0) < 0:
             raise ConfigError("ml_training: need budget_s > 0, grace >= 1, eval_tokens >= 16, budget_tokens >= 0")
         self.guardrails = memory_guardrails(memory_margin)
+        self.disk_limit_mb, self.pids_limit = int(disk_limit_mb), int(pids_limit)
+        if self.disk_limit_mb < 16 or self.pids_limit < 16:
+            raise ConfigError("ml_training: need disk_limit_mb >= 16 and pids_limit >= 16")
         self.dataset: Dataset = resolve_dataset(dataset)
+        self._splits: Splits | None = None
         self.metric = MetricSpec(name="val_bpb", direction="minimize", kind="continuous",
                                  delta=self.profile.delta, unit="bits/byte")
         self.description = PROGRAM.read_text()
-        self._harness_sha = hashlib.sha256(HARNESS.read_bytes()).hexdigest()
+        self._harness_sha = hashlib.sha256(HARNESS.read_bytes() + EVALUATOR.read_bytes()).hexdigest()
         self._cancel = threading.Event()
 
     # -- the artifact ----------------------------------------------------------------------------
@@ -182,35 +192,66 @@ class MLTrainingDomain:
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk while writing the working copy
             return RunResult(status="crashed", error=f"the runner failed: {type(exc).__name__}: {exc}")
 
+    def splits(self) -> Splits:
+        """The dataset's training and validation files (prepared once, in the cache)."""
+        if self._splits is None:
+            self._splits = prepare_splits(self.dataset)
+        return self._splits
+
     def _run(self, request: RunRequest) -> RunResult:
+        try:
+            isolation = resolve_isolation(request.isolation)
+        except IsolationUnavailable as exc:
+            return RunResult(status="crashed", error=f"not run: {exc}")
         workdir = Path(request.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / ARTIFACT).write_text(request.files[ARTIFACT])
-        harness_copy = workdir / HARNESS.name
-        if harness_copy.exists():
-            harness_copy.chmod(0o644)
-        shutil.copyfile(HARNESS, harness_copy)
-        harness_copy.chmod(0o444)
-        nonce = secrets.token_hex(16)
+        shutil.rmtree(workdir, ignore_errors=True)  # a retry starts from a clean working copy
+        eval_dir = workdir.with_name(workdir.name + ".eval")
+        shutil.rmtree(eval_dir, ignore_errors=True)
         # The executor's GPU assignment applies only to a CUDA device; an explicit cpu/mps/cuda:N choice wins.
         device = request.device if request.device and self.device == "cuda" else self.device
-        timeout = self.timeout_for(request)
-        outcome = run_sandboxed(
-            [sys.executable, ARTIFACT], cwd=workdir, log_path=workdir / LOG_NAME, timeout_s=timeout,
-            extra_env=self._child_env(request, device, nonce), threads=self.threads or request.threads,
-            device=device, memory_limit_mb=self.memory_limit_mb if device == "cpu" else None,
-            cancel=self._cancel)
-        harness_ok = _sha256(harness_copy) == self._harness_sha
-        return interpret(outcome, nonce, harness_ok, timeout)
+        threads = self.threads or request.threads
+        limits = Limits(memory_mb=self.memory_limit_mb if device == "cpu" else None, pids=self.pids_limit,
+                        disk_mb=self.disk_limit_mb)
+        box = Sandbox(workdir, isolation=isolation, inputs={ARTIFACT: request.files[ARTIFACT], HARNESS.name: HARNESS},
+                      data={"train.bin": self.splits().train}, outputs=(MODEL,), limits=limits, device=device,
+                      threads=threads)
+        try:
+            timeout = self.timeout_for(request)
+            env = {**self._child_env(request, device, threads), "LEDGERLAB_DATA": box.data_path("train.bin"),
+                   "LEDGERLAB_MODEL_OUT": f"{box.work}/{MODEL}"}
+            trained = box.run([sys.executable, ARTIFACT], log_path=log_path(workdir), timeout_s=timeout, env=env,
+                              cancel=self._cancel)
+            result = interpret(trained, timeout)
+            if result.status != "finished":
+                return result
+            evaluated = self._evaluate(box.output_path(MODEL), eval_dir, isolation, device, threads, limits)
+            return with_evaluation(result, trained, evaluated, eval_dir / RESULT)
+        finally:
+            if not request.keep_workdir:
+                box.remove()
+                shutil.rmtree(eval_dir, ignore_errors=True)
 
-    def _child_env(self, request: RunRequest, device: str, nonce: str) -> dict[str, str]:
+    def _evaluate(self, model: Path, eval_dir: Path, isolation: Any, device: str, threads: int | None,
+                  limits: Limits) -> SandboxResult:
+        """Run the trusted evaluator on the exported `model` and the validation split, in its own sandbox."""
+        box = Sandbox(eval_dir, isolation=isolation, inputs={EVALUATOR.name: EVALUATOR},
+                      data={"val.bin": self.splits().val, MODEL: model}, outputs=(RESULT,), limits=limits,
+                      device=device, threads=threads)
+        env = {"LEDGERLAB_MODEL": box.data_path(MODEL), "LEDGERLAB_VAL": box.data_path("val.bin"),
+               "LEDGERLAB_EVAL_TOKENS": str(self.eval_tokens), "LEDGERLAB_RESULT": f"{box.work}/{RESULT}",
+               "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device}
+        if threads:
+            env["LEDGERLAB_THREADS"] = str(threads)
+        return box.run([sys.executable, EVALUATOR.name], log_path=log_path(eval_dir),
+                       timeout_s=self.profile.eval_timeout_s, env=env, cancel=self._cancel)
+
+    def _child_env(self, request: RunRequest, device: str, threads: int | None) -> dict[str, str]:
         env = {"LEDGERLAB_SEED": str(request.seed), "LEDGERLAB_BUDGET_S": repr(self.budget_s),
-               "LEDGERLAB_EVAL_TOKENS": str(self.eval_tokens), "LEDGERLAB_DATA": str(self.dataset.path),
-               "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device, "LEDGERLAB_NONCE": nonce}
+               "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device}
         if self.budget_tokens:
             env["LEDGERLAB_BUDGET_TOKENS"] = str(self.budget_tokens)
-        if self.threads or request.threads:
-            env["LEDGERLAB_THREADS"] = str(self.threads or request.threads)
+        if threads:
+            env["LEDGERLAB_THREADS"] = str(threads)
         return env
 
     def cancel_all(self) -> None:
@@ -224,8 +265,13 @@ class MLTrainingDomain:
 # ------------------------------------------------------------------------------------------- outcomes
 
 
-def interpret(outcome: SandboxResult, nonce: str, harness_ok: bool, timeout_s: float) -> RunResult:
-    """Map how the child ended to a RunResult (see README.md, "Run outcomes")."""
+def log_path(workdir: Path) -> Path:
+    """A run's log: beside its working copy, so it outlives the copy's removal."""
+    return workdir.with_name(workdir.name + ".log")
+
+
+def interpret(outcome: SandboxResult, timeout_s: float) -> RunResult:
+    """Map how the training sandbox ended to a RunResult; "finished" here means "ready to evaluate"."""
     log = read_tail(outcome.log_path, 64_000)
     base = RunResult(status="crashed", log_tail=outcome.log_tail, duration_s=round(outcome.duration_s, 3),
                      log_path=str(outcome.log_path))
@@ -234,54 +280,66 @@ def interpret(outcome: SandboxResult, nonce: str, harness_ok: bool, timeout_s: f
     if outcome.timed_out:
         return replace_result(base, status="timeout", error=f"killed after {timeout_s:.0f} s "
                                                             "(budget × grace + startup allowance)")
-    if not harness_ok:
-        return replace_result(base, status="invalid", error="harness.py was modified during the run")
     for kind in ("diverged", "invalid"):
         match = re.search(rf"^harness: {kind}: (.*)$", log, re.M)
-        if match:
+        if match and outcome.exit_code in (3, 4):
             return replace_result(base, status=kind, error=match.group(1).strip())
-    summary, signed = parse_summary(log, nonce)
-    if outcome.exit_code == 0 and summary is not None and signed:
-        return replace_result(base, status="finished", value=float(summary["val_bpb"]), metrics=with_sums(summary))
+    if outcome.limit_hit == "memory" or (outcome.exit_code == -9 and not outcome.limit_hit) \
+            or (outcome.exit_code != 0 and any(p in log for p in OOM_PATTERNS)):
+        return replace_result(base, error=f"out of memory: {_last_error_line(log)}")
+    if outcome.limit_hit in ("disk", "pids"):
+        what = "wrote more than its disk limit" if outcome.limit_hit == "disk" else "hit its process limit"
+        return replace_result(base, error=f"the run {what}: {_last_error_line(log)}")
     if outcome.exit_code != 0:
-        last = _last_error_line(log)
-        if outcome.exit_code == -9 or any(p in log for p in OOM_PATTERNS):
-            return replace_result(base, error=f"out of memory: {last}")
-        return replace_result(base, error=f"exit code {outcome.exit_code}: {last}")
-    if summary is not None:
-        return replace_result(base, status="invalid", error="the summary is not signed by the harness")
-    return replace_result(base, status="invalid",
-                          error="no summary from the harness: train.py must end with session.finish(model, ...)")
+        return replace_result(base, error=f"exit code {outcome.exit_code}: {_last_error_line(log)}")
+    return replace_result(base, status="finished", metrics=parse_reported(log))
+
+
+def with_evaluation(trained: RunResult, train_outcome: SandboxResult, evaluated: SandboxResult,
+                    result_file: Path) -> RunResult:
+    """The run's result once the evaluator has scored its model: the evaluator's value, the parent's measures."""
+    log_tail = (trained.log_tail + "\n--- evaluator ---\n" + evaluated.log_tail)[-4000:]
+    base = replace_result(trained, status="crashed", log_tail=log_tail,
+                          duration_s=round(train_outcome.duration_s + evaluated.duration_s, 3))
+    if evaluated.cancelled:
+        return replace_result(base, error="cancelled: the campaign stopped while the model was evaluated")
+    if evaluated.timed_out:
+        return replace_result(base, status="timeout", error="the evaluator ran past its time limit on this model")
+    try:
+        verdict = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        verdict = None
+    if not isinstance(verdict, dict) or evaluated.exit_code != 0:
+        return replace_result(base, error=f"the evaluator failed (exit {evaluated.exit_code}): "
+                                          f"{_last_error_line(read_tail(evaluated.log_path, 8000))}")
+    if verdict.get("status") != "finished":
+        status = "diverged" if verdict.get("status") == "diverged" else "invalid"
+        return replace_result(base, status=status, error=str(verdict.get("reason", "rejected by the evaluator")))
+    metrics = {**trained.metrics, "val_bpb": float(verdict["val_bpb"]), "num_params": verdict.get("num_params"),
+               "eval_tokens": verdict.get("eval_tokens"), "eval_seconds": round(evaluated.duration_s, 3),
+               "wall_seconds": round(train_outcome.duration_s, 3), "isolation": train_outcome.isolation}
+    if train_outcome.peak_memory_mb is not None:
+        metrics[MEMORY] = round(train_outcome.peak_memory_mb, 1)
+    return replace_result(base, status="finished", value=float(verdict["val_bpb"]), metrics=with_sums(metrics))
 
 
 def replace_result(result: RunResult, **changes: Any) -> RunResult:
     return result.model_copy(update=changes)
 
 
-def parse_summary(log: str, nonce: str) -> tuple[dict[str, Any] | None, bool]:
-    """The last `key: value` block after a '---' line, and whether its signature verifies."""
+def parse_reported(log: str) -> dict[str, Any]:
+    """The `reported_*` lines of the last block after a '---' line (what the run says of itself; untrusted)."""
     start = log.rfind("\n---\n") if not log.startswith("---\n") else 0
     if start < 0:
-        return None, False
-    block = log[start:].split("---\n", 1)[1]
-    lines, signature = [], None
-    for line in block.splitlines():
+        return {}
+    reported: dict[str, Any] = {}
+    for line in log[start:].split("---\n", 1)[1].splitlines():
         key, sep, value = line.partition(": ")
         if not sep:
             break
-        if key == "signature":
-            signature = value.strip()
-            break
-        lines.append(line)
-    summary = {}
-    for line in lines:
-        key, _, value = line.partition(": ")
-        summary[key] = _number(value.strip())
-    if "val_bpb" not in summary or not isinstance(summary["val_bpb"], (int, float)):
-        return None, False
-    body = "".join(f"{line}\n" for line in lines)
-    expected = hmac.new(nonce.encode(), body.encode(), hashlib.sha256).hexdigest()
-    return summary, signature is not None and hmac.compare_digest(signature, expected)
+        if key.startswith("reported_") or key == "seq_len":
+            reported[key] = _number(value.strip())
+    return reported
 
 
 def _number(text: str) -> Any:
@@ -297,10 +355,3 @@ def _last_error_line(log: str) -> str:
     lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^\w*(Error|Exception|Interrupt)\b|^RuntimeError", line)]
     return (errors or lines or ["(empty log)"])[-1][:500]
-
-
-def _sha256(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""

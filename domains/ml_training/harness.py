@@ -1,30 +1,31 @@
 """
-The fixed harness of the ml_training domain: data, seeds, budget, evaluation and the summary.
+The fixed harness of the ml_training domain: data, seeds, budget, and handing the trained model over.
 
-train.py imports it (`import harness`); a run's working copy holds both files and the runner checks afterwards
-that this one is unchanged. A hypothesis may never edit it. Run by hand from a folder holding both files:
+train.py imports it (`import harness`); a run's working copy holds both files, read-only. A hypothesis may
+never edit it. It runs inside the candidate's process, so nothing it reports is trusted: the number the
+campaign records comes from evaluator.py, a separate process that scores the model exported here on
+validation bytes this process never had (LEDGERLAB_DATA holds the training split only). Run by hand from a
+folder holding both files:
 
-    LEDGERLAB_DATA=corpus.txt.gz LEDGERLAB_BUDGET_S=30 python train.py
+    LEDGERLAB_DATA=train.bin LEDGERLAB_MODEL_OUT=model.pt2 LEDGERLAB_BUDGET_S=30 python train.py
 
 Settings come from environment variables the runner sets (all optional except the data):
-    LEDGERLAB_DATA           a text file (raw bytes, or gzip)    LEDGERLAB_SEED          replicate seed (0)
+    LEDGERLAB_DATA           the training bytes (raw, or gzip)   LEDGERLAB_SEED          replicate seed (0)
     LEDGERLAB_BUDGET_S       training seconds (30)               LEDGERLAB_BUDGET_TOKENS training tokens (off)
-    LEDGERLAB_EVAL_TOKENS    validation bytes scored (65536)     LEDGERLAB_DEVICE        auto, cpu, cuda, mps
-    LEDGERLAB_THREADS        CPU threads                         LEDGERLAB_NONCE         signs the summary
+    LEDGERLAB_MODEL_OUT      where the exported model goes       LEDGERLAB_DEVICE        auto, cpu, cuda, mps
+    LEDGERLAB_THREADS        CPU threads
 
-The run ends with `key: value` lines the runner parses (val_bpb, training_seconds, steps, tokens, ...),
-followed by `signature:`, an HMAC of those lines under a per-run secret that this module removes from the
-environment before train.py's own code runs. Failures print one recognisable line and exit:
+`session.finish(model, seq_len)` exports the model with torch.export for input (EVAL_BATCH, seq_len) and
+prints what the run reports of itself (`reported_*` lines: steps, tokens, training seconds; informational).
+Failures print one recognisable line and exit:
     harness: diverged: ...   (exit 3)     the training loss became NaN or Inf
-    harness: invalid: ...    (exit 4)     the model broke the evaluation contract (shape, causality)
+    harness: invalid: ...    (exit 4)     the model cannot be exported
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
-import hmac
 import math
 import os
 import random
@@ -32,15 +33,13 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 VOCAB_SIZE = 256  # bytes: bits per byte needs no tokenizer and is comparable across vocabularies
-VAL_FRACTION = 0.1  # the last 10% of the corpus is held out, always the same bytes
+EVAL_BATCH = 64  # the evaluator calls the exported model with exactly this batch size
 EXIT_DIVERGED = 3
 EXIT_INVALID = 4
 
 _clock = time.perf_counter  # bound at import: patching time.perf_counter later does not stretch the budget
-_NONCE = os.environ.pop("LEDGERLAB_NONCE", "").encode()
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -53,13 +52,6 @@ def read_corpus(path: str) -> bytes:
     return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
-def split(data: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train and validation byte tensors: the validation split is the corpus's fixed tail."""
-    tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    n_val = max(2, int(len(tokens) * VAL_FRACTION))
-    return tokens[:-n_val], tokens[-n_val:]
-
-
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -68,61 +60,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-# ------------------------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate_bpb(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch_size: int = 64,
-                 device: torch.device | str = "cpu") -> float:
-    """Bits per byte of `model` predicting tokens[1:] from what precedes them, in windows of `seq_len`.
-
-    Each byte is predicted exactly once (non-overlapping windows; the last one may be shorter), so the score is
-    the mean cross-entropy in nats over len(tokens) - 1 predictions, divided by ln 2.
-    """
-    n = tokens.numel() - 1
-    starts = list(range(0, n, seq_len))
-    total_nats, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(starts), batch_size):
-        group = starts[i:i + batch_size]
-        # Windows of equal length batch together; the final short window goes alone.
-        for length in sorted({min(seq_len, n - s) for s in group}, reverse=True):
-            rows = [s for s in group if min(seq_len, n - s) == length]
-            x = torch.stack([tokens[s:s + length] for s in rows]).long().to(device)
-            y = torch.stack([tokens[s + 1:s + length + 1] for s in rows]).long().to(device)
-            logits = model(x)
-            if tuple(logits.shape) != (len(rows), length, VOCAB_SIZE):
-                _fail("invalid", f"model(idx) must return logits of shape (B, T, {VOCAB_SIZE}), "
-                                 f"got {tuple(logits.shape)}")
-            loss = F.cross_entropy(logits.float().reshape(-1, VOCAB_SIZE), y.reshape(-1), reduction="sum")
-            total_nats += float(loss)
-            count += y.numel()
-    model.train(was_training)
-    return total_nats / count / math.log(2)
-
-
-@torch.no_grad()
-def check_causal(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, device: torch.device | str) -> str:
-    """'' when the logits of the first half of a window ignore the second half; else the reason."""
-    length = min(seq_len, tokens.numel())
-    if length < 4:
-        return ""
-    was_training = model.training
-    model.eval()
-    x = tokens[:length].long().unsqueeze(0).to(device)
-    probe = x.clone()
-    gen = torch.Generator().manual_seed(1234)
-    probe[0, length // 2:] = torch.randint(0, VOCAB_SIZE, (length - length // 2,), generator=gen).to(device)
-    a = model(x)[0, :length // 2].float()
-    b = model(probe)[0, :length // 2].float()
-    model.train(was_training)
-    gap = (a - b).abs().max().item()
-    if not gap <= 1e-3 * (1.0 + a.abs().max().item()):
-        return f"model is not causal: changing future bytes moved earlier logits by {gap:.3g}"
-    return ""
 
 
 # ------------------------------------------------------------------------------------------- the session
@@ -145,7 +82,8 @@ class Session:
         random.seed(self.seed)
         torch.manual_seed(self.seed)
         self._data_gen = torch.Generator().manual_seed(self.seed)
-        self.train_data, self.val_data = split(read_corpus(env["LEDGERLAB_DATA"]))
+        self.train_data = torch.frombuffer(bytearray(read_corpus(env["LEDGERLAB_DATA"])), dtype=torch.uint8)
+        self.model_out = env.get("LEDGERLAB_MODEL_OUT", "model.pt2")
         self.steps = 0
         self.tokens = 0
         self._started: float | None = None
@@ -205,37 +143,33 @@ class Session:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def finish(self, model: torch.nn.Module, seq_len: int) -> float:
-        """Evaluate `model` on the fixed validation bytes and print the signed summary; returns val_bpb."""
+    def finish(self, model: torch.nn.Module, seq_len: int) -> None:
+        """Stop the clock, export `model` for the evaluator, print what the run reports of itself."""
         self.done()
         if self._stopped is None:
             self._stopped = _clock()
-        val = self.val_data[: self.eval_tokens + 1]
-        reason = check_causal(model, val, seq_len, self.device)
-        if reason:
-            _fail("invalid", reason)
-        with self.autocast():
-            val_bpb = evaluate_bpb(model, val, seq_len, device=self.device)
-        if not math.isfinite(val_bpb):
-            _fail("diverged", f"non-finite val_bpb {val_bpb}")
-        summary = {
-            "val_bpb": f"{val_bpb:.6f}",
-            "training_seconds": f"{self.training_seconds():.2f}",
-            "total_seconds": f"{_clock() - self._t0:.2f}",
-            "steps": str(self.steps),
-            "tokens": str(self.tokens),
-            "tokens_per_second": f"{self.tokens / max(self.training_seconds(), 1e-9):.0f}",
-            "peak_memory_mb": f"{peak_memory_mb(self.device):.1f}",
-            "num_params": str(sum(p.numel() for p in model.parameters())),
-            "device": str(self.device),
-            "seed": str(self.seed),
-            "eval_tokens": str(val.numel() - 1),
+        export_model(model, seq_len, self.device, self.model_out)
+        reported = {
+            "reported_training_seconds": f"{self.training_seconds():.2f}",
+            "reported_steps": str(self.steps),
+            "reported_tokens": str(self.tokens),
+            "seq_len": str(seq_len),
         }
-        body = "".join(f"{k}: {v}\n" for k, v in summary.items())
-        signature = hmac.new(_NONCE, body.encode(), hashlib.sha256).hexdigest() if _NONCE else "unsigned"
-        sys.stdout.write("---\n" + body + f"signature: {signature}\n")
+        sys.stdout.write("---\n" + "".join(f"{k}: {v}\n" for k, v in reported.items()))
         sys.stdout.flush()
-        return val_bpb
+
+
+def export_model(model: torch.nn.Module, seq_len: int, device: torch.device, path: str) -> None:
+    """Save `model` as a torch.export program taking (EVAL_BATCH, seq_len) byte ids; exit 4 when it cannot be."""
+    model.eval()
+    example = torch.zeros((EVAL_BATCH, seq_len), dtype=torch.long, device=device)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (example,))
+        torch.export.save(program, path)
+    except Exception as exc:  # noqa: BLE001 - any export failure makes the run invalid
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _fail("invalid", f"the model cannot be exported with torch.export: {type(exc).__name__}: {first}")
 
 
 def start() -> Session:
@@ -244,14 +178,6 @@ def start() -> Session:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource  # POSIX only; ru_maxrss is KiB on Linux, bytes on macOS
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def _fail(kind: str, reason: str) -> None:
