@@ -48,5 +48,5 @@ from ledgerlab.cli import query  # noqa: E402,F401
 from ledgerlab.cli.marketing import marketing_app  # noqa: E402
 
 app.add_typer(marketing_app, name="marketing")
-from ledgerlab.cli import campaign, export, init, show  # noqa: E402,F401
+from ledgerlab.cli import campaign, export, init, show, verify  # noqa: E402,F401
 from ledgerlab.cli import run as _run  # noqa: E402,F401

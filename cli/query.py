@@ -1,4 +1,4 @@
-"""Commands that read the ledger: `sql`, `log`, `verify`, `schema`. duckdb and rich load inside the commands."""
+"""Commands that read the ledger: `sql`, `log`, `schema` (`verify`: cli/verify.py). duckdb, rich load inside."""
 
 from __future__ import annotations
 
@@ -131,6 +131,7 @@ def summarize(event_type: str, payload: str) -> str:
                                     f"replaces {short('previous_candidate_id')}",
         "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
                                     f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
+        "CheckpointSigned": lambda: f"signed head seq {p.get('head_seq')} {short('head_hash')} by key {p.get('key_id')}",
     }
     make = lines.get(event_type)
     if make is None:
@@ -140,21 +141,6 @@ def summarize(event_type: str, payload: str) -> str:
 
 def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
-
-
-# --------------------------------------------------------------------------------------- verify
-
-
-@app.command()
-def verify(dir: DirOption = None) -> None:
-    """Check the ledger's hash chain and sequence; exit 1 naming the first bad seq."""
-    from ledgerlab.storage.verify import verify_ledger
-
-    with user_errors():
-        result = verify_ledger(Project.at(dir).ledger_path)
-    typer.echo(result.summary(), err=not result.ok)
-    if not result.ok:
-        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------------------- schema

@@ -23,10 +23,11 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     """Start or resume the project's campaign; returns the exit code (0 finished or interrupted, 1 paused)."""
     from ledgerlab.core.campaign import Campaign, open_campaign_id
     from ledgerlab.storage.ledger import DuckDBLedger
+    from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
     project.state_dir.mkdir(parents=True, exist_ok=True)
-    with _only_runner(project), DuckDBLedger(project.ledger_path) as store:
+    with only_runner(project), DuckDBLedger(project.ledger_path) as store:
         campaign_id = None if new else open_campaign_id(store)
         if resume_only and campaign_id is None:
             raise CampaignError("no unfinished campaign in this folder; start one with `ledgerlab run DOMAIN`")
@@ -37,7 +38,8 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         domain, executor, team = _build(config, agents)
         printer = _Printer(quiet)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
-                        campaign_id=campaign_id, domain_name=config.domain, on_event=printer)
+                        campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
+                        signer=CheckpointSigner(warn=_warn))
         verb = "resuming" if campaign_id else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
                       f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
@@ -52,8 +54,8 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
 
 
 @contextmanager
-def _only_runner(project: Project) -> Iterator[None]:
-    """One `run`/`resume` per project folder at a time (readers such as `status` are not affected)."""
+def only_runner(project: Project) -> Iterator[None]:
+    """One writer per project folder at a time: `run`, `resume` or `sign` (readers such as `status` still get in)."""
     import fcntl
 
     path = project.state_dir / "run.lock"
@@ -70,6 +72,11 @@ def _only_runner(project: Project) -> Iterator[None]:
         handle.write(str(os.getpid()))
         handle.flush()
         yield
+
+
+def _warn(message: str) -> None:
+    """One line on the console, for a problem that does not stop the campaign (e.g. no signing key)."""
+    console.print(f"[yellow]warning[/yellow]: {escape(message)}")
 
 
 def _config(project: Project, store: Any, campaign_id: str | None, overrides: dict[str, Any]) -> CampaignConfig:

@@ -41,10 +41,13 @@ from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
+from ledgerlab.storage.signing import CheckpointSigner
 
 # autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto (unless set).
 GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
                                    "guardrails": False}
+# Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
+CHECKPOINT_EVERY = 200
 
 
 def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
@@ -75,7 +78,7 @@ class Campaign:
     def __init__(
         self, store: EventStore, domain: Domain, config: CampaignConfig, *, agents: Sequence[Agent],
         executor: Executor, runs_dir: Path, campaign_id: str | None = None, domain_name: str | None = None,
-        on_event: Callable[[ev.StoredEvent], None] | None = None,
+        on_event: Callable[[ev.StoredEvent], None] | None = None, signer: CheckpointSigner | None = None,
     ) -> None:
         self.store, self.domain, self.config = store, domain, config
         self.executor, self.runs_dir, self.on_event = executor, runs_dir, on_event
@@ -97,6 +100,9 @@ class Campaign:
         self._inflight: dict[str, tuple[str, ...]] = {}  # submitted run id -> the run ids of its window
         self.agents = AgentPool(agents)
         self._stop: str | None = None
+        self.signer = signer or CheckpointSigner()  # the key in ~/.config/ledgerlab, made on first use
+        self._head: tuple[int, str] | None = None  # (seq, hash) of this process's last append
+        self._unsigned = 0  # events appended since the last checkpoint
 
     # ---------------------------------------------------------------------------------------- events
 
@@ -106,6 +112,17 @@ class Campaign:
             self.state.apply(row)
             if self.on_event is not None:
                 self.on_event(row)
+        if stored:
+            self._head, self._unsigned = (stored[-1].seq, stored[-1].hash), self._unsigned + len(stored)
+            if self._unsigned >= CHECKPOINT_EVERY:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Sign the chain head this (only) writer left; without a key the signer warns once and signs nothing."""
+        self._unsigned = 0
+        event = self.signer.checkpoint(*self._head) if self._head else None
+        if event is not None:
+            self._append(event)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to pause at its next step (signal handlers and tests call this)."""
@@ -132,6 +149,7 @@ class Campaign:
             if self.state.status == "running" and self._stop:
                 self._drain_sink()
                 self._append(ev.CampaignPaused(reason=self._stop))
+                self._checkpoint()
         return self.state
 
     def _begin(self) -> None:
@@ -214,6 +232,7 @@ class Campaign:
             detail += f"; {len(undecided)} hypothesis(es) left undecided"
         self._drain_sink()
         self._append(ev.CampaignFinished(reason=reason, detail=detail))
+        self._checkpoint()
 
     def _idle_reason(self, now: Any) -> str:
         return budget_rules.proposal_limit(self.config.budgets, self.state, now) or "proposer_exhausted"

@@ -180,12 +180,26 @@ class LLMCallCompleted(Event):
     purpose: str = "propose"
 
 
+# ---------------------------------------------------------------------------------------- integrity
+
+
+class CheckpointSigned(Event):
+    """A signature over the chain head just before this event (storage/signing.py); state folds ignore it."""
+
+    type: Literal["CheckpointSigned"] = "CheckpointSigned"
+    head_seq: int  # the last event the signature covers
+    head_hash: str  # that event's `hash`, which chains every event before it
+    public_key: str  # Ed25519, the raw 32 bytes in hex
+    key_id: str  # first 16 hex digits of sha256(raw public key)
+    signature: str  # hex, over storage/signing.checkpoint_message(head_seq, head_hash)
+
+
 # ------------------------------------------------------------------------------------ encode/decode
 
 AnyEvent = Annotated[
     CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed
     | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached
-    | IncumbentChanged | LLMCallCompleted,
+    | IncumbentChanged | LLMCallCompleted | CheckpointSigned,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -193,7 +207,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
         PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
-        IncumbentChanged, LLMCallCompleted,
+        IncumbentChanged, LLMCallCompleted, CheckpointSigned,
     )
 }
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -288,6 +288,11 @@ class DuckDBLedger:
         with self._lock:
             return [row[0] for row in self._lease().execute(sql).fetchall()]
 
+    def head(self) -> tuple[int, str]:
+        """The chain head: (seq, hash) of the newest event, (0, GENESIS_HASH) for an empty ledger."""
+        with self._lock:
+            return self._chain_head(self._lease())
+
     def close(self) -> None:
         """Release the file now (the store reopens it if used again)."""
         with self._lock:

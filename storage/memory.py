@@ -60,6 +60,11 @@ class InMemoryLedger:
         with self._lock:
             return list(self._versions)
 
+    def head(self) -> tuple[int, str]:
+        """The chain head: (seq, hash) of the newest event, (0, GENESIS_HASH) when empty."""
+        with self._lock:
+            return (self._rows[-1].seq, self._rows[-1].hash) if self._rows else (0, GENESIS_HASH)
+
     def close(self) -> None:
         """Nothing to release; present for the EventStore contract."""
 

@@ -1,18 +1,29 @@
-"""Check the ledger's tamper-evident chain: seq is 1..N without gaps, each row links to and hashes as it should.
+"""Check the ledger: its hash chain, its signed checkpoints, and a head the user kept elsewhere.
 
-An UPDATE out of band breaks the row's hash; a DELETE leaves a seq gap; an INSERT out of band fails its
-hash or link. (Deleting the newest rows cannot be seen from the chain alone: nothing after them links back.)
+The chain: seq is 1..N without gaps, each row links to and hashes as it should. An UPDATE out of band breaks
+the row's hash; a DELETE leaves a seq gap; an INSERT out of band fails its hash or link. But the chain has no
+secret: whoever rewrites a row can recompute every later hash (`events.row_hash`). The checkpoints: each
+CheckpointSigned must carry a valid signature (storage/signing.py) by a trusted key over the hash the chain has
+at its head_seq, so a rewrite up to the last checkpoint needs the key. Deleting the newest rows (checkpoints
+included) shows in neither: only a head kept elsewhere (`verify_report(..., head=...)`) reveals it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ledgerlab.core.errors import IntegrityError
-from ledgerlab.storage.events import GENESIS_HASH, TIME_FORMAT, StoredEvent, row_hash
+from ledgerlab.storage.events import (
+    GENESIS_HASH,
+    TIME_FORMAT,
+    CheckpointSigned,
+    StoredEvent,
+    decode,
+    row_hash,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -98,3 +109,167 @@ def verify_events(rows: Iterable[StoredEvent]) -> VerifyResult:
             return VerifyResult(False, count, row.seq, "hash does not match the row's contents")
         previous = row.hash
     return VerifyResult(ok=True, count=count)
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+
+_CHECKPOINTS = """
+SELECT c.seq, c.schema_version, c.payload::VARCHAR, h.hash
+FROM events c LEFT JOIN events h ON h.seq = TRY_CAST(c.payload->>'head_seq' AS BIGINT) AND h.seq < c.seq
+WHERE c.type = 'CheckpointSigned' ORDER BY c.seq
+"""
+
+
+@dataclass(frozen=True)
+class CheckpointCheck:
+    """One CheckpointSigned event, checked; `problems` is empty when it holds."""
+
+    seq: int
+    head_seq: int
+    key_id: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        return f"checkpoint at seq {self.seq} (head seq {self.head_seq}): {'; '.join(self.problems) or 'valid'}"
+
+
+def check_checkpoint(seq: int, schema_version: int, payload: str, chain_hash: str | None,
+                     trusted: Collection[str]) -> CheckpointCheck:
+    """Check one stored checkpoint against the chain's hash at its head_seq and the trusted public keys."""
+    from ledgerlab.storage.signing import key_id, signature_valid
+
+    try:
+        event = decode("CheckpointSigned", schema_version, payload)
+        kid = key_id(event.public_key)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - whatever an editor wrote there, it is not a checkpoint
+        event = None
+    if not isinstance(event, CheckpointSigned):  # also a payload whose own `type` names another event
+        return CheckpointCheck(seq, 0, "?", ("the payload is not a readable checkpoint",))
+    problems = []
+    if not signature_valid(event):
+        problems.append("the signature does not verify (the checkpoint was altered)")
+    if chain_hash is None:
+        problems.append(f"it signs seq {event.head_seq}, which the ledger does not hold before it")
+    elif chain_hash != event.head_hash:
+        problems.append(f"the signed head hash differs from the chain's at seq {event.head_seq}: "
+                        f"an event up to seq {event.head_seq} was changed, its later hashes recomputed")
+    if event.public_key not in trusted:
+        problems.append(f"signed by an unknown key {kid}")
+    return CheckpointCheck(seq, event.head_seq, kid, tuple(problems))
+
+
+def verify_checkpoints(con: duckdb.DuckDBPyConnection, trusted: Collection[str]) -> tuple[CheckpointCheck, ...]:
+    """Check every CheckpointSigned in the ledger, in seq order."""
+    rows = con.execute(_CHECKPOINTS).fetchall()
+    return tuple(check_checkpoint(int(seq), int(version), payload, chain_hash, trusted)
+                 for seq, version, payload, chain_hash in rows)
+
+
+# --------------------------------------------------------------------------------- the whole report
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """Where a head kept elsewhere sits in the chain (seq None: not in it)."""
+
+    head: str
+    seq: int | None
+    following: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.seq is not None
+
+    def summary(self) -> str:
+        if self.seq is None:
+            return (f"head {self.head} is not in the ledger: the events up to it were deleted (truncated) or "
+                    "rewritten")
+        return f"head {self.head[:16]}… is seq {self.seq}; {self.following} events follow it"
+
+
+SHOWN = 5  # failed checkpoints listed one per line; the rest are counted
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    """Everything `ledgerlab verify` checks, with one line per check."""
+
+    chain: VerifyResult
+    head_seq: int
+    head_hash: str
+    checkpoints: tuple[CheckpointCheck, ...] = ()
+    kept_head: HeadCheck | None = None
+
+    @property
+    def ok(self) -> bool:
+        heads = self.kept_head is None or self.kept_head.ok
+        return self.chain.ok and heads and all(c.ok for c in self.checkpoints)
+
+    @property
+    def signed_up_to(self) -> int:
+        """The newest seq a valid, trusted checkpoint covers (0: none)."""
+        return max((c.head_seq for c in self.checkpoints if c.ok), default=0)
+
+    def lines(self) -> list[tuple[bool, str]]:
+        """(passed, text) per check, then the verdict."""
+        out = [(self.chain.ok, f"chain: {self.chain.summary()}"), self._signatures()]
+        failed = [c for c in self.checkpoints if not c.ok]
+        out += [(False, f"  {c.summary()}") for c in failed[:SHOWN]]
+        if len(failed) > SHOWN:
+            out.append((False, f"  ... and {len(failed) - SHOWN} more failed checkpoints"))
+        if self.kept_head is not None:
+            out.append((self.kept_head.ok, f"head: {self.kept_head.summary()}"))
+        out.append((True, f"current head: seq {self.head_seq} {self.head_hash} (keep it elsewhere; "
+                          "`ledgerlab verify --head HASH` later shows whether the ledger was cut back)"))
+        return [*out, (self.ok, self._verdict())]
+
+    def _signatures(self) -> tuple[bool, str]:
+        bad = sum(not c.ok for c in self.checkpoints)
+        if not self.checkpoints:
+            return True, ("signatures: no signed checkpoints: nothing shows an edit by someone who can "
+                          "rewrite the file")
+        if bad:
+            return False, f"signatures: {bad} of {_plural(len(self.checkpoints), 'checkpoint')} failed"
+        keys = ", ".join(sorted({c.key_id for c in self.checkpoints}))
+        newer = self.head_seq - self.signed_up_to - sum(c.seq > self.signed_up_to for c in self.checkpoints)
+        return True, (f"signatures: {_plural(len(self.checkpoints), 'checkpoint')}, all valid, by trusted key "
+                      f"{keys}; the newest covers seq 1-{self.signed_up_to}"
+                      + (f" ({_plural(newer, 'later event')} not yet signed)" if newer else ""))
+
+    def _verdict(self) -> str:
+        if not self.ok:
+            return "FAILED: do not trust this ledger until the failures above are explained"
+        if self.signed_up_to:
+            return f"OK: events 1-{self.signed_up_to} are as the key's holder signed them"
+        return "OK, but unsigned: the chain is consistent, which anyone with write access can make it"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def verify_report(
+    path: str | os.PathLike[str], trusted: Collection[str] = (), head: str | None = None,
+    wait_s: float | None = None,
+) -> LedgerReport:
+    """Check the ledger file at `path` (read-only): chain, checkpoints against `trusted` keys, a kept head."""
+    from ledgerlab.storage.ledger import read_only_connection
+
+    with read_only_connection(path, wait_s=wait_s) as con:
+        chain = verify_connection(con)
+        last = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        head_seq, head_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
+        kept = _find_head(con, head) if head is not None else None
+        return LedgerReport(chain, head_seq, head_hash, verify_checkpoints(con, set(trusted)), kept)
+
+
+def _find_head(con: duckdb.DuckDBPyConnection, head: str) -> HeadCheck:
+    wanted = head.strip().lower()
+    seq, following = con.execute(
+        "SELECT e.seq, (SELECT count(*) FROM events WHERE seq > e.seq) FROM events e WHERE e.hash = ? "
+        "ORDER BY e.seq LIMIT 1", [wanted]).fetchone() or (None, 0)
+    return HeadCheck(wanted, seq, int(following))

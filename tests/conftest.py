@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: a ledger path in a fresh folder, and a store of each kind."""
+"""Shared pytest fixtures: a private signing key folder, a ledger path in a fresh folder, a store of each kind."""
 
 from __future__ import annotations
 
@@ -6,6 +6,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Module- and session-scoped fixtures start before `key_dir`: they sign with a temporary key too."""
+    folder = tmp_path_factory.mktemp("session-keys")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEDGERLAB_KEY_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(autouse=True)
+def key_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every process it starts) signs with a key of its own, never the real ~/.config/ledgerlab."""
+    folder = tmp_path_factory.mktemp("keys")
+    monkeypatch.setenv("LEDGERLAB_KEY_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_run_finishes_a_short_campaign_and_status_shows_it(tmp_path: Path) -> No
     assert code == 0, out
     assert "finished (max_hypotheses)" in out and "proposes" in out
     seen = _events(tmp_path)
-    assert seen[0] == "CampaignStarted" and seen[-1] == "CampaignFinished"
+    assert seen[0] == "CampaignStarted" and seen[-2:] == ["CampaignFinished", "CheckpointSigned"]
     assert seen.count("HypothesisProposed") == 3
     code, out = _cli("status", "--dir", str(tmp_path))
     assert code == 0, out
@@ -104,10 +104,10 @@ def test_sigint_pauses_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "paused: interrupted (SIGINT)" in out and "Traceback" not in out
-    assert _events(tmp_path)[-1] == "CampaignPaused"
+    assert _events(tmp_path)[-2:] == ["CampaignPaused", "CheckpointSigned"]
     code, out = _cli("resume", "--dir", str(tmp_path), "--max-hypotheses", "6")
     assert code == 0, out
-    assert _events(tmp_path)[-1] == "CampaignFinished"
+    assert _events(tmp_path)[-2:] == ["CampaignFinished", "CheckpointSigned"]
 
 
 def test_kill_9_loses_nothing_and_resume_reruns_unfinished_runs(tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_kill_9_loses_nothing_and_resume_reruns_unfinished_runs(tmp_path: Path) 
     assert code == 0, out
     after = _events(tmp_path)
     assert after[: len(before)] == before  # nothing committed was lost
-    assert "CampaignResumed" in after and after[-1] == "CampaignFinished"
+    assert "CampaignResumed" in after and after[-2:] == ["CampaignFinished", "CheckpointSigned"]
     code, out = _cli("sql", "select count(*) as n from runs where status = 'running'", "--dir", str(tmp_path),
                      "--format", "json")
     assert json.loads(out)[0]["n"] == 0

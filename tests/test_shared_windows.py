@@ -106,7 +106,7 @@ def test_resume_after_a_crash_at_every_step_reruns_whole_windows(tmp_path: Path)
     script = SCRIPT[:4]
     reference = campaign(InMemoryLedger(), tmp_path, list(script), domain=WindowDomain()).run()
     assert windows_of(reference)
-    for n in range(1, reference.version):
+    for n in range(1, reference.version - 1):  # the last two: CampaignFinished and its signed checkpoint
         store = InMemoryLedger()
         first = campaign(store, tmp_path, list(script), domain=WindowDomain(), campaign_id="c-1")
         _crash_after(first, n)

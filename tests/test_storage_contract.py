@@ -81,6 +81,12 @@ def test_hash_chain_is_valid(store: EventStore) -> None:
     assert result.ok and result.count == len(rows)
 
 
+def test_head_is_the_newest_row(store: EventStore) -> None:
+    assert store.head() == (0, ev.GENESIS_HASH)  # type: ignore[attr-defined]
+    rows = store.append("a", paused(3), expected_version=0)
+    assert store.head() == (3, rows[-1].hash)  # type: ignore[attr-defined]
+
+
 def test_stored_rows_are_encode_and_row_hash(store: EventStore) -> None:
     """seal's inlined encoding and hashing (the hot path) agree with the one canonical definition."""
     append_stream(store, fixture_stream())
