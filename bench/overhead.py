@@ -1,10 +1,15 @@
-"""The loop's own cost per run: a domain whose runs cost nothing, on the real DuckDB ledger.
+"""The loop's own cost per run: a domain whose runs cost nothing, on the real DuckDB ledger; and the trusted
+evaluator's cost per ml_training run.
 
 Everything measured is ledgerlab's: proposing (the knob proposer), materialising patches, ledger writes,
 planning and judging. Also the same campaign with runs of a fixed length, to report the overhead as a share
-of run time. Prints a table and writes bench/results/overhead.json.
+of run time. Then real ml_training runs of the baseline (short budget: the evaluation does not depend on it)
+in the sandbox, timing what the trust boundary adds to each run: the export in the training sandbox and the
+evaluator's sandbox (start, import, load, contract checks, scoring), against the in-process evaluation of the
+same model that the harness used to do, measured in this process in the same run. Prints tables and writes
+bench/results/overhead.json.
 
-    python bench/overhead.py [--hypotheses 60]
+    python bench/overhead.py [--hypotheses 60] [--ml-runs 3]   (--ml-runs 0 skips the ml_training part)
 """
 
 from __future__ import annotations
@@ -76,9 +81,63 @@ def measure(hypotheses: int, sleep_s: float) -> dict[str, float]:
             "overhead_share": overhead / sleep_s if sleep_s else None}
 
 
+def measure_evaluator(reps: int, budget_s: float = 2.0, reference_s: float = 30.0) -> list[dict[str, float]]:
+    """Per real ml_training run: export seconds, evaluator seconds, and an in-process evaluation of the model."""
+    from ledgerlab.domains.ml_training.domain import MLTrainingDomain
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        domain = MLTrainingDomain(budget_s=budget_s, device="cpu")
+        for rep in range(reps):
+            workdir = Path(tmp) / f"r{rep}"
+            result = domain.run(RunRequest(run_id=f"r{rep}", candidate_id="c", files=domain.baseline(), seed=rep,
+                                           workdir=workdir, keep_workdir=True))
+            if result.status != "finished":
+                raise SystemExit(f"the baseline run failed: {result.status}: {result.error}")
+            m = result.metrics
+            added = float(m["reported_export_seconds"]) + float(m["eval_seconds"])
+            in_process = _in_process_eval_s(workdir / "model.pt2", domain)
+            rows.append({"export_s": float(m["reported_export_seconds"]), "evaluator_s": float(m["eval_seconds"]),
+                         "in_process_eval_s": in_process, "added_s": added, "net_added_s": added - in_process,
+                         "share_of_30s": added / reference_s, "net_share_of_30s": (added - in_process) / reference_s,
+                         "isolation": m["isolation"]})
+    return rows
+
+
+def _in_process_eval_s(model: Path, domain: object) -> float:
+    """Seconds to score the exported model in this process (what the harness did before the evaluator)."""
+    import importlib.util
+
+    import torch
+
+    from ledgerlab.domains.ml_training.domain import EVALUATOR
+
+    spec = importlib.util.spec_from_file_location("ml_evaluator", EVALUATOR)
+    evaluator = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(evaluator)  # type: ignore[union-attr]
+    program, seq_len = evaluator.load(str(model))
+    module = program.module()
+    tokens = torch.frombuffer(bytearray(domain.splits().val.read_bytes()[: domain.eval_tokens + 1]),  # type: ignore[attr-defined]
+                              dtype=torch.uint8)
+    started = time.perf_counter()
+    evaluator.evaluate_bpb(module, tokens, seq_len, "cpu")
+    return time.perf_counter() - started
+
+
+def print_evaluator(rows: list[dict[str, float]]) -> None:
+    print(f"\n{'export s':>9} {'evaluator s':>12} {'in-process s':>13} {'added s':>8} {'of 30 s':>8} {'net of 30 s':>12}")
+    for r in rows:
+        print(f"{r['export_s']:>9.2f} {r['evaluator_s']:>12.2f} {r['in_process_eval_s']:>13.2f} {r['added_s']:>8.2f} "
+              f"{100 * r['share_of_30s']:>7.1f}% {100 * r['net_share_of_30s']:>11.1f}%")
+    worst = max(r["net_share_of_30s"] for r in rows)
+    print(f"target: evaluator cost <= 10% of a 30 s CPU run -> {'met' if worst <= 0.10 else 'NOT met'} "
+          f"(worst net share {100 * worst:.1f}%, isolation {rows[0]['isolation']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypotheses", type=int, default=60)
+    parser.add_argument("--ml-runs", type=int, default=3, help="real ml_training runs for the evaluator's cost")
     args = parser.parse_args()
     rows = [measure(args.hypotheses, 0.0), measure(8, 1.0)]
     print(f"{'run length':>10} {'hyps':>5} {'runs':>5} {'events':>7} {'wall s':>8} {'overhead/run':>13} {'share':>7}")
@@ -91,8 +150,11 @@ def main() -> None:
     long_run = max(rows[1]["overhead_ms_per_run"] / 1000, per_run)
     print(f"target: <= 50 ms per run -> {'met' if per_run <= 0.05 else 'NOT met'}; "
           f"share of a 5 s run: {100 * long_run / 5:.2f}% (target < 1%)")
+    evaluator_rows = measure_evaluator(args.ml_runs) if args.ml_runs > 0 else []
+    if evaluator_rows:
+        print_evaluator(evaluator_rows)
     RESULTS.mkdir(exist_ok=True)
-    out = {"rows": rows, "share_of_5s_run": long_run / 5, "target_ms": 50}
+    out = {"rows": rows, "share_of_5s_run": long_run / 5, "target_ms": 50, "evaluator": evaluator_rows}
     (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS / 'overhead.json'}")
 

@@ -183,6 +183,11 @@ HELP: dict[str, tuple[str, Any]] = {
     "executor.workers": ("runs in flight at once (one per GPU on GPU machines)", None),
     "executor.ray_address": ("ray: the cluster's address", "ray://head-node:10001"),
     "executor.run_timeout_s": ("kill a run after this many seconds (unset: the domain's own limit)", 600),
+    "executor.isolation": ("how generated code runs: auto (a bubblewrap sandbox where it works, else a plain "
+                           "child process with a warning), strict (refuse to run without the sandbox), or "
+                           "process (never sandbox)", None),
+    "executor.keep_workdirs": ("keep each run's working copy after it ends (for debugging; logs are kept "
+                               "either way)", None),
 }
 ACTIVE = {"budgets.max_hypotheses"}  # written uncommented: the budget most users change first
 SECTIONS = ("budgets", "judge", "proposer", "executor")

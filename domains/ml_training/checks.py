@@ -1,8 +1,9 @@
 """Static checks of a candidate's train.py, before any run: it compiles, and it leaves the harness alone.
 
-These catch accidents and obvious cheats (monkeypatching the harness, defining an own evaluation, forging
-the summary, opening harness.py). They are not a proof: the runner also verifies the harness's checksum after
-the run and that the summary carries the harness's signature, and the sandbox bounds what a run can do.
+These catch accidents and obvious cheats early, with a clear reason and without spending a run
+(monkeypatching the harness, defining an own evaluation, printing an own summary, opening harness.py). They
+are not the boundary: the number recorded comes from evaluator.py in a separate sandbox, on data the run
+never saw, and the sandbox (core/sandbox.py) bounds what a run can do (tests/test_attacks.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from ledgerlab.core.errors import InvalidCandidate
 
 ARTIFACT = "train.py"
 HARNESS_MODULE = "harness"
-SECRET_ENV = "LEDGERLAB_NONCE"
 SUMMARY_KEYS = ("val_bpb", "signature")
 FORBIDDEN_DEFS = {"evaluate_bpb", "check_causal"}
 FORBIDDEN_CALLS = {"setattr", "delattr"}  # on the harness or a module
@@ -75,8 +75,8 @@ def find_tampering(tree: ast.AST) -> list[str]:
                 report(node, f"calls {node.func.id} on {ast.unparse(node.args[0])}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             text = node.value
-            if "harness.py" in text or SECRET_ENV in text:
-                report(node, f"refers to {'harness.py' if 'harness.py' in text else SECRET_ENV}")
+            if "harness.py" in text:
+                report(node, "refers to harness.py")
             if any(text.lstrip().startswith(f"{key}:") for key in SUMMARY_KEYS):
                 report(node, "prints its own summary line")
     return problems

@@ -104,18 +104,20 @@ def check_contract(module: torch.nn.Module, tokens: torch.Tensor, seq_len: int, 
     """Raise ContractError unless earlier logits ignore later bytes and each row ignores the other rows.
 
     The probes use real validation text (not random bytes) so that a model cannot tell a probe from a
-    scored window; split points at a half and at a fifth of the window.
+    scored window; split points at a half and at a fifth of the window. Two calls: one batch holding a
+    window, its probes and other windows, and one holding the window alone.
     """
     if tokens.numel() < 3 * seq_len:
         raise ContractError("the validation split is too short for the model's context length")
     first, second, third = (tokens[i * seq_len:(i + 1) * seq_len].long() for i in range(3))
-    base = logits_of(module, [first, second, third], seq_len, device)
-    for cut in sorted({max(1, seq_len // 2), max(1, seq_len // 5)}):
-        probe = torch.cat([first[:cut], second[cut:]])
-        moved = logits_of(module, [probe, second, third], seq_len, device)
-        _same(base[0, :cut], moved[0, :cut], f"not causal: changing bytes after position {cut} moved earlier logits")
+    cuts = sorted({max(1, seq_len // 2), max(1, seq_len // 5)})
+    probes = [torch.cat([first[:cut], (third if i % 2 else second)[cut:]]) for i, cut in enumerate(cuts)]
+    mixed = logits_of(module, [first, second, third, *probes], seq_len, device)
     alone = logits_of(module, [first], seq_len, device)
-    _same(base[0], alone[0], "rows are not independent: one window's logits depend on the other windows")
+    _same(alone[0], mixed[0], "rows are not independent: one window's logits depend on the other windows")
+    for row, cut in enumerate(cuts, start=3):
+        _same(alone[0, :cut], mixed[row, :cut],
+              f"not causal: changing bytes after position {cut} moved earlier logits")
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, reason: str) -> None:

@@ -148,8 +148,10 @@ class Session:
         self.done()
         if self._stopped is None:
             self._stopped = _clock()
+        export_started = _clock()
         export_model(model, seq_len, self.device, self.model_out)
         reported = {
+            "reported_export_seconds": f"{_clock() - export_started:.2f}",
             "reported_training_seconds": f"{self.training_seconds():.2f}",
             "reported_steps": str(self.steps),
             "reported_tokens": str(self.tokens),

@@ -22,6 +22,10 @@ from ledgerlab.core.protocols import RunRequest
 from ledgerlab.domains.ml_training.domain import MLTrainingDomain
 from ledgerlab.domains.ml_training.knobs import KNOBS
 
+# Per run: steps and tokens as the run reports them (informational), then what the runner measured itself.
+COLUMNS = ("reported_steps", "reported_tokens", "reported_training_seconds", "wall_seconds", "eval_seconds",
+            "peak_memory_mb", "isolation")
+
 
 def variant(files: dict[str, str], **values: object) -> dict[str, str]:
     knobs = {k.name: k for k in KNOBS}
@@ -52,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = domain.run(request)
                 wall = time.monotonic() - t0
                 row = {"config": name, "seed": seed, "status": result.status, "val_bpb": result.value,
-                       "wall_s": round(wall, 2), **{k: result.metrics.get(k) for k in
-                                                    ("steps", "tokens_per_second", "training_seconds")}}
+                       "wall_s": round(wall, 2), **{k: result.metrics.get(k) for k in COLUMNS}}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
 
