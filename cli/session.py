@@ -13,6 +13,7 @@ from rich.markup import escape
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
 from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.project import Project
+from ledgerlab.core.sandbox import isolation_warning
 from ledgerlab.storage import events as ev
 
 console = Console(highlight=False)
@@ -44,6 +45,8 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
                       f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
                       f"{executor.slots} worker(s)) in {project.root}")
+        if camp.isolation != "none" and (warning := isolation_warning(camp.isolation, config.executor.isolation)):
+            _warn(warning)
         try:
             state = camp.run()
         finally:

@@ -38,6 +38,7 @@ from ledgerlab.core.protocols import (
     RunResult,
 )
 from ledgerlab.core.run_design import keep_run_design, run_design
+from ledgerlab.core.sandbox import resolve_isolation
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
@@ -62,6 +63,16 @@ def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> 
         chosen = config.judge.model_fields_set
         data.update({k: v for k, v in GREEDY_DEFAULTS.items() if k not in chosen})
     return JudgeSettings(**data)
+
+
+def run_isolation(domain: Domain, policy: str) -> str:
+    """How this machine isolates the domain's runs: "bwrap", "process", or "none" when its artifact is data.
+
+    Raises IsolationUnavailable when `policy` is "strict" and the sandbox cannot be used here.
+    """
+    if not getattr(domain, "runs_generated_code", True):
+        return "none"
+    return resolve_isolation(policy)
 
 
 def open_campaign_id(store: EventStore) -> str | None:
@@ -100,6 +111,7 @@ class Campaign:
         self._inflight: dict[str, tuple[str, ...]] = {}  # submitted run id -> the run ids of its window
         self.agents = AgentPool(agents)
         self._stop: str | None = None
+        self.isolation = run_isolation(domain, config.executor.isolation)
         self.signer = signer or CheckpointSigner()  # the key in ~/.config/ledgerlab, made on first use
         self._head: tuple[int, str] | None = None  # (seq, hash) of this process's last append
         self._unsigned = 0  # events appended since the last checkpoint
@@ -172,6 +184,7 @@ class Campaign:
         environment = dict(getattr(self.domain, "environment", lambda: {})())
         if design := run_design(self.domain):
             environment["run_design"] = design
+        environment["isolation"] = self.isolation
         checksum = environment.get("data_checksum")
         return ev.CampaignStarted(
             domain=self.domain_name, metric=self._metric().model_dump(), design=self.domain.design,
@@ -304,7 +317,8 @@ class Campaign:
         request = RunRequest(
             run_id=run_ids[0], candidate_id=first.candidate_id, files=self._files_of(first.candidate_id),
             seed=first.seed, workdir=self.runs_dir / run_ids[0], attempt=attempt,
-            timeout_s=self.config.executor.run_timeout_s,
+            timeout_s=self.config.executor.run_timeout_s, isolation=self.config.executor.isolation,
+            keep_workdir=self.config.executor.keep_workdirs,
             control_files=control, control_candidate_id=first.control_id, arms=arms,
             options=dict(self.config.domain_options),
         )
