@@ -4,13 +4,13 @@ server (tests/llm_server.py).
 Nothing here mocks litellm: the proposer imports it and it talks HTTP to the server on 127.0.0.1. The only
 patch is the proposer's own backoff base (seconds → milliseconds), so retries do not sleep. Marketing runs
 are in-process A/B tests (~10 s for the longest campaign); the ml_training campaign trains a tiny model in
-the sandbox for one second per run (~10 s in all on a CPU). The last tests pin bugs found here
-(model text printed as markup, the dollar budget ignoring repair calls and proposals in flight).
+the sandbox for one second per run and scores it in the evaluator's sandbox (~20 s in all on a CPU). The
+last tests pin bugs found here (model text printed as markup, the dollar budget ignoring repair calls and
+proposals in flight).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -349,15 +349,13 @@ LR_EDIT = (
     "LR = 2e-3  # peak learning rate of the transformer blocks\n>>>>>>> REPLACE\n\n"
     # A second block that shows, in the run's log, the environment the training process sees.
     "train.py\n<<<<<<< SEARCH\nDROPOUT = 0.0\n=======\nDROPOUT = 0.0\nimport os\n"
-    "print('ENV-DUMP', {k: v for k, v in os.environ.items() if 'NONCE' not in k})\n>>>>>>> REPLACE\n"
+    "print('ENV-DUMP', dict(os.environ))\n>>>>>>> REPLACE\n"
 )
 
 
 def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ledgerlab.domains.ml_training.domain import HARNESS
-
     monkeypatch.setenv(KEY_ENV, KEY)
     write_config(tmp_path, api_key_env=KEY_ENV, retries=1, timeout_s=10)
     server.script(HARNESS_EDIT, HARNESS_EDIT, LR_EDIT)
@@ -367,7 +365,7 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
                         domain="ml_training")
     elapsed = time.perf_counter() - started
     assert code == 0, out
-    assert "finished (max_hypotheses)" in out and elapsed < 60, (elapsed, out)
+    assert "finished (max_hypotheses)" in out and elapsed < 120, (elapsed, out)
 
     harness, lr = sql(tmp_path, "select rationale, status, reject_reason, candidate_id from hypotheses "
                                 "order by proposed_at")
@@ -384,10 +382,10 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     purposes = [p["purpose"] for t, p in events(tmp_path) if t == "LLMCallCompleted"]
     assert purposes == ["propose", "repair", "propose"]
 
-    # The harness was never touched: every run's copy is byte-identical to the domain's.
-    expected = hashlib.sha256(HARNESS.read_bytes()).hexdigest()
-    copies = list((tmp_path / ".ledgerlab" / "runs").glob("*/harness.py"))
-    assert len(copies) == 2 and all(hashlib.sha256(p.read_bytes()).hexdigest() == expected for p in copies)
+    # The runs' working copies are gone (keep_workdirs is off); each run's logs stay beside where they were.
+    runs_dir = tmp_path / ".ledgerlab" / "runs"
+    assert not [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert all(Path(r["log_path"]).parent == runs_dir and Path(r["log_path"]).exists() for r in runs)
 
     # The candidate's training process printed its environment: the key is not in it.
     (candidate,) = [r for r in runs if r["role"] == "candidate"]
