@@ -277,16 +277,21 @@ sys.exit(1)
     assert not pth.exists() and result.status == "crashed"
 
 
-def test_the_ledger_cannot_be_reached_during_a_campaign_run(tmp_path: Path) -> None:
-    # The campaign folder (and so the ledger and its lock) is not in the run's view at all.
+def test_the_ledger_and_the_signing_key_are_out_of_view(tmp_path: Path) -> None:
+    # The campaign folder (the ledger, its lock) and the key that signs checkpoints are not in the run's view.
+    from ledgerlab.storage.signing import default_key_path, load_or_create_key
+
+    load_or_create_key()
+    key = default_key_path()
+    assert key.exists()
+    (tmp_path / ".ledgerlab").mkdir()
     source = f"""
 import os, sys
-print("SEES", [p for p in ({str(tmp_path)!r}, {str(tmp_path / '.ledgerlab')!r}, os.path.expanduser("~/.config"))
-               if os.path.exists(p)])
+print("SEES", [p for p in ({str(tmp_path)!r}, {str(tmp_path / '.ledgerlab')!r}, {str(key)!r}, {str(key.parent)!r},
+                           {str(Path.home() / '.config')!r}) if os.path.exists(p)])
 print("HOME", os.environ.get("HOME"))
 sys.exit(1)
 """
-    (tmp_path / ".ledgerlab").mkdir()
     result, log = attack(tmp_path, source)
     assert "SEES []" in log and "HOME /sandbox" in log and result.status == "crashed"
 
