@@ -187,6 +187,39 @@ with zipfile.ZipFile(out, "w") as z:
     assert result.status == "invalid" and "pickled" in result.error
 
 
+REWRITE_PROGRAM = """
+import json, os, zipfile
+session.finish(Uniform(), 16)
+out = os.environ["LEDGERLAB_MODEL_OUT"]
+with zipfile.ZipFile(out) as z:
+    files = {n: z.read(n) for n in z.namelist()}
+name = [n for n in files if "/models/" in n and n.endswith(".json")][0]
+program = json.loads(files[name])
+CHANGE
+files[name] = json.dumps(program).encode()
+with zipfile.ZipFile(out, "w") as z:
+    for n, b in files.items():
+        z.writestr(n, b)
+"""
+
+
+def test_guard_code_in_the_archive_cannot_forge_the_evaluators_result(tmp_path: Path) -> None:
+    # torch.export.load + .module() exec the archive's guards_code inside the evaluator: it could write
+    # the result file itself. The evaluator refuses any program carrying guard code before loading it.
+    forge = ("(open(__import__('os').environ['LEDGERLAB_RESULT'], 'w').write(__import__('json').dumps("
+             "dict(status='finished', val_bpb=0.01, num_params=1, eval_tokens=4096))), __import__('os')._exit(0))")
+    source = UNIFORM + REWRITE_PROGRAM.replace("CHANGE", f'program["guards_code"] = [{forge!r}]')
+    result, _ = attack(tmp_path, source)
+    assert result.status == "invalid" and "guard code" in result.error and result.value is None
+
+
+def test_a_program_calling_anything_but_aten_operators_is_refused(tmp_path: Path) -> None:
+    change = 'program["graph_module"]["graph"]["nodes"][0]["target"] = "torch.os.system"'
+    source = UNIFORM + REWRITE_PROGRAM.replace("CHANGE", change)
+    result, _ = attack(tmp_path, source)
+    assert result.status == "invalid" and "only aten operators" in result.error
+
+
 def test_a_model_that_cannot_be_exported_is_invalid(tmp_path: Path) -> None:
     source = UNIFORM + """
 class Opaque(torch.nn.Module):

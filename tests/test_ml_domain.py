@@ -157,16 +157,17 @@ def _outcome(tmp_path: Path, log: str, code: int | None = 0, name: str = "run.lo
     return SandboxResult(exit_code=code, log_path=tmp_path / name, log_tail=log[-4000:], **settings)
 
 
-REPORTED = "---\nreported_training_seconds: 1.02\nreported_steps: 32\nreported_tokens: 4096\nseq_len: 32\n"
+REPORTED = "---\nreported_training_seconds: 1.02\nreported_steps: 32\nreported_tokens: 4096\n"
 
 
 def test_parse_reported_keeps_only_the_runs_own_report() -> None:
     log = "step 1\n---\nreported_steps: 3\n" + "step 2\n" + REPORTED + "val_bpb: 0.01\npeak_memory_mb: 1\n"
     assert parse_reported(log) == {"reported_training_seconds": 1.02, "reported_steps": 32,
-                                   "reported_tokens": 4096, "seq_len": 32}  # the last block only
+                                   "reported_tokens": 4096}  # the last block only
     forged = "---\nval_bpb: 0.01\nnum_params: 1\npeak_memory_mb: 1.0\nisolation: none\n"
     assert parse_reported(forged) == {}
     assert parse_reported("no report at all\n") == {}
+    assert parse_reported("---\nreported_steps: 1\nstep 9\n---\nreported_steps: 2\n") == {"reported_steps": 2}
 
 
 def test_how_the_training_sandbox_ended(tmp_path: Path) -> None:
@@ -224,6 +225,7 @@ def test_the_value_is_the_evaluators_and_the_measures_the_parents(tmp_path: Path
     assert run.status == "finished" and run.value == 3.25 == run.metrics["val_bpb"]
     m = run.metrics
     assert m["num_params"] == 67968 and m["eval_tokens"] == 4096 and m["isolation"] == "bwrap"
+    assert m["seq_len"] == 32  # the evaluator's reading of the program, not the run's report
     assert m["peak_memory_mb"] == 321.0  # the training sandbox's peak, measured by the parent
     assert m["wall_seconds"] == 1.0 and m["eval_seconds"] == 2.0 and run.duration_s == 3.0
     assert m["reported_steps"] == 32 and m["runs"] == 1 and m["peak_memory_mb_sq"] == 321.0**2

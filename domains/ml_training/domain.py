@@ -207,6 +207,8 @@ class MLTrainingDomain:
         shutil.rmtree(workdir, ignore_errors=True)  # a retry starts from a clean working copy
         eval_dir = workdir.with_name(workdir.name + ".eval")
         shutil.rmtree(eval_dir, ignore_errors=True)
+        for log in (log_path(workdir), log_path(eval_dir)):  # a retry's logs hold only its own attempt
+            log.unlink(missing_ok=True)
         # The executor's GPU assignment applies only to a CUDA device; an explicit cpu/mps/cuda:N choice wins.
         device = request.device if request.device and self.device == "cuda" else self.device
         threads = self.threads or request.threads
@@ -239,7 +241,8 @@ class MLTrainingDomain:
                       device=device, threads=threads)
         env = {"LEDGERLAB_MODEL": box.data_path(MODEL), "LEDGERLAB_VAL": box.data_path("val.bin"),
                "LEDGERLAB_EVAL_TOKENS": str(self.eval_tokens), "LEDGERLAB_RESULT": f"{box.work}/{RESULT}",
-               "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device}
+               "LEDGERLAB_DEVICE": "cuda" if device.startswith("cuda") else device,
+               "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
         if threads:
             env["LEDGERLAB_THREADS"] = str(threads)
         return box.run([sys.executable, EVALUATOR.name], log_path=log_path(eval_dir),
@@ -316,7 +319,8 @@ def with_evaluation(trained: RunResult, train_outcome: SandboxResult, evaluated:
         status = "diverged" if verdict.get("status") == "diverged" else "invalid"
         return replace_result(base, status=status, error=str(verdict.get("reason", "rejected by the evaluator")))
     metrics = {**trained.metrics, "val_bpb": float(verdict["val_bpb"]), "num_params": verdict.get("num_params"),
-               "eval_tokens": verdict.get("eval_tokens"), "eval_seconds": round(evaluated.duration_s, 3),
+               "eval_tokens": verdict.get("eval_tokens"), "seq_len": verdict.get("seq_len"),
+               "eval_seconds": round(evaluated.duration_s, 3),
                "wall_seconds": round(train_outcome.duration_s, 3), "isolation": train_outcome.isolation}
     if train_outcome.peak_memory_mb is not None:
         metrics[MEMORY] = round(train_outcome.peak_memory_mb, 1)
@@ -329,15 +333,16 @@ def replace_result(result: RunResult, **changes: Any) -> RunResult:
 
 def parse_reported(log: str) -> dict[str, Any]:
     """The `reported_*` lines of the last block after a '---' line (what the run says of itself; untrusted)."""
-    start = log.rfind("\n---\n") if not log.startswith("---\n") else 0
+    text = "\n" + log
+    start = text.rfind("\n---\n")
     if start < 0:
         return {}
     reported: dict[str, Any] = {}
-    for line in log[start:].split("---\n", 1)[1].splitlines():
+    for line in text[start + 5:].splitlines():
         key, sep, value = line.partition(": ")
         if not sep:
             break
-        if key.startswith("reported_") or key == "seq_len":
+        if key.startswith("reported_"):
             reported[key] = _number(value.strip())
     return reported
 

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import sys
 import time
 import zipfile
 
-# torch.export.load unpickles some payloads with weights_only=False; a hostile archive would run code here.
-# This forces every torch.load to the restricted unpickler, and check_archive refuses raw pickles before.
-os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-
-import torch  # noqa: E402 - after the variable above
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 VOCAB_SIZE = 256
 EVAL_BATCH = 64  # the batch the harness exports with: every call here has exactly this shape
@@ -51,6 +48,8 @@ def check_archive(path: str) -> None:
                     raise ContractError(f"the archive holds a pickled file ({name})")
                 if folder.startswith(("weights/", "constants/")) and name.endswith("_config.json"):
                     _check_payloads(name, json.loads(archive.read(name)))
+                if "/models/" in name and name.endswith(".json"):
+                    check_program_json(name, json.loads(archive.read(name)))
     except (zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         raise ContractError(f"the exported model is not a torch.export archive: {_first_line(exc)}") from None
 
@@ -64,6 +63,54 @@ def _check_payloads(name: str, config: dict) -> None:
             raise ContractError(f"{fqn} in {name} is a custom object, not a tensor")
 
 
+def check_program_json(name: str, program: dict) -> None:
+    """Raise ContractError unless the serialized program is a fixed-shape graph of aten operators only.
+
+    torch.export.load and ExportedProgram.module() run code the archive carries: `guards_code` is exec'd,
+    symbolic expressions are parsed by sympy, node targets name any callable under `torch.`. The harness
+    exports fixed shapes, so an honest program has none of the first two and only aten targets.
+    """
+    if program.get("guards_code"):
+        raise ContractError(f"{name} carries guard code (an honest export of fixed shapes has none)")
+    if program.get("range_constraints"):
+        raise ContractError(f"{name} has symbolic shapes; the harness exports fixed shapes only")
+    graph = program.get("graph_module", {}).get("graph", {})
+    for kind in ("sym_int_values", "sym_bool_values", "sym_float_values", "custom_obj_values"):
+        if graph.get(kind):
+            raise ContractError(f"{name} has {kind.replace('_values', '')} values; only tensors are allowed")
+    if "expr_str" in json.dumps(program):
+        raise ContractError(f"{name} holds symbolic expressions; only fixed shapes are allowed")
+    for node in graph.get("nodes", []):
+        target = str(node.get("target", ""))
+        if not target.startswith("torch.ops.aten.") and target != "_operator.getitem":
+            raise ContractError(f"the model calls {target[:80]!r}; only aten operators are allowed")
+
+
+# aten operators without outputs that an honest export may hold (checks); any other one acts on the world.
+CHECK_OPS = {"_assert_tensor_metadata", "_assert_async", "_assert_scalar", "sym_constrain_range",
+             "sym_constrain_range_for_size"}
+
+
+def check_ops(program: torch.export.ExportedProgram) -> None:
+    """Raise ContractError unless every call is a pure aten operator: no in-place state, no files, no I/O."""
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target = node.target
+        if target is operator.getitem:  # picks one output of a multi-output operator
+            continue
+        schema = getattr(target, "_schema", None)
+        if not isinstance(target, torch._ops.OpOverload) or target.namespace != "aten" or schema is None:
+            raise ContractError(f"the model calls {target!r}; only aten operators are allowed")
+        base = schema.name.split("::", 1)[-1]
+        if schema.is_mutable:
+            raise ContractError(f"the model calls {schema.name}, which modifies its inputs or state in place")
+        if any(arg.name in ("filename", "path", "file") for arg in schema.arguments):
+            raise ContractError(f"the model calls {schema.name}, which touches files")
+        if not schema.returns and base not in CHECK_OPS:
+            raise ContractError(f"the model calls {schema.name}, which has effects but no result")
+
+
 def load(path: str) -> tuple[torch.export.ExportedProgram, int]:
     """The exported program and its context length T (input shape (EVAL_BATCH, T))."""
     check_archive(path)
@@ -71,8 +118,9 @@ def load(path: str) -> tuple[torch.export.ExportedProgram, int]:
         program = torch.export.load(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the candidate's failure
         raise ContractError(f"the exported model cannot be loaded: {type(exc).__name__}: {_first_line(exc)}") from None
+    check_ops(program)
     signature = program.graph_signature
-    if signature.buffers_to_mutate:
+    if signature.buffers_to_mutate or signature.user_inputs_to_mutate:
         raise ContractError("the model mutates its buffers while predicting (state across calls is not allowed)")
     inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in signature.user_inputs]
     shapes = [tuple(n.meta["val"].shape) for n in inputs if "val" in n.meta]
@@ -159,6 +207,9 @@ def evaluate(model_path: str, val_path: str, eval_tokens: int, device: str) -> d
     try:
         program, seq_len = load(model_path)
         module = program.module()
+        first = logits_of(module, [tokens[:seq_len].long()], seq_len, device)
+        if not torch.isfinite(first).all():
+            return {"status": "diverged", "reason": "the model's logits are not finite"}
         check_contract(module, tokens, seq_len, device)
         val_bpb = evaluate_bpb(module, tokens, seq_len, device)
     except ContractError as exc:
@@ -179,6 +230,10 @@ def _first_line(exc: BaseException) -> str:
 
 def main() -> int:
     env = os.environ
+    # torch.export.load unpickles some payloads with weights_only=False; a hostile archive would run code
+    # here. This forces every torch.load to the restricted unpickler (read at each call), and check_archive
+    # refuses raw pickles before loading. The campaign also sets it in this process's environment.
+    env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
     if env.get("LEDGERLAB_THREADS"):
         torch.set_num_threads(int(env["LEDGERLAB_THREADS"]))
     device = env.get("LEDGERLAB_DEVICE", "cpu")

@@ -155,7 +155,6 @@ class Session:
             "reported_training_seconds": f"{self.training_seconds():.2f}",
             "reported_steps": str(self.steps),
             "reported_tokens": str(self.tokens),
-            "seq_len": str(seq_len),
         }
         sys.stdout.write("---\n" + "".join(f"{k}: {v}\n" for k, v in reported.items()))
         sys.stdout.flush()

@@ -5,8 +5,9 @@ This is the only file a hypothesis may change. Run it from a folder that also ho
 
     LEDGERLAB_DATA=corpus.txt.gz python train.py
 
-The harness owns the data, the seed, the budget, the evaluation and the summary; everything here (the model,
-the optimizer, the schedule, the tunables below) is fair game.
+The harness owns the data, the seed and the budget, and hands the model to a separate evaluator (val_bpb on
+bytes this run never sees); everything here (the model, the optimizer, the schedule, the tunables below) is
+fair game, as long as the model stays exportable with torch.export.
 """
 
 import math
