@@ -29,8 +29,9 @@ class RunGroup:
     version: int
 
     @classmethod
-    def create(cls, name: str, memory_mb: int | None, pids: int | None, root: Path = ROOT) -> RunGroup | None:
+    def create(cls, name: str, memory_mb: int | None, pids: int | None, root: Path | None = None) -> RunGroup | None:
         """A new group with these limits, or None when this process cannot create one."""
+        root = ROOT if root is None else root
         try:
             if (root / "cgroup.controllers").exists():
                 return _create_v2(root, name, memory_mb, pids)

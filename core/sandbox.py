@@ -408,7 +408,7 @@ class Sandbox:
         # A cgroup limits the run's real memory; RLIMIT_AS (address space, per process) is only the fallback:
         # torch and OpenBLAS reserve far more address space than they touch.
         memory = None if self.limits.memory_mb is None or group else int(self.limits.memory_mb) * 2**20
-        nproc = None if group or os.geteuid() == 0 else _user_processes() + self.limits.pids
+        nproc = None if group else self._nproc_limit()
         join = cgroups.join
 
         def apply() -> None:
@@ -424,10 +424,22 @@ class Sandbox:
 
         return apply
 
+    def _nproc_limit(self) -> int | None:
+        """RLIMIT_NPROC where no cgroup counts the run's processes: the run's uid's count now plus the limit.
 
-def _user_processes() -> int:
-    """Processes (threads included) this user runs now: RLIMIT_NPROC counts them all, not just the run's."""
-    uid, count = os.getuid(), 0
+        As root a bwrap run becomes nobody, whose processes the limit then counts; a plain child process of
+        root is not limited (root ignores RLIMIT_NPROC).
+        """
+        if os.geteuid() != 0:
+            return _user_processes(os.getuid()) + self.limits.pids
+        if self.isolation == "bwrap":
+            return _user_processes(NOBODY) + self.limits.pids
+        return None
+
+
+def _user_processes(uid: int) -> int:
+    """Processes (threads included) `uid` runs now: RLIMIT_NPROC counts them all, not just the run's."""
+    count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:

@@ -313,3 +313,40 @@ def test_environment_is_not_inherited_through_os_environ_changes(tmp_path: Path)
     finally:
         del os.environ["LEDGERLAB_TEST_LEAK"]
     assert result.log_tail.strip() == "absent"
+
+
+# ------------------------------------------------------------------------------------------- without cgroups
+
+
+@pytest.fixture
+def no_cgroups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cgroup root with nothing in it: what an unprivileged user without delegation has."""
+    from ledgerlab.core import cgroups
+
+    empty = tmp_path / "no-cgroups"
+    empty.mkdir()
+    monkeypatch.setattr(cgroups, "ROOT", empty)
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+def test_without_cgroups_the_poller_sums_the_runs_memory_and_kills_at_the_cap(
+        tmp_path: Path, isolation: str, no_cgroups: None) -> None:
+    # Two children of 200 MiB each, each under the 300 MiB cap (RLIMIT_AS alone would let both live).
+    child = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(20)"
+    code = (f"import subprocess, sys\nkids = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(2)]\n"
+            "print('CODES', [k.wait() for k in kids], flush=True)\n")
+    result = _run(_box(tmp_path, isolation, limits=Limits(memory_mb=300)), code, tmp_path)
+    assert result.limit_hit == "memory" and result.exit_code == -9  # killed by the poller, not finished
+    assert result.peak_memory_mb is not None and result.peak_memory_mb > 300
+    assert "CODES" not in result.log_tail
+
+
+@needs_bwrap
+def test_without_cgroups_a_sandboxed_run_of_root_is_still_process_limited(tmp_path: Path,
+                                                                          no_cgroups: None) -> None:
+    code = ("import subprocess, sys\nstarted = []\ntry:\n    for _ in range(100):\n"
+            "        started.append(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']))\n"
+            "except OSError as exc:\n    print('REFUSED', len(started), flush=True)\n")
+    result = _run(_box(tmp_path, "bwrap", limits=Limits(pids=16)), code, tmp_path)
+    assert "REFUSED" in result.log_tail, result.log_tail
+    assert int(result.log_tail.split("REFUSED ")[1].split()[0]) < 20  # RLIMIT_NPROC: all of nobody's tasks, near 16
