@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from host_processes import processes_with
 
 from ledgerlab.core.protocols import RunRequest, RunResult
 from ledgerlab.core.sandbox import bwrap_problem
@@ -48,19 +49,6 @@ def attack(tmp_path: Path, source: str, domain: MLTrainingDomain | None = None) 
     log = Path(result.log_path).read_text(errors="replace") if result.log_path else ""
     assert not workdir.exists(), "the working copy must be deleted after the run"
     return result, log
-
-
-def processes_with(marker: str) -> list[int]:
-    """Host pids whose command line holds `marker`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry.name}/cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 # A model the evaluator can score, trained on nothing: uniform logits, exactly 8 bits per byte.

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from host_processes import processes_with
 
 from ledgerlab.core import sandbox
 from ledgerlab.core.errors import IsolationUnavailable
@@ -50,19 +51,6 @@ def _gone(pid: int, wait_s: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def _live_with(marker: str) -> list[int]:
-    """Host pids, not zombies, whose command line holds `marker` (a zombie's command line is empty)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry.name}/cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def _box(tmp_path: Path, isolation: str, **options: object) -> Sandbox:
@@ -171,8 +159,8 @@ def test_timeout_kills_every_process_of_the_run(tmp_path: Path, isolation: str) 
     assert 4 <= result.duration_s < 60
     assert "spawned" in result.log_tail
     deadline = time.monotonic() + 5
-    while _live_with(marker):
-        assert time.monotonic() < deadline, f"processes of the run survived its timeout: {_live_with(marker)}"
+    while processes_with(marker):
+        assert time.monotonic() < deadline, f"processes of the run survived its timeout: {processes_with(marker)}"
         time.sleep(0.05)
 
 
