@@ -428,8 +428,10 @@ class Sandbox:
         """RLIMIT_NPROC where no cgroup counts the run's processes: the run's uid's count now plus the limit.
 
         As root a bwrap run becomes nobody, whose processes the limit then counts; a plain child process of
-        root is not limited (root ignores RLIMIT_NPROC).
+        root is not limited (root ignores RLIMIT_NPROC), nor is one where there is no /proc to count (macOS).
         """
+        if not os.path.isdir("/proc"):
+            return None
         if os.geteuid() != 0:
             return _user_processes(os.getuid()) + self.limits.pids
         if self.isolation == "bwrap":
@@ -532,7 +534,9 @@ def kill_group(pgid: int) -> None:
 
 
 def _tree_rss_mb(root: int) -> float:
-    """Resident memory of `root` and all its descendants, MiB (from /proc)."""
+    """Resident memory of `root` and all its descendants, MiB (from /proc; 0 where there is none: macOS)."""
+    if not os.path.isdir("/proc"):
+        return 0.0
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
