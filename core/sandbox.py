@@ -484,7 +484,7 @@ class _Watch:
         self.proc, self.group, self.limits, self.disk_dir = proc, group, limits, disk_dir
         self.start = time.monotonic()
         self.duration_s = 0.0
-        self.peak_mb: float | None = None if group else 0.0
+        self.peak_mb: float | None = None if group or not os.path.isdir("/proc") else 0.0
         self.limit_hit: str | None = None
         self.notes: tuple[str, ...] = ()
 
