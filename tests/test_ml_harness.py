@@ -80,6 +80,13 @@ class Counter(torch.nn.Module):
         return torch.zeros(*idx.shape, 256) + self.calls
 
 
+class Exploded(torch.nn.Module):
+    """What a diverged training run hands over: NaN logits."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.full((idx.shape[0], idx.shape[1], 256), float("nan")) + 0.0 * idx.unsqueeze(-1)
+
+
 class Narrow(torch.nn.Module):
     """Returns 10 logits per position instead of 256."""
 
@@ -204,6 +211,8 @@ def test_evaluate_scores_a_file_and_reports_a_broken_contract(tmp_path: Path) ->
     assert result["seconds"] >= 0
     peeker = evaluator.evaluate(str(export(Peeker(), 32, tmp_path / "p.pt2")), str(val), 4096, "cpu")
     assert peeker["status"] == "invalid" and "not causal" in peeker["reason"] and "val_bpb" not in peeker
+    exploded = evaluator.evaluate(str(export(Exploded(), 32, tmp_path / "e.pt2")), str(val), 4096, "cpu")
+    assert exploded["status"] == "diverged" and "not finite" in exploded["reason"]
     (tmp_path / "junk.pt2").write_bytes(b"PK\x03\x04 junk")
     junk = evaluator.evaluate(str(tmp_path / "junk.pt2"), str(val), 4096, "cpu")
     assert junk["status"] == "invalid" and junk["reason"]

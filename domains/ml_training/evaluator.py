@@ -34,6 +34,10 @@ class ContractError(Exception):
     """The model breaks the evaluation contract; the message says how."""
 
 
+class NonFiniteLogits(Exception):
+    """The model's logits hold NaN or Inf: the run diverged."""
+
+
 def check_archive(path: str) -> None:
     """Raise ContractError unless every weight and constant in the .pt2 archive is a plain tensor payload.
 
@@ -160,8 +164,10 @@ def check_contract(module: torch.nn.Module, tokens: torch.Tensor, seq_len: int, 
     first, second, third = (tokens[i * seq_len:(i + 1) * seq_len].long() for i in range(3))
     cuts = sorted({max(1, seq_len // 2), max(1, seq_len // 5)})
     probes = [torch.cat([first[:cut], (third if i % 2 else second)[cut:]]) for i, cut in enumerate(cuts)]
-    mixed = logits_of(module, [first, second, third, *probes], seq_len, device)
     alone = logits_of(module, [first], seq_len, device)
+    if not torch.isfinite(alone).all():
+        raise NonFiniteLogits("the model's logits are not finite")
+    mixed = logits_of(module, [first, second, third, *probes], seq_len, device)
     _same(alone[0], mixed[0], "rows are not independent: one window's logits depend on the other windows")
     for row, cut in enumerate(cuts, start=3):
         _same(alone[0, :cut], mixed[row, :cut],
@@ -207,11 +213,10 @@ def evaluate(model_path: str, val_path: str, eval_tokens: int, device: str) -> d
     try:
         program, seq_len = load(model_path)
         module = program.module()
-        first = logits_of(module, [tokens[:seq_len].long()], seq_len, device)
-        if not torch.isfinite(first).all():
-            return {"status": "diverged", "reason": "the model's logits are not finite"}
         check_contract(module, tokens, seq_len, device)
         val_bpb = evaluate_bpb(module, tokens, seq_len, device)
+    except NonFiniteLogits as exc:
+        return {"status": "diverged", "reason": str(exc)}
     except ContractError as exc:
         return {"status": "invalid", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a program that fails to run is the candidate's failure
