@@ -192,6 +192,7 @@ class Campaign:
             budgets=self.config.budgets.model_dump(mode="json"), baseline_files=files,
             baseline_candidate_id=candidate_id(files), environment=environment,
             data_checksum=checksum if isinstance(checksum, str) else None, seed=self.config.seed,
+            seed_base=planner.first_seed(self.config.seed),
             guardrails=[g.model_dump(mode="json") for g in self.guardrails],
         )
 

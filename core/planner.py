@@ -1,12 +1,13 @@
 """What runs a campaign needs next, and the evidence a hypothesis's finished runs give the judge.
 
-Seeds: every incumbent I has a `seed_base` b (0 for the baseline; for a later incumbent, the first seed no
-run had used when it was accepted). Independent designs: the k-th hypothesis proposed on I runs replicate i on
-seed b + (k + i) mod W, W = `JudgeSettings.seed_window` (16 by default). So each of I's runs is shared by the
-hypotheses that land on its seed (DESIGN: "reuse incumbent runs already in the ledger"), I gathers up to W
-replicates as hypotheses rotate through the window ("the incumbent keeps gathering replicates"), and no one
-incumbent run is the first comparison of every hypothesis: with a single shared seed, a lucky incumbent run
-would block (or an unlucky one wave through) every change tried on it. Concurrent designs (A/B) run both arms
+Seeds: every incumbent I has a `seed_base` b (for the baseline, `first_seed` of the campaign seed, recorded in
+CampaignStarted; for a later incumbent, the first seed no run had used when it was accepted). Independent
+designs: the k-th hypothesis proposed on I runs replicate i on seed b + (k + i) mod W, W =
+`JudgeSettings.seed_window` (16 by default). So each of I's runs is shared by the hypotheses that land on its
+seed (DESIGN: "reuse incumbent runs already in the ledger"), I gathers up to W replicates as hypotheses rotate
+through the window ("the incumbent keeps gathering replicates"), and no one incumbent run is the first
+comparison of every hypothesis: with a single shared seed, a lucky incumbent run would block (or an unlucky
+one wave through) every change tried on it. Concurrent designs (A/B) run both arms
 in each run's window: replicate i of every hypothesis is on seed b + i. After an accept, the new incumbent's
 first `confirm_runs` seeds are fresh: its runs there (and the replaced incumbent's, for an independent
 design) measure the change on data not used to select it.
@@ -14,6 +15,7 @@ design) measure the change on data not used to select it.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -63,6 +65,25 @@ class RunIndex:
 
     def incumbent_failures(self, candidate_id: str, seed: int) -> list[RunRecord]:
         return [r for r in self.incumbent.get((candidate_id, seed), []) if r.status not in ("finished", "running")]
+
+
+SEED_STRIDE = 1_000_000  # replicate seeds one campaign seed owns: campaign seed 11 runs 11,000,000, 11,000,001, ...
+
+
+def first_seed(campaign_seed: int) -> int:
+    """The baseline's first replicate seed for a campaign seed (recorded in CampaignStarted.seed_base).
+
+    Seed 0 keeps 0, the seed every campaign started on before they were derived (its ledgers and benchmarks
+    are unchanged). Seeds 1 to 2146 start at seed × SEED_STRIDE, so two campaigns with different seeds share
+    no replicate seed unless one runs a million. Any other seed starts at a multiple of 1,000 drawn from its
+    SHA-256 (a campaign uses a few thousand seeds, so its range rarely meets another's). Every seed stays below
+    2^31: a plug-in's RNG gets a non-negative 31-bit seed.
+    """
+    if 0 <= campaign_seed <= (2**31 - 1) // SEED_STRIDE - 1:
+        return campaign_seed * SEED_STRIDE
+    digest = hashlib.sha256(f"ledgerlab campaign seed {campaign_seed}".encode()).digest()
+    span = (2**31 - 2 * SEED_STRIDE) // 1000
+    return SEED_STRIDE + 1000 * (int.from_bytes(digest[:8], "big") % span)
 
 
 def confirm_seeds(state: CampaignState, candidate_id: str, runs: int) -> list[int]:

@@ -135,7 +135,7 @@ class CampaignState:
         self.started = event
         self.status = "running"
         self.incumbent_id = event.baseline_candidate_id
-        self.seed_base[event.baseline_candidate_id] = 0
+        self.seed_base[event.baseline_candidate_id] = event.seed_base
         self.segment_start = at
 
     @_apply.register

@@ -35,6 +35,7 @@ Decision = Literal["accept", "reject", "more"]
 
 
 class CampaignStarted(Event):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: seed_base
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
@@ -47,6 +48,9 @@ class CampaignStarted(Event):
     environment: dict[str, Any] = Field(default_factory=dict)
     data_checksum: str | None = None
     seed: int = 0
+    # The baseline's first replicate seed (core/planner.first_seed of `seed`); every later seed follows from it
+    # and the runs. v1 payloads are upcast to 0, the seed every campaign started on before it was derived.
+    seed_base: int = 0
     # Guardrail specs the judge checks (core/protocols.Guardrail as dicts); None: a campaign recorded
     # before guardrails were, which resumes with its domain's.
     guardrails: list[dict[str, Any]] | None = None
@@ -224,6 +228,12 @@ def upcaster(
         return fn
 
     return register
+
+
+@upcaster("CampaignStarted", 1)
+def _campaign_started_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 campaigns ran their baseline from seed 0 whatever their `seed` was: they keep doing so on resume."""
+    return {**data, "seed_base": 0}
 
 
 def encode(event: Event) -> tuple[str, int, str]:
