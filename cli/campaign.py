@@ -3,15 +3,17 @@
 Each rebuilds the campaign's state by folding its events (core/state.py), read through a read-only
 connection that is closed before anything is printed, so they work while a campaign is writing.
 
-    ledgerlab status [--campaign ID]
+    ledgerlab status [--campaign ID] [--format json]
     ledgerlab show 3                    # hypothesis #3, or a hypothesis id prefix
     ledgerlab checkout best --out best/
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,12 +21,11 @@ import typer
 
 from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement, mean
 from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
 
 if TYPE_CHECKING:
-    from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+    from ledgerlab.core.state import CampaignState, HypothesisRecord
 
 CampaignOption = Annotated[
     str | None, typer.Option("--campaign", "-c", help="Campaign id or prefix (default: the latest).")
@@ -115,90 +116,98 @@ def duration(seconds: float) -> str:
 # ------------------------------------------------------------------------------------------- status
 
 
+class StatusFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
-def status(campaign: CampaignOption = None, dir: DirOption = None) -> None:
+def status(
+    campaign: CampaignOption = None, dir: DirOption = None,
+    format: Annotated[StatusFormat, typer.Option("--format", "-f", help="text, or json for programs.")] =
+    StatusFormat.text,
+) -> None:
     """The campaign at a glance: incumbent, improvement over baseline, hypotheses, runs, spend, what runs now."""
+    from ledgerlab.core.report import status_report
+
     with user_errors():
         loaded = load_campaign(dir, campaign)
+    assert loaded.now is not None
+    report = status_report(loaded.state, now=loaded.now, run_started_at=loaded.run_started_at,
+                           unpriced_calls=loaded.unpriced_calls)
+    if format is StatusFormat.json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_status(report)
+
+
+def render_status(report: dict[str, Any]) -> None:
+    """`status_report`'s numbers as the text table `ledgerlab status` prints."""
     from rich.console import Console
     from rich.table import Table
 
-    state, started = loaded.state, loaded.state.started
-    assert started is not None and loaded.now is not None
-    metric = state.metric
-    table = Table(show_header=False, title=f"campaign {state.campaign_id}", title_justify="left")
+    metric, name = report["metric"], report["metric"]["name"]
+    table = Table(show_header=False, title=f"campaign {report['campaign_id']}", title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("domain", f"{started.domain}: {metric.name} ({metric.direction}"
-                            + (f", delta {metric.delta:g}" if metric.delta else "") + ")")
-    if state.guardrails:
+    table.add_row("domain", f"{report['domain']}: {name} ({metric['direction']}"
+                            + (f", delta {metric['delta']:g}" if metric["delta"] else "") + ")")
+    if report["guardrails"]:
         table.add_row("guardrails", ", ".join(
-            f"{g.name} (must not get worse" + (f" by more than {g.margin:.1%}" if g.margin else "")
-            + f", alpha {g.alpha:g})" for g in state.guardrails))
-    state_line = state.status + (f" ({state.finish_reason})" if state.finish_reason else "")
-    table.add_row("status", state_line)
+            f"{g['name']} (must not get worse" + (f" by more than {g['margin']:.1%}" if g["margin"] else "")
+            + f", alpha {g['alpha']:g})" for g in report["guardrails"]))
+    table.add_row("status", report["status"] + (f" ({report['finish_reason']})" if report["finish_reason"] else ""))
 
-    baseline_id, incumbent_id = started.baseline_candidate_id, state.incumbent_id
-    inc_fresh, base_runs = fresh_runs(state, incumbent_id), finished(state, baseline_id)
-    origin = "baseline" if incumbent_id == baseline_id else origin_of(state, incumbent_id)
-    inc_mean = mean([r.value for r in inc_fresh])  # type: ignore[misc]
-    label = f"mean of {len(inc_fresh)} runs after selection"
-    if inc_mean is None and finished(state, incumbent_id):
-        inc_mean = mean([r.value for r in finished(state, incumbent_id)])  # type: ignore[misc]
-        label = "mean of the runs that selected it: optimistic"
-    table.add_row("incumbent", f"{incumbent_id[:SHORT]} ({origin})  {metric.name} {fmt(inc_mean)}"
-                               + (f"  ({label})" if inc_mean is not None else "  (no runs yet)"))
-    base_mean = mean([r.value for r in base_runs])  # type: ignore[misc]
-    table.add_row("baseline", f"{baseline_id[:SHORT]}  {metric.name} {fmt(base_mean)}  "
-                              f"(mean of {len(base_runs)} runs)")
-    table.add_row("improvement", _improvement_line(state, inc_fresh, base_runs))
-    accepted = [h for h in state.hypotheses.values() if h.status == "accepted" and h.verdict is not None]
-    for k, h in enumerate(accepted):
-        v = h.verdict
-        assert v is not None
-        line = (f"#{h.number} {clip(h.rationale, 40)}: selected at {fmt(v.effect)} "
-                f"{interval(v.ci_low, v.ci_high)} ({v.test}, p={fmt(v.p_value)})")
-        check = confirmed(state, h)
-        line += (f"; confirmed {fmt(check.effect)} {interval(check.low, check.high)} ({check.method})"
-                 if check else "; not confirmed on fresh runs yet")
+    inc, base = report["incumbent"], report["baseline"]
+    number = inc["hypothesis_number"]
+    origin = "baseline" if inc["is_baseline"] else f"from #{number}" if number else "unknown origin"
+    label = {"after_selection": f"mean of {inc['runs']} runs after selection",
+             "selection_runs_optimistic": "mean of the runs that selected it: optimistic"}.get(inc["basis"])
+    table.add_row("incumbent", f"{inc['candidate_id'][:SHORT]} ({origin})  {name} {fmt(inc['value'])}"
+                               + (f"  ({label})" if label else "  (no runs yet)"))
+    table.add_row("baseline", f"{base['candidate_id'][:SHORT]}  {name} {fmt(base['value'])}  "
+                              f"(mean of {base['runs']} runs)")
+    table.add_row("improvement", _improvement_line(report["improvement"]))
+    for k, h in enumerate(report["accepted"]):
+        sel, check = h["selected"], h["confirmed"]
+        line = (f"#{h['number']} {clip(h['rationale'], 40)}: selected at {fmt(sel['effect'])} "
+                f"{interval(sel['ci_low'], sel['ci_high'])} ({sel['test']}, p={fmt(sel['p_value'])})")
+        line += (f"; confirmed {fmt(check['effect'])} {interval(check['ci_low'], check['ci_high'])} "
+                 f"({check['method']})" if check else "; not confirmed on fresh runs yet")
         table.add_row("" if k else "accepted", line)
 
-    counts: dict[str, int] = {}
-    for h in state.hypotheses.values():
-        counts[h.status] = counts.get(h.status, 0) + 1
-    vetoed = sum(1 for h in state.hypotheses.values() if h.verdict and h.verdict.details.get("guardrail_veto"))
-    table.add_row("hypotheses", f"{len(state.hypotheses)} tried: {counts.get('accepted', 0)} accepted, "
-                                f"{counts.get('rejected', 0)} rejected"
+    hyp, runs = report["hypotheses"], report["runs"]
+    vetoed = hyp["rejected_by_guardrail"]
+    table.add_row("hypotheses", f"{hyp['tried']} tried: {hyp['accepted']} accepted, {hyp['rejected']} rejected"
                                 + (f" ({vetoed} of them by a guardrail)" if vetoed else "")
-                                + f", {counts.get('patch_rejected', 0)} patch-rejected, "
-                                f"{counts.get('testing', 0) + counts.get('proposed', 0)} open")
-    by_status: dict[str, int] = {}
-    for r in state.runs.values():
-        by_status[r.status] = by_status.get(r.status, 0) + 1
-    failed = {k: v for k, v in by_status.items() if k not in ("finished", "running")}
-    table.add_row("runs", f"{by_status.get('finished', 0)} finished, {sum(failed.values())} failed"
-                          + (f" ({', '.join(f'{v} {k}' for k, v in sorted(failed.items()))})" if failed else "")
-                          + f", {by_status.get('running', 0)} unfinished")
-    spend = f"${state.llm_cost_usd:.4f} over {state.llm_calls} LLM calls" if state.llm_calls else "no LLM calls"
-    if loaded.unpriced_calls:
-        spend += f" ({loaded.unpriced_calls} with unknown price, not counted)"
-    table.add_row("spend", spend)
-    elapsed = state.elapsed(loaded.now)
-    last = (loaded.now - state.last_at).total_seconds() if state.last_at else 0.0
-    table.add_row("active time", f"{duration(elapsed)}  (last event {duration(last)} ago)")
-    table.add_row("running now", _running_now(loaded))
+                                + f", {hyp['patch_rejected']} patch-rejected, {hyp['open']} open")
+    failed = runs["failed_by_status"]
+    table.add_row("runs", f"{runs['finished']} finished, {runs['failed']} failed"
+                          + (f" ({', '.join(f'{v} {k}' for k, v in failed.items())})" if failed else "")
+                          + f", {runs['unfinished']} unfinished")
+    used = report["budgets_used"]
+    table.add_row("budgets used", f"{used['hypotheses']} hypotheses, {used['runs']} runs"
+                                  + (f", {used['units']:,.0f} units" if used["units"] else ""))
+    spend = report["spend"]
+    text = f"${spend['llm_cost_usd']:.4f} over {spend['llm_calls']} LLM calls" if spend["llm_calls"] \
+        else "no LLM calls"
+    if spend["unpriced_calls"]:
+        text += f" ({spend['unpriced_calls']} with unknown price, not counted)"
+    table.add_row("spend", text)
+    table.add_row("active time", f"{duration(report['active_seconds'])}  "
+                                 f"(last event {duration(report['last_event_seconds_ago'])} ago)")
+    table.add_row("running now", _running_line(report["running_now"]))
     Console().print(table)
 
 
-def _improvement_line(state: CampaignState, inc_fresh: list[RunRecord], base_runs: list[RunRecord]) -> str:
-    if state.incumbent_id == state.started.baseline_candidate_id:  # type: ignore[union-attr]
+def _improvement_line(gain: dict[str, Any]) -> str:
+    if gain["status"] == "baseline_is_incumbent":
         return "none yet (the baseline is still the incumbent)"
-    got = improvement(state, inc_fresh, base_runs)
-    if got is None:
+    if gain["status"] == "not_measured":
         return "not measured yet (needs baseline runs and incumbent runs after selection)"
-    ci = interval(got.low, got.high)
-    level = ", 95%" if ci else ", too few runs for an interval"
-    return f"{fmt(got.effect)} {ci}  (> 0 is better; {got.method}{level})"
+    ci = interval(gain["ci_low"], gain["ci_high"])
+    level = f", {gain['ci_level']:.0%}" if gain["ci_level"] else ", too few runs for an interval"
+    return f"{fmt(gain['effect'])} {ci}  (> 0 is better; {gain['method']}{level})"
 
 
 def origin_of(state: CampaignState, cid: str) -> str:
@@ -209,19 +218,16 @@ def origin_of(state: CampaignState, cid: str) -> str:
     return "unknown origin"
 
 
-def _running_now(loaded: Loaded) -> str:
-    state = loaded.state
-    running = [r for r in state.runs.values() if r.status == "running"]
-    if not running:
+def _running_line(running: dict[str, Any]) -> str:
+    if not running["runs"]:
         return "nothing"
-    word = "running" if state.status == "running" else "interrupted, re-run on resume"
+    word = "interrupted, re-run on resume" if running["interrupted"] else "running"
     parts = []
-    for r in running:
-        since = loaded.run_started_at.get(r.run_id)
-        age = f" for {duration((loaded.now - since).total_seconds())}" if since and loaded.now else ""
-        what = f"#{state.hypotheses[r.hypothesis_id].number}" if r.hypothesis_id in state.hypotheses else r.role
-        parts.append(f"{r.run_id[:SHORT]} ({what}, candidate {r.candidate_id[:8]}, seed {r.seed}){age}")
-    return f"{len(running)} {word}: " + "; ".join(parts)
+    for r in running["runs"]:
+        age = f" for {duration(r['running_seconds'])}" if r["running_seconds"] is not None else ""
+        what = f"#{r['hypothesis_number']}" if r["hypothesis_number"] is not None else r["role"]
+        parts.append(f"{r['run_id'][:SHORT]} ({what}, candidate {r['candidate_id'][:8]}, seed {r['seed']}){age}")
+    return f"{len(running['runs'])} {word}: " + "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------ finding
