@@ -22,8 +22,9 @@ The "stats" policy is a group-sequential one-sided test (statistics in `core/sta
   and one that did rarely survives the rising bound, while a real change's z grows like √n. Looks at
   every run early on keep a null that got lucky once from paying for a doubling of its runs. The loop
   never overrules a futility reject (reject is final), so binding credit is sound when it is taken.
-* The interval reported is two-sided at level 1 − 2α_k, so its lower end exceeds δ exactly when a t-test
-  accepts at that look.
+* The interval reported is two-sided at level 1 − 2α_k, so its lower end exceeds δ exactly when the test
+  accepts at that look: t-tests, and the proportions' score test, whose interval inverts the test itself
+  (`stats.proportion_test`; with Fisher's exact test at small counts the interval is still the score test's).
 
 "fixed" is the same test once, at `fixed_n` replicates and the full α. "greedy" is autoresearch's rule:
 one run, kept when it is better than the incumbent's (no δ, no test; a null change passes about half the
@@ -230,7 +231,11 @@ def _finite(x: float | None) -> float | None:
 
 
 class StatsJudge:
-    """Group-sequential one-sided test with binding futility (also the one-look "fixed" judge)."""
+    """Group-sequential one-sided test with a futility bound (also the one-look "fixed" judge).
+
+    Futility is non-binding by default: the levels take credit for it only with `futility_min_df = 0`
+    (see `JudgeSettings.futility_min_df`), so with the defaults α holds whichever way a futility check goes.
+    """
 
     def __init__(self, settings: JudgeSettings, name: str = "stats") -> None:
         self.settings = settings

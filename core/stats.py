@@ -29,21 +29,31 @@ a campaign. A change that makes runs erratic still contributes its own larger va
 Heavy tails (`robust`): "trim" uses the Tukey–McLaughlin trimmed mean of the differences with the
 winsorized variance (the one-sample form of Yuen's test; scipy's `ttest_ind(trim=)` for unpaired data);
 "winsor" winsorizes the differences and runs the t-test on them. History groups are treated the same way.
+
+Zero variance, one rule for `paired_test`, `two_sample_test` and `sums_test`: a test needs a positive
+variance estimate. When it is zero up to rounding (every value on each side ties, e.g. a discrete or
+deterministic metric: `_ties`) or undefined (one value and no history), no test is made: statistic, p, se
+and df are None and the effect is still reported (nan when a side has no values). The judge never accepts
+on such a result (`StatsJudge._no_variance`); a guardrail reads it as a certain difference
+(core/guardrails.py). Proportions always have a variance under H0 (`proportion_test`).
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from functools import lru_cache
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 Robust = Literal["none", "trim", "winsor"]
+_EPS = float(np.finfo(float).eps)
 
 
 class TestResult(BaseModel):
@@ -60,9 +70,20 @@ class TestResult(BaseModel):
     df: float | None  # None: normal reference distribution (z-tests) or no test
     n_candidate: int
     n_incumbent: int
+    # Proportions: (x1, n1, x2, n2), improvement = x1/n1 − x2/n2; the interval then inverts the score test.
+    counts: tuple[int, int, int, int] | None = None
 
     def interval(self, level: float) -> tuple[float | None, float | None]:
-        """Two-sided `level` interval for the improvement (None ends when no standard error exists)."""
+        """Two-sided `level` interval for the improvement (None ends when no standard error exists).
+
+        Each end is the one-sided test's bound at (1 − level)/2, so the lower end exceeds δ exactly when
+        that test rejects H0: improvement ≤ δ at p ≤ (1 − level)/2.
+        """
+        if self.counts is not None:
+            if self.p_value is None:
+                return None, None
+            tail = (1.0 - level) / 2.0
+            return _score_bound(*self.counts, tail, upper=False), _score_bound(*self.counts, tail, upper=True)
         if self.se is None or not math.isfinite(self.se):
             return None, None
         tail = (1.0 - level) / 2.0
@@ -231,6 +252,23 @@ def _sign(direction: str) -> float:
     return 1.0 if direction == "maximize" else -1.0
 
 
+def _ties(var: float, scale: float, n: float) -> bool:
+    """Whether a variance estimate is zero up to the rounding of computing it from n values of magnitude
+    `scale` (a sample variance of equal values is often 1e-32 rather than 0; sums of squares lose more)."""
+    return not var > 64.0 * max(n, 1.0) * _EPS * scale * scale
+
+
+def _scale(*groups: Sequence[float]) -> float:
+    """The largest magnitude among the values (0 for none)."""
+    return max((float(np.max(np.abs(g))) for g in groups if len(g)), default=0.0)
+
+
+def _no_test(name: str, effect: float, nc: int, ni: int) -> TestResult:
+    """The result when there is no variance to test with (the module docstring's zero-variance rule)."""
+    return TestResult(test=name, statistic=None, p_value=None, effect=effect, se=None, df=None,
+                      n_candidate=nc, n_incumbent=ni)
+
+
 def paired_test(
     pairs: Sequence[tuple[float, float]],
     direction: str,
@@ -261,21 +299,35 @@ def paired_test(
     name = {"none": "paired-t", "trim": "paired trimmed-t", "winsor": "paired winsorized-t"}[robust]
     name += " (pooled var)" if df > max(len(imp) - 1, 0) else ""
     n = len(imp)
-    se = math.sqrt(var / n) if df > 0 and var > 0 else math.inf
-    if incumbent_only and robust == "none":
+    tied = n == 0 or df == 0 or _ties(var, _scale(imp, *history_diffs, *history_replicates), df + 1)
+    se = math.inf if tied else math.sqrt(var / n)
+    if incumbent_only and robust == "none" and n:
         cand = [c for c, _ in pairs]
         inc = [i for _, i in pairs] + list(incumbent_only)
         var1, df1 = pooled_single_variance([*history_replicates, cand])
-        se1 = math.sqrt(var1 * (1.0 / n + 1.0 / len(inc))) if df1 > 0 and var1 > 0 else math.inf
+        tied1 = df1 == 0 or _ties(var1, _scale(cand, *history_replicates), df1 + 1)
+        se1 = math.inf if tied1 else math.sqrt(var1 * (1.0 / n + 1.0 / len(inc)))
         if se1 < se:
             loc, se, df = sign * (float(np.mean(cand)) - float(np.mean(inc))), se1, df1
             name = "mean vs incumbent mean t (pooled var)"
     if not math.isfinite(se):
-        return TestResult(test=name, statistic=None, p_value=None, effect=loc, se=None, df=None,
-                          n_candidate=n, n_incumbent=n + len(incumbent_only))
+        return _no_test(name, loc, n, n + len(incumbent_only))
     t = (loc - delta) / se
     return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)), effect=loc, se=se, df=df,
                       n_candidate=n, n_incumbent=n + len(incumbent_only))
+
+
+def _welch_side(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, float, int, float]:
+    """One side of Welch's test: (location, its squared standard error, that error's df, the variance
+    it rests on). "trim" is Yuen's: the trimmed mean, (n − 1)·s_w²/(h(h − 1)) with h = n − 2g kept values;
+    "winsor": the mean and variance of the winsorized values."""
+    n = len(x)
+    w = x if robust == "none" else _winsorize(x, trim)
+    v = float(np.var(w, ddof=1))
+    if robust != "trim":
+        return float(np.mean(w)), v / n, n - 1, v
+    h = n - 2 * int(math.floor(trim * n))
+    return float(sps.trim_mean(x, trim)), (n - 1) * v / (h * (h - 1)) if h > 1 else math.nan, h - 1, v
 
 
 def two_sample_test(
@@ -288,80 +340,37 @@ def two_sample_test(
     robust: Robust = "none",
     trim: float = 0.2,
 ) -> TestResult:
-    """Welch's (or Yuen's, with trim) t-test for unmatched runs; pooled-variance t when a side has one run."""
-    sign = _sign(direction)
-    # Shift the candidate by the margin so scipy's H0 "means equal" becomes "improvement = δ".
-    cand = np.asarray(candidate, float) - sign * delta
-    inc = np.asarray(incumbent, float)
-    alt = "greater" if sign > 0 else "less"
-    effect = sign * (float(np.mean(candidate)) - float(np.mean(inc)))
-    nc, ni = len(cand), len(inc)
-    if nc >= 2 and ni >= 2 and not history_replicates:
-        g = trim if robust == "trim" else 0.0
-        a, b = (cand, inc) if robust != "winsor" else (_winsorize(cand, trim), _winsorize(inc, trim))
-        r = sps.ttest_ind(a, b, equal_var=False, alternative=alt, trim=g)
-        if g:
-            effect = sign * (float(sps.trim_mean(candidate, g)) - float(sps.trim_mean(inc, g)))
-        # scipy gives t = (shifted difference) / se; recover se from it (Welch's when t happens to be 0).
-        se = abs((effect - delta) / r.statistic) if r.statistic else math.sqrt(
-            np.var(a, ddof=1) / nc + np.var(b, ddof=1) / ni)
-        name = {"none": "welch", "trim": "yuen", "winsor": "welch (winsorized)"}[robust]
-        return TestResult(test=name, statistic=float(r.statistic) * sign, p_value=float(r.pvalue),
-                          effect=effect, se=se, df=float(r.df), n_candidate=nc, n_incumbent=ni)
-    # Too few runs on a side for Welch, or history to lean on: pooled single-run variance, common σ.
-    var, df = pooled_single_variance([*history_replicates, list(candidate), list(inc)], robust, trim)
-    if nc == 0 or ni == 0 or df == 0 or not var > 0:
-        return TestResult(test="two-sample t (pooled var)", statistic=None, p_value=None,
-                          effect=effect if nc and ni else math.nan, se=None, df=None,
-                          n_candidate=nc, n_incumbent=ni)
-    se = math.sqrt(var * (1.0 / nc + 1.0 / ni))
-    t = (effect - delta) / se
-    return TestResult(test="two-sample t (pooled var)", statistic=t, p_value=float(sps.t.sf(t, df)),
-                      effect=effect, se=se, df=df, n_candidate=nc, n_incumbent=ni)
+    """Welch's t-test for unmatched runs; Student's pooled-variance t with one run on a side or history.
 
-
-# ------------------------------------------------------------------------------------- proportions
-
-
-def proportion_test(
-    cand_successes: int,
-    cand_trials: int,
-    inc_successes: int,
-    inc_trials: int,
-    direction: str,
-    delta: float = 0.0,
-    *,
-    min_expected: float = 5.0,
-) -> TestResult:
-    """Two-proportion z-test of H0: improvement ≤ δ; Fisher's exact test when δ = 0 and counts are small.
-
-    δ = 0 uses the pooled standard error (the classical test); δ ≠ 0 uses the unpooled (Wald) standard
-    error, since under H0 the two rates differ. For a minimized rate (errors) improvement = p_inc − p_cand.
+    `robust`: "trim" is Yuen's test (trimmed means, winsorized variances: scipy's `ttest_ind(trim=)`),
+    "winsor" Welch's test on winsorized values. The effect is the difference of the locations the test
+    compares (trimmed or winsorized means), and `se` its standard error, so the interval agrees with the test.
     """
     sign = _sign(direction)
-    pc, pi = cand_successes / cand_trials, inc_successes / inc_trials
-    effect = sign * (pc - pi)
-    table = np.array([[cand_successes, cand_trials - cand_successes],
-                      [inc_successes, inc_trials - inc_successes]])
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    se_unpooled = math.sqrt(pc * (1 - pc) / cand_trials + pi * (1 - pi) / inc_trials)
-    if delta == 0 and expected.min() < min_expected:
-        _, p = sps.fisher_exact(table, alternative="greater" if sign > 0 else "less")
-        return TestResult(test="fisher exact", statistic=None, p_value=float(p), effect=effect,
-                          se=se_unpooled or None, df=None, n_candidate=cand_trials, n_incumbent=inc_trials)
-    if delta == 0:
-        p0 = (cand_successes + inc_successes) / (cand_trials + inc_trials)
-        se_test = math.sqrt(p0 * (1 - p0) * (1 / cand_trials + 1 / inc_trials))
-        name = "two-proportion z"
-    else:
-        se_test, name = se_unpooled, "two-proportion z (margin)"
-    if not se_test > 0:
-        return TestResult(test=name, statistic=None, p_value=None, effect=effect, se=None, df=None,
-                          n_candidate=cand_trials, n_incumbent=inc_trials)
-    z = (effect - delta) / se_test
-    return TestResult(test=name, statistic=z, p_value=float(sps.norm.sf(z)), effect=effect,
-                      se=se_unpooled or se_test, df=None, n_candidate=cand_trials, n_incumbent=inc_trials)
-
+    cand, inc = np.asarray(candidate, float), np.asarray(incumbent, float)
+    nc, ni = len(cand), len(inc)
+    if nc >= 2 and ni >= 2 and not history_replicates:
+        name = {"none": "welch", "trim": "yuen", "winsor": "welch (winsorized)"}[robust]
+        (lc, ec, dc, vc), (li, ei, di, vi) = _welch_side(cand, robust, trim), _welch_side(inc, robust, trim)
+        effect = sign * (lc - li)
+        if (_ties(vc, _scale(cand), nc) and _ties(vi, _scale(inc), ni)) or not math.isfinite(ec + ei):
+            return _no_test(name, effect, nc, ni)
+        se = math.sqrt(ec + ei)
+        df = (ec + ei) ** 2 / (ec**2 / dc + ei**2 / di)  # Welch–Satterthwaite
+        t = (effect - delta) / se
+        return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)), effect=effect, se=se, df=df,
+                          n_candidate=nc, n_incumbent=ni)
+    # Too few runs on a side for Welch, or history to lean on: pooled single-run variance, common σ.
+    name = "two-sample t (pooled var)"
+    loc = [_location_scale(x, robust, trim)[0] if len(x) else math.nan for x in (cand, inc)]
+    effect = sign * (loc[0] - loc[1])
+    var, df = pooled_single_variance([*history_replicates, list(candidate), list(inc)], robust, trim)
+    if nc == 0 or ni == 0 or df == 0 or _ties(var, _scale(cand, inc, *history_replicates), df + 1):
+        return _no_test(name, effect, nc, ni)
+    se = math.sqrt(var * (1.0 / nc + 1.0 / ni))
+    t = (effect - delta) / se
+    return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)),
+                      effect=effect, se=se, df=df, n_candidate=nc, n_incumbent=ni)
 
 def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float], direction: str,
               delta: float = 0.0) -> TestResult:
@@ -374,24 +383,263 @@ def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float],
     (nc, sc, ssc), (ni, si, ssi) = cand, inc
     one_unit = nc < 2 or ni < 2
     name = "t (one unit, pooled var)" if one_unit else "welch (sums)"
+    effect = sign * (sc / nc - si / ni) if nc >= 1 and ni >= 1 else math.nan
     if nc < 1 or ni < 1 or nc + ni < 3:
-        return TestResult(test=name, statistic=None, p_value=None, effect=0.0, se=None, df=None,
-                          n_candidate=int(nc), n_incumbent=int(ni))
+        return _no_test(name, effect, int(nc), int(ni))
     mc, mi = sc / nc, si / ni
     vc = max(ssc - nc * mc * mc, 0.0) / (nc - 1) if nc > 1 else 0.0
     vi = max(ssi - ni * mi * mi, 0.0) / (ni - 1) if ni > 1 else 0.0
+    # Σx² − n·x̄² cancels: its rounding is relative to the mean square, not to the variance.
+    if (nc < 2 or _ties(vc, math.sqrt(ssc / nc), nc)) and (ni < 2 or _ties(vi, math.sqrt(ssi / ni), ni)):
+        return _no_test(name, effect, int(nc), int(ni))
     if one_unit:
         df = nc + ni - 2.0
         se = math.sqrt(((nc - 1) * vc + (ni - 1) * vi) / df * (1.0 / nc + 1.0 / ni))
     else:
         se = math.sqrt(vc / nc + vi / ni)
-        df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1)) if se > 0 else 0.0
-    effect = sign * (mc - mi)
-    if not se > 0:
-        return TestResult(test=name, statistic=None, p_value=None, effect=effect, se=None, df=None,
-                          n_candidate=int(nc), n_incumbent=int(ni))
+        df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
     # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain two-sample test.
     res = sps.ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), nc, mi, math.sqrt(vi), ni,
                                    equal_var=one_unit, alternative="greater" if sign > 0 else "less")
     return TestResult(test=name, statistic=sign * float(res.statistic), p_value=float(res.pvalue),
                       effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
+
+
+# ------------------------------------------------------------------------------------- proportions
+# Score test (Farrington & Manning 1990): the observed difference minus δ over its standard error at the
+# rates that maximize the likelihood under H0's boundary p1 − p2 = δ (at δ = 0 the pooled rate: the
+# classical two-proportion z). A Wald test uses the observed rates' standard error instead, which
+# collapses when an arm has no successes (0/100 vs 1/1000, margin −0.002: Wald p 0.0013, score p 0.29).
+# With unequal arms or low rates the score statistic is skewed, and the plain score test overshoots α as
+# much as the Wald test (exact size 11.8% at nominal 5% for n = 100 vs 1000 at rates 0.001–0.01); the
+# skewness-corrected statistic (Gart & Nam 1990; Laud 2017's SCAS) brings it to 5.9% (docs/judge.md).
+# The interval inverts the same test, and the test is monotone in δ (`_score_p`), so the two agree.
+
+
+_Num = float | np.ndarray  # counts and rates: one table as floats, or arrays of tables
+
+
+class _Scalar:
+    """math's functions under numpy's names: the statistic below runs on floats (the tests and intervals
+    call it thousands of times, where numpy's per-call overhead is most of the cost) and on arrays."""
+
+    sqrt, arccos, cos, maximum, minimum = math.sqrt, math.acos, math.cos, max, min
+
+
+def _edge(s: _Num, n_s: _Num, n_o: _Num, m: type = np) -> _Num:  # type: ignore[assignment]
+    """Where the restricted rate of an arm of n_s with no successes comes off 0, against s successes of
+    n_o in the other arm, as q_o = −δ: the score equation at the bound, s/q − (n_o − s)/(1 − q) = n_s,
+    is the quadratic n_s·q² − (n_s + n_o)·q + s = 0."""
+    tot = n_s + n_o
+    return (tot - m.sqrt(m.maximum(tot * tot - 4.0 * n_s * s, 0.0))) / (2.0 * n_s)
+
+
+def _restricted_rates(x1: _Num, n1: _Num, x2: _Num, n2: _Num, delta: float,
+                      m: type = np) -> tuple[_Num, _Num]:  # type: ignore[assignment]
+    """The rates (q1, q2) maximizing the binomial likelihood subject to q1 − q2 = δ (δ ≠ 0): the root of
+    Farrington & Manning's cubic in closed (trigonometric) form, elementwise on arrays.
+
+    Where a rate sits on a bound (an arm with no or only successes, δ past that arm's edge) it is set
+    exactly: the cubic then has a near-double root, which its closed form gets only to ~√ε.
+    """
+    p1, p2, r = x1 / n1, x2 / n2, n2 / n1
+    a = 1.0 + r
+    b = -(1.0 + r + p1 + r * p2 + delta * (r + 2.0))
+    c = delta * delta + delta * (2.0 * p1 + r + 1.0) + p1 + r * p2
+    d = -p1 * delta * (1.0 + delta)
+    v = b**3 / (27.0 * a**3) - b * c / (6.0 * a**2) + d / (2.0 * a)
+    u = (1.0 - 2.0 * (v < 0)) * m.sqrt(m.maximum(b * b / (9.0 * a * a) - c / (3.0 * a), 0.0))
+    cos3w = m.minimum(m.maximum(v / (u**3 + (u == 0)), -1.0), 1.0)  # u = 0: a triple root, where w is moot
+    w = (math.pi + m.arccos(cos3w)) / 3.0
+    q1 = 2.0 * u * m.cos(w) - b / (3.0 * a)
+    # On a bound: x1 = 0 up to its edge, x2 = n2 up to its; x2 = 0 and x1 = n1 from theirs on.
+    on = ((x1 == 0) * (delta <= -_edge(x2, n1, n2, m)), (x2 == n2) * (delta <= -_edge(n1 - x1, n2, n1, m)),
+          (x2 == 0) * (delta >= _edge(x1, n2, n1, m)), (x1 == n1) * (delta >= _edge(n2 - x2, n1, n2, m)))
+    for hit, exact in zip(on, (0.0, 1.0 + delta, delta, 1.0)):
+        q1 = exact * hit + q1 * (1 - hit) if m is np else (exact if hit else q1)
+    q1 = m.minimum(m.maximum(q1, max(0.0, delta)), min(1.0, 1.0 + delta))
+    return q1, q1 - delta
+
+
+def _score_z(x1: _Num, n1: _Num, x2: _Num, n2: _Num, delta: float, skew: bool = True) -> tuple[_Num, _Num]:
+    """The skewness-corrected score statistic of H0: p1 − p2 = δ, and its variance under H0 (floats or
+    arrays of counts; `skew=False`: Farrington–Manning's uncorrected t, for cross-checks).
+
+    t = (p̂1 − p̂2 − δ)/√V at the restricted rates; μ₃ is the third central moment of p̂1 − p̂2 there and
+    A = μ₃/(6V^{3/2}). z solves t = z + A(z² − 1) (Cornish–Fisher's first term): z = 2(t + A)/(1 + √(1 +
+    4A(t + A))), the root that is t at A = 0; past the parabola's vertex (extreme skew) the same expression
+    goes on linearly, so z always increases with t. NaN where V = 0 (δ = 0 and all or no successes),
+    up to rounding.
+    """
+    arrays = any(isinstance(v, np.ndarray) for v in (x1, n1, x2, n2))
+    m = np if arrays else _Scalar
+    x1, n1, x2, n2 = (np.asarray(v, float) if arrays else float(v) for v in (x1, n1, x2, n2))
+    if delta == 0.0:
+        q1 = q2 = (x1 + x2) / (n1 + n2)
+    else:
+        q1, q2 = _restricted_rates(x1, n1, x2, n2, delta, m)
+    v1, v2 = q1 * (1.0 - q1) / n1, q2 * (1.0 - q2) / n2
+    var = v1 + v2
+    mu3 = v1 * (1.0 - 2.0 * q1) / n1 - v2 * (1.0 - 2.0 * q2) / n2
+    safe = var + (var <= 0)  # V = 0 is marked NaN below, without dividing by it
+    t = (x1 / n1 - x2 / n2 - delta) / m.sqrt(safe)
+    a = mu3 / (6.0 * safe**1.5)
+    z = 2.0 * (t + a) / (1.0 + m.sqrt(m.maximum(1.0 + 4.0 * a * (t + a), 0.0))) if skew else t
+    # V that is 0 up to rounding (both rates within ~ε of the same bound): no variance, NaN.
+    real = var > 64.0 * _EPS * (1.0 / n1 + 1.0 / n2)
+    if arrays:
+        return np.where(real, z, np.nan), var
+    return (z if real else math.nan), var
+
+
+def _norm_sf(z: float) -> float:
+    """P(Z > z) for a standard normal Z (math.erfc: scipy's per-call overhead dominates the root finding)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _raw_p(x1: int, n1: int, x2: int, n2: int, delta: float) -> float:
+    """P(Z > z) for the score statistic of H0: p1 − p2 ≤ δ; 1 with no variance at all (no evidence)."""
+    z = _score_z(x1, n1, x2, n2, delta)[0]
+    return 1.0 if math.isnan(z) else _norm_sf(z)
+
+
+@lru_cache(maxsize=1024)
+def _peaks(x1: int, n1: int, x2: int, n2: int) -> tuple[tuple[float, float], ...]:
+    """(δ, p) at the local maxima of `_raw_p` in δ, for tables with an arm at no or all successes.
+
+    In such a table a restricted rate sits on its bound on one side of an edge (`_edge`), and the
+    skewness correction changes fast as the rate comes off it: p can fall for a while as δ grows. The
+    edges are the kinks; other maxima are found on a grid (fine within 30 standard errors of the observed
+    difference) and refined. Tables with every count strictly inside have none (checked in the tests).
+    """
+    if 0 < x1 < n1 and 0 < x2 < n2:
+        return ()
+    m = _Scalar
+    cases = ((x1 == 0, -_edge(x2, n1, n2, m)), (x2 == 0, _edge(x1, n2, n1, m)),
+             (x1 == n1, _edge(n2 - x2, n1, n2, m)), (x2 == n2, -_edge(n1 - x1, n2, n1, m)))
+    edges = [e for hit, e in cases if hit]
+    seen, pool = x1 / n1 - x2 / n2, (x1 + x2 + 1.0) / (n1 + n2 + 2.0)
+    se = math.sqrt(pool * (1.0 - pool) * (1.0 / n1 + 1.0 / n2))
+    grid = np.concatenate([np.linspace(-1.0, 1.0, 1001), seen + se * np.linspace(-30.0, 30.0, 1201), edges])
+    grid = np.unique(grid[(grid > -1.0 + 1e-9) & (grid < 1.0 - 1e-9)])
+    p = np.array([_raw_p(x1, n1, x2, n2, float(d)) for d in grid])
+    found = set(edges)
+    for k in np.flatnonzero((p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])) + 1:
+        r = minimize_scalar(lambda d: -_raw_p(x1, n1, x2, n2, d), bounds=(grid[k - 1], grid[k + 1]),
+                            method="bounded", options={"xatol": 1e-13})
+        found.add(float(r.x) if -r.fun > p[k] else float(grid[k]))
+    return tuple(sorted((d, _raw_p(x1, n1, x2, n2, d)) for d in found))
+
+
+def _score_p(x1: int, n1: int, x2: int, n2: int, delta: float, upper: bool = False) -> float:
+    """One-sided p of H0: p1 − p2 ≤ δ, nondecreasing in δ (`upper`: of H0: p1 − p2 ≥ δ, nonincreasing).
+
+    The score p-value held, past each of its local maxima (`_peaks`), at least at the value there: that
+    keeps it monotone in δ, so the inverted interval agrees with the test. It only raises p, only in tables
+    with an arm at no or all successes, and only where p is above 0.17 (over a grid of 800 tables).
+    """
+    if upper:  # H0: p1 − p2 ≥ δ is H0: p2 − p1 ≤ −δ with the arms swapped
+        return _score_p(x2, n2, x1, n1, -delta)
+    p = _raw_p(x1, n1, x2, n2, delta)
+    for d, peak in _peaks(x1, n1, x2, n2):
+        if d < delta:
+            p = max(p, peak)
+    return p
+
+
+def _float_key(x: float) -> int:
+    """An integer that orders floats as their values do, consecutive floats by consecutive integers."""
+    u = struct.unpack("<Q", struct.pack("<d", x))[0]
+    return u if u < 1 << 63 else -(u - (1 << 63))
+
+
+def _key_float(k: int) -> float:
+    """The inverse of `_float_key`."""
+    return struct.unpack("<d", struct.pack("<Q", k if k >= 0 else -k | 1 << 63))[0]
+
+
+def _score_bound(x1: int, n1: int, x2: int, n2: int, tail: float, upper: bool) -> float:
+    """The end of the interval that inverts `_score_p` at `tail`: the lower end is the first float δ at
+    which H0: p1 − p2 ≤ δ is not rejected (p > tail), the upper end the last at which H0: p1 − p2 ≥ δ is
+    not, so "lower end > δ" ⇔ "p(δ) ≤ tail" with no rounding slack (the test is monotone in δ)."""
+    def kept(d: float) -> bool:
+        return _score_p(x1, n1, x2, n2, d, upper) > tail
+
+    lo, hi = -1.0 + 1e-12, 1.0 - 1e-12  # |δ| = 1 leaves no variance under H0
+    if kept(hi if upper else lo):
+        return 1.0 if upper else -1.0
+    if not kept(lo if upper else hi):
+        return -1.0 if upper else 1.0
+    # brentq to within 1e-15, from a bracket around the Wald end when it holds, then bisection over the
+    # floats in between to the exact switch.
+    a1, a2 = (x1 + 0.5) / (n1 + 1.0), (x2 + 0.5) / (n2 + 1.0)
+    se = math.sqrt(a1 * (1.0 - a1) / n1 + a2 * (1.0 - a2) / n2)
+    guess = x1 / n1 - x2 / n2 + (1.0 if upper else -1.0) * se * NormalDist().inv_cdf(1.0 - tail)
+    a, b = max(lo, guess - 2.0 * se), min(hi, guess + 2.0 * se)
+    if kept(a) != upper or kept(b) == upper:
+        a, b = lo, hi
+    r = float(brentq(lambda d: _score_p(x1, n1, x2, n2, d, upper) - tail, a, b, xtol=1e-15))
+    a, b = max(lo, r - 1e-14), min(hi, r + 1e-14)
+    if kept(a) != upper or kept(b) == upper:
+        a, b = lo, hi
+    ka, kb = _float_key(a), _float_key(b)  # lower end: a rejected, b kept; upper end: a kept, b rejected
+    while kb - ka > 1:
+        m = (ka + kb) // 2
+        if kept(_key_float(m)) != upper:
+            kb = m
+        else:
+            ka = m
+    return _key_float(ka if upper else kb)
+
+
+def proportion_test(
+    cand_successes: int,
+    cand_trials: int,
+    inc_successes: int,
+    inc_trials: int,
+    direction: str,
+    delta: float = 0.0,
+    *,
+    min_expected: float = 5.0,
+) -> TestResult:
+    """Score test of H0: improvement ≤ δ for two proportions; Fisher's exact test at δ = 0 with small counts.
+
+    improvement = p_cand − p_inc (maximize) or p_inc − p_cand (minimize, e.g. an error rate); |δ| < 1. The
+    statistic is the skewness-corrected score z (`_score_z`; at δ = 0 with equal arms it is exactly the
+    pooled two-proportion z), p its one-sided p-value (raised above Φ(−z) only where `_score_p` says), and
+    `interval()` inverts the same test, so its lower end exceeds δ exactly when p ≤ its tail. With Fisher's
+    test (δ = 0, an expected cell below `min_expected`) the interval is still the score test's, so near
+    the boundary the two can disagree: mostly the interval excludes 0 where the more conservative exact
+    test does not reject (the other way only in rare, very unequal tables at small tails). `se` is the
+    observed difference's (unpooled) standard error, for reading only.
+
+    Edge cases: an arm with no trials is no evidence (statistic, p, se None, effect nan; the judge never
+    accepts on it); both arms at 0 (or at all) successes with δ = 0 give p = 1 (nothing favours either
+    arm). Negative counts, or more successes than trials, raise ValueError.
+    """
+    if not (0 <= cand_successes <= cand_trials and 0 <= inc_successes <= inc_trials):
+        raise ValueError(f"counts must satisfy 0 <= successes <= trials, got {cand_successes}/{cand_trials} "
+                         f"and {inc_successes}/{inc_trials}")
+    if not -1.0 < delta < 1.0:
+        raise ValueError(f"a margin on a difference of proportions must lie in (-1, 1), got {delta}")
+    sign = _sign(direction)
+    name = "two-proportion z" if delta == 0 else "two-proportion z (score, margin)"
+    if cand_trials == 0 or inc_trials == 0:
+        return TestResult(test=name, statistic=None, p_value=None, effect=math.nan, se=None, df=None,
+                          n_candidate=cand_trials, n_incumbent=inc_trials)
+    # Arm 1 is the one whose higher rate is an improvement: improvement = p1 − p2.
+    counts = ((cand_successes, cand_trials, inc_successes, inc_trials) if sign > 0
+              else (inc_successes, inc_trials, cand_successes, cand_trials))
+    x1, n1, x2, n2 = counts
+    p1, p2 = x1 / n1, x2 / n2
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2) or None
+    common = dict(effect=p1 - p2, se=se, df=None, n_candidate=cand_trials, n_incumbent=inc_trials,
+                  counts=counts)
+    table = np.array([[x1, n1 - x1], [x2, n2 - x2]])
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    if delta == 0 and expected.min() < min_expected:
+        _, p = sps.fisher_exact(table, alternative="greater")
+        return TestResult(test="fisher exact", statistic=None, p_value=float(p), **common)
+    z = _score_z(x1, n1, x2, n2, delta)[0]
+    return TestResult(test=name, statistic=None if math.isnan(z) else z,
+                      p_value=_score_p(x1, n1, x2, n2, delta), **common)

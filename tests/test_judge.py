@@ -60,6 +60,19 @@ def test_promising_then_accept_with_interval_above_delta() -> None:
     assert "accepted" in r2.reason and r2.n_candidate == 3
 
 
+def test_default_futility_is_not_binding() -> None:
+    from ledgerlab.core import stats
+
+    free = stats.sequential_levels(0.01, (1, 2), None)[1]
+    bound = stats.sequential_levels(0.01, (1, 2), stats.futility_levels(0.2, (1, 2)))[1]
+    assert bound > free * 1.01  # binding credit would loosen the last look
+    pairs = ((0.8, 1.0), (0.9, 1.0))
+    for settings, level in ((JudgeSettings(looks=(1, 2)), free),
+                            (JudgeSettings(looks=(1, 2), futility_min_df=0), bound)):
+        r = make_judge(settings).judge(ev(pairs, history_diffs=HIST), 0.01)
+        assert r.look == 2 and r.ci_level == pytest.approx(1 - 2 * level, rel=1e-12)
+
+
 def test_delta_override_blocks_small_improvements() -> None:
     pairs = ((0.9, 1.0), (0.6, 1.0), (0.7, 1.0))
     r = make_judge(JudgeSettings(delta=0.5)).judge(ev(pairs, history_diffs=HIST), 0.01)
@@ -104,6 +117,41 @@ def test_concurrent_counts_use_z_or_exact() -> None:
     small = Evidence(metric=ACC, design="concurrent", counts=((3, 20, 2, 20),))
     r = j.judge(small, 0.01)
     assert r.test == "fisher exact" and r.decision == "reject"  # p ≈ 0.5 > futility_p
+
+
+@pytest.mark.parametrize("counts", [((15, 20, 10, 20),), ((0, 100, 1, 1000),), ((1300, 10000, 1000, 10000),),
+                                    ((30, 400, 12, 400), (28, 400, 15, 400)), ((5, 2000, 0, 2000),)])
+@pytest.mark.parametrize("delta", [0.0, -0.002, 0.01])
+def test_proportion_interval_clears_delta_exactly_when_accepted(counts: tuple, delta: float) -> None:
+    for alpha in (0.01, 0.05, 0.2):
+        for metric in (ACC, ACC.model_copy(update={"direction": "minimize"})):
+            j = make_judge(JudgeSettings(looks=(len(counts),), delta=delta, min_expected=0.0))  # one look
+            r = j.judge(Evidence(metric=metric, design="concurrent", counts=counts), alpha)
+            assert r.ci_low is not None and r.decision in ("accept", "reject")
+            assert (r.decision == "accept") == (r.ci_low > delta), (metric.direction, alpha, r)
+
+
+def test_proportions_without_trials_or_successes_never_accept() -> None:
+    j = make_judge(JudgeSettings(looks=(1, 2)))
+    empty = Evidence(metric=ACC, design="concurrent", counts=((0, 0, 0, 0),))
+    r = j.judge(empty, 0.05)
+    assert r.decision == "more" and r.p_value is None and r.effect is None
+    r = j.judge(empty.model_copy(update={"counts": ((0, 0, 0, 0),) * 2}), 0.05)
+    assert r.decision == "reject" and "no variance" in r.reason
+    none = Evidence(metric=ACC, design="concurrent", counts=((0, 500, 0, 500),))
+    for delta, p in ((0.0, 1.0), (0.01, 0.9)):  # nothing favours the candidate: rejected at the first look
+        r = make_judge(JudgeSettings(looks=(1, 2), delta=delta, min_expected=0.0)).judge(none, 0.05)
+        assert r.decision == "reject" and r.p_value is not None and r.p_value >= p
+    # ... but it is evidence that the candidate is not worse by more than 1 point (non-inferiority).
+    r = make_judge(JudgeSettings(looks=(1, 2), delta=-0.01)).judge(none, 0.05)
+    assert r.decision == "accept" and r.ci_low is not None and r.ci_low > -0.01
+
+
+def test_tied_unpaired_runs_are_never_accepted() -> None:
+    # Welch's t on runs with no spread used to be infinite (p = 0: accepted on three identical values).
+    e = Evidence(metric=LOSS, design="independent", candidate_only=(0.5,) * 3, incumbent_only=(1.0,) * 3)
+    r = make_judge(JudgeSettings(looks=(3,))).judge(e, 0.01)
+    assert r.decision == "reject" and r.p_value is None and r.effect == pytest.approx(0.5)
 
 
 def test_judgement_is_frozen_and_serializable() -> None:
