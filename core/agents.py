@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledgerlab.core.errors import ProposalRejected, ProviderDownError
+from ledgerlab.core.errors import ProposalRejected, ProviderDownError, ProviderRefusedError
 from ledgerlab.core.protocols import Proposal, ProposalContext, Proposer
 
 MAX_PROPOSER_FAILURES = 3  # consecutive proposer exceptions before the campaign pauses
@@ -93,7 +93,7 @@ class AgentPool:
                 self._failures[agent.name] = 0
                 returned.append(Returned(agent, parent, rejected=exc))
                 continue
-            except ProviderDownError as exc:
+            except (ProviderDownError, ProviderRefusedError) as exc:
                 stop = f"agent {agent.name}: {exc}"
                 continue
             except Exception as exc:  # noqa: BLE001 - a proposer bug must pause the campaign, not crash it

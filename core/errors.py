@@ -14,7 +14,8 @@
     │   └── InvalidCandidate     a candidate's files break the domain's rules
     ├── PatchError               a diff does not apply or touches files outside the artifact
     ├── ProposerError            a proposer could not produce a hypothesis
-    │   └── ProviderDownError    an LLM provider stays unreachable after retries
+    │   ├── ProviderDownError    an LLM provider stays unreachable after retries
+    │   └── ProviderRefusedError an LLM provider refuses the request (rejected key, unknown model)
     ├── ExecutorError            an executor could not run a run (not the run failing)
     └── CampaignError            no campaign, or a campaign in the wrong state
 """
@@ -84,6 +85,10 @@ class ProposerError(LedgerlabError):
 
 class ProviderDownError(ProposerError):
     """An LLM provider stayed unreachable after all retries."""
+
+
+class ProviderRefusedError(ProposerError):
+    """An LLM provider refused the request (a rejected key, an unknown model): retrying cannot help."""
 
 
 class IsolationUnavailable(LedgerlabError):

@@ -327,13 +327,39 @@ def test_the_api_key_is_sent_but_never_recorded(tmp_path: Path, server: Scripted
     server.script(GOOD_1, Reply(status=401, raw=echo.encode()))  # a provider that echoes the key in its error
     code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "5")
     assert code == 1, out
-    assert "refused the request" in out and "Incorrect API key provided" in out
+    assert "rejected the API key" in out and "Incorrect API key provided" in out
     assert server.count == 2  # a refusal is not retried
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)  # the key was used
     assert not any(KEY in r.prompt for r in server.requests)
     assert_no_secret(tmp_path, out)
     pause = events(tmp_path)[-1]
     assert pause[0] == "CampaignPaused" and "[redacted]" in pause[1]["reason"]
+
+
+def test_a_hosted_model_without_its_key_stops_before_anything_runs(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: litellm knows which variable the provider reads, and the proposer checks it when built."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["run", "marketing", "--dir", str(tmp_path), "--proposer", "llm",
+                                 "--model", "openai/gpt-4o-mini", "--max-hypotheses", "1"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: ") and "OPENAI_API_KEY is not set" in line
+    assert events(tmp_path) == []  # no campaign started, no baseline run
+    assert not list((tmp_path / ".ledgerlab" / "runs").glob("*"))
+
+
+def test_a_rejected_key_pauses_the_campaign_at_once(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    write_config(tmp_path, retries=3)
+    server.script(Reply(status=401))
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "2")
+    assert code == 1, out
+    assert server.count == 1  # not retried: a wrong key stays wrong
+    assert "rejected the API key" in out and "401" in out and "ledgerlab resume" in out
+    assert "unreachable" not in out
+    pause = events(tmp_path)[-1]
+    assert pause[0] == "CampaignPaused" and "rejected the API key" in pause[1]["reason"]
+    assert "\n" not in pause[1]["reason"]
 
 
 # ------------------------------------------------------------------------------------------ ml_training

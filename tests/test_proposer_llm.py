@@ -13,7 +13,7 @@ import pytest
 from llm_server import Reply, ScriptedLLMServer, closed_port_url
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import ConfigError, ProposalRejected, ProviderDownError
+from ledgerlab.core.errors import ConfigError, ProposalRejected, ProviderDownError, ProviderRefusedError
 from ledgerlab.core.protocols import HistoryItem, MetricSpec, ProposalContext
 from ledgerlab.storage.events import LLMCallCompleted
 
@@ -182,11 +182,54 @@ def test_the_key_is_sent_but_never_recorded(server, monkeypatch):
     echo = json.dumps({"error": {"message": f"Incorrect API key provided: {SECRET}", "type": "invalid_request_error"}})
     server.script(Reply(status=401, raw=echo.encode()))
     sink = Sink()
-    with pytest.raises(ProviderDownError, match="refused") as caught:
+    with pytest.raises(ProviderRefusedError, match="rejected the API key") as caught:
         made.propose(context(), sink)
     assert server.count == 2
     assert SECRET not in str(caught.value) and SECRET not in sink.events[0].error
     assert "[redacted]" in sink.events[0].error
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_rejected_key_stops_at_once_with_one_line(server, status):
+    server.script(Reply(status=status), GOOD)
+    sink = Sink()
+    with pytest.raises(ProviderRefusedError) as caught:
+        proposer(server.url, retries=3).propose(context(), sink)
+    message = str(caught.value)
+    assert server.count == 1 and len(sink.events) == 1  # no retries
+    assert "rejected the API key" in message and f"{status}" in message and "\n" not in message
+    assert "api_key_env" in message  # what to do about it (the CLI adds how to resume)
+
+
+def test_an_unknown_model_is_refused_at_once(server):
+    server.script(Reply(status=404), GOOD)
+    with pytest.raises(ProviderRefusedError, match="refused the request"):
+        proposer(server.url, retries=3).propose(context(), None)
+    assert server.count == 1
+
+
+@pytest.mark.parametrize(("model", "variable"), [("openai/gpt-4o-mini", "OPENAI_API_KEY"),
+                                                 ("anthropic/claude-3-5-haiku-20241022", "ANTHROPIC_API_KEY")])
+def test_a_hosted_model_without_its_key_is_a_config_error(monkeypatch, model, variable):
+    """litellm's validate_environment is local: no network, no call, nothing started."""
+    from ledgerlab.core.proposers.llm import LLMProposer
+
+    monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match=f"{variable} is not set") as caught:
+        LLMProposer(ProposerConfig(kind="llm", model=model))
+    assert "api_key_env" in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.setenv(variable, "placeholder-for-the-check")
+    LLMProposer(ProposerConfig(kind="llm", model=model))
+
+
+def test_no_provider_key_is_demanded_for_a_local_endpoint_or_server(server, monkeypatch):
+    from ledgerlab.core.proposers.llm import LLMProposer
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OLLAMA_API_BASE", raising=False)
+    server.script(GOOD)
+    assert proposer(server.url).propose(context(), None) is not None  # --api-base: the placeholder key
+    LLMProposer(ProposerConfig(kind="llm", model="ollama/llama3"))  # Ollama's default address needs no key
 
 
 def test_a_custom_endpoint_without_a_named_key_gets_a_placeholder(server, monkeypatch):

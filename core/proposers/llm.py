@@ -7,14 +7,18 @@
     api_key_env = "MY_KEY"                  # optional: else litellm's usual variables (OPENAI_API_KEY ...)
 
 One proposal is one call, plus at most one repair call when the edit is unusable. Every call (retries
-included) is reported to the sink as an LLMCallCompleted event. litellm is imported on the first call only:
-it takes seconds to import, and `ledgerlab --help` or the offline proposers must not pay for it.
+included) is reported to the sink as an LLMCallCompleted event. litellm is imported on the first call only
+(or when a hosted model's key is checked, see below): it takes seconds to import, and `ledgerlab --help` or
+the offline proposers must not pay for it.
 
 What the loop sees:
 - a Proposal with the full new files and the model's hypothesis as rationale;
 - ProposalRejected (reason, rationale, raw edit) when the edit is still unusable after the repair round-trip;
-- ProviderDownError when the provider stays unreachable after the retries, or refuses the request
-  (bad key, unknown model): pause the campaign, nothing is lost.
+- ProviderDownError when the provider stays unreachable after the retries, ProviderRefusedError at once
+  when it refuses the request (a rejected key, an unknown model): pause the campaign, nothing is lost.
+
+A hosted model whose key is not in the environment is a ConfigError when the proposer is built, before the
+campaign starts anything (litellm's `validate_environment` knows each provider's variable; it is local).
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ import uuid
 from typing import Any
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import ConfigError, PatchError, ProposalRejected, ProviderDownError
+from ledgerlab.core.errors import (
+    ConfigError,
+    PatchError,
+    ProposalRejected,
+    ProviderDownError,
+    ProviderRefusedError,
+)
 from ledgerlab.core.proposers.edits import Answer, apply_answer, split_answer
 from ledgerlab.core.proposers.prompt import build_messages, repair_message
 from ledgerlab.core.protocols import EventSink, Proposal, ProposalContext
@@ -38,6 +48,7 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 PLACEHOLDER_KEY = "ledgerlab-no-key"  # local servers ignore the key, but the OpenAI client insists on one
 _RETRYABLE_STATUS = {408, 409, 425, 429}
+_KEY_REJECTED_STATUS = {401, 403}
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}|\bBearer\s+\S+")  # OpenAI/Anthropic-style keys, auth headers
 
 
@@ -60,6 +71,17 @@ class LLMProposer:
         elif settings.api_base:
             # A custom endpoint without a named key: never send a provider's key (OPENAI_API_KEY) to it.
             self._api_key = PLACEHOLDER_KEY
+        else:
+            # A hosted model: without its key every call fails (litellm even reports it as a retryable 500),
+            # so say so now, before the campaign trains a baseline. Importing litellm here costs the seconds
+            # the first call would pay anyway.
+            missing = missing_key_variables(settings.model, settings.phone_home)
+            if missing:
+                raise ConfigError(
+                    f"the model {settings.model} needs an API key, but {' or '.join(missing)} is not set: "
+                    f"export it, name another variable with [proposer] api_key_env, or point --api-base at a "
+                    f"local server"
+                )
 
     def __repr__(self) -> str:  # never show the key
         return f"LLMProposer(model={self.settings.model!r}, api_base={self.settings.api_base!r})"
@@ -67,7 +89,7 @@ class LLMProposer:
     # ------------------------------------------------------------------------------------- proposing
 
     def propose(self, context: ProposalContext, sink: EventSink | None = None) -> Proposal | None:
-        """One hypothesis with its full new files; ProposalRejected or ProviderDownError otherwise."""
+        """One hypothesis with its full new files; ProposalRejected, ProviderDownError or ProviderRefusedError."""
         messages = build_messages(context, self.settings.history_tokens)
         text = self._complete(messages, context.agent, sink, purpose="propose")
         answer = split_answer(text)
@@ -96,7 +118,8 @@ class LLMProposer:
     # --------------------------------------------------------------------------------------- calling
 
     def _complete(self, messages: list[dict[str, str]], agent: str, sink: EventSink | None, purpose: str) -> str:
-        """The completion's text; retries transient failures with backoff, then raises ProviderDownError."""
+        """The completion's text; retries transient failures with backoff, then raises ProviderDownError.
+        A refusal (4xx) raises ProviderRefusedError at once."""
         litellm = _litellm(self.settings.phone_home)
         attempts = 1 + max(0, self.settings.retries)
         last = ""
@@ -110,8 +133,13 @@ class LLMProposer:
                 latency = time.perf_counter() - started
                 last = self.scrub(_describe(exc))
                 self._emit(sink, agent, purpose, latency, ok=False, error=last)
+                if _key_rejected(litellm, exc):
+                    raise ProviderRefusedError(
+                        f"the LLM provider rejected the API key for {self.settings.model} ({last}); "
+                        f"{self._key_hint()}"
+                    ) from None
                 if not _retryable(litellm, exc):
-                    raise ProviderDownError(
+                    raise ProviderRefusedError(
                         f"the LLM provider refused the request for {self.settings.model}: {last}"
                     ) from None
                 continue
@@ -129,6 +157,14 @@ class LLMProposer:
             f"the LLM provider for {self.settings.model}{where} is unreachable after {attempts} attempts "
             f"(last: {last}); the campaign can resume once it answers"
         )
+
+    def _key_hint(self) -> str:
+        """Where the key this proposer sends comes from, as an instruction."""
+        if self.settings.api_key_env:
+            return f"put a valid key in {self.settings.api_key_env}"
+        if self.settings.api_base:
+            return "this endpoint wants a key: set [proposer] api_key_env to the variable that holds it"
+        return "put a valid key in the provider's variable (see litellm's docs) or name one with [proposer] api_key_env"
 
     def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         request: dict[str, Any] = {
@@ -186,6 +222,27 @@ def _litellm(phone_home: bool) -> Any:
 
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on every error
     return litellm
+
+
+def missing_key_variables(model: str, phone_home: bool = False) -> list[str]:
+    """The API-key variables a hosted `model` needs and the environment lacks (empty when it has one).
+
+    Only *_API_KEY names count: litellm also lists e.g. OLLAMA_API_BASE, which has a local default, and
+    cloud credentials (AWS, Vertex) that may come from a profile instead of the environment."""
+    found = _litellm(phone_home).validate_environment(model=model)
+    if found.get("keys_in_environment"):
+        return []
+    return [name for name in found.get("missing_keys", []) if name.endswith("API_KEY")]
+
+
+def _key_rejected(litellm: Any, exc: Exception) -> bool:
+    """The provider said the key is wrong or lacks the right (401/403)."""
+    refused = tuple(
+        cls for cls in (getattr(litellm, name, None) for name in ("AuthenticationError", "PermissionDeniedError"))
+        if isinstance(cls, type)
+    )
+    status = getattr(exc, "status_code", None)
+    return isinstance(exc, refused) or status in _KEY_REJECTED_STATUS
 
 
 def _retryable(litellm: Any, exc: Exception) -> bool:
