@@ -129,12 +129,18 @@ def status(
 ) -> None:
     """The campaign at a glance: incumbent, improvement over baseline, hypotheses, runs, spend, what runs now."""
     from ledgerlab.core.report import status_report
+    from ledgerlab.core.runner_lock import runner_alive
 
+    project = Project.at(dir)
+    # Probed before and after reading, so a runner that starts or ends meanwhile is never taken for a dead one.
+    before = runner_alive(project)
     with user_errors():
         loaded = load_campaign(dir, campaign)
+    after = runner_alive(project)
+    alive = None if before is None or after is None else before or after
     assert loaded.now is not None
     report = status_report(loaded.state, now=loaded.now, run_started_at=loaded.run_started_at,
-                           unpriced_calls=loaded.unpriced_calls)
+                           unpriced_calls=loaded.unpriced_calls, runner_alive=alive)
     if format is StatusFormat.json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -156,7 +162,7 @@ def render_status(report: dict[str, Any]) -> None:
         table.add_row("guardrails", ", ".join(
             f"{g['name']} (must not get worse" + (f" by more than {g['margin']:.1%}" if g["margin"] else "")
             + f", alpha {g['alpha']:g})" for g in report["guardrails"]))
-    table.add_row("status", report["status"] + (f" ({report['finish_reason']})" if report["finish_reason"] else ""))
+    table.add_row("status", _status_line(report))
 
     inc, base = report["incumbent"], report["baseline"]
     number = inc["hypothesis_number"]
@@ -198,6 +204,19 @@ def render_status(report: dict[str, Any]) -> None:
                                  f"(last event {duration(report['last_event_seconds_ago'])} ago)")
     table.add_row("running now", _running_line(report["running_now"]))
     Console().print(table)
+
+
+def _status_line(report: dict[str, Any]) -> str:
+    if report["status"] == "stopped_unexpectedly":
+        at = datetime.fromisoformat(report["stopped_at"]).strftime("%Y-%m-%d %H:%M:%S UTC") \
+            if report["stopped_at"] else "an unknown time"
+        return f"stopped unexpectedly at {at} (no runner holds the folder); `{report['resume_hint']}`"
+    line = report["status"] + (f" ({report['finish_reason']})" if report["finish_reason"] else "")
+    if report["status"] == "paused" and report["pause_reason"]:
+        from rich.markup import escape
+
+        line += f": {escape(clip(report['pause_reason'], 160))}; `{report['resume_hint']}`"
+    return line
 
 
 def _improvement_line(gain: dict[str, Any]) -> str:

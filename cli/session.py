@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +12,7 @@ from rich.markup import escape
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
 from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.project import Project
+from ledgerlab.core.runner_lock import RunnerLock, hold
 from ledgerlab.core.sandbox import isolation_warning
 from ledgerlab.storage import events as ev
 
@@ -27,8 +27,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
-    project.state_dir.mkdir(parents=True, exist_ok=True)
-    with only_runner(project), DuckDBLedger(project.ledger_path) as store:
+    with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store:
         campaign_id = None if new else open_campaign_id(store)
         if resume_only and campaign_id is None:
             raise CampaignError("no unfinished campaign in this folder; start one with `ledgerlab run DOMAIN`")
@@ -40,7 +39,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         printer = _Printer(quiet)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
-                        signer=CheckpointSigner(warn=_warn))
+                        signer=CheckpointSigner(warn=_warn), on_error=_stopping)
         verb = "resuming" if campaign_id else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
                       f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
@@ -57,24 +56,19 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
 
 
 @contextmanager
-def only_runner(project: Project) -> Iterator[None]:
-    """One writer per project folder at a time: `run`, `resume` or `sign` (readers such as `status` still get in)."""
-    import fcntl
+def only_runner(project: Project) -> Iterator[RunnerLock]:
+    """One writer per project folder at a time: `run`, `resume` or `sign` (readers such as `status` still get in).
 
-    path = project.state_dir / "run.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            pid = handle.read().strip() or "?"
-            raise CampaignError(f"another `ledgerlab run` (pid {pid}) is working in {project.root}; wait for it, "
-                                f"or stop it with Ctrl-C and `ledgerlab resume`") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
+    An flock on `.ledgerlab` itself, held until the block ends (core/runner_lock.py); pass `lock.check` as the
+    ledger's guard so a runner whose folder was swapped under it stops instead of writing.
+    """
+    with hold(project) as lock:
+        yield lock
+
+
+def _stopping(reason: str) -> None:
+    """The loop is ending on an error: say so before the (possibly slow) append of CampaignPaused."""
+    console.print(f"[red]stopping[/red]: {escape(reason)}; recording the pause in the ledger")
 
 
 def _warn(message: str) -> None:

@@ -63,7 +63,7 @@ def sign(dir: DirOption = None) -> None:
         if not project.ledger_path.exists():
             raise LedgerError(f"no ledger at {project.ledger_path}: nothing to sign")
         key = load_or_create_key()
-        with only_runner(project), DuckDBLedger(project.ledger_path) as store:
+        with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store:
             seq, digest = store.head()
             if seq == 0:
                 raise LedgerError("the ledger is empty: nothing to sign")

@@ -23,7 +23,7 @@ from ledgerlab.core import outcomes, planner, proposals, verdicts
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.errors import CampaignError
+from ledgerlab.core.errors import CampaignError, LedgerLockedError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
 from ledgerlab.core.lineage import candidate_files
@@ -49,6 +49,8 @@ GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "in
                                    "guardrails": False}
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
+# How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
+PAUSE_WAIT_S = 60.0
 
 
 def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
@@ -90,9 +92,10 @@ class Campaign:
         self, store: EventStore, domain: Domain, config: CampaignConfig, *, agents: Sequence[Agent],
         executor: Executor, runs_dir: Path, campaign_id: str | None = None, domain_name: str | None = None,
         on_event: Callable[[ev.StoredEvent], None] | None = None, signer: CheckpointSigner | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.store, self.domain, self.config = store, domain, config
-        self.executor, self.runs_dir, self.on_event = executor, runs_dir, on_event
+        self.executor, self.runs_dir, self.on_event, self.on_error = executor, runs_dir, on_event, on_error
         self.domain_name = domain_name or domain.name
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
@@ -149,20 +152,53 @@ class Campaign:
                 f"campaign {self.campaign_id} already finished ({self.state.finish_reason}); "
                 f"`ledgerlab run` starts a new one"
             )
-        self._begin()
+        failed: str | None = None
         try:
+            self._begin()
             with self._signals():
                 self._loop()
         except KeyboardInterrupt:
             self._stop = self._stop or "interrupted (Ctrl-C)"
+        except Exception as exc:
+            failed = f"stopped by an error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if self.on_error is not None:
+                self.on_error(failed)
+            raise
         finally:
             self.executor.shutdown()
             self.agents.shutdown()
-            if self.state.status == "running" and self._stop:
+            if failed is not None:
+                self._pause_after_error(failed)
+            elif self.state.status == "running" and self._stop:
                 self._drain_sink()
                 self._append(ev.CampaignPaused(reason=self._stop))
                 self._checkpoint()
         return self.state
+
+    def _pause_after_error(self, reason: str) -> None:
+        """Record CampaignPaused for an error that ends the loop, where the ledger still takes an append.
+
+        A ledger held by a long reader (the usual LedgerLockedError) is retried for PAUSE_WAIT_S more; any
+        other failure to append leaves the ledger as it was (`status` then sees no runner and says the
+        campaign stopped unexpectedly). The loop's own error is what propagates, never this one's.
+        """
+        if self.state.status != "running":
+            return
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while True:
+            try:
+                self._drain_sink()
+                self._append(ev.CampaignPaused(reason=reason))
+                break
+            except LedgerLockedError:
+                if time.monotonic() >= deadline:
+                    return
+            except Exception:  # noqa: BLE001 - the ledger refuses the pause: the original error matters more
+                return
+        try:
+            self._checkpoint()
+        except Exception:  # noqa: BLE001 - the pause is recorded; an unsigned head is what `verify` reports
+            pass
 
     def _begin(self) -> None:
         if self.state.started is None:

@@ -21,18 +21,26 @@ if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord
 
 CI_LEVEL = 0.95  # the level of every interval in the report (core/effects.py)
+STOPPED = "stopped_unexpectedly"  # the ledger says running, but no runner holds the folder
+RESUME_HINT = "ledgerlab resume"
 
 
 def status_report(state: CampaignState, *, now: datetime, run_started_at: Mapping[str, datetime] | None = None,
-                  unpriced_calls: int = 0) -> dict[str, Any]:
+                  unpriced_calls: int = 0, runner_alive: bool | None = None) -> dict[str, Any]:
     """The campaign at a glance (what `ledgerlab status` shows), as plain JSON values.
 
     `run_started_at`: when each run's latest attempt started (for how long the unfinished ones have run);
     `unpriced_calls`: LLM calls whose price is unknown (not in the spend). Both come from the events, not
-    the fold, so the caller that reads the events passes them.
+    the fold, so the caller that reads the events passes them. `runner_alive`: whether a runner holds the
+    project folder's lock (core/runner_lock.py; None: unknown, trust the ledger). A campaign the ledger says
+    is running with no runner alive crashed or was killed: its status is "stopped_unexpectedly", at its last
+    event, and its unfinished runs are interrupted.
     """
     started = state.started
     assert started is not None
+    status = state.status
+    if status == "running" and runner_alive is False:
+        status = STOPPED
     metric = state.metric
     hypotheses = Counter(h.status for h in state.hypotheses.values())
     runs = Counter(r.status for r in state.runs.values())
@@ -42,7 +50,10 @@ def status_report(state: CampaignState, *, now: datetime, run_started_at: Mappin
         "domain": started.domain,
         "metric": metric.model_dump(mode="json"),
         "guardrails": [g.model_dump(mode="json") for g in state.guardrails or ()],
-        "status": state.status,
+        "status": status,
+        "stopped_at": state.last_at.isoformat() if status == STOPPED and state.last_at else None,
+        "resume_hint": RESUME_HINT if status in (STOPPED, "paused") else None,
+        "runner_alive": runner_alive,
         "finish_reason": state.finish_reason,
         "pause_reason": state.pause_reason if state.status == "paused" else None,
         "seed": started.seed,
@@ -65,7 +76,7 @@ def status_report(state: CampaignState, *, now: datetime, run_started_at: Mappin
                   "unpriced_calls": unpriced_calls},
         "active_seconds": state.elapsed(now),
         "last_event_seconds_ago": (now - state.last_at).total_seconds() if state.last_at else 0.0,
-        "running_now": _running_now(state, now, run_started_at or {}),
+        "running_now": _running_now(state, now, run_started_at or {}, interrupted=status != "running"),
     }
     return _finite(report)
 
@@ -120,7 +131,8 @@ def _accepted(state: CampaignState, h: HypothesisRecord) -> dict[str, Any]:
     }
 
 
-def _running_now(state: CampaignState, now: datetime, run_started_at: Mapping[str, datetime]) -> dict[str, Any]:
+def _running_now(state: CampaignState, now: datetime, run_started_at: Mapping[str, datetime], *,
+                 interrupted: bool) -> dict[str, Any]:
     runs = []
     for r in state.runs.values():
         if r.status != "running":
@@ -130,8 +142,8 @@ def _running_now(state: CampaignState, now: datetime, run_started_at: Mapping[st
         runs.append({"run_id": r.run_id, "hypothesis_number": record.number if record else None, "role": r.role,
                      "candidate_id": r.candidate_id, "seed": r.seed,
                      "running_seconds": (now - since).total_seconds() if since else None})
-    # A paused or finished campaign's unfinished runs are not running: resume re-runs them.
-    return {"interrupted": state.status != "running", "runs": runs}
+    # A paused, finished or stopped campaign's unfinished runs are not running: resume re-runs them.
+    return {"interrupted": interrupted, "runs": runs}
 
 
 def _finite(value: Any) -> Any:

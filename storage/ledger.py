@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,9 +174,11 @@ class DuckDBLedger:
 
     def __init__(
         self, path: str | os.PathLike[str], *, idle_s: float = 1.0, wait_s: float | None = None,
-        yield_s: float = 0.05,
+        yield_s: float = 0.05, guard: Callable[[], None] | None = None,
     ) -> None:
+        """`guard`: called before each lease opens the file; it raises to stop the writer (core/runner_lock.py)."""
         self.path = Path(path)
+        self._guard = guard
         self._flag = str(readers_flag(self.path))
         self.idle_s, self.wait_s, self.yield_s = idle_s, wait_s, yield_s
         self._lock = threading.RLock()
@@ -202,6 +204,8 @@ class DuckDBLedger:
             delay = self._resume_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if self._guard is not None:
+                self._guard()
             self._con = connect_with_retry(self.path, read_only=False, wait_s=self.wait_s)
             self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             self._lease_started_ns = time.time_ns()

@@ -243,7 +243,10 @@ def test_init_unknown_domain(tmp_path: Path) -> None:
 
 
 def test_status_at_a_glance(project: Path) -> None:
-    result = invoke("status", "--dir", str(project))
+    from ledgerlab.core.runner_lock import hold
+
+    with hold(Project.at(project)):  # "running" means a live runner holds the folder (here: this process)
+        result = invoke("status", "--dir", str(project))
     out = result.output
     assert result.exit_code == 0, out
     assert CAMPAIGN in out and "ml_training" in out and "val_bpb" in out and "running" in out
