@@ -260,6 +260,10 @@ def test_status_at_a_glance(project: Path) -> None:
     assert "16 finished, 1 failed (1 crashed), 1 unfinished" in out
     assert "$0.0125 over 2 LLM calls (1 with unknown price" in out
     assert "1 running:" in out and "#5" in out
+    # The same ledger with no runner holding the folder: the runner died (kill -9, a crash, a reboot).
+    out = invoke("status", "--dir", str(project)).output
+    assert "stopped unexpectedly at" in out and "`ledgerlab resume`" in out and "1 running:" not in out
+    assert "1 interrupted, re-run on resume:" in out and "#5" in out
 
 
 def test_status_intervals(project: Path) -> None:

@@ -1,0 +1,288 @@
+"""One runner per folder by the OS lock on `.ledgerlab`, and a dead runner shown as such (core/runner_lock.py).
+
+Real `ledgerlab run marketing` processes on real DuckDB files: a second runner is refused with the holder's
+pid whatever is done to the files in `.ledgerlab/`; kill -9 leaves "stopped unexpectedly" (never "running")
+until `resume`; an error that ends the loop (the ledger held by a long reader) records CampaignPaused.
+Every wait is on a condition, with a generous deadline (the tests share a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ledgerlab.cli.main import app
+from ledgerlab.core.errors import LedgerError
+from ledgerlab.core.project import Project
+from ledgerlab.core.runner_lock import RunnerLocked, hold, holder_pid, runner_alive
+from ledgerlab.storage import events as ev
+from ledgerlab.storage.ledger import DuckDBLedger, connect_with_retry
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+runner = CliRunner(env={"COLUMNS": "500"})
+DEADLINE_S = 180.0
+# ≈ 0.5 s a run on the dev box, so a campaign of 200 hypotheses outlives every test and runs are in flight.
+SLOW = ("--option", "visitors_per_run=3000000")
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _until(what: str, check: Callable[[], Any], proc: subprocess.Popen[str] | None = None) -> Any:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the runner exited ({proc.returncode}) before {what}")
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Runner:
+    """A `ledgerlab run|resume` subprocess in its own session, its output read as it comes."""
+
+    def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ledgerlab", *args, "--dir", str(folder)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self) -> int:
+        code = self.proc.wait(timeout=DEADLINE_S)
+        self._reader.join(timeout=DEADLINE_S)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.wait()
+
+
+def _sql(folder: Path, query: str) -> list[dict[str, Any]]:
+    code, out = _cli("sql", query, "--dir", str(folder), "--format", "json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+def _finished_runs(folder: Path) -> int:
+    if not (folder / ".ledgerlab" / "ledger.duckdb").exists():
+        return 0
+    code, out = _cli("sql", "select count(*) as n from runs where status = 'finished'", "--dir", str(folder),
+                     "--format", "json")
+    return json.loads(out)[0]["n"] if code == 0 else 0
+
+
+def _report(folder: Path) -> dict[str, Any]:
+    code, out = _cli("status", "--format", "json", "--dir", str(folder))
+    assert code == 0, out
+    return json.loads(out)
+
+
+def _types(folder: Path) -> list[str]:
+    return [r["type"] for r in _sql(folder, "select type from events order by seq")]
+
+
+# ------------------------------------------------------------------------------------ one runner
+
+
+def test_a_second_runner_is_refused_whatever_happens_to_the_files(tmp_path: Path) -> None:
+    first = Runner(tmp_path, "run", "marketing", "--max-hypotheses", "200", *SLOW)
+    try:
+        _until("a finished run", lambda: _finished_runs(tmp_path) >= 1, first.proc)
+        state = tmp_path / ".ledgerlab"
+        assert (state / "run.lock").read_text().strip() == str(first.proc.pid)
+
+        def refused(*args: str) -> None:
+            code, out = _cli(*args, "--dir", str(tmp_path))
+            assert code == 2 and "another `ledgerlab run`" in out and f"pid {first.proc.pid}" in out, out
+
+        def attack_all() -> None:
+            refused("run", "marketing", "--new")
+            refused("resume")
+            refused("sign")
+
+        attack_all()
+        (state / "run.lock").unlink()  # the attack found in the issue
+        attack_all()
+        (state / "run.lock").write_text("999999\n")  # a forged pid file
+        attack_all()
+        (state / "run.lock").chmod(0o000)
+        attack_all()
+        (state / "run.lock").unlink()
+        (state / "run.lock").mkdir()  # a path nobody can lock or write as a file
+        attack_all()
+        (state / "run.lock").rmdir()
+        for extra in state.glob("ledger.duckdb.readers"):
+            extra.unlink()
+        attack_all()
+        assert runner_alive(Project.at(tmp_path)) is True and holder_pid(Project.at(tmp_path)) == first.proc.pid
+        assert _report(tmp_path)["status"] == "running"
+        assert first.proc.poll() is None, first.output  # the first runner never noticed
+        first.proc.send_signal(signal.SIGINT)
+        assert first.wait() == 0, first.output
+    finally:
+        first.stop()
+    assert "paused: interrupted (SIGINT)" in _flat(first.output) and "Traceback" not in first.output
+    assert _types(tmp_path)[-2:] == ["CampaignPaused", "CheckpointSigned"]
+    assert _cli("verify", "--dir", str(tmp_path))[0] == 0
+    assert runner_alive(Project.at(tmp_path)) is False
+
+
+def test_a_runner_whose_folder_is_swapped_stops_instead_of_writing(tmp_path: Path) -> None:
+    """`mv .ledgerlab old; mkdir .ledgerlab` lets a second runner lock the new folder: the first must notice."""
+    project = Project.at(tmp_path)
+    with hold(project) as lock:
+        store = DuckDBLedger(project.ledger_path, guard=lock.check)
+        store.append("c", [ev.CampaignPaused(reason="one")], expected_version=0)
+        store.close()
+        project.state_dir.rename(tmp_path / "moved")
+        with hold(project):  # the new folder is free: only the guard keeps the first writer out of it
+            with pytest.raises(LedgerError, match="moved, deleted or replaced"):
+                store.append("c", [ev.CampaignPaused(reason="two")], expected_version=1)
+        assert not project.ledger_path.exists()
+    with DuckDBLedger(tmp_path / "moved" / "ledger.duckdb") as old:
+        assert [r.event().reason for r in old.read("c")] == ["one"]  # type: ignore[attr-defined]
+
+
+def test_the_lock_is_not_inherited_by_forked_workers(tmp_path: Path) -> None:
+    """A worker forked by the runner and left alive after it must not keep the folder locked."""
+    project = Project.at(tmp_path)
+    read_end, write_end = os.pipe()
+    with hold(project):
+        child = os.fork()
+        if child == 0:  # the worker: wait until the parent closes the pipe
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+        with pytest.raises(RunnerLocked) as refused:
+            with hold(project):
+                pass
+        assert refused.value.pid == os.getpid()
+    try:
+        assert runner_alive(project) is False  # the child still runs, and holds nothing
+        with hold(project):
+            pass
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        os.waitpid(child, 0)
+
+
+def test_status_probes_never_turn_a_starting_runner_away(tmp_path: Path) -> None:
+    project = Project.at(tmp_path)
+    project.state_dir.mkdir(parents=True)
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            runner_alive(project)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        for _ in range(50):
+            with hold(project):
+                pass
+    finally:
+        done.set()
+        thread.join()
+
+
+# ------------------------------------------------------------------------------------ a dead runner
+
+
+def test_kill_9_is_shown_as_stopped_unexpectedly_until_resume(tmp_path: Path) -> None:
+    first = Runner(tmp_path, "run", "marketing", "--max-hypotheses", "200", *SLOW)
+    try:
+        _until("two finished runs and one in flight", lambda: _finished_runs(tmp_path) >= 2 and _sql(
+            tmp_path, "select count(*) as n from runs where status = 'running'")[0]["n"] >= 1, first.proc)
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        first.stop()
+    in_flight = {r["run_id"] for r in _sql(tmp_path, "select run_id from runs where status = 'running'")}
+    last_at = _sql(tmp_path, "select max(recorded_at) as t from events")[0]["t"]
+
+    report = _report(tmp_path)
+    assert report["status"] == "stopped_unexpectedly" and report["runner_alive"] is False
+    assert report["resume_hint"] == "ledgerlab resume"
+    assert report["stopped_at"].startswith(str(last_at).replace(" ", "T")[:19])
+    assert report["running_now"]["interrupted"] is True
+    assert {r["run_id"] for r in report["running_now"]["runs"]} == in_flight
+    code, out = _cli("status", "--dir", str(tmp_path))
+    assert code == 0 and "stopped unexpectedly at" in out and "`ledgerlab resume`" in out, out
+    if in_flight:  # a run was in flight at the kill (nearly always: runs take ≈ 0.5 s, the gaps ms)
+        assert f"{len(in_flight)} interrupted, re-run on resume:" in out and "running:" not in out
+        assert all(run_id in out for run_id in in_flight)
+
+    hypotheses = _sql(tmp_path, "select count(*) as n from hypotheses")[0]["n"]
+    second = Runner(tmp_path, "resume", "--max-hypotheses", str(hypotheses + 3))
+    try:
+        _until("the resume", lambda: "CampaignResumed" in _types(tmp_path) or second.proc.poll() is not None)
+        assert _report(tmp_path)["status"] in ("running", "finished")  # a live runner, or already done
+        assert second.wait() == 0, second.output
+    finally:
+        second.stop()
+    report = _report(tmp_path)
+    assert report["status"] == "finished" and report["running_now"]["runs"] == []
+    assert _cli("verify", "--dir", str(tmp_path))[0] == 0
+
+
+def test_an_error_that_ends_the_loop_records_campaign_paused(tmp_path: Path) -> None:
+    """A reader holding the ledger past LEDGERLAB_LOCK_WAIT stops the runner: the pause is recorded once it can."""
+    first = Runner(tmp_path, "run", "marketing", "--max-hypotheses", "200", *SLOW,
+                   env={"LEDGERLAB_LOCK_WAIT": "2"})
+    try:
+        _until("two finished runs", lambda: _finished_runs(tmp_path) >= 2, first.proc)
+        reader = connect_with_retry(Project.at(tmp_path).ledger_path, read_only=True, wait_s=DEADLINE_S)
+        try:  # a long query: the runner's next lease waits 2 s, then its append raises LedgerLockedError
+            _until("the runner stopping", lambda: "recording the pause" in _flat(first.output), first.proc)
+        finally:
+            reader.close()
+        assert first.wait() == 2, first.output
+    finally:
+        first.stop()
+    out = _flat(first.output)
+    assert "stayed locked" in out and "Traceback" not in out, out
+    types = _types(tmp_path)
+    assert types[-2:] == ["CampaignPaused", "CheckpointSigned"] and types.count("CampaignPaused") == 1
+    report = _report(tmp_path)
+    assert report["status"] == "paused" and report["pause_reason"].startswith("stopped by an error: LedgerLockedError")
+    assert report["resume_hint"] == "ledgerlab resume" and report["running_now"]["interrupted"] is True
+    code, text = _cli("status", "--dir", str(tmp_path))
+    assert "paused: stopped by an error: LedgerLockedError" in _flat(text) and "`ledgerlab resume`" in text, text
+    hypotheses = _sql(tmp_path, "select count(*) as n from hypotheses")[0]["n"]
+    code, text = _cli("resume", "--dir", str(tmp_path), "--max-hypotheses", str(hypotheses + 1))
+    assert code == 0, text
+    assert _report(tmp_path)["status"] == "finished" and _cli("verify", "--dir", str(tmp_path))[0] == 0
