@@ -182,6 +182,10 @@ class LLMCallCompleted(Event):
     ok: bool
     error: str | None = None
     purpose: str = "propose"
+    # A reasoning model's thoughts before its answer (<think>…</think> or the provider's reasoning_content),
+    # kept here and out of the hypothesis. None: no reasoning, or a call recorded before this field existed
+    # (an added optional field: old payloads read as they are, no upcaster needed).
+    reasoning: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- integrity

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 5
+VIEWS_VERSION = 6  # 6: llm_calls.reasoning
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -92,7 +92,7 @@ _PROPOSED = _json(hypothesis_id="VARCHAR", agent="VARCHAR", proposer="VARCHAR", 
                   parent_candidate_id="VARCHAR", diff="VARCHAR", changes="JSON")
 _LLM_CALL = _json(call_id="VARCHAR", agent="VARCHAR", model="VARCHAR", purpose="VARCHAR",
                   prompt_tokens="BIGINT", completion_tokens="BIGINT", cost_usd="DOUBLE", latency_s="DOUBLE",
-                  ok="BOOLEAN", error="VARCHAR")
+                  ok="BOOLEAN", error="VARCHAR", reasoning="VARCHAR")
 # The incumbent after each CampaignStarted (its baseline) or IncumbentChanged event.
 _INCUMBENT_OF = (
     "CASE type WHEN 'CampaignStarted' THEN payload->>'baseline_candidate_id' ELSE payload->>'candidate_id' END"
@@ -406,7 +406,7 @@ LEFT JOIN perf p ON p.campaign_id = s.campaign_id
     "llm_calls": f"""
 SELECT l.call_id AS call_id, campaign_id, l.agent AS agent, l.model AS model, l.purpose AS purpose,
        l.prompt_tokens AS prompt_tokens, l.completion_tokens AS completion_tokens, l.cost_usd AS cost_usd,
-       l.latency_s AS latency_s, l.ok AS ok, l.error AS error, recorded_at AS at
+       l.latency_s AS latency_s, l.ok AS ok, l.error AS error, recorded_at AS at, l.reasoning AS reasoning
 FROM (SELECT campaign_id, recorded_at, json_transform(payload, '{_LLM_CALL}') AS l
       FROM events WHERE type = 'LLMCallCompleted')
 """,
@@ -557,6 +557,7 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
         "completion_tokens": "output tokens", "cost_usd": "cost in USD (NULL when the price is unknown)",
         "latency_s": "seconds until the answer", "ok": "whether it succeeded", "error": "the error if not",
         "at": "when it completed (UTC)",
+        "reasoning": "a reasoning model's thoughts before its answer (<think> block), kept out of the hypothesis",
     }),
     "leaderboard": ("one row per candidate with finished runs: mean and 95% t-interval of all its runs", {
         "campaign_id": _CAMPAIGN, "candidate_id": _CAND, "runs": "finished runs", "mean": "mean value",

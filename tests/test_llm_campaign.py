@@ -318,6 +318,19 @@ def test_model_text_with_brackets_is_printed_not_parsed(tmp_path: Path, server: 
     assert "proposes: Bold [/b] headlines and [tags] convert better." in out
 
 
+def test_a_reasoning_models_think_block_is_kept_out_of_the_hypothesis(tmp_path: Path,
+                                                                      server: ScriptedLLMServer) -> None:
+    thoughts = "The cart page loses most visitors. Shipping cost is the usual reason. Let me try that."
+    server.script(f"\n<think>\n{thoughts}\n</think>\n\n{GOOD_1}")
+    code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "1")
+    assert code == 0, out
+    assert "Shipping cost is the usual reason" not in out and f"proposes: {FREE_SHIPPING}" in out
+    (hyp,) = sql(tmp_path, "select rationale from hypotheses")
+    assert hyp["rationale"] == FREE_SHIPPING
+    (call,) = sql(tmp_path, "select reasoning from llm_calls")
+    assert call["reasoning"] == thoughts
+
+
 def test_the_api_key_is_sent_but_never_recorded(tmp_path: Path, server: ScriptedLLMServer,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)

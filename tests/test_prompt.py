@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ledgerlab.core.errors import PatchError
-from ledgerlab.core.proposers.edits import apply_answer, split_answer
+from ledgerlab.core.proposers.edits import apply_answer, split_answer, split_reasoning
 from ledgerlab.core.proposers.prompt import build_messages, estimate_tokens, rank_history, render_history
 from ledgerlab.core.protocols import HistoryItem, Knob, MetricSpec, ProposalContext
 
@@ -205,3 +205,23 @@ def test_long_rationale_is_one_capped_paragraph():
     answer = split_answer("# Hypothesis\n\n" + "word " * 1000 + "\n\nmore\n\ntrain.py\n<<<<<<< SEARCH\n")
     assert "\n" not in answer.rationale and len(answer.rationale) <= 1200
     assert answer.rationale.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("text", "reasoning", "answer"),
+    [
+        ("<think>\nhmm\n</think>\n\nThe answer.", "hmm", "The answer."),
+        ("  \n<thinking>hmm</thinking>The answer.", "hmm", "The answer."),
+        ("hmm, the template opened it\n</think>\nThe answer.", "hmm, the template opened it", "The answer."),
+        ("<think>cut off by max_tokens", "cut off by max_tokens", ""),
+        ("The answer.", "", "The answer."),
+        # A tag further in is the model's text (or a file's), not its thoughts: left alone.
+        ("The answer <think>x</think> goes on.", "", "The answer <think>x</think> goes on."),
+        ("Tweak.\n\na.py\n<<<<<<< SEARCH\n</think>\n=======\n\n>>>>>>> REPLACE\n", "",
+         "Tweak.\n\na.py\n<<<<<<< SEARCH\n</think>\n=======\n\n>>>>>>> REPLACE\n"),
+        ("Tweak.\n\n```diff\n--- a/p.md\n+++ b/p.md\n@@ -1 +1 @@\n-</think>\n+x\n```\n", "",
+         "Tweak.\n\n```diff\n--- a/p.md\n+++ b/p.md\n@@ -1 +1 @@\n-</think>\n+x\n```\n"),
+    ],
+)
+def test_reasoning_is_split_off_the_front_only(text, reasoning, answer):
+    assert split_reasoning(text) == (reasoning, answer)

@@ -82,6 +82,32 @@ def test_search_replace_answer_becomes_a_proposal_and_an_event(server):
     assert body["model"] == "test-model" and body["max_tokens"] == 2000 and body["temperature"] == 0.7
 
 
+THOUGHTS = ("Okay, the user wants a lower val_bpb. Maybe warmup?\n\ntrain.py\n<<<<<<< SEARCH\nWARMUP = 100\n"
+            "=======\nWARMUP = 7\n>>>>>>> REPLACE\n\nNo, the learning rate matters more.")
+
+
+@pytest.mark.parametrize("answer", [
+    f"<think>\n{THOUGHTS}\n</think>\n\n{GOOD}",  # litellm itself splits a block that opens the text
+    f"\n  <think>\n{THOUGHTS}\n</think>\n\n{GOOD}",  # ... but not after whitespace
+    f"{THOUGHTS}\n</think>\n\n{GOOD}",  # the chat template put the opening tag in the prompt
+], ids=["leading", "after-whitespace", "no-opening-tag"])
+def test_a_reasoning_models_thoughts_stay_out_of_the_hypothesis(server, answer):
+    server.script(answer)
+    sink = Sink()
+    proposal = proposer(server.url).propose(context(), sink)
+    assert proposal.rationale == "Doubling the learning rate should converge faster."
+    assert proposal.files == {"train.py": FILES["train.py"].replace("0.01", "0.02")}  # the draft is not applied
+    (event,) = sink.events
+    assert event.reasoning == THOUGHTS  # kept whole, in the call's event
+
+
+def test_an_answer_without_thoughts_records_no_reasoning(server):
+    server.script(GOOD)
+    sink = Sink()
+    proposer(server.url).propose(context(), sink)
+    assert sink.events[0].reasoning is None
+
+
 def test_unified_diff_answer(server):
     server.script("Warm up for longer.\n\n```diff\n--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n LR = 0.01\n"
                   "-WARMUP = 100\n+WARMUP = 400\n```\n")

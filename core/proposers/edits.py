@@ -1,5 +1,6 @@
 """Read an LLM's answer: a hypothesis paragraph, then SEARCH/REPLACE blocks or a unified diff → new files.
 
+    split_reasoning(text)         → (reasoning, answer): a reasoning model's <think> block taken off the front
     split_answer(text)            → Answer(rationale, edit_text, kind)
     apply_answer(files, answer)   → the full new files, or PatchError with a reason the model can act on
 
@@ -37,6 +38,30 @@ class Answer:
 
 
 # ------------------------------------------------------------------------------------------ splitting
+
+# A reasoning model's thoughts before its answer. litellm already moves a block that opens the text into
+# `reasoning_content`; these are the forms it leaves: whitespace before the tag, a chat template that put the
+# opening tag in the prompt (only `</think>` comes back), and a block cut off by max_tokens (no closing tag).
+_THINK_BLOCK = re.compile(r"\A\s*<(think|thinking|reasoning)>(.*?)(?:</\1>|\Z)", re.S | re.I)
+_THINK_CLOSE = re.compile(r"^</(think|thinking|reasoning)>", re.I | re.M)  # at a line's start: not a diff line
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(reasoning, answer): a leading <think>…</think> block taken off the answer, or ("", text)."""
+    text = text or ""
+    block = _THINK_BLOCK.match(text)
+    if block:
+        return block.group(2).strip(), text[block.end():].lstrip("\n")
+    close = _THINK_CLOSE.search(text)
+    if close:
+        before = text[: close.start()]
+        # The thoughts may draft an edit; a tag inside an unfinished SEARCH/REPLACE block is a file's text.
+        in_block = False
+        for line in before.splitlines():
+            in_block = bool(_SEARCH.match(line)) or (in_block and not _REPLACE.match(line))
+        if not in_block and f"<{close.group(1).lower()}>" not in before.lower():  # a closing tag of its own
+            return before.strip(), text[close.end():].lstrip("\n")
+    return "", text
 
 
 def split_answer(text: str) -> Answer:

@@ -12,7 +12,8 @@ included) is reported to the sink as an LLMCallCompleted event. litellm is impor
 the offline proposers must not pay for it.
 
 What the loop sees:
-- a Proposal with the full new files and the model's hypothesis as rationale;
+- a Proposal with the full new files and the model's hypothesis as rationale (a reasoning model's
+  <think> block is not part of it: the call's event keeps it as `reasoning`);
 - ProposalRejected (reason, rationale, raw edit) when the edit is still unusable after the repair round-trip;
 - ProviderDownError when the provider stays unreachable after the retries, ProviderRefusedError at once
   when it refuses the request (a rejected key, an unknown model): pause the campaign, nothing is lost.
@@ -38,7 +39,7 @@ from ledgerlab.core.errors import (
     ProviderDownError,
     ProviderRefusedError,
 )
-from ledgerlab.core.proposers.edits import Answer, apply_answer, split_answer
+from ledgerlab.core.proposers.edits import Answer, apply_answer, split_answer, split_reasoning
 from ledgerlab.core.proposers.prompt import build_messages, repair_message
 from ledgerlab.core.protocols import EventSink, Proposal, ProposalContext
 from ledgerlab.storage.events import LLMCallCompleted
@@ -145,13 +146,17 @@ class LLMProposer:
                 continue
             latency = time.perf_counter() - started
             usage = getattr(response, "usage", None)
+            # A reasoning model's thoughts go to the event, never into the hypothesis or the edit (a draft
+            # SEARCH block in them must not be applied).
+            thoughts, answer = split_reasoning(_content(response))
+            reasoning = "\n\n".join(part for part in (_reasoning_content(response), thoughts) if part)
             self._emit(
                 sink, agent, purpose, latency, ok=True, error=None,
                 prompt_tokens=getattr(usage, "prompt_tokens", None),
                 completion_tokens=getattr(usage, "completion_tokens", None),
-                cost=_cost(litellm, response),
+                cost=_cost(litellm, response), reasoning=self.scrub(reasoning) or None,
             )
-            return _content(response)
+            return answer
         where = f" at {re.sub(r'//[^/@]*@', '//', self.settings.api_base)}" if self.settings.api_base else ""
         raise ProviderDownError(
             f"the LLM provider for {self.settings.model}{where} is unreachable after {attempts} attempts "
@@ -186,6 +191,7 @@ class LLMProposer:
     def _emit(
         self, sink: EventSink | None, agent: str, purpose: str, latency: float, *, ok: bool, error: str | None,
         prompt_tokens: int | None = None, completion_tokens: int | None = None, cost: float | None = None,
+        reasoning: str | None = None,
     ) -> None:
         if sink is None:
             return
@@ -193,7 +199,7 @@ class LLMProposer:
             LLMCallCompleted(
                 call_id=uuid.uuid4().hex, agent=agent, model=str(self.settings.model),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
-                latency_s=round(latency, 6), ok=ok, error=error, purpose=purpose,
+                latency_s=round(latency, 6), ok=ok, error=error, purpose=purpose, reasoning=reasoning,
             )
         )
 
@@ -281,5 +287,13 @@ def _cost(litellm: Any, response: Any) -> float | None:
 def _content(response: Any) -> str:
     try:
         return response.choices[0].message.content or ""
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+def _reasoning_content(response: Any) -> str:
+    """The thoughts litellm or the provider already split off the answer (`reasoning_content`), or ""."""
+    try:
+        return str(getattr(response.choices[0].message, "reasoning_content", None) or "").strip()
     except (AttributeError, IndexError, TypeError):
         return ""
