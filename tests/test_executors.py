@@ -16,23 +16,20 @@ from ledgerlab.core.executors.local import detect_gpus, parse_nvidia_smi, thread
 def test_two_workers_run_two_at_once(tmp_path):
     executor = LocalExecutor(SleepDomain(seconds=0.4), workers=2, cores=4, gpus=[])
     try:
-        started = time.monotonic()
         for i in range(4):
             executor.submit("sleep", request(f"r{i}", tmp_path, seed=i))
         assert executor.in_flight() == 4
         results = collect(executor, 4)
-        elapsed = time.monotonic() - started
     finally:
         executor.shutdown()
     assert sorted(results) == ["r0", "r1", "r2", "r3"]
     assert all(results[f"r{i}"].value == i for i in range(4))  # each result under its own run id
     assert executor.in_flight() == 0
     spans = sorted((r.metrics["start"], r.metrics["end"]) for r in results.values())
-    # At most two at once, and the runs did overlap: 4 × 0.4 s in about 2 × 0.4 s.
+    # At most two at once, and the runs did overlap (their own clocks say so, whatever the machine's load).
     for t, _ in spans:
         assert sum(1 for s, e in spans if s <= t < e) <= 2
     assert spans[0][0] < spans[1][0] < spans[0][1]
-    assert elapsed < 1.5
 
 
 def test_threads_divided_and_gpus_per_slot(tmp_path):
@@ -107,13 +104,14 @@ def test_wait_semantics_and_duplicates(tmp_path):
 
 
 def test_shutdown_stops(tmp_path):
-    domain = SleepDomain(seconds=0.3)
+    domain = SleepDomain(seconds=3.0)
     executor = LocalExecutor(domain, workers=1, gpus=[])
     for i in range(5):
         executor.submit("sleep", request(f"r{i}", tmp_path))
     started = time.monotonic()
     executor.shutdown()
-    assert time.monotonic() - started < 0.2  # does not wait for the queue
+    # Waits for neither the queue (15 s) nor the run in flight (3 s): a bound of half a run, not a rate.
+    assert time.monotonic() - started < 1.5
     assert domain.cancelled and executor.in_flight() == 0 and executor.wait(timeout=0.01) == []
     with pytest.raises(ExecutorError, match="shut down"):
         executor.submit("sleep", request("late", tmp_path))

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,16 +131,13 @@ def test_marketing_campaign_through_good_bad_and_failing_answers(tmp_path: Path,
         Reply(status=500), GOOD_4,
         Reply(GOOD_5, delay_s=3.0), GOOD_5,  # a hang: the client times out and retries
     )  # then the default: 500 "no scripted reply left", twice → ProviderDownError → paused
-    started = time.perf_counter()
     # One candidate per run: each good answer's run starts at once (the checks below follow that order).
     code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "10", "--option", "candidates_per_run=1")
-    elapsed = time.perf_counter() - started
     assert code == 1, out  # paused: needs attention
     assert f"the LLM provider for {MODEL} at {server.url} is unreachable after 2 attempts" in out
     assert "no scripted reply left" in out and f"ledgerlab resume --dir {tmp_path}" in out
     assert "Traceback" not in out
     assert server.count == 13
-    assert elapsed < 30, elapsed
 
     seen = events(tmp_path)
     types = [t for t, _ in seen]
@@ -221,10 +217,8 @@ def test_a_server_that_is_down_pauses_at_once_and_resume_continues_when_it_answe
 ) -> None:
     url = closed_port_url()
     write_config(tmp_path, retries=2)
-    started = time.perf_counter()
     code, out = run_llm(tmp_path, url, "--max-hypotheses", "1")
     assert code == 1, out
-    assert time.perf_counter() - started < 15
     assert "Connection error" in out and "unreachable after 3 attempts" in out and "ledgerlab resume" in out
     seen = events(tmp_path)
     assert seen[-1][0] == "CampaignPaused" and "Connection error" in seen[-1][1]["reason"]
@@ -398,13 +392,11 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     monkeypatch.setenv(KEY_ENV, KEY)
     write_config(tmp_path, api_key_env=KEY_ENV, retries=1, timeout_s=10)
     server.script(HARNESS_EDIT, HARNESS_EDIT, LR_EDIT)
-    started = time.perf_counter()
     code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "2", "--option", "budget_s=1",
                         "--option", "eval_tokens=2048", "--option", "threads=1", "--option", "device=cpu",
                         domain="ml_training")
-    elapsed = time.perf_counter() - started
     assert code == 0, out
-    assert "finished (max_hypotheses)" in out and elapsed < 120, (elapsed, out)
+    assert "finished (max_hypotheses)" in out
 
     harness, lr = sql(tmp_path, "select rationale, status, reject_reason, candidate_id from hypotheses "
                                 "order by proposed_at")

@@ -122,7 +122,7 @@ def test_shutdown_cancels_runs_in_flight(local_ray, tmp_path):
     time.sleep(0.5)
     started = time.monotonic()
     executor.shutdown()
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 20  # did not wait out the 30 s run (a bound, not a rate)
     assert executor.in_flight() == 0 and executor.wait(timeout=0.01) == []
 
 

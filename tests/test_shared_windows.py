@@ -102,11 +102,28 @@ def test_an_arm_the_domain_did_not_report_fails_only_that_hypothesis(tmp_path: P
     assert any(h.verdict is not None and h.verdict.test != "run-failed" for h in state.hypotheses.values())
 
 
-def test_resume_after_a_crash_at_every_step_reruns_whole_windows(tmp_path: Path) -> None:
+def _window_steps(store: InMemoryLedger, campaign_id: str) -> range:
+    """The crash points around the shared window: just before its first run starts, to its last run's end."""
+    rows = [row.event() for row in store.read(campaign_id)]
+    started = [i for i, e in enumerate(rows, 1) if isinstance(e, ev.RunStarted) and e.shared_window]
+    members = {e.run_id for e in rows if isinstance(e, ev.RunStarted) and e.shared_window}
+    ended = [i for i, e in enumerate(rows, 1) if isinstance(e, (ev.RunFinished, ev.RunFailed)) and e.run_id in members]
+    assert started and ended
+    return range(started[0] - 1, ended[-1] + 1)
+
+
+@pytest.mark.parametrize("steps", [
+    "window",  # where a crash can split a window; a crash anywhere else is test_campaign's every-step test
+    pytest.param("every", marks=pytest.mark.slow),  # every step (~30 crash-and-resume campaigns, 20-90 s)
+])
+def test_resume_after_a_crash_reruns_whole_windows(tmp_path: Path, steps: str) -> None:
     script = SCRIPT[:4]
-    reference = campaign(InMemoryLedger(), tmp_path, list(script), domain=WindowDomain()).run()
+    store = InMemoryLedger()
+    reference = campaign(store, tmp_path, list(script), domain=WindowDomain(), campaign_id="c-1").run()
     assert windows_of(reference)
-    for n in range(1, reference.version - 1):  # the last two: CampaignFinished and its signed checkpoint
+    # The last two events are CampaignFinished and its signed checkpoint.
+    crash_points = _window_steps(store, "c-1") if steps == "window" else range(1, reference.version - 1)
+    for n in crash_points:
         store = InMemoryLedger()
         first = campaign(store, tmp_path, list(script), domain=WindowDomain(), campaign_id="c-1")
         _crash_after(first, n)

@@ -78,10 +78,16 @@ def test_batches_append_after_reopening(ledger_path: Path) -> None:
 def test_lease_is_released_when_idle(ledger_path: Path) -> None:
     ledger = DuckDBLedger(ledger_path, idle_s=0.05)
     ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
-    time.sleep(0.3)  # the idle thread closed the file: a read-only open from "another process" works
-    assert ledger._con is None
-    with read_only_connection(ledger_path, wait_s=0) as con:
-        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    # Once the idle thread has closed the file, a read-only open from "another process" works.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with read_only_connection(ledger_path, wait_s=0) as con:
+                assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+            break
+        except LedgerLockedError:
+            assert time.monotonic() < deadline, "the idle lease was never released"
+            time.sleep(0.02)
     assert ledger.append("a", [ev.CampaignPaused(reason="y")], expected_version=1)[0].seq == 2
     ledger.close()
 

@@ -61,14 +61,17 @@ def test_readers_never_fail_while_a_writer_appends(tmp_path: Path, ledger_path: 
         assert writer.stdout is not None
         writer.stdout.readline()
         seen: list[int] = []
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
+        # Read until the reads have seen the writer progress: a count reached, not a rate (a loaded machine
+        # only makes it take longer; the deadline is for a writer that never lets a reader in).
+        deadline = time.monotonic() + 120
+        while len(seen) < 5 or seen[-1] == seen[0]:
+            assert time.monotonic() < deadline, f"reads saw no progress: {seen}"
             result = runner.invoke(app, ["sql", "SELECT max(version) FROM events", "--format", "csv", "--dir", str(tmp_path)])
             assert result.exit_code == 0, result.output
             seen.append(int(result.output.splitlines()[1]))
             result = runner.invoke(app, ["log", "--limit", "3", "--dir", str(tmp_path)])
             assert result.exit_code == 0 and "CampaignPaused" in result.output, result.output
-        assert len(seen) >= 5 and seen == sorted(seen) and seen[-1] > seen[0]  # reads saw the writer progress
+        assert seen == sorted(seen)  # never a step back
     finally:
         writer.kill()
         writer.wait()
