@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,17 +77,18 @@ class RunGroup:
         except (OSError, ValueError, IndexError):
             return False
 
-    def kill(self) -> None:
+    def kill(self, wait_s: float = 10.0) -> None:
         """SIGKILL every process of the group until none is left (new ones may fork while we kill)."""
-        for _ in range(100):
-            pids = self.pids_in()
-            if not pids:
-                return
+        deadline = time.monotonic() + wait_s
+        while pids := self.pids_in():
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)  # a killed process leaves the group once it has exited
 
     def remove(self) -> None:
         """Delete the group's directories (they must be empty of processes)."""

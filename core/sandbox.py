@@ -508,9 +508,14 @@ class _Watch:
                 time.sleep(POLL_S)
         finally:
             self.duration_s = time.monotonic() - self.start
-            # Always: a finished parent may have left descendants (bwrap: its pid namespace dies with it).
+            # Always: a finished parent may have left descendants (bwrap: its pid namespace dies with it, but
+            # asynchronously). Kill what can be seen of the tree and wait until it is gone.
+            tree = _descendants(self.proc.pid)
             kill_group(self.proc.pid)
+            for pid in tree:
+                _kill(pid)
             self.proc.wait()
+            _wait_gone(tree)
         return ended
 
     def _over_limits(self) -> bool:
@@ -533,12 +538,33 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of `root` and all its descendants, MiB (from /proc; 0 where there is none: macOS)."""
-    if not os.path.isdir("/proc"):
-        return 0.0
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_gone(pids: list[int], wait_s: float = 10.0) -> None:
+    """Wait until every pid has exited (absent or a zombie), at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                        break
+            except (OSError, IndexError):
+                break
+            time.sleep(0.01)
+
+
+def _process_table() -> tuple[dict[int, list[int]], dict[int, int]]:
+    """(children by parent pid, resident bytes by pid) from /proc; empty where there is no /proc."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    if not os.path.isdir("/proc"):
+        return children, rss
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -551,12 +577,24 @@ def _tree_rss_mb(root: int) -> float:
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         rss[pid] = int(fields[21]) * page
-    total, todo = 0, [root]
+    return children, rss
+
+
+def _descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """`root`'s descendants now, nearest first (not `root` itself)."""
+    children = _process_table()[0] if children is None else children
+    found, todo = [], list(children.get(root, []))
     while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
+        pid = todo.pop(0)
+        found.append(pid)
         todo += children.get(pid, [])
-    return total / 2**20
+    return found
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of `root` and all its descendants, MiB (from /proc; 0 where there is none: macOS)."""
+    children, rss = _process_table()
+    return sum(rss.get(pid, 0) for pid in [root, *_descendants(root, children)]) / 2**20
 
 
 def _folder_mb(folder: Path, max_entries: int = 100_000) -> float:
