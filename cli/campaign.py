@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledgerlab.cli.common import DirOption, clip, user_errors
+from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
@@ -149,7 +149,6 @@ def status(
 
 def render_status(report: dict[str, Any]) -> None:
     """`status_report`'s numbers as the text table `ledgerlab status` prints."""
-    from rich.console import Console
     from rich.table import Table
 
     metric, name = report["metric"], report["metric"]["name"]
@@ -203,7 +202,7 @@ def render_status(report: dict[str, Any]) -> None:
     table.add_row("active time", f"{duration(report['active_seconds'])}  "
                                  f"(last event {duration(report['last_event_seconds_ago'])} ago)")
     table.add_row("running now", _running_line(report["running_now"]))
-    Console().print(table)
+    print_fitted(table)
 
 
 def _status_line(report: dict[str, Any]) -> str:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ledgerlab.core.errors import LedgerlabError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+WIDE = 10_000  # off a terminal nothing is wrapped: lines and tables take the width they need
 
 DirOption = Annotated[
     str | None,
@@ -30,3 +37,25 @@ def clip(text: Any, width: int = 60) -> str:
     """Text on one line, cut to `width` characters."""
     flat = " ".join(str(text or "").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def make_console(**options: Any) -> Console:
+    """A rich Console; off a terminal (a log file, a pipe) one that never hard-wraps a line."""
+    from rich.console import Console
+
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        options.setdefault("width", WIDE)
+        options.setdefault("soft_wrap", True)
+    return Console(**options)
+
+
+def print_fitted(renderable: Any, console: Console | None = None) -> None:
+    """Print a table or panel: on a terminal as rich fits it; elsewhere at its natural width, unwrapped."""
+    from rich.measure import Measurement
+
+    console = console or make_console()
+    if console.is_terminal or console.width < WIDE:
+        console.print(renderable)
+        return
+    width = Measurement.get(console, console.options, renderable).maximum
+    console.print(renderable, width=max(20, min(width, WIDE)))

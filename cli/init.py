@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.common import DirOption, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
@@ -28,7 +28,6 @@ from ledgerlab.core.project import Project
 @app.command()
 def domains() -> None:
     """List the installed domains (entry-point group ledgerlab.domains) with their metric."""
-    from rich.console import Console
     from rich.table import Table
 
     from ledgerlab.core.registry import close_domain, domain_entry_points, load_domain
@@ -55,7 +54,7 @@ def domains() -> None:
             table.add_row(name, m.name, m.direction, f"{m.delta:g}{unit}", first_line(domain.description))
         finally:
             close_domain(domain)
-    Console().print(table)
+    print_fitted(table)
 
 
 def first_line(text: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledgerlab.cli.common import DirOption, clip, user_errors
+from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 
@@ -58,7 +58,6 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: Format) -> None
 
 
 def _rich_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_lines=False)
@@ -66,7 +65,7 @@ def _rich_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(*(_plain(v) if v is not None else "NULL" for v in row))
-    Console().print(table)
+    print_fitted(table)
     typer.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 

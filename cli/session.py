@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
+from ledgerlab.cli.common import make_console
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
 from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.project import Project
@@ -16,7 +16,7 @@ from ledgerlab.core.runner_lock import RunnerLock, hold
 from ledgerlab.core.sandbox import isolation_warning
 from ledgerlab.storage import events as ev
 
-console = Console(highlight=False)
+console = make_console(highlight=False)
 
 
 def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int | None, new: bool,

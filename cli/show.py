@@ -18,7 +18,7 @@ from ledgerlab.cli.campaign import (
     load_campaign,
     origin_of,
 )
-from ledgerlab.cli.common import DirOption, clip, user_errors
+from ledgerlab.cli.common import DirOption, clip, make_console, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.effects import confirmed
 
@@ -36,13 +36,13 @@ def show(
     with user_errors():
         loaded = load_campaign(dir, campaign)
         h = find_hypothesis(loaded.state, ref)
-    from rich.console import Console, Group
+    from rich.console import Group
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
 
     state = loaded.state
-    console = Console()
+    console = make_console()
     head = Table(show_header=False, box=None)
     head.add_column(style="bold")
     head.add_column(overflow="fold")
@@ -64,7 +64,7 @@ def show(
         parts.append(Panel(Syntax(h.diff, "diff", theme="ansi_dark", word_wrap=True), title="diff"))
     parts.append(_runs_table(state, h))
     parts.append(_verdict_table(state, h))
-    console.print(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"))
+    print_fitted(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"), console)
 
 
 def _runs_table(state: CampaignState, h: HypothesisRecord) -> Any:
