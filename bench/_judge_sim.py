@@ -5,7 +5,11 @@ Shared by `bench/judge.py` and the judge's tests. A run's value is
     true + √ρ·σ·seed_effect(seed) + √(1−ρ)·σ·noise
 
 so a candidate and the incumbent run on the same seed are correlated by ρ (the pairing correlation). The
-metric is minimized (a loss); an effect of e means the candidate's true value is e·σ lower.
+metric is minimized (a loss) unless another is given; an effect of e means the candidate's true value is
+e·σ better (lower for a loss, higher for a maximized metric). `noise` draws seed_effect and noise from a
+distribution with mean 0 and variance 1: "normal"; "lognormal", exp(Z) centred and scaled (σ_log = 1,
+skewness 6.2: a long right tail, like latency or revenue); "t3", Student's t with 3 df scaled to unit
+variance (symmetric, infinite kurtosis).
 
 Like the loop: the incumbent starts with `calibration_runs` replicates; the k-th hypothesis on an incumbent
 runs replicate i on seed seed_base + (k + i) mod `window` (the loop's own `planner.rotation_seeds`), the
@@ -34,10 +38,24 @@ from ledgerlab.core.planner import rotation_seeds
 from ledgerlab.core.protocols import MetricSpec
 
 LOSS = MetricSpec(name="loss", direction="minimize")
+GAIN = MetricSpec(name="gain", direction="maximize")
 RATE = MetricSpec(name="conversion", direction="maximize", kind="proportion")
 CALIBRATION_RUNS = JudgeSettings().baseline_runs("independent")  # the loop's baseline replicates
 WINDOW = JudgeSettings().seed_window  # the loop's seed rotation
 MAX_REPLICATES = 64  # fresh seeds per hypothesis (window=None): more than any judge asks for
+NOISES = ("normal", "lognormal", "t3")
+_LN_MEAN, _LN_SD = math.exp(0.5), math.sqrt((math.e - 1.0) * math.e)  # exp(Z), Z ~ N(0, 1)
+
+
+def standard_noise(rng: np.random.Generator, noise: str) -> float:
+    """One draw of mean 0 and variance 1 from the `noise` family (see NOISES)."""
+    if noise == "normal":
+        return float(rng.standard_normal())
+    if noise == "lognormal":
+        return (math.exp(float(rng.standard_normal())) - _LN_MEAN) / _LN_SD
+    if noise == "t3":
+        return float(rng.standard_t(3)) / math.sqrt(3.0)
+    raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
 
 
 @dataclass
@@ -69,13 +87,14 @@ class Campaign:
     window: int | None = WINDOW  # None: fresh seeds for every hypothesis
     next_seed: int = 0
     on_incumbent: int = 0  # hypotheses played on the current incumbent
+    noise: str = "normal"  # see NOISES
 
     def value(self, true: float, seed: int) -> float:
         """One run's value on `seed`."""
         if seed not in self.seed_effects:
-            self.seed_effects[seed] = float(self.rng.standard_normal())
+            self.seed_effects[seed] = standard_noise(self.rng, self.noise)
         shared = math.sqrt(self.rho) * self.seed_effects[seed]
-        own = math.sqrt(1.0 - self.rho) * float(self.rng.standard_normal())
+        own = math.sqrt(1.0 - self.rho) * standard_noise(self.rng, self.noise)
         return true + self.sigma * (shared + own)
 
     def start(self, calibration_runs: int) -> None:
@@ -93,7 +112,8 @@ class Campaign:
 def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: MetricSpec = LOSS,
          confirm_runs: int = 2) -> Outcome:
     """Play one hypothesis of true improvement `effect`·σ to a final verdict."""
-    true = camp.true_incumbent - effect * camp.sigma
+    better = 1.0 if metric.direction == "maximize" else -1.0
+    true = camp.true_incumbent + better * effect * camp.sigma
     if camp.window is None:
         seeds = list(range(camp.next_seed, camp.next_seed + MAX_REPLICATES))
     else:
@@ -137,18 +157,18 @@ def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: Metr
 
 def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses: int, rho: float,
              alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = CALIBRATION_RUNS,
-             window: int | None = WINDOW) -> list[Outcome]:
+             window: int | None = WINDOW, noise: str = "normal", metric: MetricSpec = LOSS) -> list[Outcome]:
     """Play `hypotheses` hypotheses, in campaigns of `per_campaign`; effects: (probability, effect·σ)."""
     rng = np.random.default_rng(seed)
     probs = np.array([p for p, _ in effects], float)
     sizes = [e for _, e in effects]
     out: list[Outcome] = []
     while len(out) < hypotheses:
-        camp = Campaign(rng=rng, rho=rho, window=window)
+        camp = Campaign(rng=rng, rho=rho, window=window, noise=noise)
         camp.start(calibration_runs)
         for _ in range(min(per_campaign, hypotheses - len(out))):
             e = sizes[int(rng.choice(len(sizes), p=probs / probs.sum()))]
-            out.append(play(judge, camp, e, alpha))
+            out.append(play(judge, camp, e, alpha, metric))
     return out
 
 

@@ -29,6 +29,9 @@ a campaign. A change that makes runs erratic still contributes its own larger va
 Heavy tails (`robust`): "trim" uses the Tukey–McLaughlin trimmed mean of the differences with the
 winsorized variance (the one-sample form of Yuen's test; scipy's `ttest_ind(trim=)` for unpaired data);
 "winsor" winsorizes the differences and runs the t-test on them. History groups are treated the same way.
+One or two values (a side of fewer than 3) cannot be trimmed: their mean is the plain mean, and then the
+whole test is the plain one, variance pooled on the raw scale too. It used to compare the
+raw mean with a variance pooled on the trimmed scale, which understates a heavy-tailed mean's spread.
 
 Zero variance, one rule for `paired_test`, `two_sample_test` and `sums_test`: a test needs a positive
 variance estimate. When it is zero up to rounding (every value on each side ties, e.g. a discrete or
@@ -292,6 +295,8 @@ def paired_test(
     """
     sign = _sign(direction)
     imp = np.array([sign * (c - i) for c, i in pairs], float)  # improvement per seed
+    if len(imp) < 3:
+        robust = "none"  # one or two values are not trimmed, so neither is their variance
     var, df = pooled_variance(
         imp, history_diffs, history_replicates, min_diff_df=min_diff_df, robust=robust, trim=trim
     )
@@ -349,6 +354,8 @@ def two_sample_test(
     sign = _sign(direction)
     cand, inc = np.asarray(candidate, float), np.asarray(incumbent, float)
     nc, ni = len(cand), len(inc)
+    if min(nc, ni) < 3:
+        robust = "none"  # a side of one or two values is not trimmed, so neither is the variance
     if nc >= 2 and ni >= 2 and not history_replicates:
         name = {"none": "welch", "trim": "yuen", "winsor": "welch (winsorized)"}[robust]
         (lc, ec, dc, vc), (li, ei, di, vi) = _welch_side(cand, robust, trim), _welch_side(inc, robust, trim)

@@ -48,8 +48,8 @@ def test_futility_rejects_a_bad_first_run() -> None:
 
 
 def test_promising_then_accept_with_interval_above_delta() -> None:
-    j = make_judge(JudgeSettings())
-    j = make_judge(JudgeSettings(looks=(1, 3, 6), futility_p=0.2, futility_min_df=0))  # binding levels
+    # binding levels, accepts from the first look (accept_from=1: the levels of every look are checked)
+    j = make_judge(JudgeSettings(looks=(1, 3, 6), futility_p=0.2, futility_min_df=0, accept_from=1))
     r1 = j.judge(ev(((0.8, 1.0),), history_diffs=HIST), 0.01)
     assert r1.decision == "more" and r1.need == 3
     pairs = ((0.8, 1.0), (0.6, 1.0), (0.7, 1.0))
@@ -67,8 +67,8 @@ def test_default_futility_is_not_binding() -> None:
     bound = stats.sequential_levels(0.01, (1, 2), stats.futility_levels(0.2, (1, 2)))[1]
     assert bound > free * 1.01  # binding credit would loosen the last look
     pairs = ((0.8, 1.0), (0.9, 1.0))
-    for settings, level in ((JudgeSettings(looks=(1, 2)), free),
-                            (JudgeSettings(looks=(1, 2), futility_min_df=0), bound)):
+    for settings, level in ((JudgeSettings(looks=(1, 2), accept_from=1), free),
+                            (JudgeSettings(looks=(1, 2), futility_min_df=0, accept_from=1), bound)):
         r = make_judge(settings).judge(ev(pairs, history_diffs=HIST), 0.01)
         assert r.look == 2 and r.ci_level == pytest.approx(1 - 2 * level, rel=1e-12)
 
