@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +19,7 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
 from ledgerlab.storage.verify import verify_ledger
-from tests.toy_domain import KNOBS, ToyDomain
-
-Step = dict[str, Any] | Callable[[ProposalContext, Any], Proposal | None] | Exception | None
-
-
-class ScriptedProposer:
-    """Proposes step k of a script for the k-th hypothesis in the ledger (so a restart resumes the script).
-
-    With `consume=True` it pops steps instead (concurrent agents must not see the same step twice).
-    """
-
-    name = "scripted"
-
-    def __init__(self, script: list[Step], consume: bool = False) -> None:
-        self.script, self.consume = list(script), consume
-
-    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-        k = 0 if self.consume else len(context.history)
-        if k >= len(self.script):
-            return None
-        step = self.script.pop(0) if self.consume else self.script[k]
-        if isinstance(step, Exception):
-            raise step
-        if callable(step):
-            return step(context, sink)
-        if step is None:
-            return None
-        files = dict(context.incumbent_files)
-        for name, value in step.items():
-            files = write_knob(files, next(k for k in KNOBS if k.name == name), value)
-        return Proposal(rationale=f"set {step}", files=files, changes=step)
+from tests.toy_domain import KNOBS, ScriptedProposer, Step, ToyDomain
 
 
 def campaign(store: Any, tmp_path: Path, script: list[Step], domain: ToyDomain | None = None,

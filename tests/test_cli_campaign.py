@@ -422,29 +422,17 @@ def test_checkout_refuses_file_names_that_escape(tmp_path: Path) -> None:
 
 def test_commands_on_a_campaign_the_loop_wrote(tmp_path: Path) -> None:
     """The fields these commands rely on are the ones core/campaign.py records."""
-    from toy_domain import KNOBS, ToyDomain
+    from toy_domain import KNOBS, ScriptedProposer, ToyDomain
 
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.executors.local import LocalExecutor
     from ledgerlab.core.knobs import write_knob
-    from ledgerlab.core.protocols import Proposal, ProposalContext
 
     steps = [{"X": 5.0}, {"MODE": "broken"}, {"MODE": "fancy"}, {"Y": 5}]
 
-    class Scripted:
-        name = "scripted"
-
-        def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-            if len(context.history) >= len(steps):
-                return None
-            files, step = dict(context.incumbent_files), steps[len(context.history)]
-            for name, value in step.items():
-                files = write_knob(files, next(k for k in KNOBS if k.name == name), value)
-            return Proposal(rationale=f"set {step}", files=files, changes=step)
-
     domain = ToyDomain()
     with DuckDBLedger(Project.at(tmp_path).ledger_path) as store:
-        state = Campaign(store, domain, CampaignConfig(domain="toy"), agents=[Agent("agent-0", Scripted())],
+        state = Campaign(store, domain, CampaignConfig(domain="toy"), agents=[Agent("agent-0", ScriptedProposer(steps))],
                          executor=LocalExecutor(domain, workers=1), runs_dir=tmp_path / "runs").run()
     accepted = [h for h in state.hypotheses.values() if h.status == "accepted"]
     assert accepted and state.incumbent_id == accepted[-1].candidate_id

@@ -102,32 +102,15 @@ def _close_interval(got: Sequence[float | None], expected: Sequence[float | None
 # ------------------------------------------------------------------------------------------ campaigns
 
 
-def _scripted(steps: list[dict[str, Any]]) -> Any:
-    from ledgerlab.core.knobs import write_knob
-    from ledgerlab.core.protocols import Proposal, ProposalContext
-    from tests.toy_domain import KNOBS
-
-    class Scripted:
-        name = "scripted"
-
-        def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-            if len(context.history) >= len(steps):
-                return None
-            files, step = dict(context.incumbent_files), steps[len(context.history)]
-            for name, value in step.items():
-                files = write_knob(files, next(k for k in KNOBS if k.name == name), value)
-            return Proposal(rationale=f"set {step}", files=files, changes=step)
-
-    return Scripted()
-
-
 def _run_campaign(folder: Path, domain: Any, steps: list[dict[str, Any]]) -> None:
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.config import CampaignConfig
     from ledgerlab.core.executors.local import LocalExecutor
+    from tests.toy_domain import ScriptedProposer
 
+    agents = [Agent("a", ScriptedProposer(steps))]
     with DuckDBLedger(Project.at(folder).ledger_path) as store:
-        state = Campaign(store, domain, CampaignConfig(domain=domain.name), agents=[Agent("a", _scripted(steps))],
+        state = Campaign(store, domain, CampaignConfig(domain=domain.name), agents=agents,
                          executor=LocalExecutor(domain), runs_dir=folder / "runs").run()
     assert state.status == "finished"
 
