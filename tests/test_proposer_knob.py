@@ -232,7 +232,9 @@ def test_after_a_rejection_it_tries_the_other_direction_then_smaller_steps() -> 
     up = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=-0.1, n=1)
     down = lr_after([up])
     assert down.changes == {"LR": 0.0015}
-    assert down.rationale == "LR: 0.003 → 0.0015 (halve; the last step up was rejected)"
+    assert down.rationale == "LR: 0.003 → 0.0015 (halve; the last step up made it clearly worse: the other way)"
+    null = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=0.0, n=1)
+    assert lr_after([null]).rationale == "LR: 0.003 → 0.0015 (halve; the last step up was rejected)"
     both = [up, item(FILES, down.files, dict(down.changes), "rejected", effect=-0.1, n=2)]
     finer = lr_after(both)
     assert finer.changes["LR"] in (0.004243, 0.002121)  # ×√2 either way
@@ -254,10 +256,35 @@ def test_int_knobs_round_and_clamp_at_the_bound() -> None:
 
 
 def test_prefers_knobs_not_yet_tried_on_the_incumbent() -> None:
-    lr_up = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=-0.1)
+    lr_up = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=0.0)
     for seed in range(10):
         proposal = KnobProposer().propose(context(history=[lr_up], knobs=(LR, WARMUP), seed=seed))
         assert set(proposal.changes) == {"WARMUP"}
+
+
+def test_tries_knobs_in_the_declared_order_each_way_by_seed() -> None:
+    first = {KnobProposer().propose(context(seed=s)).rationale.split(":")[0] for s in range(20)}
+    assert first == {"LR"}  # the domain declares its likeliest knob first
+    reordered = {KnobProposer().propose(context(knobs=(WARMUP, LR), seed=s)).rationale.split(":")[0]
+                 for s in range(20)}
+    assert reordered == {"WARMUP"}
+    assert {lr_after([], seed=s).changes["LR"] for s in range(20)} == {0.006, 0.0015}
+
+
+def test_a_step_that_made_it_clearly_worse_is_tried_the_other_way_next() -> None:
+    delta = 0.02
+    clearly = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=-0.1)
+    slightly = item(FILES, with_values(LR=0.006), {"LR": 0.006}, "rejected", effect=-delta / 2)
+    metric = METRIC.model_copy(update={"delta": delta})
+    for seed in range(10):
+        for seen, expected in ((clearly, {"LR": 0.0015}), (slightly, None)):
+            ctx = context(history=[seen], knobs=(LR, WARMUP), seed=seed).model_copy(update={"metric": metric})
+            proposal = KnobProposer().propose(ctx)
+            assert proposal is not None
+            if expected is None:
+                assert set(proposal.changes) == {"WARMUP"}  # within the noise: move on to an untried knob
+            else:
+                assert proposal.changes == expected and "clearly worse" in proposal.rationale
 
 
 # --------------------------------------------------------------------------------------- near misses

@@ -49,6 +49,9 @@ class Plan:
     step: float  # doublings for log knobs, knob units for linear ones, positions for choices
     why: str
     momentum: bool = False  # the last move on this knob was accepted
+    # The last move on this knob made things clearly worse (effect below -δ): the other way is the likelier
+    # gain, so it is tried before knobs not yet touched (a line search, not a sweep over every knob first).
+    rebound: bool = False
 
 
 def _is_log(knob: Knob, value: Any) -> bool:
@@ -86,7 +89,7 @@ def _measure(knob: Knob, old: Any, new: Any) -> tuple[int, float] | None:
     return (1 if new > old else -1), size
 
 
-def _plan(knob: Knob, value: Any, moves: list[Seen], rng: random.Random) -> Plan:
+def _plan(knob: Knob, value: Any, moves: list[Seen], rng: random.Random, delta: float = 0.0) -> Plan:
     """Fold the knob's decided single-knob moves, oldest first, into the next step."""
     plan = Plan(rng.choice((1, -1)), _start_step(knob, value), "first step on this knob")
     for seen in moves:
@@ -99,6 +102,8 @@ def _plan(knob: Knob, value: Any, moves: list[Seen], rng: random.Random) -> Plan
             plan = Plan(direction, size * 2, f"the last step {word} was accepted: a larger one", True)
         elif plan.momentum and direction == plan.direction:  # overshot: go back to the step that worked
             plan = Plan(direction, size / 2, f"the larger step {word} was rejected: the step that worked")
+        elif seen.item.effect is not None and seen.item.effect < -delta:
+            plan = Plan(-direction, size, f"the last step {word} made it clearly worse: the other way", rebound=True)
         else:
             plan = Plan(-direction, size, f"the last step {word} was rejected")
     return plan
@@ -222,15 +227,22 @@ def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], 
 
 
 def _order(current: Mapping[str, tuple[Knob, Any]], seen: list[Seen], plans: Mapping[str, Plan],
-           incumbent_id: str, rng: random.Random) -> list[str]:
-    """Knobs least tried on the incumbent first, then ones whose last move was accepted, then by seed."""
+           incumbent_id: str) -> list[str]:
+    """The knobs in the order to try them on the incumbent.
+
+    Least tried on the incumbent first, a knob whose last step made things clearly worse counting one try
+    less (its other way is promising); among those, knobs whose last move was accepted or rebounds first;
+    then the domain's declared order, which lists the knobs most likely to pay off first. The seed still
+    picks each knob's first direction.
+    """
     tries = {name: 0 for name in current}
     for s in seen:
         if s.item.parent_candidate_id == incumbent_id:
             for name in set(s.new) & set(tries):
                 tries[name] += 1
-    ties = {name: rng.random() for name in current}
-    return sorted(current, key=lambda n: (tries[n], not plans[n].momentum, ties[n]))
+    rank = {name: i for i, name in enumerate(current)}
+    return sorted(current, key=lambda n: (tries[n] - plans[n].rebound, not (plans[n].momentum or plans[n].rebound),
+                                          rank[n]))
 
 
 def _first_untried(knob: Knob, value: Any, plan: Plan, taken: set[Key]) -> tuple[Any, str] | None:
@@ -277,8 +289,9 @@ class KnobProposer:
         if combined is not None and candidate_id(combined.files) not in tested:
             return combined
         moves = _moves_by_knob(seen, current, context.incumbent_id)
-        plans = {name: _plan(knob, value, moves[name], rng) for name, (knob, value) in current.items()}
-        for name in _order(current, seen, plans, context.incumbent_id, rng):
+        delta = context.metric.delta
+        plans = {name: _plan(knob, value, moves[name], rng, delta) for name, (knob, value) in current.items()}
+        for name in _order(current, seen, plans, context.incumbent_id):
             knob, value = current[name]
             while (found := _first_untried(knob, value, plans[name], taken)) is not None:
                 new, why = found
