@@ -408,7 +408,7 @@ class Campaign:
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
-        return next_alpha(self.settings, self.state.verdict_history()[: record.verdicts_before])
+        return next_alpha(self.settings, record.alpha_index, record.accepts_known)
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
         if not self.guardrails:

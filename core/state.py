@@ -49,7 +49,10 @@ class HypothesisRecord:
     candidate_id: str | None = None
     verdict: ev.VerdictReached | None = None
     reason: str = ""
-    verdicts_before: int = 0  # counted verdicts when the candidate was created: fixes the alpha it is given
+    # The alpha policy's view of it, fixed when its candidate is created (core/alpha.py): its index in the
+    # stream of tested hypotheses, and the indices of the accepts decided before it started.
+    alpha_index: int = 0
+    accepts_known: tuple[int, ...] = ()
 
 
 @dataclass
@@ -69,6 +72,8 @@ class CampaignState:
     candidate_parent: dict[str, tuple[str, str]] = field(default_factory=dict)  # candidate -> (parent, hypothesis)
     runs: dict[str, RunRecord] = field(default_factory=dict)
     verdicts: list[ev.VerdictReached] = field(default_factory=list)  # in the order they were reached
+    accepted_indices: list[int] = field(default_factory=list)  # alpha indices of the accepts, in verdict order
+    tested_max_index: int = 0  # the highest alpha index whose verdict was a test
     llm_cost_usd: float = 0.0
     llm_calls: int = 0
     max_call_cost: float = 0.0
@@ -104,10 +109,14 @@ class CampaignState:
         """Hypotheses without a final outcome, oldest first."""
         return [h for h in self.hypotheses.values() if h.status in ("proposed", "testing")]
 
-    def verdict_history(self) -> list[tuple[float, bool]]:
-        """(alpha_spent, accepted) of every verdict in order, for the alpha policy."""
-        done = [v for v in self.verdicts if v.test not in NOT_TESTS]
-        return [(v.alpha_spent, v.decision == "accept") for v in done]
+    def next_alpha_index(self) -> int:
+        """The alpha index the next tested hypothesis gets: above every index in flight or spent by a test.
+
+        A hypothesis that ends without a test (stale, failed run) frees its index only if nothing above it was
+        handed out since, so one-at-a-time testing numbers tests 1, 2, 3… and concurrent ones never share one.
+        """
+        in_flight = (h.alpha_index for h in self.hypotheses.values() if h.status == "testing")
+        return 1 + max(self.tested_max_index, *in_flight, 0)
 
     def finished_runs(self, candidate_id: str) -> list[RunRecord]:
         return [r for r in self.runs.values() if r.candidate_id == candidate_id and r.status == "finished"]
@@ -171,8 +180,8 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.CandidateCreated, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
+        record.alpha_index, record.accepts_known = self.next_alpha_index(), tuple(self.accepted_indices)
         record.status, record.candidate_id = "testing", event.candidate_id
-        record.verdicts_before = len(self.verdict_history())
         self.candidate_parent[event.candidate_id] = (event.parent_candidate_id, event.hypothesis_id)
 
     @_apply.register
@@ -198,6 +207,10 @@ class CampaignState:
         record = self.hypotheses[event.hypothesis_id]
         record.verdict = event
         self.verdicts.append(event)
+        if event.test not in NOT_TESTS:
+            self.tested_max_index = max(self.tested_max_index, record.alpha_index)
+            if event.decision == "accept":
+                self.accepted_indices.append(record.alpha_index)
         record.status = "accepted" if event.decision == "accept" else "rejected"
         record.reason = event.reason
 

@@ -1,16 +1,23 @@
-"""LORD++ levels across the stream of hypotheses."""
+"""LORD++ levels across the stream of hypotheses, one at a time and with hypotheses in flight together."""
 
 from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
 
 import pytest
 
 from ledgerlab.core.alpha import gamma, lord_alpha, next_alpha
 from ledgerlab.core.judge import JudgeSettings
+from ledgerlab.core.state import CampaignState
+from ledgerlab.storage import events as ev
+
+LORD = JudgeSettings(alpha=0.05, alpha_policy="lord")
 
 
 def test_fixed_policy_is_constant() -> None:
     s = JudgeSettings(alpha=0.02)
-    assert next_alpha(s, []) == next_alpha(s, [(0.02, True), (0.01, False)]) == 0.02
+    assert next_alpha(s, 1, []) == next_alpha(s, 7, [2, 5]) == 0.02
 
 
 def test_gamma_is_positive_decreasing_and_sums_below_one() -> None:
@@ -20,30 +27,107 @@ def test_gamma_is_positive_decreasing_and_sums_below_one() -> None:
 
 
 def test_levels_before_any_accept_sum_to_at_most_w0() -> None:
-    s = JudgeSettings(alpha=0.05, alpha_policy="lord")
-    past: list[tuple[float, bool]] = []
-    total = 0.0
-    for _ in range(5000):
-        a = next_alpha(s, past)
-        total += a
-        past.append((a, False))
+    total = sum(next_alpha(LORD, t, []) for t in range(1, 5001))
     assert total <= 0.05 / 2
 
 
 def test_wealth_grows_after_an_accept() -> None:
-    s = JudgeSettings(alpha=0.05, alpha_policy="lord")
-    nulls = [(0.001, False)] * 9
-    without = next_alpha(s, [*nulls, (0.001, False)])
-    with_accept = next_alpha(s, [*nulls, (0.001, True)])
+    without = next_alpha(LORD, 11, [])
+    with_accept = next_alpha(LORD, 11, [10])
     assert with_accept > 10 * without
     # Right after the first accept the next level is γ_t·W0 + (α − W0)·γ_1.
     assert with_accept == pytest.approx(gamma(11) * 0.025 + 0.025 * gamma(1))
     # A second accept earns α·γ (not α − W0): more than the first.
-    two = next_alpha(s, [(0.001, True), *nulls, (0.001, True)])
+    two = next_alpha(LORD, 12, [1, 11])
     assert two == pytest.approx(gamma(12) * 0.025 + 0.025 * gamma(11) + 0.05 * gamma(1))
 
 
-def test_levels_are_a_pure_function_of_past() -> None:
-    s = JudgeSettings(alpha=0.05, alpha_policy="lord")
-    past = [(0.01, False), (0.003, True), (0.002, False)]
-    assert next_alpha(s, past) == next_alpha(s, list(past)) == lord_alpha(0.05, [False, True, False])
+def test_accepts_at_or_after_the_index_earn_nothing() -> None:
+    assert lord_alpha(0.05, 4, [4, 9]) == lord_alpha(0.05, 4, []) == gamma(4) * 0.025
+
+
+# ---------------------------------------------------------------------------------- through the fold
+
+
+class _Stream:
+    """Hypotheses through the campaign state's fold: created (candidate) and decided in any order."""
+
+    def __init__(self) -> None:
+        self.state = CampaignState(campaign_id="c")
+        self.version = 0
+        self.count = 0
+
+    def _apply(self, event: ev.Event) -> None:
+        self.version += 1
+        self.state._apply(event, datetime(2026, 1, 1, tzinfo=UTC))
+
+    def create(self) -> str:
+        self.count += 1
+        hid, cid = f"h{self.count}", f"k{self.count}"
+        self._apply(ev.HypothesisProposed(hypothesis_id=hid, agent="a", proposer="p", rationale="",
+                                          parent_candidate_id="base", diff="", changes={}))
+        self._apply(ev.CandidateCreated(candidate_id=cid, hypothesis_id=hid, parent_candidate_id="base"))
+        return hid
+
+    def decide(self, hid: str, decision: str = "reject", test: str = "welch") -> None:
+        self._apply(ev.VerdictReached(hypothesis_id=hid, decision=decision, test=test))
+
+    def level(self, hid: str) -> float:
+        h = self.state.hypotheses[hid]
+        return next_alpha(LORD, h.alpha_index, h.accepts_known)
+
+
+def _null_stream(in_flight: int, n: int = 300) -> float:
+    """Sum of the levels given to `n` useless hypotheses tested `in_flight` at a time."""
+    stream, total, pending = _Stream(), 0.0, []
+    for _ in range(n):
+        hid = stream.create()
+        total += stream.level(hid)
+        pending.append(hid)
+        if len(pending) == in_flight:
+            stream.decide(pending.pop(0))
+    return total
+
+
+def test_one_at_a_time_numbers_tests_in_order() -> None:
+    stream = _Stream()
+    for t in range(1, 6):
+        hid = stream.create()
+        assert stream.state.hypotheses[hid].alpha_index == t
+        stream.decide(hid)
+
+
+@pytest.mark.parametrize("in_flight", [3, 8])
+def test_hypotheses_in_flight_never_overspend(in_flight: int) -> None:
+    # The old rule gave hypotheses in flight together one index and overspent: over 300 nulls at W0 = 0.05,
+    # 0.0180 with 3 in flight and 0.0313 with 8, against 0.0126 one at a time.
+    one = _null_stream(1)
+    assert _null_stream(in_flight) <= one + 1e-12
+    assert one <= 0.025
+
+
+def test_indices_stay_unique_when_untested_hypotheses_end() -> None:
+    rng = random.Random(7)
+    stream, live = _Stream(), []
+    spent: list[int] = []
+    for _ in range(400):
+        if live and (len(live) >= 6 or rng.random() < 0.5):
+            hid = live.pop(rng.randrange(len(live)))
+            test = rng.choice(["welch", "welch", "stale", "run-failed"])
+            stream.decide(hid, "accept" if test == "welch" and rng.random() < 0.2 else "reject", test)
+            if test == "welch":
+                spent.append(stream.state.hypotheses[hid].alpha_index)
+        else:
+            live.append(stream.create())
+        in_flight = [stream.state.hypotheses[h].alpha_index for h in live]
+        assert len(set(spent + in_flight)) == len(spent) + len(in_flight)
+
+
+def test_a_level_uses_only_accepts_decided_before_it_started() -> None:
+    stream = _Stream()
+    first, second = stream.create(), stream.create()
+    stream.decide(first, "accept")
+    third = stream.create()
+    assert stream.state.hypotheses[second].accepts_known == ()
+    assert stream.state.hypotheses[third].accepts_known == (1,)
+    assert stream.level(third) == pytest.approx(lord_alpha(0.05, 3, [1]))
