@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -36,7 +37,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
             raise ConfigError("no domain given: `ledgerlab run DOMAIN` (see `ledgerlab domains`), "
                               "or set `domain` in ledgerlab.toml")
         domain, executor, team = _build(config, agents)
-        printer = _Printer(quiet)
+        printer = _Printer(quiet, project.runs_dir, domain.metric.name)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
                         signer=CheckpointSigner(warn=_warn), on_error=_stopping)
@@ -47,8 +48,10 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         if camp.isolation != "none" and (warning := isolation_warning(camp.isolation, config.executor.isolation)):
             _warn(warning)
         try:
+            printer.start()
             state = camp.run()
         finally:
+            printer.close()
             from ledgerlab.core.registry import close_domain
 
             close_domain(domain)
@@ -112,35 +115,90 @@ def _build(config: CampaignConfig, agents: int | None) -> tuple[Any, Any, list[A
 
 
 class _Printer:
-    """Prints one line per step of the campaign as its events are written."""
+    """Prints one line per step of the campaign as its events are written, in an order a reader can follow.
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    A proposal is printed when its first run starts (or its patch or verdict comes), not when the proposer
+    made it: the baseline runs come first. Runs in flight show their progress (cli/progress.py).
+    """
+
+    def __init__(self, quiet: bool, runs_dir: Path | None = None, metric: str = "value") -> None:
+        from ledgerlab.cli.progress import RunProgress
+
+        self.quiet, self.metric = quiet, metric
         self.numbers: dict[str, int] = {}
+        self.held: dict[str, str] = {}  # hypothesis id -> its "proposes" line, until its first run starts
+        self.baseline: str | None = None  # the baseline candidate, whose first runs measure the noise
+        self.progress = None if quiet else RunProgress(console, runs_dir)
+
+    def start(self) -> None:
+        if self.progress is not None:
+            self.progress.start()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        for line in self.held.values():  # proposals whose runs never started (the campaign stopped first)
+            self._print(line)
+        self.held.clear()
 
     def __call__(self, row: ev.StoredEvent) -> None:
         if self.quiet:
             return
-        line = self._line(row.event(), escape)
-        if line:
-            try:
-                console.print(f"[dim]{row.recorded_at:%H:%M:%S}[/dim] {line}")
-            except Exception:  # noqa: BLE001 - progress output must never stop a campaign
-                print(f"{row.recorded_at:%H:%M:%S} {line}")
+        e = row.event()
+        self._track(e)
+        for line in self._lines(e):
+            self._print(line, row.recorded_at)
+
+    def _print(self, line: str, at: Any = None) -> None:
+        stamp = f"{at:%H:%M:%S}" if at is not None else ""
+        try:
+            console.print(f"[dim]{stamp}[/dim] {line}" if stamp else line)
+        except Exception:  # noqa: BLE001 - progress output must never stop a campaign
+            print(f"{stamp} {line}")
+        if self.progress is not None:
+            self.progress.printed()
+
+    def _track(self, e: ev.Event) -> None:
+        """Tell the progress display which runs are in flight."""
+        if self.progress is None:
+            return
+        if isinstance(e, ev.RunStarted):
+            self.progress.started(e.run_id, f"{e.run_id} {self._role(e)}")
+        elif isinstance(e, (ev.RunFinished, ev.RunFailed)):
+            self.progress.ended(e.run_id)
+
+    def _role(self, e: ev.RunStarted) -> str:
+        return "baseline" if e.role == "incumbent" and e.candidate_id == self.baseline else e.role
+
+    def _lines(self, e: ev.Event) -> list[str]:
+        """The lines for one event: held proposals come out before their hypothesis's first line."""
+        hypothesis = getattr(e, "hypothesis_id", None)
+        if isinstance(e, ev.HypothesisProposed):
+            line = self._line(e, escape)
+            self.held[e.hypothesis_id] = line or ""
+            return []
+        lines = [self.held.pop(hypothesis)] if hypothesis in self.held else []
+        line = self._line(e, escape)
+        return [x for x in (*lines, line) if x]
 
     def _line(self, e: ev.Event, q: Any) -> str | None:
         """The line for one event; `q` escapes text from proposers and runs (it may contain [brackets])."""
+        if isinstance(e, ev.CampaignStarted):
+            self.baseline = e.baseline_candidate_id
+            self.metric = str(e.metric.get("name") or self.metric)
+            return (f"baseline {e.baseline_candidate_id[:8]}: the starting files, run on several seeds to "
+                    f"measure {q(self.metric)} and its noise before the first hypothesis is judged")
         if isinstance(e, ev.HypothesisProposed):
             self.numbers[e.hypothesis_id] = len(self.numbers) + 1
             return f"#{self.numbers[e.hypothesis_id]} [cyan]{q(e.agent)}[/cyan] proposes: {q(e.rationale[:100])}"
         if isinstance(e, ev.PatchRejected):
             return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {q(e.reason[:120])}"
         if isinstance(e, ev.RunStarted):
-            return f"   run {e.run_id} {e.role} {e.candidate_id[:8]} seed {e.seed}" + \
+            return f"   run {e.run_id} {self._role(e)} {e.candidate_id[:8]} seed {e.seed}" + \
                 (f" (attempt {e.attempt})" if e.attempt > 1 else "") + \
                 (f" in window {e.shared_window}" if e.shared_window and e.shared_window != e.run_id else "")
         if isinstance(e, ev.RunFinished):
-            return f"   run {e.run_id} finished: {e.value:.5g} in {e.duration_s:.1f} s"
+            return f"   run {e.run_id} finished: {q(self.metric)} {e.value:.5g} in {e.duration_s:.1f} s"
         if isinstance(e, ev.RunFailed):
             return f"   run {e.run_id} [red]{e.status}[/red]: {q(e.error[:120])}"
         if isinstance(e, ev.VerdictReached):

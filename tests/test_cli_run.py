@@ -180,3 +180,124 @@ def test_resuming_with_another_run_design_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in out
     code, out = _cli("resume", "--dir", str(tmp_path))
     assert code == 0 and "finished" in out, out
+
+
+# ------------------------------------------------------------------------------ progress of runs in flight
+
+
+class _Clock:
+    """A clock the test moves by hand: heartbeats are checked against it, never against the wall."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _console() -> tuple[object, object]:
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=False, width=200), buffer
+
+
+def test_progress_lines_are_parsed_as_numbers_only() -> None:
+    from ledgerlab.cli.progress import parse_progress
+
+    log = ("harness: device cpu\nstep 00003 | tokens 6144 | loss 4.8156 |  12% of budget\n"
+           "step 00010 | tokens 20480 | loss 3.1793 |  40% of budget\n[red]forged[/red] 99% of budget\n")
+    p = parse_progress(log)
+    assert p is not None and (p.step, p.tokens, p.loss, p.fraction) == (10, 20480, 3.1793, 0.4)
+    assert parse_progress("nothing here\nstep x | tokens y") is None
+    assert parse_progress("step 1 | tokens 2 | loss nan | 999% of budget").fraction == 1.0
+
+
+def test_off_a_terminal_a_heartbeat_comes_after_30_s_of_silence_only(tmp_path: Path) -> None:
+    from ledgerlab.cli.progress import RunProgress
+
+    console, buffer = _console()
+    clock = _Clock()
+    progress = RunProgress(console, tmp_path, clock=clock, live=False)
+    progress.started("r7", "r7 candidate 1a2b3c4d")
+    log = tmp_path / "r7.log"
+    log.write_text("step 00005 | tokens 10240 | loss 3.9000 |  20% of budget\n")
+    clock.now += 5
+    assert progress.poll() == []  # 5 s of silence: nothing yet
+    clock.now += 24.9
+    assert progress.poll() == []
+    with log.open("a") as f:
+        f.write("step 00015 | tokens 30720 | loss 3.2000 |  60% of budget\n")
+    clock.now += 0.1  # 30 s since the last output
+    lines = progress.poll()
+    assert len(lines) == 1
+    line = lines[0]
+    assert "r7 candidate" in line and "step 15" in line and "30,720 tokens" in line and "loss 3.200" in line
+    assert "60%" in line and "ETA" in line
+    assert "step 15" in buffer.getvalue()
+    clock.now += 29
+    assert progress.poll() == []  # at most one heartbeat per 30 s
+    progress.printed()  # an event line resets the silence
+    clock.now += 29
+    assert progress.poll() == []
+    progress.ended("r7")
+    clock.now += 100
+    assert progress.poll() == []  # nothing in flight, nothing to say
+
+
+def test_on_a_terminal_the_live_line_shows_step_tokens_loss_and_eta(tmp_path: Path) -> None:
+    from ledgerlab.cli.progress import RunProgress
+
+    console, _ = _console()
+    clock = _Clock()
+    progress = RunProgress(console, tmp_path, clock=clock, live=True)
+    progress.started("r2", "r2 baseline")
+    assert progress.poll() == ["run r2 baseline · 0 s"]  # no log yet
+    (tmp_path / "r2.log").write_text("step 00002 | tokens 4096 | loss 5.0000 |  10% of budget\n")
+    clock.now += 2
+    progress.poll()
+    (tmp_path / "r2.log").write_text("step 00010 | tokens 20480 | loss 3.5000 |  50% of budget\n")
+    clock.now += 8  # 40% of the budget in 8 s: 50% more takes 10 s
+    assert progress.poll() == ["run r2 baseline · step 10 · 20,480 tokens · loss 3.500 · 50% · 10 s · ETA 10 s"]
+
+
+def _stored(event: object, at: str = "2026-01-01T10:00:00+00:00") -> object:
+    from datetime import datetime
+
+    from ledgerlab.storage import events as ev
+
+    class Row:
+        recorded_at = datetime.fromisoformat(at)
+
+        def event(self) -> ev.Event:
+            return event  # type: ignore[return-value]
+
+    return Row()
+
+
+def test_a_proposal_prints_when_its_first_run_starts_after_the_baseline(monkeypatch: object) -> None:
+    from ledgerlab.cli import session
+    from ledgerlab.storage import events as ev
+
+    console, buffer = _console()
+    monkeypatch.setattr(session, "console", console)  # type: ignore[attr-defined]
+    printer = session._Printer(quiet=False, runs_dir=None)
+    started = ev.CampaignStarted(domain="ml_training", metric={"name": "val_bpb"}, baseline_files={},
+                                 baseline_candidate_id="base0000")
+    events = [started,
+              ev.HypothesisProposed(hypothesis_id="h1", proposer="knob", rationale="LR: 0.001 → 0.002",
+                                    parent_candidate_id="base0000", diff=""),
+              ev.RunStarted(run_id="r1", candidate_id="base0000", role="incumbent", seed=0),
+              ev.RunFinished(run_id="r1", value=4.0123, duration_s=17.0),
+              ev.RunStarted(run_id="r2", candidate_id="cand0000", hypothesis_id="h1", seed=0),
+              ev.RunFinished(run_id="r2", value=3.9, duration_s=17.0)]
+    for e in events:
+        printer(_stored(e))
+    printer.close()
+    lines = buffer.getvalue().splitlines()
+    order = [next(i for i, line in enumerate(lines) if text in line)
+             for text in ("baseline base0000", "run r1 baseline", "val_bpb 4.0123", "#1", "run r2 candidate")]
+    assert order == sorted(order), lines
+    assert "run r2 finished: val_bpb 3.9 in 17.0 s" in buffer.getvalue()

@@ -17,6 +17,8 @@ Settings come from environment variables the runner sets (all optional except th
 
 `session.finish(model, seq_len)` exports the model with torch.export for input (EVAL_BATCH, seq_len) and
 prints what the run reports of itself (`reported_*` lines: steps, tokens, training seconds; informational).
+While training, `session.step(loss)` prints `step N | tokens N | loss X | P% of budget` every tenth of the
+budget and at least every 2 s: the campaign's console shows it live (display only, never a measurement).
 Failures print one recognisable line and exit:
     harness: diverged: ...   (exit 3)     the training loss became NaN or Inf
     harness: invalid: ...    (exit 4)     the model cannot be exported
@@ -38,6 +40,7 @@ VOCAB_SIZE = 256  # bytes: bits per byte needs no tokenizer and is comparable ac
 EVAL_BATCH = 64  # the evaluator calls the exported model with exactly this batch size
 EXIT_DIVERGED = 3
 EXIT_INVALID = 4
+REPORT_S = 2.0  # the longest gap between progress lines
 
 _clock = time.perf_counter  # bound at import: patching time.perf_counter later does not stretch the budget
 
@@ -90,6 +93,7 @@ class Session:
         self._stopped: float | None = None
         self._t0 = _clock()
         self._next_report = 0.1
+        self._last_report = self._t0
         budget = f"{self.budget_tokens:,} tokens" if self.budget_tokens else f"{self.budget_s:g} s"
         print(f"harness: device {self.device}, seed {self.seed}, budget {budget}", flush=True)
 
@@ -137,8 +141,21 @@ class Session:
         self.steps += 1
         if not math.isfinite(value):
             _fail("diverged", f"non-finite training loss {value} at step {self.steps}")
-        if self.progress() >= self._next_report:
-            print(f"step {self.steps:05d} | loss {value:.4f} | {self.progress():4.0%} of budget", flush=True)
+        self._report(value)
+
+    def _report(self, loss: float) -> None:
+        """A progress line every tenth of the budget and at least every REPORT_S seconds (display only).
+
+        The campaign's console shows these live; they are the run's own words, so nothing but the display
+        reads them (a run can print anything; the metric comes from the evaluator).
+        """
+        fraction, now = self.progress(), _clock()
+        if fraction < self._next_report and now - self._last_report < REPORT_S:
+            return
+        print(f"step {self.steps:05d} | tokens {self.tokens} | loss {loss:.4f} | {fraction:4.0%} of budget",
+              flush=True)
+        self._last_report = now
+        while self._next_report <= fraction:
             self._next_report += 0.1
 
     # -- the end ---------------------------------------------------------------------------------
