@@ -13,7 +13,7 @@ import pytest
 
 from ledgerlab.core.errors import ConfigError, InvalidCandidate
 from ledgerlab.core.knobs import read_knob
-from ledgerlab.core.protocols import Domain
+from ledgerlab.core.protocols import Domain, RunRequest
 from ledgerlab.core.sandbox import SandboxResult
 from ledgerlab.domains.ml_training import data
 from ledgerlab.domains.ml_training.domain import (
@@ -50,7 +50,23 @@ def test_unknown_and_bad_options_raise_config_error() -> None:
 
 def test_timeout_is_budget_times_grace_plus_startup() -> None:
     assert MLTrainingDomain(device="cpu", budget_s=10, grace=2, startup_s=5).timeout_for() == 25
-    assert MLTrainingDomain(device="cpu", budget_tokens=20000, grace=1, startup_s=0).timeout_for() == 10
+    assert MLTrainingDomain(device="cpu", budget_tokens=20000, grace=1, startup_s=0).timeout_for() == 20
+
+
+def test_cpu_runs_are_budgeted_in_tokens_on_one_thread_unless_told_otherwise() -> None:
+    """Load changes a token-budgeted run's wall time, not what it trains: the demo is the same on a busy machine."""
+    cpu = MLTrainingDomain(device="cpu")
+    assert cpu.budget_tokens == 49152 and cpu.threads == 1
+    env = cpu._child_env(RunRequest(run_id="r", candidate_id="c", files={}, seed=3, workdir=Path("w")), "cpu", 1)
+    assert env["LEDGERLAB_BUDGET_TOKENS"] == "49152" and env["LEDGERLAB_SEED"] == "3"
+    assert MLTrainingDomain(device="cpu", budget_s=12).budget_tokens is None  # seconds when asked for
+    assert MLTrainingDomain(device="cpu", budget_tokens=0).budget_tokens is None  # 0: the time budget
+    assert MLTrainingDomain(device="cpu", budget_tokens=1000, budget_s=5).budget_tokens == 1000
+    assert MLTrainingDomain(device="cpu", threads=2).threads == 2
+    with pytest.raises(ConfigError, match="budget_tokens"):
+        MLTrainingDomain(device="cpu", budget_tokens="many")
+    with pytest.raises(ConfigError):
+        MLTrainingDomain(device="cpu", budget_tokens=-1)
 
 
 def test_every_knob_is_a_line_of_the_baseline_within_its_range(domain: MLTrainingDomain) -> None:

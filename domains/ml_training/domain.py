@@ -53,19 +53,28 @@ class Profile:
     """Defaults for a kind of device. The CPU numbers are measured (README.md); the GPU ones are a start."""
 
     budget_s: float
+    # A token budget by default: the same run trains the same steps on a quiet or a busy machine, so load
+    # changes the wall time, not val_bpb (a 30 s budget gave 36-300 steps on a shared 2-core machine).
+    budget_tokens: int | None
     eval_tokens: int
     memory_limit_mb: int | None
     startup_s: float  # allowance for imports, data loading and evaluation, on top of budget × grace
     delta: float  # practical margin of val_bpb
     min_tokens_per_s: float  # to turn a token budget into a timeout
     eval_timeout_s: float  # the evaluator's own time limit
+    # CPU threads per run unless the `threads` option says otherwise (None: the executor's share of the
+    # cores). One on CPU: with the cores shared, a second OpenMP thread waits for a busy core and a run
+    # trained 2-6x slower than with one (measured: 1.8 k vs 11 k tokens/s under load).
+    threads: int | None = None
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-CPU = Profile(budget_s=30.0, eval_tokens=65536, memory_limit_mb=8192, startup_s=45.0, delta=0.02,
-              min_tokens_per_s=2000.0, eval_timeout_s=120.0)
-GPU = Profile(budget_s=300.0, eval_tokens=2**20, memory_limit_mb=None, startup_s=120.0, delta=0.002,
-              min_tokens_per_s=50000.0, eval_timeout_s=600.0,
+# CPU: 24 steps of 2 048 tokens, about 5 s of training on one core; each run's fixed cost (two torch
+# imports, export, evaluator) is larger than that, so the demo's 8 hypotheses fit in minutes.
+CPU = Profile(budget_s=30.0, budget_tokens=49152, eval_tokens=32768, memory_limit_mb=8192, startup_s=45.0,
+              delta=0.02, min_tokens_per_s=1000.0, eval_timeout_s=120.0, threads=1)
+GPU = Profile(budget_s=300.0, budget_tokens=None, eval_tokens=2**20, memory_limit_mb=None, startup_s=120.0,
+              delta=0.002, min_tokens_per_s=50000.0, eval_timeout_s=600.0,
               train_overrides={"DEPTH": 8, "WIDTH": 512, "HEADS": 8, "SEQ_LEN": 512, "BATCH_SIZE": 64,
                                "LR": 1e-3, "EMBED_LR": 3e-3})
 OPTIONS = ("budget_s", "budget_tokens", "dataset", "device", "grace", "memory_limit_mb", "eval_tokens",
@@ -127,12 +136,12 @@ class MLTrainingDomain:
             raise ConfigError(f"ml_training: device must be auto, cpu, mps, cuda or cuda:N, not {device!r}")
         self.profile = CPU if self.device == "cpu" else GPU
         self.budget_s = float(budget_s if budget_s is not None else self.profile.budget_s)
-        self.budget_tokens = int(budget_tokens) if budget_tokens else None
+        self.budget_tokens = self._token_budget(budget_s, budget_tokens)
         self.eval_tokens = int(eval_tokens or self.profile.eval_tokens)
         self.grace = float(grace)
         self.memory_limit_mb = self.profile.memory_limit_mb if memory_limit_mb == "auto" else memory_limit_mb
         self.startup_s = float(startup_s if startup_s is not None else self.profile.startup_s)
-        self.threads = threads
+        self.threads = threads if threads is not None else self.profile.threads
         if self.budget_s <= 0 or self.grace < 1 or self.eval_tokens < 16 or (budget_tokens or 0) < 0:
             raise ConfigError("ml_training: need budget_s > 0, grace >= 1, eval_tokens >= 16, budget_tokens >= 0")
         self.guardrails = memory_guardrails(memory_margin)
@@ -146,6 +155,14 @@ class MLTrainingDomain:
         self.description = PROGRAM.read_text()
         self._harness_sha = hashlib.sha256(HARNESS.read_bytes() + EVALUATOR.read_bytes()).hexdigest()
         self._cancel = threading.Event()
+
+    def _token_budget(self, budget_s: float | None, budget_tokens: int | None) -> int | None:
+        """Tokens when given (0: off, train for budget_s); seconds when only budget_s is; else the profile's."""
+        if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, (int, float, type(None))):
+            raise ConfigError(f"ml_training: budget_tokens must be a number of tokens, not {budget_tokens!r}")
+        if budget_tokens is not None:
+            return int(budget_tokens) or None
+        return None if budget_s is not None else self.profile.budget_tokens
 
     # -- the artifact ----------------------------------------------------------------------------
 
