@@ -14,10 +14,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only.
+# A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only. Each run
+# trains a fixed number of tokens on one thread (load changes the wall time, not the result); two run at
+# once, one per core of a 2-core machine (DEMO_WORKERS=1 for one at a time).
+DEMO_WORKERS ?= 2
 demo: $(VENV)/.installed
 	test -f $(DEMO_DIR)/ledgerlab.toml || $(VENV)/bin/ledgerlab init ml_training --dir $(DEMO_DIR)
-	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8
+	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8 --workers $(DEMO_WORKERS)
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
 
 # The same loop on the simulated marketing A/B market (about a minute).

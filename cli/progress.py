@@ -86,7 +86,9 @@ def describe(run: _Flight, now: float) -> str:
         parts.append(f"step {p.step} · {p.tokens:,} tokens · loss {loss} · {p.fraction:.0%}")
     parts.append(f"{now - run.started:.0f} s")
     eta = _eta(run, now)
-    if eta is not None:
+    if p is not None and p.fraction >= 1:
+        parts.append("training done, being evaluated")
+    elif eta is not None:
         parts.append(f"ETA {eta:.0f} s")
     return " · ".join(parts)
 

@@ -177,7 +177,9 @@ class _Printer:
             line = self._line(e, escape)
             self.held[e.hypothesis_id] = line or ""
             return []
-        lines = [self.held.pop(hypothesis)] if hypothesis in self.held else []
+        # Its first run, its patch's rejection or its verdict (not CandidateCreated, which comes at once).
+        release = isinstance(e, (ev.RunStarted, ev.PatchRejected, ev.VerdictReached)) and hypothesis in self.held
+        lines = [self.held.pop(hypothesis)] if release else []
         line = self._line(e, escape)
         return [x for x in (*lines, line) if x]
 

@@ -289,6 +289,7 @@ def test_a_proposal_prints_when_its_first_run_starts_after_the_baseline(monkeypa
     events = [started,
               ev.HypothesisProposed(hypothesis_id="h1", proposer="knob", rationale="LR: 0.001 → 0.002",
                                     parent_candidate_id="base0000", diff=""),
+              ev.CandidateCreated(candidate_id="cand0000", hypothesis_id="h1", parent_candidate_id="base0000"),
               ev.RunStarted(run_id="r1", candidate_id="base0000", role="incumbent", seed=0),
               ev.RunFinished(run_id="r1", value=4.0123, duration_s=17.0),
               ev.RunStarted(run_id="r2", candidate_id="cand0000", hypothesis_id="h1", seed=0),

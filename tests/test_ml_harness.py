@@ -307,3 +307,19 @@ def test_seed_fixes_the_data_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     b = _session(monkeypatch, tmp_path, LEDGERLAB_SEED="5").get_batch(4, 8)[0]
     c = _session(monkeypatch, tmp_path, LEDGERLAB_SEED="6").get_batch(4, 8)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_progress_lines_are_what_the_console_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from ledgerlab.cli.progress import parse_progress
+
+    session = _session(monkeypatch, tmp_path, LEDGERLAB_BUDGET_TOKENS="1000")
+    capsys.readouterr()
+    while not session.done():
+        session.get_batch(4, 16)
+        session.step(2.5)
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("step ")]
+    assert 10 <= len(lines) <= 16  # every tenth of the budget (more only when steps are seconds apart)
+    last = parse_progress(printed)
+    assert last is not None and (last.step, last.tokens, last.loss, last.fraction) == (16, 1024, 2.5, 1.0)
