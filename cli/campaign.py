@@ -209,12 +209,12 @@ def _status_line(report: dict[str, Any]) -> str:
     if report["status"] == "stopped_unexpectedly":
         at = datetime.fromisoformat(report["stopped_at"]).strftime("%Y-%m-%d %H:%M:%S UTC") \
             if report["stopped_at"] else "an unknown time"
-        return f"stopped unexpectedly at {at} (no runner holds the folder); `{report['resume_hint']}`"
+        return f"stopped unexpectedly at {at} (no runner holds the folder);\n`{report['resume_hint']}`"
     line = report["status"] + (f" ({report['finish_reason']})" if report["finish_reason"] else "")
     if report["status"] == "paused" and report["pause_reason"]:
         from rich.markup import escape
 
-        line += f": {escape(clip(report['pause_reason'], 160))}; `{report['resume_hint']}`"
+        line += f": {escape(clip(report['pause_reason'], 160))};\n`{report['resume_hint']}`"  # own line: never split
     return line
 
 
@@ -246,6 +246,37 @@ def _running_line(running: dict[str, Any]) -> str:
         what = f"#{r['hypothesis_number']}" if r["hypothesis_number"] is not None else r["role"]
         parts.append(f"{r['run_id'][:SHORT]} ({what}, candidate {r['candidate_id'][:8]}, seed {r['seed']}){age}")
     return f"{len(running['runs'])} {word}: " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------- hypotheses
+
+
+@app.command()
+def hypotheses(campaign: CampaignOption = None, dir: DirOption = None) -> None:
+    """Every hypothesis on one line: its fate, effect, p-value, runs, confirmed effect and rationale."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from ledgerlab.cli.common import Col, fit_table, make_console
+    from ledgerlab.core.effects import confirmed
+
+    with user_errors():
+        loaded = load_campaign(dir, campaign)
+    state = loaded.state
+    cols = [Col("#", "num", 9), Col("status", "text", 8, shortest=8), Col("effect", "num", 6),
+            Col("p", "num", 5), Col("runs", "num", 4), Col("confirmed", "num", 3), Col("candidate", "id", 2),
+            Col("rationale", "text", 7, shortest=20)]
+    rows = []
+    for h in sorted(state.hypotheses.values(), key=lambda h: h.number):
+        v, check = h.verdict, confirmed(state, h) if h.status == "accepted" else None
+        runs = sum(1 for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "candidate"
+                   and r.status == "finished")
+        rows.append([str(h.number), h.status, fmt(v.effect if v else None), fmt(v.p_value if v else None), str(runs),
+                     fmt(check.effect if check else None), (h.candidate_id or "")[:SHORT], clip(h.rationale, 120)])
+    console = make_console()
+    fitted = fit_table(cols, rows, console.width, title=f"campaign {state.campaign_id}: {len(rows)} hypotheses "
+                       f"({state.metric.name}; effect > 0 is better)", title_justify="left")
+    print_fitted(Group(fitted.table, *([Text(fitted.note(), style="dim")] if fitted.dropped else [])), console)
 
 
 # ------------------------------------------------------------------------------------------ finding

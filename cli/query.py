@@ -8,8 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
+from ledgerlab.cli.common import (
+    Col,
+    DirOption,
+    Kind,
+    clip,
+    fit_table,
+    make_console,
+    print_fitted,
+    round_floats,
+    user_errors,
+)
 from ledgerlab.cli.main import app
+from ledgerlab.core.errors import QueryError
 from ledgerlab.core.project import Project
 
 
@@ -33,8 +44,19 @@ def sql(
     from ledgerlab.storage.query import run_query
 
     with user_errors():
-        result = run_query(Project.at(dir).ledger_path, query)
+        try:
+            result = run_query(Project.at(dir).ledger_path, query)
+        except QueryError as exc:
+            raise _with_schema_hint(exc) from None
     render(result.columns, result.rows, format)
+
+
+def _with_schema_hint(exc: QueryError) -> QueryError:
+    """An unknown table or column: point to `ledgerlab schema`, which lists the views and their columns."""
+    text = str(exc)
+    if "Catalog Error" in text or "Binder Error" in text or "does not exist" in text:
+        return type(exc)(f"{text.rstrip('!. ')}; `ledgerlab schema` lists the views and their columns")
+    return exc
 
 
 def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: Format) -> None:
@@ -49,7 +71,7 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: Format) -> None
         writer.writerow(columns)
         writer.writerows([[_plain(v) for v in row] for row in rows])
     elif fmt is Format.json:
-        typer.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
+        typer.echo(json.dumps([round_floats(dict(zip(columns, row))) for row in rows], default=str, indent=1))
     else:
         typer.echo("| " + " | ".join(columns) + " |")
         typer.echo("|" + "|".join("---" for _ in columns) + "|")
@@ -58,15 +80,26 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: Format) -> None
 
 
 def _rich_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    from rich.table import Table
+    """The rows as a table that fits the screen: numbers and ids never split, the rightmost columns dropped
+    first when even shortened ones do not fit."""
+    from rich.console import Group
+    from rich.text import Text
 
-    table = Table(show_lines=False)
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(_plain(v) if v is not None else "NULL" for v in row))
-    print_fitted(table)
+    console = make_console()
+    cells = [[_plain(v) if v is not None else "NULL" for v in row] for row in rows]
+    cols = [Col(name, _kind([row[i] for row in rows]), keep=len(columns) - i) for i, name in enumerate(columns)]
+    fitted = fit_table(cols, cells, console.width)
+    note = [Text(fitted.note() + "; or use --format csv", style="dim")] if fitted.dropped else []
+    print_fitted(Group(fitted.table, *note), console)
     typer.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+def _kind(values: list[Any]) -> Kind:
+    """num for a column of numbers, text where some value has spaces (it wraps there), else id."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "num"
+    return "text" if any(" " in _plain(v) or "\n" in _plain(v) for v in present) else "id"
 
 
 def _plain(value: Any) -> str:
@@ -88,8 +121,13 @@ def log(
     dir: DirOption = None,
 ) -> None:
     """Show the latest events of the ledger, one line each."""
+    from ledgerlab.storage.events import EVENT_TYPES
     from ledgerlab.storage.ledger import read_only_connection
 
+    type = {name.lower(): name for name in EVENT_TYPES}.get(type.lower(), type) if type else None
+    if type is not None and type not in EVENT_TYPES:
+        typer.echo(f"error: no event type {type!r}; choose one of {', '.join(EVENT_TYPES)}", err=True)
+        raise typer.Exit(2)
     where, params = ["TRUE"], []
     if campaign:
         where.append("starts_with(campaign_id, ?)")
@@ -102,9 +140,10 @@ def log(
     with user_errors():
         with read_only_connection(Project.at(dir).ledger_path) as con:
             rows = con.execute(sql_text, params).fetchall()
+    width = max((len(r[2]) for r in rows), default=0)  # campaign ids are short: shown whole (the date alone is not one)
     for seq, at, campaign_id, event_type, payload in reversed(rows):
         stamp = at.strftime("%Y-%m-%d %H:%M:%S")
-        typer.echo(f"{seq:>7}  {stamp}  {campaign_id[:10]:<10}  {event_type:<18} {summarize(event_type, payload)}")
+        typer.echo(f"{seq:>7}  {stamp}  {campaign_id:<{width}}  {event_type:<18} {summarize(event_type, payload)}")
 
 
 def summarize(event_type: str, payload: str) -> str:

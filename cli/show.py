@@ -18,7 +18,7 @@ from ledgerlab.cli.campaign import (
     load_campaign,
     origin_of,
 )
-from ledgerlab.cli.common import DirOption, clip, make_console, print_fitted, user_errors
+from ledgerlab.cli.common import Col, DirOption, clip, fit_table, make_console, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.effects import confirmed
 
@@ -62,27 +62,38 @@ def show(
     parts: list[Any] = [head]
     if h.diff.strip():
         parts.append(Panel(Syntax(h.diff, "diff", theme="ansi_dark", word_wrap=True), title="diff"))
-    parts.append(_runs_table(state, h))
+    parts.extend(_runs_table(state, h, console.width - 4))  # 4: the panel's borders and padding
     parts.append(_verdict_table(state, h))
     print_fitted(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"), console)
 
 
-def _runs_table(state: CampaignState, h: HypothesisRecord) -> Any:
-    from rich.table import Table
+def _runs_table(state: CampaignState, h: HypothesisRecord, width: int) -> list[Any]:
+    """The hypothesis's runs, fitted to `width`: empty columns left out, the least useful dropped first."""
+    from rich.text import Text
 
     runs: list[RunRecord] = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
     names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
-    table = Table(title=f"runs ({len(runs)}; role incumbent: confirmation runs after the accept)",
-                  title_justify="left")
-    windows = any(r.shared_window for r in runs)  # A/B/n: which window (and control arm) each run shared
-    for column in ("run", "candidate", "seed", "role", "attempt", "status", state.metric.name, "control", "error",
-                   *(("window",) if windows else ())):
-        table.add_column(column, overflow="fold")
-    for r in sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id)):
-        table.add_row(r.run_id[:SHORT], f"{r.candidate_id[:8]} ({names.get(r.candidate_id, 'other')})", str(r.seed),
-                      r.role, str(r.attempt), r.status, fmt(r.value), fmt(r.control_value), clip(r.error, 50),
-                      *(((r.shared_window or "")[:SHORT],) if windows else ()))
-    return table
+    ordered = sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id))
+    cells = {
+        Col("run", "id", 5): [r.run_id[:SHORT] for r in ordered],
+        Col("candidate", "id", 3): [names.get(r.candidate_id) or r.candidate_id[:8] for r in ordered],
+        Col("seed", "num", 4): [str(r.seed) for r in ordered],
+        Col("role", "text", 4): [r.role for r in ordered],
+        Col("attempt", "num", 0): [str(r.attempt) for r in ordered],
+        Col("status", "text", 4): [r.status for r in ordered],
+        Col(state.metric.name, "num", 5, shortest=len(state.metric.name)): [fmt(r.value) for r in ordered],
+        Col("control", "num", 2): [fmt(r.control_value) for r in ordered],
+        Col("error", "text", 1, shortest=20): [clip(r.error, 50) for r in ordered],
+        Col("window", "id", 0): [(r.shared_window or "")[:SHORT] for r in ordered],  # A/B/n: the shared window
+    }
+    blank = {"", "–", "1"}  # a column that says nothing (no errors, no control arm, first attempts) is left out
+    cols = [c for c, values in cells.items() if c.name in ("run", "seed", "role", "status", state.metric.name)
+            or any(v not in blank for v in values)]
+    rows = [[cells[c][k] for c in cols] for k in range(len(ordered))]
+    confirming = any(r.role == "incumbent" for r in runs)
+    note = "; role incumbent: confirmation runs after the accept" if confirming else ""
+    fitted = fit_table(cols, rows, width, title=f"runs ({len(runs)}{note})", title_justify="left")
+    return [fitted.table, *([Text(fitted.note(), style="dim")] if fitted.dropped else [])]
 
 
 def _pct(x: Any) -> str:

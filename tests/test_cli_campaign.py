@@ -337,7 +337,7 @@ def test_show_hypothesis(project: Path, ref: str) -> None:
     assert "-beta = 0.9" in out and "+beta = 0.95" in out  # the diff
     assert "0.9" in out and "0.91" in out and "paired-t" in out and "0.004" in out and "0.045" in out
     assert "[0.025, 0.065]" in out and "candidate n=2, incumbent n=2" in out and "0.01" in out
-    assert "0.951" in out and "(parent)" in out and "confirmed" in out and "0.035" in out
+    assert "0.951" in out and "│ parent " in out and "confirmed" in out and "0.035" in out
     assert "from #1" in out and "the incumbent now" in out
 
 
