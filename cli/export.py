@@ -14,15 +14,18 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ledgerlab.cli.campaign import CampaignOption, load_campaign, pick_campaign
-from ledgerlab.cli.common import DirOption, user_errors
+from ledgerlab.cli.common import DirOption, round_floats, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
+
+if TYPE_CHECKING:
+    from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
 
 
 class ExportFormat(str, Enum):
@@ -32,8 +35,9 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
-# One row per hypothesis, like autoresearch's results.tsv: its number, candidate, the mean metric of its own
-# candidate runs (the runs that selected it, so optimistic for accepted ones), the decision and the verdict.
+# One row per hypothesis: its number, candidate, the mean metric of its own candidate runs (the runs that
+# selected it, so optimistic for accepted ones; `table` adds confirmed_metric, the value after selection), the
+# decision and the verdict.
 RESULTS_SQL = """
 WITH numbered AS (
     SELECT payload->>'hypothesis_id' AS hypothesis_id, row_number() OVER (ORDER BY seq) AS number
@@ -60,77 +64,156 @@ WHERE h.campaign_id = $campaign
 ORDER BY n.number
 """
 
-# autoresearch's results.tsv: commit (here the candidate id), the metric, memory_gb, keep/discard/crash, and
-# the description. The metric is the mean of the hypothesis's own candidate runs; the baseline is row one.
-AUTORESEARCH_SQL = """
-WITH numbered AS (
-    SELECT payload->>'hypothesis_id' AS hypothesis_id, row_number() OVER (ORDER BY seq) AS number
-    FROM events WHERE type = 'HypothesisProposed' AND campaign_id = $campaign
-), perf AS (
-    SELECT coalesce(hypothesis_id, '') AS hypothesis_id, candidate_id, avg(value) AS metric,
-           max(TRY_CAST(metrics->>'peak_memory_mb' AS DOUBLE)) / 1024 AS memory_gb,
-           bool_or(status NOT IN ('finished', 'running')) AS crashed
-    FROM runs WHERE campaign_id = $campaign AND (role = 'candidate' OR hypothesis_id IS NULL) GROUP BY ALL
-), base AS (
-    SELECT baseline_candidate_id AS candidate_id FROM campaigns WHERE campaign_id = $campaign
-)
-SELECT left(b.candidate_id, 7) AS commit, round(p.metric, 6) AS metric, round(coalesce(p.memory_gb, 0), 1) AS memory_gb,
-       'keep' AS status, 'baseline' AS description, 0 AS number
-FROM base b LEFT JOIN perf p ON p.candidate_id = b.candidate_id AND p.hypothesis_id = ''
-UNION ALL
-SELECT left(coalesce(h.candidate_id, '-------'), 7), round(p.metric, 6), round(coalesce(p.memory_gb, 0), 1),
-       CASE WHEN h.status = 'accepted' THEN 'keep' WHEN p.crashed THEN 'crash' ELSE 'discard' END,
-       replace(replace(h.rationale, chr(9), ' '), chr(10), ' '), n.number
-FROM hypotheses h
-JOIN numbered n ON n.hypothesis_id = h.hypothesis_id
-LEFT JOIN perf p ON p.hypothesis_id = h.hypothesis_id AND p.candidate_id = h.candidate_id
-WHERE h.campaign_id = $campaign
-"""
-AUTORESEARCH_SQL = f"SELECT * EXCLUDE (number) FROM ({AUTORESEARCH_SQL}) ORDER BY number"
+AUTORESEARCH_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description"]
 
 
 @app.command()
 def export(
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = ExportFormat.tsv,
+    format: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="File format (default tsv).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
                                                 "<view>.parquet).")] = None,
     view: Annotated[str | None, typer.Option(
-        "--view", help="autoresearch (results.tsv columns; the default for tsv), results (one row per hypothesis, "
-        "the default otherwise) or a view: hypotheses, runs, verdicts, incumbents, llm_calls, leaderboard, "
-        "campaigns.")] = None,
+        "--view", help="autoresearch (results.tsv columns, the metric under its own name; the default for tsv), "
+        "results (one row per hypothesis, the default otherwise) or a view: hypotheses, runs, verdicts, "
+        "incumbents, llm_calls, leaderboard, campaigns.")] = None,
+    autoresearch: Annotated[bool, typer.Option(
+        "--autoresearch", help="autoresearch's results.tsv exactly: commit, val_bpb, memory_gb, status, "
+        "description (campaigns whose metric is val_bpb, i.e. ml_training).")] = False,
     campaign: CampaignOption = None,
     dir: DirOption = None,
 ) -> None:
-    """Export the campaign's results table (or one view, filtered to the campaign) as TSV, CSV, Parquet or JSON."""
-    from ledgerlab.storage.ledger import read_only_connection
-    from ledgerlab.storage.views import VIEWS
+    """Export the campaign's results table (or one view, filtered to the campaign) as TSV, CSV, Parquet or JSON.
 
-    view = view or ("autoresearch" if format is ExportFormat.tsv else "results")
+    Kept rows of the autoresearch table carry the confirmed value: the mean of the candidate's runs after its
+    selection, the number `ledgerlab status` shows, not the runs that selected it.
+    """
     with user_errors():
-        if view not in ("results", "autoresearch") and view not in VIEWS:
-            raise LedgerlabError(f"unknown view {view!r}; choose autoresearch, results or one of {', '.join(VIEWS)}")
-        with read_only_connection(Project.at(dir).ledger_path) as con:
-            campaign_id = pick_campaign(con, campaign)
-            sql = {"results": RESULTS_SQL, "autoresearch": AUTORESEARCH_SQL}.get(
-                view, f"SELECT * FROM {view} WHERE campaign_id = $campaign")
-            relation = con.execute(sql, {"campaign": campaign_id})
-            columns = [d[0] for d in relation.description]
-            types = [str(d[1]) for d in relation.description]
-            rows = relation.fetchall()
-            if view == "autoresearch":
-                metric = con.execute("SELECT metric FROM campaigns WHERE campaign_id = $c", {"c": campaign_id}).fetchone()
-                columns = [metric[0] if c == "metric" and metric else c for c in columns]
+        if autoresearch:
+            if format not in (None, ExportFormat.tsv) or view is not None:
+                raise LedgerlabError("--autoresearch writes autoresearch's results.tsv: drop --format and --view")
+            text, count = autoresearch_tsv(dir, campaign)
+            return _write_text(text, count, out)
+        format = format or ExportFormat.tsv
+        view = view or ("autoresearch" if format is ExportFormat.tsv else "results")
+        columns, types, rows = table(view, dir, campaign)
         if format is ExportFormat.parquet:
             target = out or Path(f"{view}.parquet")
             write_parquet(target, columns, types, rows)
             typer.echo(f"wrote {len(rows)} rows to {target}", err=True)
             return
-        text = render(format, columns, rows)
-        if out is None:
-            typer.echo(text, nl=False)
+        _write_text(render(format, columns, rows), len(rows), out)
+
+
+def _write_text(text: str, count: int, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LedgerlabError(f"cannot write {out}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {count} rows to {out}", err=True)
+
+
+def table(view: str, directory: str | None, campaign: str | None) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+    """The columns, their SQL types and the rows of `view` for the chosen campaign."""
+    from ledgerlab.storage.ledger import read_only_connection
+    from ledgerlab.storage.views import VIEWS
+
+    if view not in ("results", "autoresearch") and view not in VIEWS:
+        raise LedgerlabError(f"unknown view {view!r}; choose autoresearch, results or one of {', '.join(VIEWS)}")
+    if view == "autoresearch":
+        state = load_campaign(directory, campaign).state
+        return ["commit", state.metric.name, "memory_gb", "status", "description"], \
+            ["VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR"], autoresearch_rows(state)
+    with read_only_connection(Project.at(directory).ledger_path) as con:
+        campaign_id = pick_campaign(con, campaign)
+        sql = RESULTS_SQL if view == "results" else f"SELECT * FROM {view} WHERE campaign_id = $campaign"
+        relation = con.execute(sql, {"campaign": campaign_id})
+        columns = [d[0] for d in relation.description]
+        types = [str(d[1]) for d in relation.description]
+        rows = relation.fetchall()
+    if view == "results":  # the confirmed value next to the optimistic one, from the same fold `status` uses
+        state = load_campaign(directory, campaign_id).state
+        kept = {h.hypothesis_id: kept_value(state, h)[0] for h in state.hypotheses.values() if h.status == "accepted"}
+        at = columns.index("metric") + 1
+        columns.insert(at, "confirmed_metric")
+        types.insert(at, "DOUBLE")
+        rows = [(*row[:at], kept.get(row[1]), *row[at:]) for row in rows]
+    return columns, types, rows
+
+
+# ------------------------------------------------------------------------------- autoresearch's table
+
+
+def autoresearch_rows(state: CampaignState) -> list[tuple[Any, ...]]:
+    """autoresearch's results.tsv rows: the baseline, then one per hypothesis (commit is the candidate id).
+
+    keep: the accepted ones, valued on their runs after selection (`kept_value`, what `status` shows); discard
+    and crash: the mean of the hypothesis's own candidate runs (what that experiment measured).
+    """
+    from ledgerlab.core.effects import finished, mean
+
+    assert state.started is not None
+    base = state.started.baseline_candidate_id
+    base_runs = finished(state, base)
+    rows: list[tuple[Any, ...]] = [(base[:7], _round(mean([r.value for r in base_runs])),  # type: ignore[misc]
+                                    _memory_gb(base_runs), "keep", "baseline")]
+    for h in sorted(state.hypotheses.values(), key=lambda h: h.number):
+        own = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "candidate"
+               and r.candidate_id == h.candidate_id]
+        done = [r for r in own if r.status == "finished" and r.value is not None]
+        if h.status == "accepted":
+            value, used = kept_value(state, h)
+            status = "keep"
         else:
-            out.write_text(text, encoding="utf-8")
-            typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+            value, used = mean([r.value for r in done]), done  # type: ignore[misc]
+            status = "crash" if any(r.status not in ("finished", "running") for r in own) else "discard"
+        rows.append(((h.candidate_id or "-------")[:7], _round(value), _memory_gb(used), status,
+                     " ".join(h.rationale.split())))
+    return rows
+
+
+def kept_value(state: CampaignState, h: HypothesisRecord) -> tuple[float | None, list[RunRecord]]:
+    """An accepted candidate's value as `status` reports it: the mean of its runs after selection (the
+    confirmation runs and any later replicates), or of the runs that selected it until there are some."""
+    from ledgerlab.core.effects import finished, fresh_runs, mean
+
+    cid = h.candidate_id or ""
+    runs = fresh_runs(state, cid) or finished(state, cid)
+    return mean([r.value for r in runs]), runs  # type: ignore[misc]
+
+
+def autoresearch_tsv(directory: str | None, campaign: str | None) -> tuple[str, int]:
+    """results.tsv as autoresearch writes it (val_bpb to 6 places, memory to 0.1 GB, 0 for crashes), one row
+    per decided experiment: hypotheses still being tested are left out until their verdict."""
+    state = load_campaign(directory, campaign).state
+    metric = state.metric
+    if metric.name != "val_bpb":
+        better = "lower" if metric.direction == "minimize" else "higher"
+        raise LedgerlabError(
+            f"--autoresearch writes val_bpb (lower is better), but campaign {state.campaign_id} measures "
+            f"{metric.name} ({better} is better); `ledgerlab export --format tsv` writes the same columns "
+            f"with {metric.name} in the second")
+    lines = ["\t".join(AUTORESEARCH_COLUMNS)]
+    open_ = {h.number for h in state.hypotheses.values() if h.status in ("proposed", "testing")}
+    rows = [row for k, row in enumerate(autoresearch_rows(state)) if k not in open_]  # logged once decided
+    for commit, value, memory, status, description in rows:
+        crashed = status == "crash" or value is None
+        lines.append("\t".join([commit, f"{0.0 if crashed else value:.6f}", f"{0.0 if crashed else memory:.1f}",
+                                status, description]))
+    return "\n".join(lines) + "\n", len(rows)
+
+
+def _memory_gb(runs: list[RunRecord]) -> float:
+    """The peak memory of these runs in GB (0.0 where nothing measured it, as autoresearch writes)."""
+    peaks = [float(r.metrics["peak_memory_mb"]) for r in runs
+             if isinstance(r.metrics.get("peak_memory_mb"), (int, float))]
+    return round(max(peaks) / 1024, 1) if peaks else 0.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def render(fmt_: ExportFormat, columns: list[str], rows: list[tuple[Any, ...]]) -> str:
@@ -139,7 +222,7 @@ def render(fmt_: ExportFormat, columns: list[str], rows: list[tuple[Any, ...]]) 
     import io
 
     if fmt_ is ExportFormat.json:
-        return json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1) + "\n"
+        return json.dumps([round_floats(dict(zip(columns, row))) for row in rows], default=str, indent=1) + "\n"
     buffer = io.StringIO()
     if fmt_ is ExportFormat.csv:
         writer = csv.writer(buffer, lineterminator="\n")

@@ -13,7 +13,7 @@ from test_cli_campaign import CAMPAIGN, H1, H4, IDS, build_project, invoke, one_
 
 from ledgerlab.storage import events as ev
 
-HEADER = ["number", "hypothesis_id", "candidate_id", "metric", "runs", "failed_runs", "decision", "effect",
+HEADER = ["number", "hypothesis_id", "candidate_id", "metric", "confirmed_metric", "runs", "failed_runs", "decision", "effect",
           "ci_low", "ci_high", "p_value", "test", "alpha_spent", "reason", "agent", "rationale"]
 
 
@@ -33,6 +33,9 @@ def test_export_tsv_results_table(project: Path) -> None:
     first = rows[0]
     assert first["hypothesis_id"] == H1 and first["candidate_id"] == IDS["c1"]
     assert float(first["metric"]) == pytest.approx(0.955) and first["runs"] == "2"
+    # its runs after selection: the two confirmation runs and two more as the parent of #4
+    assert float(first["confirmed_metric"]) == pytest.approx((0.94 + 0.96 + 0.951 + 0.97) / 4)
+    assert float(rows[3]["confirmed_metric"]) == pytest.approx(0.925) and rows[2]["confirmed_metric"] == ""
     assert float(first["effect"]) == pytest.approx(0.055) and float(first["ci_low"]) == pytest.approx(0.035)
     assert float(first["p_value"]) == pytest.approx(0.004) and first["rationale"] == "double the learning rate"
     assert rows[1]["candidate_id"] == "" and rows[1]["reason"] == "patch does not apply"
@@ -68,7 +71,57 @@ def test_export_tsv_defaults_to_autoresearch_results_columns(project: Path) -> N
     rows = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
     assert rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"
     assert [r["status"] for r in rows[1:]] == ["keep", "discard", "crash", "keep", "discard"]
-    assert rows[1]["commit"] == IDS["c1"][:7] and float(rows[1]["val_bpb"]) == pytest.approx(0.955)
+    assert rows[1]["commit"] == IDS["c1"][:7]
+
+
+def test_kept_rows_carry_the_confirmed_values_status_shows(project: Path) -> None:
+    """Not the runs that selected a change (optimistic): its runs after selection, as `status` reports."""
+    lines = invoke("export", "--dir", str(project)).stdout.splitlines()
+    rows = [line.split("\t") for line in lines[1:]]
+    assert float(rows[0][1]) == pytest.approx(1.012)  # the baseline: all its runs, as status says
+    assert float(rows[1][1]) == pytest.approx((0.94 + 0.96 + 0.951 + 0.97) / 4)  # not 0.955, its selection
+    assert float(rows[4][1]) == pytest.approx(0.925)  # the incumbent: not 0.905
+    status = invoke("status", "--dir", str(project)).output
+    assert "val_bpb 0.925  (mean of 2 runs after selection)" in status and "1.012  (mean of 5 runs)" in status
+    assert float(rows[3][1]) == pytest.approx(0.99)  # a discarded/crashed one: what its own runs measured
+
+
+def test_export_autoresearch_writes_exactly_its_five_columns(project: Path) -> None:
+    result = invoke("export", "--autoresearch", "--dir", str(project))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription",
+        f"{IDS['base'][:7]}\t1.012000\t0.0\tkeep\tbaseline",
+        f"{IDS['c1'][:7]}\t0.955250\t0.0\tkeep\tdouble the learning rate",
+        "-------\t0.000000\t0.0\tdiscard\trewrite the optimizer",
+        f"{IDS['c3'][:7]}\t0.000000\t0.0\tcrash\ta deeper model",  # autoresearch writes 0 for crashes
+        f"{IDS['c4'][:7]}\t0.925000\t0.0\tkeep\tmore momentum",
+    ]  # #5 is still being tested: autoresearch logs an experiment once it is decided
+
+
+def test_export_autoresearch_refuses_a_metric_that_is_not_val_bpb(tmp_path: Path) -> None:
+    from test_cli_campaign import campaign_events
+
+    events = campaign_events()
+    events[0] = events[0].model_copy(update={"domain": "marketing", "metric": {
+        "name": "conversion_rate", "direction": "maximize", "delta": 0.0, "unit": ""}})
+    build_project(tmp_path, events)
+    one_line_error(invoke("export", "--autoresearch", "--dir", str(tmp_path)),
+                   "--autoresearch writes val_bpb", "conversion_rate (higher is better)", "--format tsv")
+    header = invoke("export", "--dir", str(tmp_path)).stdout.splitlines()[0]
+    assert header == "commit\tconversion_rate\tmemory_gb\tstatus\tdescription"
+    one_line_error(invoke("export", "--autoresearch", "--format", "csv", "--dir", str(tmp_path)), "drop --format")
+
+
+def test_json_export_rounds_binary_noise(tmp_path: Path) -> None:
+    from test_cli_campaign import campaign_events
+
+    noisy = 0.1 + 0.2  # 0.30000000000000004
+    events = [e.model_copy(update={"value": noisy}) if isinstance(e, ev.RunFinished) and e.value == 0.95 else e
+              for e in campaign_events()]
+    build_project(tmp_path, events)
+    text = invoke("export", "--view", "runs", "--format", "json", "--dir", str(tmp_path)).stdout
+    assert "0.30000000000000004" not in text and [r for r in json.loads(text) if r["value"] == 0.3]
 
 
 def test_export_parquet_and_views(project: Path, tmp_path: Path) -> None:
