@@ -33,7 +33,7 @@ def write_knob(files: dict[str, str], knob: Knob, value: Any) -> dict[str, str]:
     match = _pattern(knob.name).search(text)
     if match is None:
         raise PatchError(f"knob {knob.name}: no line '{knob.name} = ...' in {knob.file}")
-    literal = _format(value, knob.file)
+    literal = _format(value, knob.file, match.group("value").strip())
     new = text[: match.start("value")] + literal + text[match.end("value"):]
     return {**files, knob.file: new}
 
@@ -42,15 +42,28 @@ def _parse(literal: str, file: str) -> Any:
     if file.endswith(".toml"):
         if literal in ("true", "false"):
             return literal == "true"
+        if literal.startswith("'"):
+            return literal[1:-1]  # a literal string: no escapes
         return json.loads(literal) if literal.startswith('"') else ast.literal_eval(literal.replace("_", ""))
     return ast.literal_eval(literal)
 
 
-def _format(value: Any, file: str) -> str:
+def _format(value: Any, file: str, old: str = "") -> str:
+    """`value` as a literal for `file`; a string keeps the quote style of the literal it replaces (`old`)."""
     if isinstance(value, bool):
         return ("true" if value else "false") if file.endswith(".toml") else repr(value)
     if isinstance(value, float):
         return f"{value:.6g}" if "e" not in f"{value:.6g}" else f"{value:.3e}"
     if isinstance(value, str):
-        return json.dumps(value) if file.endswith(".toml") else repr(value)
+        return _string(value, file, old[:1] if old[:1] in ("'", '"') else "")
     return repr(value)
+
+
+def _string(value: str, file: str, quote: str) -> str:
+    """A string literal in `quote` where it can be written plainly, else the file type's usual form."""
+    plain = value.isprintable() and "\\" not in value
+    if quote == "'" and plain and "'" not in value:
+        return f"'{value}'"  # a Python string or a TOML literal string
+    if quote == '"' and plain and '"' not in value:
+        return f'"{value}"'  # a Python string or a TOML basic string
+    return json.dumps(value) if file.endswith(".toml") else repr(value)
