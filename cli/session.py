@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ledgerlab.cli.common import make_console
+from ledgerlab.cli.common import clip, make_console
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
 from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.project import Project
@@ -25,22 +25,27 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     """Start or resume the project's campaign; returns the exit code (0 finished or interrupted, 1 paused)."""
     from ledgerlab.core.campaign import Campaign, open_campaign_id
     from ledgerlab.storage.ledger import DuckDBLedger
+    from ledgerlab.storage.server import serve_readers
     from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
-    with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store:
+    # serve_readers: the file stays open for the whole campaign and other processes' queries are answered on
+    # its socket (storage/server.py), so no reader can lock the campaign out of its ledger.
+    with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store, \
+            serve_readers(store):
         campaign_id = None if new else open_campaign_id(store)
         if resume_only and campaign_id is None:
             raise CampaignError("no unfinished campaign in this folder; start one with `ledgerlab run DOMAIN`")
         config = _config(project, store, campaign_id, overrides)
         if config.domain is None:
             raise ConfigError("no domain given: `ledgerlab run DOMAIN` (see `ledgerlab domains`), "
-                              "or set `domain` in ledgerlab.toml")
+                              "or set `name` under `[domain]` in ledgerlab.toml (`ledgerlab init DOMAIN` writes it)")
         domain, executor, team = _build(config, agents)
         printer = _Printer(quiet, project.runs_dir, domain.metric.name)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
                         signer=CheckpointSigner(warn=_warn), on_error=_stopping)
+        printer.numbers.update({h.hypothesis_id: h.number for h in camp.state.hypotheses.values()})  # resume: #n
         verb = "resuming" if campaign_id else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
                       f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
@@ -191,10 +196,10 @@ class _Printer:
             return (f"baseline {e.baseline_candidate_id[:8]}: the starting files, run on several seeds to "
                     f"measure {q(self.metric)} and its noise before the first hypothesis is judged")
         if isinstance(e, ev.HypothesisProposed):
-            self.numbers[e.hypothesis_id] = len(self.numbers) + 1
-            return f"#{self.numbers[e.hypothesis_id]} [cyan]{q(e.agent)}[/cyan] proposes: {q(e.rationale[:100])}"
+            self.numbers[e.hypothesis_id] = max(self.numbers.values(), default=0) + 1
+            return f"#{self.numbers[e.hypothesis_id]} [cyan]{q(e.agent)}[/cyan] proposes: {q(clip(e.rationale, 100))}"
         if isinstance(e, ev.PatchRejected):
-            return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {q(e.reason[:120])}"
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [yellow]patch rejected[/yellow]: {q(clip(e.reason, 120))}"
         if isinstance(e, ev.RunStarted):
             return f"   run {e.run_id} {self._role(e)} {e.candidate_id[:8]} seed {e.seed}" + \
                 (f" (attempt {e.attempt})" if e.attempt > 1 else "") + \
@@ -205,7 +210,7 @@ class _Printer:
             return f"   run {e.run_id} [red]{e.status}[/red]: {q(e.error[:120])}"
         if isinstance(e, ev.VerdictReached):
             color = "green" if e.decision == "accept" else "red"
-            return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {q(e.reason[:160])}"
+            return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {q(clip(e.reason, 160))}"
         if isinstance(e, ev.IncumbentChanged):
             return f"[bold green]new incumbent[/bold green] {e.candidate_id[:12]}"
         if isinstance(e, ev.CampaignPaused):

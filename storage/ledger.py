@@ -2,7 +2,7 @@
 
     ledger = DuckDBLedger(project.ledger_path)
     rows = ledger.append(campaign_id, [event, ...], expected_version=ledger.version(campaign_id))
-    with read_only_connection(project.ledger_path) as con: con.sql("SELECT * FROM runs").show()
+    with read_only_connection(project.ledger_path) as con: con.execute("SELECT * FROM runs").fetchall()
 
 Locking. DuckDB lets one process open a file for writing, and while it does no other process can open it at
 all, not even read-only ("Could not set lock on file ... Conflicting lock is held"); several read-only
@@ -21,6 +21,11 @@ So the writer holds its connection as a *lease*:
 - readers (`read_only_connection`) open read-only, run, close, and retry on the lock error for up to
   `wait_s` (default 30 s, env LEDGERLAB_LOCK_WAIT) before raising LedgerLockedError; the writer retries the
   same way, because a reader holds the file briefly.
+A running campaign does not lease: `serve_readers` (storage/server.py) makes its writer keep the file open
+(`keep_open`) and answers queries on the socket `<ledger>.sock` with cursors of that open database, so a
+reader never holds the file a campaign needs. `read_only_connection` asks that socket first and opens the
+file only when no campaign answers; a process that opens the file directly while a campaign runs is refused
+by DuckDB's lock at once and cannot stop the campaign.
 
 Consistency. Within a lease the file lock is exclusive, so the writer caches the chain head and stream
 versions (an append with a valid cache runs no query before its INSERT); every lease starts with empty
@@ -121,8 +126,13 @@ def _is_busy(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
 
 
-def connect_with_retry(path: Path, *, read_only: bool, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the file, retrying with backoff while another process holds its lock."""
+def connect_with_retry(
+    path: Path, *, read_only: bool, wait_s: float | None = None, remote: Callable[[Path], Any] | None = None,
+) -> Any:
+    """Open the file, retrying with backoff while another process holds its lock.
+
+    `remote`: tried on each retry; what it returns instead of None is used (a campaign that began answering).
+    """
     import duckdb
 
     wait = default_wait_s() if wait_s is None else wait_s
@@ -135,9 +145,12 @@ def connect_with_retry(path: Path, *, read_only: bool, wait_s: float | None = No
                 raise LedgerError(f"cannot open the ledger {path}: {str(exc).splitlines()[0]}") from None
             if time.monotonic() >= deadline:
                 raise LedgerLockedError(
-                    f"the ledger {path} stayed locked by another process for {wait:g} s (a campaign writing, or a "
-                    "long query); retry, or wait longer with LEDGERLAB_LOCK_WAIT=<seconds>"
+                    f"the ledger {path} stayed locked by another process for {wait:g} s (a program with the file open, "
+                    "e.g. duckdb; query a snapshot instead: `ledgerlab snapshot OUT`); retry, or wait longer with "
+                    "LEDGERLAB_LOCK_WAIT=<seconds>"
                 ) from None
+        if remote is not None and (answer := remote(path)) is not None:
+            return answer
         if read_only:
             _touch(readers_flag(path))  # ask the writer to hand over its lease
         time.sleep(pause)
@@ -152,18 +165,34 @@ def _touch(path: Path) -> None:
 
 
 @contextmanager
-def read_only_connection(path: str | os.PathLike[str], wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection that cannot touch files or change settings, closed on exit."""
+def read_only_connection(path: str | os.PathLike[str], wait_s: float | None = None) -> Iterator[Any]:
+    """A read-only connection, closed on exit: the running campaign's socket, else the file locked down.
+
+    Either answers `execute(sql, params)` with a cursor's `description`, `fetchall`, `fetchone`, `fetchmany`
+    (storage/remote.py); the file's is a DuckDB connection that cannot touch files or change settings.
+    """
+    from ledgerlab.storage.remote import RemoteConnection
+
     file = Path(path)
     if not file.exists():
         raise LedgerError(f"no ledger at {file}: create one with `ledgerlab init DOMAIN`, then `ledgerlab run`")
-    con = connect_with_retry(file, read_only=True, wait_s=wait_s)
+    con = RemoteConnection.connect(file) or open_read_only(file, wait_s)
     try:
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
         yield con
     finally:
         con.close()
+
+
+def open_read_only(file: Path, wait_s: float | None = None) -> Any:
+    """The file opened read-only and locked down; a campaign that starts answering meanwhile is used instead."""
+    from ledgerlab.storage.remote import RemoteConnection
+
+    con = connect_with_retry(file, read_only=True, wait_s=wait_s, remote=RemoteConnection.connect)
+    if isinstance(con, RemoteConnection):
+        return con
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
 
 
 # ------------------------------------------------------------------------------------------ writer
@@ -186,6 +215,7 @@ class DuckDBLedger:
         self._lease_started_ns = 0
         self._last_used = 0.0
         self._resume_at = 0.0
+        self._keep_open = False
         self._head: tuple[int, str] | None = None
         self._versions: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +228,7 @@ class DuckDBLedger:
 
     def _lease(self) -> duckdb.DuckDBPyConnection:
         """The open connection, opening (or re-opening after yielding to a reader) as needed."""
-        if self._con is not None and self._reader_waiting():
+        if self._con is not None and not self._keep_open and self._reader_waiting():
             self._release(yield_to_reader=True)
         if self._con is None:
             delay = self._resume_at - time.monotonic()
@@ -231,14 +261,40 @@ class DuckDBLedger:
         """Close the lease after `idle_s` without use, or at once when a reader waits."""
         while True:
             with self._lock:
-                if self._con is not con:
-                    return
+                if self._con is not con or self._keep_open:
+                    return  # closed, or held open for a campaign's whole life (keep_open restarts the reaper)
                 idle = time.monotonic() - self._last_used
                 if idle >= self.idle_s or self._reader_waiting():
                     self._release(yield_to_reader=idle < self.idle_s)
                     return
                 pause = min(self.idle_s - idle, 0.02)
             time.sleep(pause)
+
+    def keep_open(self, on: bool) -> None:
+        """Hold the file open until close(), DuckDB on one thread (on); or go back to leasing it (off).
+
+        One thread: each reader's query then runs on its own handler thread only (see storage/server.py); the
+        writer's appends are single-row or small-batch INSERTs, which do not use more.
+        """
+        with self._lock:
+            self._keep_open = on
+            if on:
+                self._lease().execute("SET threads = 1")
+            elif self._con is not None:
+                self._con.execute("RESET threads")
+                threading.Thread(target=self._reap, args=(self._con,), daemon=True, name="ledger-lease").start()
+
+    def reader_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the open database, for one reader's query (close it with close_cursor)."""
+        with self._lock:
+            if self._con is None:
+                raise LedgerError("the ledger is closed")
+            return self._con.cursor()
+
+    def close_cursor(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Close a reader's cursor (under the lock: DuckDB's connection keeps a list of its cursors)."""
+        with self._lock:
+            cursor.close()
 
     # --- the store
 
@@ -300,6 +356,7 @@ class DuckDBLedger:
     def close(self) -> None:
         """Release the file now (the store reopens it if used again)."""
         with self._lock:
+            self._keep_open = False
             self._release()
 
     def __enter__(self) -> DuckDBLedger:

@@ -2,7 +2,7 @@
 
 Real `ledgerlab run marketing` processes on real DuckDB files: a second runner is refused with the holder's
 pid whatever is done to the files in `.ledgerlab/`; kill -9 leaves "stopped unexpectedly" (never "running")
-until `resume`; an error that ends the loop (the ledger held by a long reader) records CampaignPaused.
+until `resume`; an error that ends the loop (an append that fails) records CampaignPaused.
 Every wait is on a condition, with a generous deadline (the tests share a loaded 2-core machine).
 """
 
@@ -27,7 +27,7 @@ from ledgerlab.core.errors import LedgerError
 from ledgerlab.core.project import Project
 from ledgerlab.core.runner_lock import RunnerLocked, hold, holder_pid, runner_alive
 from ledgerlab.storage import events as ev
-from ledgerlab.storage.ledger import DuckDBLedger, connect_with_retry
+from ledgerlab.storage.ledger import DuckDBLedger
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
 runner = CliRunner(env={"COLUMNS": "500"})
@@ -260,30 +260,54 @@ def test_kill_9_is_shown_as_stopped_unexpectedly_until_resume(tmp_path: Path) ->
     assert _cli("verify", "--dir", str(tmp_path))[0] == 0
 
 
+# Loaded into the runner by PYTHONPATH: its next append after FAULT_FILE appears raises, once, as a full disk or
+# a broken file would (a reader holding the ledger can no longer do it: storage/server.py).
+FAULT_HOOK = """
+import os
+from ledgerlab.core.errors import LedgerError
+from ledgerlab.storage.ledger import DuckDBLedger
+
+_append = DuckDBLedger.append
+
+
+def append(self, *args, **kwargs):
+    flag = os.environ.get("LEDGERLAB_TEST_FAULT", "")
+    if flag and os.path.exists(flag):
+        os.unlink(flag)
+        raise LedgerError("injected: the disk is full")
+    return _append(self, *args, **kwargs)
+
+
+DuckDBLedger.append = append
+"""
+
+
 def test_an_error_that_ends_the_loop_records_campaign_paused(tmp_path: Path) -> None:
-    """A reader holding the ledger past LEDGERLAB_LOCK_WAIT stops the runner: the pause is recorded once it can."""
+    """An append that fails stops the runner with one line, and the pause is recorded once it can be."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAULT_HOOK)
+    fault = tmp_path / "fault"
     first = Runner(tmp_path, "run", "marketing", "--max-hypotheses", "200", *SLOW,
-                   env={"LEDGERLAB_LOCK_WAIT": "2"})
+                   env={"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+                        "LEDGERLAB_TEST_FAULT": str(fault)})
     try:
         _until("two finished runs", lambda: _finished_runs(tmp_path) >= 2, first.proc)
-        reader = connect_with_retry(Project.at(tmp_path).ledger_path, read_only=True, wait_s=DEADLINE_S)
-        try:  # a long query: the runner's next lease waits 2 s, then its append raises LedgerLockedError
-            _until("the runner stopping", lambda: "recording the pause" in _flat(first.output), first.proc)
-        finally:
-            reader.close()
+        fault.touch()
+        _until("the runner stopping", lambda: "recording the pause" in _flat(first.output), first.proc)
         assert first.wait() == 2, first.output
     finally:
         first.stop()
     out = _flat(first.output)
-    assert "error: the ledger" in out and "stayed locked" in out, out
-    assert "storage/ledger.py" not in out  # a one-line error, not the ledger's traceback
+    assert "error: injected: the disk is full" in out, out
+    assert "sitecustomize.py" not in out  # a one-line error, not the traceback of the failed append
     types = _types(tmp_path)
     assert types[-2:] == ["CampaignPaused", "CheckpointSigned"] and types.count("CampaignPaused") == 1
     report = _report(tmp_path)
-    assert report["status"] == "paused" and report["pause_reason"].startswith("stopped by an error: LedgerLockedError")
+    assert report["status"] == "paused" and report["pause_reason"].startswith("stopped by an error: LedgerError")
     assert report["resume_hint"] == "ledgerlab resume" and report["running_now"]["interrupted"] is True
     code, text = _cli("status", "--dir", str(tmp_path))
-    assert "paused: stopped by an error: LedgerLockedError" in _flat(text) and "`ledgerlab resume`" in text, text
+    assert "paused: stopped by an error: LedgerError" in _flat(text) and "`ledgerlab resume`" in text, text
     hypotheses = _sql(tmp_path, "select count(*) as n from hypotheses")[0]["n"]
     code, text = _cli("resume", "--dir", str(tmp_path), "--max-hypotheses", str(hypotheses + 1))
     assert code == 0, text
