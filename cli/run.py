@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
+from ledgerlab.core.errors import ConfigError
 
 JudgeOption = Annotated[str | None, typer.Option("--judge", help="stats (default), greedy or fixed.")]
 # Options `run` and `resume` share (the hypothesis and run budgets differ only in their help).
@@ -19,10 +22,60 @@ WorkersOption = Annotated[int | None, typer.Option(help="Runs at once on this ma
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")]
 
 
+# The ledgerlab.toml key each option sets, so that an error about its value names the option that was typed.
+FLAGS = {"budgets.max_hypotheses": "--max-hypotheses", "budgets.max_runs": "--max-runs",
+         "budgets.time_limit": "--time-limit", "budgets.max_cost_usd": "--max-cost", "budgets.max_units": "--max-units",
+         "seed": "--seed", "judge.kind": "--judge", "proposer.kind": "--proposer", "proposer.model": "--model",
+         "proposer.api_base": "--api-base", "executor.workers": "--workers", "executor.kind": "--executor",
+         "executor.ray_address": "--ray-address"}
+
+
+@contextmanager
+def _named_as_typed() -> Iterator[None]:
+    """`the command line: executor.workers: ...` becomes `--workers: ...` (and `--option KEY: ...`)."""
+    try:
+        yield
+    except ConfigError as exc:
+        key, sep, rest = str(exc).removeprefix("the command line: ").partition(": ")
+        flag = FLAGS.get(key) or (f"--option {key[len('domain_options.'):]}"
+                                  if key.startswith("domain_options.") else None)
+        if not sep or flag is None or not str(exc).startswith("the command line: "):
+            raise
+        raise ConfigError(f"{flag}: {rest}") from None
+
+
+@contextmanager
+def _tidy_new_folder(directory: str | None) -> Iterator[None]:
+    """A session that fails before its campaign starts leaves no `.ledgerlab/` it created (an empty ledger)."""
+    import shutil
+
+    from ledgerlab.core.errors import LedgerlabError
+    from ledgerlab.core.project import Project
+
+    state_dir = Project.at(directory).state_dir
+    fresh = not state_dir.exists()
+    try:
+        yield
+    except LedgerlabError:
+        if fresh and _no_events(Project.at(directory).ledger_path):
+            shutil.rmtree(state_dir, ignore_errors=True)
+        raise
+
+
+def _no_events(ledger: Any) -> bool:
+    import duckdb
+
+    if not ledger.exists():
+        return True
+    try:
+        with duckdb.connect(str(ledger), read_only=True) as con:
+            return not con.execute("SELECT count(*) FROM events").fetchone()[0]
+    except duckdb.Error:
+        return False  # not readable as an empty ledger: leave it for a person to look at
+
+
 def _parse_option(text: str) -> tuple[str, Any]:
     """`key=value` for a domain option; the value is read as JSON when it parses (numbers, booleans)."""
-    from ledgerlab.core.errors import ConfigError
-
     if "=" not in text:
         raise ConfigError(f"--option {text!r}: write KEY=VALUE, e.g. --option budget_tokens=200000")
     key, raw = text.split("=", 1)
@@ -58,7 +111,8 @@ def run(
     executor: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://HOST:PORT.")] = None,
     dataset: Annotated[str | None, typer.Option(help="ml_training: your own text file or folder.")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Domain option KEY=VALUE.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", metavar="KEY=VALUE",
+                                                     help="Domain option; repeat for several.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -76,7 +130,8 @@ def run(
         overrides.update({f"domain_options.{k}": v for k, v in options.items()})
         from ledgerlab.cli.session import run_session
 
-        code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet)
+        with _tidy_new_folder(directory), _named_as_typed():
+            code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet)
     raise typer.Exit(code)
 
 
@@ -97,5 +152,6 @@ def resume(
                      "executor.workers": workers}
         from ledgerlab.cli.session import run_session
 
-        code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)
+        with _tidy_new_folder(directory), _named_as_typed():
+            code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)
     raise typer.Exit(code)

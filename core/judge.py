@@ -85,6 +85,14 @@ class JudgeSettings(BaseModel):
     # revenue, reward) single-run accepts took 4% of useless changes at α = 1% (docs/judge.md). 1: the old
     # behaviour (accepts from the first look on).
     accept_from: int = 3
+    # Independent designs: the candidate's mean is compared with the incumbent's mean over all its replicates
+    # (more power than the paired difference when pairing is weak) only when the incumbents' replicates show
+    # the runs' skewness toward improvement to be at most this (its estimate plus one standard error;
+    # stats.shown_unskewed). A mean of 3–8 runs of a right-skewed maximized metric (revenue, reward) has a
+    # long right tail that comparison takes for an effect; the paired difference is symmetric under a
+    # useless change whatever the noise. inf: the old behaviour (the comparison whenever its standard error
+    # is smaller).
+    skew_max: float = stats.SKEW_MAX
 
     @field_validator("alpha")
     @classmethod
@@ -134,6 +142,8 @@ class JudgeSettings(BaseModel):
             raise ValueError(f"incumbent_seeds must be at least 1, got {self.incumbent_seeds}")
         if self.accept_from < 1:
             raise ValueError(f"accept_from must be at least 1, got {self.accept_from}")
+        if not self.skew_max > 0:
+            raise ValueError(f"skew_max must be positive, got {self.skew_max}")
         if self.fixed_n < 2:
             raise ValueError(f"fixed_n must be at least 2, got {self.fixed_n}")
         return self
@@ -266,7 +276,8 @@ class StatsJudge:
             return pooled
         if ev.pairs:
             return stats.paired_test(ev.pairs, m.direction, delta, ev.history_diffs, ev.history_replicates,
-                                     ev.incumbent_only, min_diff_df=s.min_diff_df, robust=s.robust, trim=s.trim)
+                                     ev.incumbent_only, min_diff_df=s.min_diff_df, robust=s.robust, trim=s.trim,
+                                     skew_max=s.skew_max)
         return stats.two_sample_test(ev.candidate_only, ev.incumbent_only, m.direction, delta,
                                      ev.history_replicates, robust=s.robust, trim=s.trim)
 
