@@ -157,7 +157,8 @@ def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: Metr
 
 def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses: int, rho: float,
              alpha: float, seed: int, per_campaign: int = 50, calibration_runs: int = CALIBRATION_RUNS,
-             window: int | None = WINDOW, noise: str = "normal", metric: MetricSpec = LOSS) -> list[Outcome]:
+             window: int | None = WINDOW, noise: str = "normal", metric: MetricSpec = LOSS,
+             confirm_runs: int = 2) -> list[Outcome]:
     """Play `hypotheses` hypotheses, in campaigns of `per_campaign`; effects: (probability, effect·σ)."""
     rng = np.random.default_rng(seed)
     probs = np.array([p for p, _ in effects], float)
@@ -168,8 +169,45 @@ def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses
         camp.start(calibration_runs)
         for _ in range(min(per_campaign, hypotheses - len(out))):
             e = sizes[int(rng.choice(len(sizes), p=probs / probs.sum()))]
-            out.append(play(judge, camp, e, alpha, metric))
+            out.append(play(judge, camp, e, alpha, metric, confirm_runs))
     return out
+
+
+def cli_settings(kind: str = "stats") -> JudgeSettings:
+    """The judge's settings as `ledgerlab run --judge KIND` makes them with no `[judge]` keys set.
+
+    Greedy then reproduces autoresearch's loop (core/campaign.py's GREEDY_DEFAULTS): one baseline run, no
+    confirmation runs, every hypothesis on the incumbent's one seed (`incumbent_seeds = 1`).
+    """
+    from ledgerlab.core.campaign import judge_settings  # the loop's own mapping (imports the storage layer)
+    from ledgerlab.core.config import CampaignConfig, JudgeConfig
+
+    return judge_settings(CampaignConfig(judge=JudgeConfig(kind=kind)))
+
+
+def loop_params(settings: JudgeSettings) -> dict:
+    """`simulate`'s keywords for how the loop plays an independent design under `settings`."""
+    return {"calibration_runs": settings.baseline_runs("independent"), "confirm_runs": settings.confirm_runs,
+            "window": settings.seed_window}
+
+
+def greedy_useless_kept(per_campaign: int, grid: int = 4001) -> float:
+    """The expected share of useless changes greedy keeps in a campaign of `per_campaign` on normal noise,
+    all of them useless, as the CLI plays it (one incumbent run, a fresh one only after an accept).
+
+    With the incumbent's run at x (in units of the run-specific noise, whatever ρ: the seed's share is
+    common to both runs), a change is kept with probability Φ(−x). The density of x over campaigns that
+    have reached hypothesis k, f_k, starts at φ and is carried forward: f_{k+1} = f_k·Φ(x) + A_k·φ, A_k = ∫f_k·Φ(−x),
+    the chance hypothesis k is kept. Returns ΣA_k / per_campaign.
+    """
+    x = np.linspace(-9.0, 9.0, grid)
+    phi, keep = sps.norm.pdf(x), sps.norm.sf(x)
+    f, total = phi.copy(), 0.0
+    for _ in range(per_campaign):
+        a = float(np.trapezoid(f * keep, x))
+        total += a
+        f = f * (1.0 - keep) + a * phi
+    return total / per_campaign
 
 
 # -------------------------------------------------------------------------------- proportions (A/B)
@@ -209,3 +247,23 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         return m, m, m
     h = float(sps.t.isf((1 - level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return m, m - h, m + h
+
+
+def clustered_rate(outcomes: Sequence[Outcome], per_campaign: int, effect: float = 0.0,
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """Accept rate among hypotheses of true `effect` with a normal interval that treats campaigns (chunks of
+    `per_campaign`, as `simulate` plays them) as the independent units: within one campaign the verdicts
+    share incumbent runs (greedy's all meet one), so a binomial interval would be too narrow.
+    """
+    kept, seen = [], []
+    for c in range(0, len(outcomes), per_campaign):
+        chunk = [o for o in outcomes[c:c + per_campaign] if o.effect == effect]
+        kept.append(sum(o.accepted for o in chunk))
+        seen.append(len(chunk))
+    k, n = np.asarray(kept, float), np.asarray(seen, float)
+    r = float(k.sum() / n.sum())
+    m = len(k)
+    se = math.sqrt(m / (m - 1) * float(np.sum((k - r * n) ** 2))) / float(n.sum()) if m > 1 else math.nan
+    z = float(sps.norm.isf((1 - level) / 2))
+    return r, r - z * se, r + z * se
+

@@ -51,7 +51,7 @@ def test_power_rises_with_effect(rho: float) -> None:
     print(f"\npower (defaults, alpha=0.01, every hypothesis real), rho={rho}, effects 0.5/1/2/3σ: "
           + " ".join(f"{r[0]:.2f}" for r in rates))
     powers = [r[0] for r in rates]
-    assert powers == sorted(powers) and powers[3] >= 0.9
+    assert powers == sorted(powers) and not_below(rates[3][3], 800, 0.9)
     # Target 0.8 at 2σ: met with pairing (ρ = 0.5). Without it (ρ = 0) each new incumbent's mean rests on a
     # few runs (docs/judge.md, "What limits power without pairing"): 0.64 [0.62, 0.65] over 3,000.
     assert not_below(rates[2][3], 800, 0.8 if rho else 0.58)
@@ -81,12 +81,31 @@ def test_effect_scale_futility_saves_runs_on_null_changes() -> None:
     assert by_scale["effect"][1] > by_scale["p"][1] - 0.05  # ... for about the same power
 
 
-def test_greedy_accepts_half_of_null_changes() -> None:
-    out = sim.simulate(make_judge(JudgeSettings(kind="greedy")), effects=[(1.0, 0.0)], hypotheses=2000,
-                       rho=0.0, alpha=0.01, seed=31)
-    r, lo, hi, _ = sim.rate(out)
-    print(f"\ngreedy A/A false accepts {r:.3f} [{lo:.3f}, {hi:.3f}]")
-    assert 0.4 <= r <= 0.6
+def test_greedy_as_the_cli_runs_it_keeps_a_quarter_of_useless_changes() -> None:
+    # `--judge greedy` compares every change with the incumbent's one run (a fresh one only after an accept):
+    # a lucky run blocks every useless change after it, so in campaigns of 50 it keeps 25%, not half (the CLI
+    # measured 23–26%). The campaign is the unit of the interval: its verdicts share one incumbent run.
+    s = sim.cli_settings("greedy")
+    assert sim.loop_params(s) == {"calibration_runs": 1, "confirm_runs": 0, "window": 1}
+    out = sim.simulate(make_judge(s), effects=[(1.0, 0.0)], hypotheses=200 * 50, rho=0.0, alpha=0.01, seed=31,
+                       per_campaign=50, **sim.loop_params(s))
+    r, lo, hi = sim.clustered_rate(out, 50, level=0.99)
+    exact = sim.greedy_useless_kept(50)
+    print(f"\ngreedy, CLI setup, campaigns of 50 useless changes: kept {r:.3f} [{lo:.3f}, {hi:.3f}], exact {exact:.4f}")
+    assert 0.24 < exact < 0.26 and lo < exact < hi
+    assert sim.greedy_useless_kept(10) > exact > sim.greedy_useless_kept(200)  # falls with campaign length
+
+
+def test_greedy_on_ab_runs_keeps_about_half_of_useless_changes() -> None:
+    # A/B runs measure each change against its own control, so every verdict is a fresh coin flip (a tie loses).
+    rng = np.random.default_rng(32)
+    judge = make_judge(sim.cli_settings("greedy"))
+    out = [sim.play_proportion(judge, rng, 0.05, 0.0, 25_000, 0.01) for _ in range(4000)]
+    r, lo, hi, k = sim.rate(out)
+    pmf = sps.binom.pmf(np.arange(3000), 25_000, 0.05)
+    want = (1.0 - float(np.sum(pmf**2))) / 2.0  # P(candidate's count > control's)
+    print(f"\ngreedy A/B useless kept {r:.3f} [{lo:.3f}, {hi:.3f}], exact {want:.4f}")
+    assert sps.binomtest(k, len(out), want).pvalue > 0.01
 
 
 @pytest.mark.parametrize("effect", [1.0, 2.0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
@@ -42,10 +43,33 @@ def test_alpha_holds_on_skewed_and_heavy_tailed_noise(noise: str, rho: float) ->
         assert not_above(k, N, ALPHA)
 
 
+def lognormal_gain_rate(settings: JudgeSettings, n: int) -> tuple:
+    out = sim.simulate(make_judge(settings), effects=[(1.0, 0.0)], hypotheses=n, rho=0.0, alpha=ALPHA, seed=104,
+                       noise="lognormal", metric=sim.GAIN)
+    r, lo, hi, k = sim.rate(out)
+    print(f"\nlognormal maximize rho=0, skew_max={settings.skew_max}: {k}/{n} = {r:.4f} [{lo:.4f}, {hi:.4f}]")
+    return k
+
+
+def test_maximized_lognormal_metric_stays_clearly_under_alpha() -> None:
+    # The cell that sat at α with accepts from 3 runs alone (0.99% [0.86, 1.14] over 20,000): a mean of 3–8
+    # runs compared with the incumbent's mean of many has the runs' long right tail. With the skew check
+    # (`skew_max`) the comparison falls back to the paired difference, which is symmetric under a useless
+    # change; bench/judge.py --skew measures about 0.3%. Failing needs a rate shown above 0.6% (about 0.85%
+    # observed of 6,000), which the judge without the check (about 1%) does most of the time.
+    assert not_above(lognormal_gain_rate(JudgeSettings(), 6000), 6000, 0.006)
+
+
+@pytest.mark.slow
+def test_without_the_skew_check_the_same_cell_sits_at_alpha() -> None:
+    # The contrast on 10,000 of the same seeds: without the check the rate is shown above 0.6%.
+    assert not not_above(lognormal_gain_rate(JudgeSettings(skew_max=math.inf), 10_000), 10_000, 0.006)
+
+
 def test_single_run_accepts_broke_alpha_on_lognormal_noise() -> None:
     # The behaviour before (accepts from the first run): a maximized lognormal metric passed 3.4% of
     # useless changes at α = 1% (the CLI: 2.5%). The simulation has the power to see it.
-    r, lo, hi, k = null_rate(JudgeSettings(accept_from=1), "lognormal", sim.GAIN, 0.0, 101)
+    r, lo, hi, k = null_rate(JudgeSettings(accept_from=1, skew_max=math.inf), "lognormal", sim.GAIN, 0.0, 101)
     print(f"\nlognormal maximize rho=0, accept_from=1: {k}/{N} = {r:.4f} [{lo:.4f}, {hi:.4f}]")
     assert lo > 2 * ALPHA
 
@@ -87,3 +111,65 @@ def test_robust_modes_with_fewer_than_three_values_are_the_plain_test() -> None:
         assert two.p_value == pytest.approx(
             stats.two_sample_test((1.5,), (0.0, 0.1, -0.2, 0.3), "maximize", 0.0, heavy).p_value)
         assert math.isfinite(two.se or math.nan)
+
+
+def test_pooled_skewness_is_scipys_for_one_group_and_ignores_group_means() -> None:
+    rng = np.random.default_rng(5)
+    x = np.exp(rng.standard_normal(12))
+    gamma, se, weight = stats.pooled_skewness([x])
+    assert gamma == pytest.approx(float(sps.skew(x, bias=False)), rel=1e-12)
+    assert weight == pytest.approx(11 * 10 / 12)
+    assert se == pytest.approx(math.sqrt(6 * 12 * 11 / (10 * 13 * 15)))  # G1's exact SE under normality
+    groups = [np.exp(rng.standard_normal(n)) for n in (7, 9, 2, 1)]
+    shifted = [g + 100.0 * i for i, g in enumerate(groups)]
+    assert stats.pooled_skewness(shifted)[0] == pytest.approx(stats.pooled_skewness(groups)[0], rel=1e-9)
+    gamma, se, _ = stats.pooled_skewness([x[:2], x[2:3]])  # groups of ≤ 2 carry no skewness
+    assert math.isnan(gamma) and se == math.inf
+
+
+@pytest.mark.parametrize("sizes", [[5], [20], [3] * 10, [16, 3, 3, 4, 2]])
+def test_pooled_skewness_standard_error_is_right_on_normal_noise(sizes: list[int]) -> None:
+    # The stated SE against the spread of 4,000 draws: their SD is within 6% of it (the SD of 4,000 draws
+    # of a near-normal statistic is itself known to about 1.1%, so 6% leaves room for the statistic's
+    # kurtosis at small n), and P(G1 > 1.645 SE) is not shown off 5% at the 1% level.
+    rng = np.random.default_rng(sum(sizes))
+    draws = [stats.pooled_skewness([rng.standard_normal(n) for n in sizes]) for _ in range(4000)]
+    g, se = np.array([d[0] for d in draws]), draws[0][1]
+    print(f"\nsizes {sizes}: SD of the skewness {g.std():.3f}, stated SE {se:.3f}")
+    assert abs(g.std() / se - 1.0) < 0.06
+    assert sps.binomtest(int(np.sum(g > 1.645 * se)), len(g), 0.05).pvalue > 0.01
+
+
+def test_skew_check_is_one_sided_and_needs_replicates() -> None:
+    rng = np.random.default_rng(6)
+    right = [tuple(np.exp(rng.standard_normal(10))) for _ in range(3)]  # long right tail, skewness 6.2
+    normal = [tuple(rng.standard_normal(40))]
+    assert not stats.shown_unskewed(+1.0, right, 1.0)  # maximize: the tail is on the side of improvement
+    assert stats.shown_unskewed(-1.0, right, 1.0)  # minimize (latency): it makes the comparison conservative
+    assert stats.shown_unskewed(+1.0, normal, 1.0) and stats.shown_unskewed(-1.0, normal, 1.0)
+    assert not stats.shown_unskewed(+1.0, [normal[0][:5]], 1.0)  # 5 replicates show nothing
+    assert stats.shown_unskewed(+1.0, right, math.inf)
+
+
+def test_normal_replicates_pass_the_skew_check_most_of_the_time() -> None:
+    # The check's cost on normal noise: an incumbent with 20 replicates fails it (and the judge falls back
+    # to the paired test) when G1 > 1 − SE = 1 − 0.512, about 17%; not shown above 20%.
+    rng = np.random.default_rng(7)
+    fails = sum(not stats.shown_unskewed(+1.0, [tuple(rng.standard_normal(20))], 1.0) for _ in range(4000))
+    print(f"\nnormal, 20 replicates: the skew check fails {fails}/4000")
+    assert not_above(fails, 4000, 0.20) and fails > 0
+
+
+def test_judge_compares_with_the_incumbent_mean_only_when_runs_are_shown_unskewed() -> None:
+    rng = np.random.default_rng(8)
+    gain = MetricSpec(name="gain", direction="maximize")
+    pairs = tuple((float(c), float(i)) for c, i in rng.standard_normal((3, 2)))
+    for history, paired in (((tuple(rng.standard_normal(30)),), False),
+                            ((tuple(np.exp(2.0 * rng.standard_normal(30))),), True)):
+        ev = Evidence(metric=gain, design="independent", pairs=pairs, incumbent_only=tuple(rng.standard_normal(12)),
+                      history_replicates=history)
+        r = make_judge(JudgeSettings()).judge(ev, ALPHA)
+        assert r.test.startswith("paired") == paired, r.test
+        unchecked = make_judge(JudgeSettings(skew_max=math.inf)).judge(ev, ALPHA)
+        assert unchecked.test.startswith("mean vs incumbent mean"), unchecked.test
+
