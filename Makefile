@@ -16,11 +16,13 @@ setup: $(VENV)/.installed
 
 # A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only. Each run
 # trains a fixed number of tokens on one thread (load changes the wall time, not the result); two run at
-# once, one per core of a 2-core machine (DEMO_WORKERS=1 for one at a time).
+# once, one per core of a 2-core machine (DEMO_WORKERS=1 for one at a time). DEMO_TIME is a ceiling: on a
+# machine busy enough to reach it, no run starts after it and the campaign ends with what it has decided.
 DEMO_WORKERS ?= 2
+DEMO_TIME ?= 8m
 demo: $(VENV)/.installed
 	test -f $(DEMO_DIR)/ledgerlab.toml || $(VENV)/bin/ledgerlab init ml_training --dir $(DEMO_DIR)
-	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8 --workers $(DEMO_WORKERS)
+	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8 --workers $(DEMO_WORKERS) --time-limit $(DEMO_TIME)
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
 
 # The same loop on the simulated marketing A/B market (about a minute).
