@@ -36,10 +36,11 @@ def _named_as_typed() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        key, sep, rest = str(exc).removeprefix("the command line: ").partition(": ")
+        text = str(exc).replace("the command line: cannot read the duration", "budgets.time_limit: cannot read the duration")
+        key, sep, rest = text.removeprefix("the command line: ").partition(": ")
         flag = FLAGS.get(key) or (f"--option {key[len('domain_options.'):]}"
                                   if key.startswith("domain_options.") else None)
-        if not sep or flag is None or not str(exc).startswith("the command line: "):
+        if not sep or flag is None or not text.startswith(("the command line: ", "budgets.time_limit: ")):
             raise
         raise ConfigError(f"{flag}: {rest}") from None
 
@@ -72,6 +73,14 @@ def _no_events(ledger: Any) -> bool:
             return not con.execute("SELECT count(*) FROM events").fetchone()[0]
     except duckdb.Error:
         return False  # not readable as an empty ledger: leave it for a person to look at
+
+
+def _check_values(overrides: dict[str, Any]) -> None:
+    """A bad option value fails at once, before the campaign machinery (scipy: seconds on a busy machine)
+    loads. The config's validators are per field, so a value refused here is refused on any base config."""
+    from ledgerlab.core.config import CampaignConfig
+
+    CampaignConfig().merged(overrides)
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -131,6 +140,7 @@ def run(
         from ledgerlab.cli.session import run_session
 
         with _tidy_new_folder(directory), _named_as_typed():
+            _check_values(overrides)
             code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet)
     raise typer.Exit(code)
 
@@ -153,5 +163,6 @@ def resume(
         from ledgerlab.cli.session import run_session
 
         with _tidy_new_folder(directory), _named_as_typed():
+            _check_values(overrides)
             code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)
     raise typer.Exit(code)

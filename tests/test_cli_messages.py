@@ -41,6 +41,9 @@ def test_option_errors_name_the_option_typed(tmp_path: Path) -> None:
     one_line_error(result, "--workers", "greater than or equal to 1")
     assert "executor.workers" not in result.output
     one_line_error(invoke("run", "marketing", "--judge", "oracle", "--dir", str(tmp_path)), "--judge", "'stats'")
+    one_line_error(invoke("run", "marketing", "--time-limit", "soon", "--dir", str(tmp_path)),
+                   "--time-limit: cannot read the duration 'soon'")
+    one_line_error(invoke("resume", "--max-runs", "-1", "--dir", str(tmp_path)), "--max-runs")
 
 
 def test_no_domain_names_the_toml_key_init_writes(tmp_path: Path) -> None:
