@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledgerlab.cli.common import DirOption, print_fitted, user_errors
+from ledgerlab.cli.common import Col, DirOption, fit_table, make_console, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
@@ -28,33 +28,35 @@ from ledgerlab.core.project import Project
 @app.command()
 def domains() -> None:
     """List the installed domains (entry-point group ledgerlab.domains) with their metric."""
-    from rich.table import Table
-
     from ledgerlab.core.registry import close_domain, domain_entry_points, load_domain
 
     found = domain_entry_points()
     if not found:
         typer.echo("no domains installed: install a package that registers one under ledgerlab.domains")
         return
-    table = Table()
-    for column in ("domain", "metric", "direction", "delta", "description"):
-        table.add_column(column, overflow="fold")
+    rows: list[list[str]] = []
     for name in sorted(found):
         try:
             domain = load_domain(name)
         except LedgerlabError as exc:  # a broken plug-in is listed, not fatal
-            table.add_row(name, "", "", "", f"cannot load: {exc}")
+            rows.append([name, "", "", "", f"cannot load: {exc}"])
             continue
         except Exception as exc:  # noqa: BLE001 - third-party code: report, do not crash the listing
-            table.add_row(name, "", "", "", f"cannot load: {type(exc).__name__}: {exc}")
+            rows.append([name, "", "", "", f"cannot load: {type(exc).__name__}: {exc}"])
             continue
         try:
             m = domain.metric
             unit = f" {m.unit}" if m.unit else ""
-            table.add_row(name, m.name, m.direction, f"{m.delta:g}{unit}", first_line(domain.description))
+            rows.append([name, m.name, m.direction, f"{m.delta:g}{unit}", first_line(domain.description)])
         finally:
             close_domain(domain)
-    print_fitted(table)
+    console = make_console()
+    cols = [Col("domain", "id", 5), Col("metric", "id", 4), Col("direction", "text", 2), Col("delta", "text", 1),
+            Col("description", "text", 3, shortest=24)]
+    fitted = fit_table(cols, rows, console.width)
+    print_fitted(fitted.table, console)
+    if fitted.dropped:
+        console.print(fitted.note(), style="dim", markup=False)
 
 
 def first_line(text: str) -> str:
@@ -94,7 +96,8 @@ def init(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8", newline="")
     typer.echo(f"wrote {', '.join(sorted(files))} to {project.root}")
-    typer.echo("next: edit ledgerlab.toml if you like, then `ledgerlab run`")
+    where = f" --dir {dir}" if dir else ""
+    typer.echo(f"next: edit ledgerlab.toml if you like, then `ledgerlab run{where}`")
 
 
 def domain_options(domain: Any, factory: Any) -> dict[str, Any]:
@@ -165,6 +168,11 @@ HELP: dict[str, tuple[str, Any]] = {
                               "so it gathers up to this many replicates, each shared by several hypotheses", None),
     "judge.guardrails": ("reject a change the test accepts when one of the domain's guardrail metrics "
                          "(marketing: revenue per visitor) is significantly worse; greedy does not check unless this is set", None),
+    "judge.holdback_precision": ("A/B designs: the improvement `status` reports comes from holdback windows (the "
+                                 "incumbent vs the baseline, same window), enough for a 95% interval of the "
+                                 "relative lift of about ± this; their visitors are reserved from max_units", None),
+    "judge.holdback_max_runs": ("A/B designs: at most this many holdback windows per incumbent (0: no holdback; "
+                                "the improvement is then the sum of the confirmed effects)", None),
     "proposer.kind": ("who writes hypotheses: knob (offline, no API key), random (random knob changes), llm, or "
                       "a plug-in from the ledgerlab.proposers entry-point group", None),
     "proposer.model": ("llm: the model, as litellm names it", "gpt-4o-mini"),

@@ -134,3 +134,8 @@ def test_a_knob_string_that_cannot_keep_its_quotes_is_still_valid() -> None:
     toml = Knob(name="msg", file="c.toml", kind="choice", choices=())
     assert read_knob(write_knob({"c.toml": "msg = 'a'\n"}, toml, "it's"), toml) == "it's"
     assert read_knob({"c.toml": "msg = 'snake_case'\n"}, toml) == "snake_case"  # a literal string, verbatim
+
+
+def test_init_says_the_next_command_for_its_folder(tmp_path: Path) -> None:
+    out = invoke("init", "marketing", "--dir", str(tmp_path / "p")).output
+    assert f"`ledgerlab run --dir {tmp_path / 'p'}`" in out

@@ -150,3 +150,9 @@ def test_fit_table_drops_the_least_kept_columns_first_and_never_cuts_a_number() 
 def test_clip_cuts_at_a_word_with_an_ellipsis() -> None:
     assert clip("discount_pct: 0 → 13 (effect +0.00115) + free_shipping", 30) == "discount_pct: 0 → 13 (effect…"
     assert clip("short", 30) == "short" and clip("x" * 40, 10) == "x" * 9 + "…"
+
+
+def test_domains_fit_80_columns() -> None:
+    wide, narrow = cli(None, "domains"), cli(80, "domains")
+    assert max(map(len, narrow.splitlines())) <= 80 and "ml_training" in narrow and "val_bpb" in narrow
+    assert_nothing_split(narrow, wide)
