@@ -90,8 +90,9 @@ class QueryServer:
         self.running = threading.BoundedSemaphore(MAX_RUNNING)
         self.snapshotting = threading.Lock()
         self._cursors: set[duckdb.DuckDBPyConnection] = set()
-        self._clients = 0
+        self._clients: set[socket.socket] = set()
         self._guard = threading.Lock()
+        self._closing = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -110,7 +111,10 @@ class QueryServer:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop listening, interrupt the queries still running, wait for them (briefly), let the file go."""
+        """Stop listening, hang up on every client, interrupt the queries still running, let the file go.
+
+        A client that loses its connection runs its query again on the file (storage/remote.py).
+        """
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -119,6 +123,14 @@ class QueryServer:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        with self._guard:
+            self._closing = True
+            clients = list(self._clients)
+        for sock in clients:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         deadline = time.monotonic() + 5.0
         while self._interrupt_all() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -151,16 +163,16 @@ class QueryServer:
 
     # --- clients
 
-    def admit(self) -> bool:
+    def admit(self, sock: socket.socket) -> bool:
         with self._guard:
-            if self._clients >= MAX_CLIENTS:
+            if self._closing or len(self._clients) >= MAX_CLIENTS:
                 return False
-            self._clients += 1
+            self._clients.add(sock)
             return True
 
-    def leave(self) -> None:
+    def leave(self, sock: socket.socket) -> None:
         with self._guard:
-            self._clients -= 1
+            self._clients.discard(sock)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -180,8 +192,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         owner = self.server.owner
-        if not owner.admit():
-            _send(self.wfile, _error(QueryError(f"the campaign is answering {MAX_CLIENTS} readers already; retry")))
+        if not owner.admit(self.connection):
+            if not owner._closing:  # closing: hang up, so the client reads the file instead
+                _send(self.wfile, _error(QueryError(f"the campaign is answering {MAX_CLIENTS} readers already; retry")))
             return
         try:
             while True:
@@ -195,7 +208,7 @@ class _Handler(socketserver.StreamRequestHandler):
         except (OSError, ValueError):
             return  # the client went away or timed out: nothing to clean beyond the query's own finally
         finally:
-            owner.leave()
+            owner.leave(self.connection)
 
     def _answer(self, owner: QueryServer, line: bytes) -> None:
         try:
@@ -241,9 +254,9 @@ class _Query:
             return
         try:
             cursor = self.owner.open_cursor()
-        except Exception as exc:  # noqa: BLE001 - the writer is closing: say so to the reader, never raise here
+        except LedgerlabError:  # the campaign is closing its ledger: hang up, the client reads the file
             self.owner.running.release()
-            _send(self.out, _error(QueryError(f"the campaign is stopping: {exc}")))
+            self.sock.shutdown(socket.SHUT_RDWR)
             return
         watchdog = _Watchdog(cursor, self.sock, self.deadline)
         try:
