@@ -126,8 +126,12 @@ class RunProgress:
             self._runs[run_id] = _Flight(label=label, log=log, started=self.clock())
 
     def ended(self, run_id: str) -> None:
+        now = self.clock()
         with self._lock:
             self._runs.pop(run_id, None)
+            left = list(self._runs.values())
+        if self.live_mode:  # the finished run's line goes at once, not at the next poll
+            self._show_live([describe(run, now) for run in left])
 
     def printed(self) -> None:
         """A line reached the console: the heartbeat's silence starts again."""
