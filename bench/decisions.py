@@ -26,6 +26,8 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py --judges greedy ledgerlab --sweep 1e6 2e6 3e6 4e6 6e6   # lift by budget (~10 min)
     python bench/decisions.py --judges greedy ledgerlab --candidates-per-run 1   # one candidate per run (A/B)
     python bench/decisions.py --judges greedy ledgerlab --no-factorial   # A/B/n: 3 pages vs a shared control
+    python bench/decisions.py --judges ledgerlab --campaigns 200 --no-aa --budget 1e9 --max-hypotheses 300 \
+        --lengths 50 150 300   # false discoveries by campaign length
 
 Runs: the marketing domain's design (factorial windows of up to 3 candidates: each visitor gets each
 candidate's change at random; `--candidates-per-run 1` for A/B runs). Traffic: every run has its own visitors (the domain mixes the replicate seed with both
@@ -44,6 +46,7 @@ from typing import Any
 
 from ledgerlab.bench import _campaigns as cb
 from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.report import status_report
 from ledgerlab.domains.marketing.market import Market
 from ledgerlab.domains.marketing.variant import template_variant, variant_from_files
 
@@ -97,6 +100,7 @@ def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.N
         accepts.append({
             "hypothesis": h.number, "changes": h.changes, "rationale": h.rationale,
             "true_lift_rel": after / before - 1.0, "true_lift_abs": after - before,
+            "lift_rel_after": after / base["conversion_rate"] - 1.0,
             "estimated_effect": h.verdict.effect if h.verdict else None,
             "p_value": h.verdict.p_value if h.verdict else None,
         })
@@ -110,6 +114,7 @@ def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.N
         "final_variant": variant_from_files(cb.files_of(state, state.incumbent_id)).to_dict(),
         "accepts": accepts,
     }
+    row["reported"] = reported_improvement(state)
     for name, tol in TOLERANCES.items():
         row[f"fd_{name}"] = sum(a["true_lift_rel"] <= tol for a in accepts)
     if optimum is not None:
@@ -118,6 +123,49 @@ def one_campaign(judge: dict[str, Any], index: int, null: bool, args: argparse.N
         row["gap_pp"] = (opt - final["conversion_rate"]) / base["conversion_rate"]
         row["captured"] = (final["conversion_rate"] - base["conversion_rate"]) / (opt - base["conversion_rate"])
     return row
+
+
+def reported_improvement(state: Any) -> dict[str, Any]:
+    """What `ledgerlab status` reports as the improvement (core/report.py), to score against the truth."""
+    gain = status_report(state, now=state.last_at)["improvement"]
+    return {k: gain.get(k) for k in ("status", "effect", "ci_low", "ci_high", "method", "relative",
+                                     "relative_ci_low", "relative_ci_high")}
+
+
+def improvement_quality(rs: list[dict]) -> dict[str, Any]:
+    """How the reported improvement met the truth: coverage, width, and how often it shows a real lift."""
+    changed = [r for r in rs if r["reported"]["status"] != "baseline_is_incumbent"]
+    rel = [r for r in changed if r["reported"].get("relative_ci_low") is not None]
+    cover = sum(r["reported"]["relative_ci_low"] <= r["lift_rel"] <= r["reported"]["relative_ci_high"] for r in rel)
+    big = [r for r in rel if r["lift_rel"] >= 0.10]
+    shown = sum(r["reported"]["relative_ci_low"] > 0 for r in big)
+    return {
+        "campaigns_changed": len(changed), "relative_measured": len(rel),
+        "not_measured": sum(r["reported"]["status"] == "not_measured" for r in changed),
+        "coverage": cb.wilson(cover, len(rel)),
+        "half_width": cb.mean_ci([(r["reported"]["relative_ci_high"] - r["reported"]["relative_ci_low"]) / 2
+                                  for r in rel]) if len(rel) > 1 else None,
+        "bias": cb.mean_ci([r["reported"]["relative"] - r["lift_rel"] for r in rel]) if len(rel) > 1 else None,
+        "true_lift_ge_10pct": len(big), "excludes_0_when_ge_10pct": cb.wilson(shown, len(big)),
+    }
+
+
+def print_improvement(summary: dict[str, dict]) -> None:
+    pct = dict(scale=100, digits=1)
+    rows = []
+    for name, s in summary.items():
+        q = s.get("improvement")
+        if not q or not q["relative_measured"]:
+            continue
+        rows.append([name, f"{q['relative_measured']}/{q['campaigns_changed']}",
+                     cb.fmt_ci(q["coverage"], suffix="%", **pct),
+                     cb.fmt_ci(q["half_width"], suffix="%", **pct) if q["half_width"] else "-",
+                     cb.fmt_ci(q["bias"], suffix="%", **pct) if q["bias"] else "-",
+                     f"{q['true_lift_ge_10pct']}: " + cb.fmt_ci(q["excludes_0_when_ge_10pct"], suffix="%", **pct)])
+    if rows:
+        print("\nThe improvement `status` reports (relative lift over the baseline, 95% interval) against the truth")
+        print(cb.table(rows, ["judge", "measured", "covers the truth", "half-width", "bias",
+                              "true lift >= 10%: interval > 0"]))
 
 
 def run_judges(args: argparse.Namespace, null: bool, campaigns: int) -> tuple[dict[str, list[dict]], dict]:
@@ -160,6 +208,7 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
                               "share_campaign_bootstrap": cb.cluster_bootstrap_ratio(
                                   [(r[f"fd_{tol}"], r["accepted"]) for r in rs])}
         s["any_accept_share"] = cb.wilson(sum(r["accepted"] > 0 for r in rs), len(rs))
+        s["improvement"] = improvement_quality(rs)
         if "gap_pp" in rs[0]:
             s["gap_pp"] = cb.mean_ci([r["gap_pp"] for r in rs])
             s["captured"] = cb.mean_ci([r["captured"] for r in rs])
@@ -207,6 +256,37 @@ def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: arg
                          cb.fmt_ci(s["any_accept_share"], suffix="%", **pct),
                          cb.fmt_ci(s["tested_per_campaign"], digits=1)] for name, s in aa.items()],
                        ["judge", "accepted changes/campaign", "campaigns with any accept", "tested/campaign"]))
+
+
+def by_length(rows: dict[str, list[dict]], lengths: list[int]) -> dict[str, dict[str, Any]]:
+    """Per judge and campaign length L: what the campaigns had decided by their L-th hypothesis.
+
+    A campaign's first L hypotheses are the campaign it would have been at `max_hypotheses = L` (the loop
+    proposes in the same order; only the few in flight at the cut would have been decided too), so one long
+    campaign per market measures every length.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in rows.items():
+        out[name] = {}
+        for length in lengths:
+            kept = [[a for a in r["accepts"] if a["hypothesis"] <= length] for r in rs]
+            accepts = sum(len(k) for k in kept)
+            fd = sum(a["true_lift_rel"] <= FD_TOLERANCE for k in kept for a in k)
+            lifts = [k[-1]["lift_rel_after"] if k else 0.0 for k in kept]
+            out[name][str(length)] = {"accepts": accepts, "fd": fd, "fd_share_wilson": cb.wilson(fd, accepts),
+                                      "accepts_per_campaign": cb.mean_ci([len(k) for k in kept]),
+                                      "lift_rel": cb.mean_ci(lifts)}
+    return out
+
+
+def print_by_length(got: dict[str, dict[str, Any]]) -> None:
+    pct = dict(scale=100, digits=1)
+    rows = [[name, length, cb.fmt_ci(s["accepts_per_campaign"], digits=1),
+             f"{s['fd']}/{s['accepts']} = " + cb.fmt_ci(s["fd_share_wilson"], suffix="%", **pct),
+             cb.fmt_ci(s["lift_rel"], suffix="%", **pct)]
+            for name, by in got.items() for length, s in by.items()]
+    print("\nBy campaign length (decisions among each campaign's first L hypotheses)")
+    print(cb.table(rows, ["judge", "L", "accepts/camp.", "false disc. (share of accepts)", "true lift"]))
 
 
 def verdicts(summary: dict[str, dict]) -> dict[str, Any]:
@@ -314,6 +394,9 @@ def main() -> None:
     ap.add_argument("--sweep", type=float, nargs="+", metavar="VISITORS",
                     help="run the judges at each of these budgets instead (no A/A) and print lift by budget; "
                          "writes bench/results/decisions_sweep.json unless --out")
+    ap.add_argument("--lengths", type=int, nargs="+", metavar="L",
+                    help="also score each campaign's first L hypotheses (e.g. 50 150 300 with --max-hypotheses 300 "
+                         "--budget 1e9: false discoveries by campaign length)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.out is None:
@@ -340,7 +423,11 @@ def main() -> None:
         aa_rows, _ = run_judges(args, null=True, campaigns=aa_campaigns)
         aa_summary = summarize(aa_rows)
     elapsed = time.perf_counter() - started
+    lengths = by_length(rows, args.lengths) if args.lengths else None
     print_tables(summary, aa_summary, args)
+    print_improvement(summary)
+    if lengths:
+        print_by_length(lengths)
     checked = verdicts(summary)
     print_verdicts(checked)
     print(f"\n{elapsed:.0f} s in all")
@@ -348,7 +435,7 @@ def main() -> None:
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                      "aa_campaigns": aa_campaigns, "fd_tolerance_rel": FD_TOLERANCE, "judges": {
                          name: JUDGES[name] for name in args.judges}},
-        "targets": checked, "summary": summary, "aa_summary": aa_summary,
+        "targets": checked, "summary": summary, "aa_summary": aa_summary, "by_length": lengths,
         "optima": {str(i): o for i, o in optima.items()},
         "campaigns": rows, "aa_campaigns": aa_rows, "seconds": elapsed, "code": code,
     })

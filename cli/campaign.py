@@ -225,7 +225,11 @@ def _improvement_line(gain: dict[str, Any]) -> str:
         return "not measured yet (needs baseline runs and incumbent runs after selection)"
     ci = interval(gain["ci_low"], gain["ci_high"])
     level = f", {gain['ci_level']:.0%}" if gain["ci_level"] else ", too few runs for an interval"
-    return f"{fmt(gain['effect'])} {ci}  (> 0 is better; {gain['method']}{level})"
+    line = f"{fmt(gain['effect'])} {ci}  (> 0 is better; {gain['method']}{level})"
+    if gain.get("relative") is not None:  # the holdback measured it as a share of the baseline too
+        rel = f"[{gain['relative_ci_low']:+.1%}, {gain['relative_ci_high']:+.1%}]"
+        line = f"{gain['relative']:+.1%} {rel} of the baseline; " + line
+    return line
 
 
 def origin_of(state: CampaignState, cid: str) -> str:

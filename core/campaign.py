@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ledgerlab.core import budgets as budget_rules
-from ledgerlab.core import outcomes, planner, proposals, verdicts
+from ledgerlab.core import holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
-from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.config import Budgets, CampaignConfig
 from ledgerlab.core.errors import CampaignError, LedgerLockedError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
@@ -100,8 +100,9 @@ class Campaign:
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
         started = self.state.started
-        # A resumed campaign keeps the judge it started with; one started before guardrails existed, none.
-        self.settings = JudgeSettings(**{"guardrails": False, **started.judge}) if started \
+        # A resumed campaign keeps the judge it started with; one started before guardrails or the holdback
+        # existed keeps running without them.
+        self.settings = JudgeSettings(**{"guardrails": False, "holdback_max_runs": 0, **started.judge}) if started \
             else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
         if started is not None:
@@ -118,6 +119,7 @@ class Campaign:
         self.signer = signer or CheckpointSigner()  # the key in ~/.config/ledgerlab, made on first use
         self._head: tuple[int, str] | None = None  # (seq, hash) of this process's last append
         self._unsigned = 0  # events appended since the last checkpoint
+        self._reserve: tuple[int, float] = (-1, 0.0)  # (state version, holdback reserve in units)
 
     # ---------------------------------------------------------------------------------------- events
 
@@ -263,9 +265,8 @@ class Campaign:
             if self._stop is not None:
                 return
             now = ev.utc_now()
-            run_limit = budget_rules.run_limit(self.config.budgets, self.state, now)
-            if run_limit is None:
-                self._start_runs(now)
+            run_limit = budget_rules.run_limit(self._budgets(), self.state, now)
+            self._start_runs(now)
             if self._stop is not None:
                 return
             self._start_proposals(now)
@@ -273,6 +274,21 @@ class Campaign:
                 self._finish(run_limit or self._idle_reason(now))
                 return
             self._wait()
+
+    def _budgets(self, spec: planner.RunSpec | None = None) -> Budgets:
+        """The budgets hypothesis work runs under: `max_units` less the holdback's reserve.
+
+        Holdback windows (`spec`) may use the reserve, and only they: so the final measurement is never cut
+        short by the visitor budget its reserve was kept for.
+        """
+        budgets = self.config.budgets
+        if not budgets.max_units or not holdback.enabled(self.state, self.settings):
+            return budgets
+        if spec is not None and spec.role == holdback.ROLE:
+            return budgets.model_copy(update={"max_units": None})
+        if self._reserve[0] != self.state.version:  # it changes only with the ledger: once per new event
+            self._reserve = (self.state.version, holdback.reserve_units(self.state, self.settings))
+        return budgets.model_copy(update={"max_units": max(budgets.max_units - self._reserve[1], 0.0)})
 
     def _finish(self, reason: str) -> None:
         now = ev.utc_now()
@@ -285,13 +301,12 @@ class Campaign:
         self._checkpoint()
 
     def _idle_reason(self, now: Any) -> str:
-        return budget_rules.proposal_limit(self.config.budgets, self.state, now) or "proposer_exhausted"
+        return budget_rules.proposal_limit(self._budgets(), self.state, now) or "proposer_exhausted"
 
     def _startable(self) -> bool:
         """Whether some run could start now (budgets permitting)."""
-        if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
-            return False
-        return bool(self._needed())
+        now = ev.utc_now()
+        return any(budget_rules.run_limit(self._budgets(spec), self.state, now) is None for spec in self._needed())
 
     def _wait(self) -> None:
         if self._inflight:
@@ -306,9 +321,28 @@ class Campaign:
         index = planner.RunIndex.of(self.state)
         specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
                                     self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
-                                    self.settings.seed_window)
+                                    self.settings.seed_window, self._holdback_wanted())
         self._stop = self._stop or planner.failing_incumbent(index, specs)
         return specs
+
+    def _holdback_wanted(self) -> int:
+        """Holdback windows the incumbent should have now: one while the campaign runs, all it needs at the end."""
+        if not holdback.enabled(self.state, self.settings):
+            return 0
+        return holdback.runs_needed(self.state, self.settings) if self._closing() else 1
+
+    def _closing(self) -> bool:
+        """Whether only the holdback is left: no proposal may start and no other run is running or may start."""
+        now = ev.utc_now()
+        if self.agents.in_flight or self._may_propose(now):
+            return False
+        if any(self.state.runs[run_id].role != holdback.ROLE for run_id in self._inflight):
+            return False
+        index = planner.RunIndex.of(self.state)
+        others = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
+                                     self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
+                                     self.settings.seed_window)
+        return not others or budget_rules.run_limit(self._budgets(), self.state, now) is not None
 
     def _needs_for(self, index: planner.RunIndex) -> dict[str, int]:
         """Candidate replicates each open hypothesis needs before its next look."""
@@ -332,8 +366,8 @@ class Campaign:
         for batch in planner.windows(self._needed(), self._per_run(), wait_for_more=more):
             if self._stop is not None or len(self._inflight) >= self.executor.slots:
                 return
-            if budget_rules.run_limit(self.config.budgets, self.state, ev.utc_now()) is not None:
-                return
+            if budget_rules.run_limit(self._budgets(batch[0]), self.state, ev.utc_now()) is not None:
+                continue
             batch = batch[:budget_rules.runs_left(self.config.budgets, self.state) or len(batch)]
             # A retried incumbent run counts its attempts, so a domain can vary what a retry may vary.
             spec = batch[0]
@@ -367,6 +401,8 @@ class Campaign:
             return None
         if run.role == "candidate":
             return self.state.candidate_parent[run.candidate_id][0]
+        if run.role == holdback.ROLE:
+            return self.state.started.baseline_candidate_id
         return self.state.incumbent_parent.get(run.candidate_id, run.candidate_id)
 
     def _record_result(self, run_id: str, result: RunResult) -> None:
@@ -432,7 +468,7 @@ class Campaign:
             return False
         if len(self.state.open_hypotheses()) + self.agents.in_flight >= self._max_open():
             return False
-        return not budget_rules.proposal_limit(self.config.budgets, self.state, now, self.agents.in_flight)
+        return not budget_rules.proposal_limit(self._budgets(), self.state, now, self.agents.in_flight)
 
     def _start_proposals(self, now: Any) -> None:
         for agent in self.agents.idle(self.state.incumbent_id):

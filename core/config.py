@@ -86,6 +86,8 @@ class JudgeConfig(_Section):
     calibration_runs: int | None = Field(default=None, ge=1)  # unset: 5 independent, 3 concurrent
     incumbent_seeds: int = Field(default=16, ge=1)
     guardrails: bool = True
+    holdback_precision: float = Field(default=0.05, gt=0)
+    holdback_max_runs: int = Field(default=12, ge=0)
 
 
 class CampaignConfig(_Section):

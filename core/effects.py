@@ -18,12 +18,19 @@ if TYPE_CHECKING:  # annotations only: `ledgerlab --help` imports this module an
 
 @dataclass(frozen=True)
 class Effect:
-    """An improvement (> 0 is better) with its 95% interval (None ends with too few runs) and how it was got."""
+    """An improvement (> 0 is better) with its 95% interval (None ends with too few runs) and how it was got.
+
+    `relative` (a share of the baseline's value, with its interval) is set where it was measured directly: the
+    holdback (core/holdback.py).
+    """
 
     effect: float
     low: float | None
     high: float | None
     method: str
+    relative: float | None = None
+    relative_low: float | None = None
+    relative_high: float | None = None
 
 
 def fresh_runs(state: CampaignState, cid: str) -> list[RunRecord]:
@@ -91,16 +98,21 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord],
                 base_runs: list[RunRecord]) -> Effect | None:
     """The incumbent's improvement over the baseline, on runs that did not select it.
 
-    A/B designs (same-window runs): the sum of the confirmed effects along the incumbent's lineage, each
-    from its own fresh A/B runs, so independent, with their variances added. Runs in different traffic
-    windows differ by more than their visitors show (time of day, day of week), so comparing the
-    incumbent's windows with the baseline's would be both noisier and less fair. Otherwise, and while a
-    link is unconfirmed: the incumbent's runs after selection vs the baseline's (`compare`).
+    A/B designs (same-window runs): the holdback, the incumbent against the baseline in the same windows
+    (core/holdback.py), or, while its interval is still the wider one (right after an accept), the sum of
+    the confirmed effects along the incumbent's lineage, each from its own fresh A/B runs, so independent,
+    with their variances added. Both are unbiased; which one is shown depends only on their widths. Runs in
+    different traffic windows differ by more than their visitors show (time of day, day of week), so
+    comparing the incumbent's windows with the baseline's would be both noisier and less fair. Otherwise,
+    and while a link is unconfirmed: the incumbent's runs after selection vs the baseline's (`compare`).
     """
     assert state.started is not None
-    chained = lineage_sum(state) if state.started.design == "concurrent" else None
-    if chained is not None:
-        return chained
+    if state.started.design == "concurrent":
+        chained, held = lineage_sum(state), _holdback(state)
+        if held is not None and (chained is None or _width(held) <= _width(chained)):
+            return held
+        if chained is not None:
+            return chained
     got = compare(state, inc_fresh, base_runs)
     return got and Effect(got.effect, got.low, got.high,
                           f"the incumbent's runs after selection vs the baseline's; {got.method}")
@@ -131,6 +143,20 @@ def lineage_sum(state: CampaignState) -> Effect | None:
     method = (f"sum of the {len(links)} accepted changes' effects, each confirmed on its own fresh "
               f"same-window A/B runs" if len(links) > 1 else links[0].method)
     return Effect(total, total - z * se, total + z * se, method)
+
+
+def _holdback(state: CampaignState) -> Effect | None:
+    from ledgerlab.core import holdback
+
+    lift = holdback.current(state)
+    if lift is None or lift.low is None or lift.high is None:
+        return None
+    return Effect(lift.effect, lift.low, lift.high, lift.method, lift.relative, lift.relative_low,
+                  lift.relative_high)
+
+
+def _width(e: Effect) -> float:
+    return float("inf") if e.low is None or e.high is None else e.high - e.low
 
 
 def pooled_windows(state: CampaignState, runs: list[RunRecord]) -> Effect | None:

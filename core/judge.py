@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ledgerlab.core import stats
 from ledgerlab.core.protocols import MetricSpec
@@ -78,6 +78,12 @@ class JudgeSettings(BaseModel):
     # to this many replicates and each is shared by several hypotheses (loop uses it; see core/planner.py).
     incumbent_seeds: int = 16
     guardrails: bool = True  # reject an accept that a domain guardrail shows harmful (loop uses it)
+    # Concurrent designs: the improvement `status` reports is measured head to head, the incumbent against the
+    # baseline in the same windows (a holdback), on runs no selection used (loop uses it; core/holdback.py).
+    # Enough windows to bring the 95% interval of the relative lift to ± this, at most `holdback_max_runs`
+    # per incumbent, reserved from `max_units` so a visitor budget never leaves it unmeasured. 0 runs: off.
+    holdback_precision: float = Field(default=0.05, gt=0)
+    holdback_max_runs: int = Field(default=12, ge=0)
     # Stats judge, run-level evidence: no accept at a look with fewer candidate replicates than this (capped
     # at the last look); those looks only drop (futility) or continue, and α is spent over the later looks
     # (pooled A/B counts and per-unit sums are exempt: their test rests on the units, not on runs). A p-value from one

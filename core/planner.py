@@ -19,6 +19,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ledgerlab.core import holdback
 from ledgerlab.core.judge import Evidence
 from ledgerlab.core.protocols import MetricSpec
 from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
@@ -31,7 +32,7 @@ class RunSpec:
     """A run the campaign needs: which candidate, in which role, on which seed (and against which control)."""
 
     candidate_id: str
-    role: str  # candidate | incumbent
+    role: str  # candidate | incumbent | holdback
     seed: int
     hypothesis_id: str | None = None
     control_id: str | None = None  # concurrent designs: the arm it shares its window with
@@ -108,8 +109,11 @@ def rotation_offsets(state: CampaignState) -> dict[str, int]:
 
 
 def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[str, int],
-                calibration_runs: int, confirm_runs: int, window: int = 1) -> list[RunSpec]:
-    """Runs not yet started that the campaign needs now, most urgent first (`window`: see the module doc)."""
+                calibration_runs: int, confirm_runs: int, window: int = 1, holdback: int = 0) -> list[RunSpec]:
+    """Runs not yet started that the campaign needs now, most urgent first (`window`: see the module doc).
+
+    `holdback`: how many holdback windows the incumbent should have by now (core/holdback.py).
+    """
     specs: list[RunSpec] = []
     incumbent = state.incumbent_id
     previous = state.incumbent_parent.get(incumbent)
@@ -120,11 +124,30 @@ def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[
         specs += _incumbent_spec(index, incumbent, seed, hypothesis, control if design == "concurrent" else None)
         if previous is not None and design == "independent":
             specs += _incumbent_spec(index, previous, seed, hypothesis, None)
+    specs += holdback_specs(state, holdback)
     offsets = rotation_offsets(state) if design == "independent" and window > 1 else {}
     for record in state.open_hypotheses():
         if record.status == "testing" and record.parent_candidate_id == incumbent:
             specs += _hypothesis_specs(state, design, index, record, needs.get(record.hypothesis_id, 1),
                                        offsets.get(record.hypothesis_id, 0), window)
+    return specs
+
+
+def holdback_specs(state: CampaignState, count: int) -> list[RunSpec]:
+    """The incumbent's first `count` holdback windows not yet run (a seed that failed 3 times is given up)."""
+    assert state.started is not None
+    incumbent, baseline = state.incumbent_id, state.started.baseline_candidate_id
+    if count <= 0 or incumbent == baseline:
+        return []
+    tried: dict[int, list[RunRecord]] = defaultdict(list)
+    for run in holdback.runs_of(state, incumbent, finished_only=False):
+        tried[run.seed].append(run)
+    specs = []
+    for seed in holdback.seeds(state, incumbent, count):
+        runs = tried.get(seed, [])
+        if any(r.status in ("finished", "running") for r in runs) or len(runs) >= MAX_INCUMBENT_ATTEMPTS:
+            continue
+        specs.append(RunSpec(incumbent, holdback.ROLE, seed, None, baseline))
     return specs
 
 

@@ -114,8 +114,11 @@ def _effect(got: Effect | None) -> dict[str, Any]:
     if got is None:
         return {"effect": None, "ci_low": None, "ci_high": None, "ci_level": None, "method": None}
     has_ci = got.low is not None and got.high is not None
-    return {"effect": got.effect, "ci_low": got.low, "ci_high": got.high, "ci_level": CI_LEVEL if has_ci else None,
-            "method": got.method}
+    out = {"effect": got.effect, "ci_low": got.low, "ci_high": got.high, "ci_level": CI_LEVEL if has_ci else None,
+           "method": got.method}
+    if got.relative is not None:  # measured as a share of the baseline (the holdback)
+        out.update(relative=got.relative, relative_ci_low=got.relative_low, relative_ci_high=got.relative_high)
+    return out
 
 
 def _accepted(state: CampaignState, h: HypothesisRecord) -> dict[str, Any]:

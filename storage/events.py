@@ -107,7 +107,7 @@ class RunStarted(Event):
     run_id: str
     candidate_id: str
     hypothesis_id: str | None = None  # None for incumbent/baseline replicates
-    role: Literal["candidate", "incumbent"] = "candidate"
+    role: Literal["candidate", "incumbent", "holdback"] = "candidate"
     seed: int
     worker: str = "local"
     attempt: int = 1

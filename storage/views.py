@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 6  # 6: llm_calls.reasoning
+VIEWS_VERSION = 7  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -285,6 +285,55 @@ WITH starts AS (
                          method := 'paired t on ' || pairs || ' fresh seeds') END AS t,
            CASE WHEN design = 'concurrent' THEN windows ELSE pairs END AS n
     FROM proportions
+), held_runs AS (  -- concurrent designs: the holdback, an incumbent against the baseline in one window
+    SELECT r.campaign_id, r.candidate_id, count(*) AS windows,
+           any_value(s.kind) AS kind, any_value(s.sum_key) AS sum_key,
+           CASE WHEN any_value(s.direction) = 'minimize' THEN -1 ELSE 1 END AS sign,
+           count(r.metrics->>'successes') FILTER (WHERE r.control_metrics->>'trials' IS NOT NULL) AS counted,
+           sum((r.metrics->>'successes')::DOUBLE) AS cs, sum((r.metrics->>'trials')::DOUBLE) AS ct,
+           sum((r.control_metrics->>'successes')::DOUBLE) AS is_, sum((r.control_metrics->>'trials')::DOUBLE) AS it,
+           count(json_extract(r.metrics, '$.' || s.sumsq_key))
+               FILTER (WHERE json_extract(r.control_metrics, '$.' || s.sumsq_key) IS NOT NULL) AS summed,
+           sum(json_extract(r.metrics, '$.' || s.n_key)::DOUBLE) AS nc,
+           sum(json_extract(r.metrics, '$.' || s.sum_key)::DOUBLE) AS sc,
+           sum(json_extract(r.metrics, '$.' || s.sumsq_key)::DOUBLE) AS ssc,
+           sum(json_extract(r.control_metrics, '$.' || s.n_key)::DOUBLE) AS ni,
+           sum(json_extract(r.control_metrics, '$.' || s.sum_key)::DOUBLE) AS si,
+           sum(json_extract(r.control_metrics, '$.' || s.sumsq_key)::DOUBLE) AS ssi,
+           count(*) FILTER (WHERE r.control_value <> 0) AS rated,
+           avg(r.value - r.control_value) FILTER (WHERE r.control_value <> 0) AS wd_mean,
+           stddev_samp(r.value - r.control_value) FILTER (WHERE r.control_value <> 0) AS wd_sd,
+           avg((r.value - r.control_value) / r.control_value) FILTER (WHERE r.control_value <> 0) AS rel_mean,
+           stddev_samp((r.value - r.control_value) / r.control_value) FILTER (WHERE r.control_value <> 0) AS rel_sd
+    FROM runs r JOIN starts s ON s.campaign_id = r.campaign_id
+    WHERE r.role = 'holdback' AND r.status = 'finished' AND r.value IS NOT NULL AND r.control_value IS NOT NULL
+    GROUP BY r.campaign_id, r.candidate_id
+), held_arms AS (  -- (mean, variance of the mean) of each arm, pooled over the windows: as core/holdback.py
+    SELECT *,
+           CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN cs / ct
+                WHEN sum_key IS NOT NULL AND summed = windows AND nc > 0 AND ni > 0 THEN sc / nc END AS m1,
+           CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN is_ / it
+                WHEN sum_key IS NOT NULL AND summed = windows AND nc > 0 AND ni > 0 THEN si / ni END AS m0,
+           CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN (cs / ct) * (1 - cs / ct) / ct
+                WHEN sum_key IS NOT NULL AND summed = windows AND nc > 0 AND ni > 0 THEN
+                    greatest(ssc / nc - (sc / nc) ^ 2, 0) * nc / greatest(nc - 1, 1) / nc END AS v1,
+           CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN (is_ / it) * (1 - is_ / it) / it
+                WHEN sum_key IS NOT NULL AND summed = windows AND nc > 0 AND ni > 0 THEN
+                    greatest(ssi / ni - (si / ni) ^ 2, 0) * ni / greatest(ni - 1, 1) / ni END AS v0
+    FROM held_runs
+), held AS (  -- (effect, half, relative, relative half, method): the delta method on pooled units, else t on runs
+    SELECT campaign_id, candidate_id,
+           CASE WHEN m1 IS NOT NULL AND m0 <> 0 THEN struct_pack(
+                    effect := sign * (m1 - m0), half := {_Z975} * sqrt(v1 + v0),
+                    rel := sign * (m1 - m0) / m0, rel_half := {_Z975} * sqrt(v1 / m0 ^ 2 + m1 ^ 2 * v0 / m0 ^ 4),
+                    method := 'holdback: incumbent vs baseline in ' || windows
+                              || ' same-window run(s), pooled units, delta method')
+                WHEN m1 IS NULL AND rated >= 2 THEN struct_pack(
+                    effect := sign * wd_mean, half := {_t975('(rated - 1)::DOUBLE')} * wd_sd / sqrt(rated),
+                    rel := sign * rel_mean, rel_half := {_t975('(rated - 1)::DOUBLE')} * rel_sd / sqrt(rated),
+                    method := 'holdback: incumbent vs baseline in ' || rated || ' same-window run(s), t over runs')
+           END AS hb
+    FROM held_arms
 ), news AS (  -- per accepted incumbent and seed: its runs as incumbent after its selection
     SELECT h.campaign_id, h.seq, p.seed, count(*) AS n, sum(p.value) AS s, sum(p.value * p.value) AS q
     FROM history h JOIN pool p ON p.campaign_id = h.campaign_id AND p.candidate_id = h.candidate_id
@@ -311,12 +360,14 @@ WITH starts AS (
                 WHEN s.direction = 'minimize' THEN -f.window_diff ELSE f.window_diff END AS step,
            s.design, t.t.effect AS c_effect, t.n AS c_n, t.t.method AS c_method,
            t.t.se * CASE WHEN t.t.df IS NULL THEN {_Z975} ELSE {_t975('t.t.df')} END AS c_half,
-           c.matched, c.pair_mean, c.pair_sd, c.na, c.sa, c.qa, c.nb, c.sb, c.qb
+           c.matched, c.pair_mean, c.pair_sd, c.na, c.sa, c.qa, c.nb, c.sb, c.qb, hd.hb
     FROM history h
     JOIN starts s ON s.campaign_id = h.campaign_id
     LEFT JOIN fresh f ON f.campaign_id = h.campaign_id AND f.candidate_id = h.candidate_id
     LEFT JOIN tested t ON t.campaign_id = h.campaign_id AND t.seq = h.seq
     LEFT JOIN compared c ON c.campaign_id = h.campaign_id AND c.seq = h.seq
+    LEFT JOIN held hd ON hd.campaign_id = h.campaign_id AND hd.candidate_id = h.candidate_id
+                         AND h.hypothesis_id IS NOT NULL
 ), chained AS (  -- concurrent designs: the confirmed effects added up from the baseline, variances added
     SELECT *, CASE WHEN direction = 'minimize' THEN -1 ELSE 1 END AS sign,
            CASE WHEN hypothesis_id IS NOT NULL AND design = 'concurrent'
@@ -332,6 +383,9 @@ WITH starts AS (
 ), improved AS (
     SELECT *,
            CASE WHEN hypothesis_id IS NULL THEN NULL
+                -- as core/effects.improvement: the holdback unless the chain's interval is the narrower
+                WHEN hb.half IS NOT NULL AND (chain.half IS NULL OR hb.half <= chain.half) THEN struct_pack(
+                    effect := hb.effect, half := hb.half, method := hb.method)
                 WHEN chain IS NOT NULL THEN struct_pack(effect := chain.effect, half := chain.half,
                                                          method := chain.method)
                 WHEN na > 0 AND nb > 0 AND matched >= 2 THEN struct_pack(
@@ -357,7 +411,10 @@ SELECT campaign_id, candidate_id, hypothesis_id, since, value, coalesce(n, 0) AS
        c_effect AS confirmed_effect, c_effect - c_half AS confirmed_ci_low, c_effect + c_half AS confirmed_ci_high,
        CASE WHEN c_effect IS NOT NULL THEN c_n END AS confirmed_n, c_method AS confirmed_method,
        gain.effect AS improvement, gain.effect - gain.half AS improvement_ci_low,
-       gain.effect + gain.half AS improvement_ci_high, gain.method AS improvement_method
+       gain.effect + gain.half AS improvement_ci_high, gain.method AS improvement_method,
+       CASE WHEN gain.method LIKE 'holdback:%' THEN hb.rel END AS improvement_rel,
+       CASE WHEN gain.method LIKE 'holdback:%' THEN hb.rel - hb.rel_half END AS improvement_rel_ci_low,
+       CASE WHEN gain.method LIKE 'holdback:%' THEN hb.rel + hb.rel_half END AS improvement_rel_ci_high
 FROM improved
 WINDOW upto AS (PARTITION BY campaign_id ORDER BY seq)
 """,
@@ -547,9 +604,14 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
                        "> 0 is better (NULL for the baseline or when not measurable yet)",
         "improvement_ci_low": "lower end of its 95% interval (t quantiles within 0.1% of scipy's)",
         "improvement_ci_high": "upper end of its 95% interval",
-        "improvement_method": "which computation it is: the confirmed effects added up (concurrent designs, every "
-                              "link confirmed), else its runs after selection vs the baseline's, paired on "
-                              "matched seeds or Welch",
+        "improvement_method": "which computation it is: the holdback (concurrent designs: the incumbent vs the "
+                              "baseline in the same windows, runs no selection used), or the confirmed effects "
+                              "added up while that interval is the narrower, else its runs after selection vs "
+                              "the baseline's, paired on matched seeds or Welch",
+        "improvement_rel": "the holdback's improvement as a share of the baseline's value (> 0 is better; NULL "
+                           "unless the improvement is the holdback's)",
+        "improvement_rel_ci_low": "lower end of its 95% interval (delta method)",
+        "improvement_rel_ci_high": "upper end of its 95% interval",
     }),
     "llm_calls": ("one row per language-model call", {
         "call_id": "the call's id", "campaign_id": _CAMPAIGN, "agent": "the calling agent", "model": "the model",

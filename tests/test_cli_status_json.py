@@ -83,7 +83,14 @@ def assert_view_matches(folder: Path, report: dict[str, Any]) -> list[dict[str, 
     gain = report["improvement"]
     assert current["candidate_id"] == report["incumbent"]["candidate_id"]
     assert current["improvement_method"] == gain["method"]
+    if gain["effect"] is None:
+        assert current["improvement"] is None
+        return rows
     assert current["improvement"] == pytest.approx(gain["effect"], rel=1e-9, abs=1e-12)
+    if gain.get("relative") is not None:  # the holdback's relative lift, delta method in both
+        assert current["improvement_rel"] == pytest.approx(gain["relative"], rel=1e-9, abs=1e-12)
+        _close_interval((current["improvement_rel_ci_low"], current["improvement_rel_ci_high"]),
+                        (gain["relative_ci_low"], gain["relative_ci_high"]))
     _close_interval((current["improvement_ci_low"], current["improvement_ci_high"]), (gain["ci_low"], gain["ci_high"]))
     return rows
 
@@ -102,7 +109,7 @@ def _close_interval(got: Sequence[float | None], expected: Sequence[float | None
 # ------------------------------------------------------------------------------------------ campaigns
 
 
-def _run_campaign(folder: Path, domain: Any, steps: list[dict[str, Any]]) -> None:
+def _run_campaign(folder: Path, domain: Any, steps: list[dict[str, Any]], **judge: Any) -> None:
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.config import CampaignConfig
     from ledgerlab.core.executors.local import LocalExecutor
@@ -110,7 +117,7 @@ def _run_campaign(folder: Path, domain: Any, steps: list[dict[str, Any]]) -> Non
 
     agents = [Agent("a", ScriptedProposer(steps))]
     with DuckDBLedger(Project.at(folder).ledger_path) as store:
-        state = Campaign(store, domain, CampaignConfig(domain=domain.name), agents=agents,
+        state = Campaign(store, domain, CampaignConfig(domain=domain.name, judge=judge), agents=agents,
                          executor=LocalExecutor(domain), runs_dir=folder / "runs").run()
     assert state.status == "finished"
 
@@ -149,8 +156,10 @@ def test_independent_design_status_json_matches_the_text_and_the_view(tmp_path: 
 def test_concurrent_improvement_adds_up_the_confirmed_changes(tmp_path: Path) -> None:
     from tests.window_domain import WindowDomain
 
-    # X 2 → 4 → 6 raises the rate by 0.004 twice; one candidate per run keeps the windows simple.
-    _run_campaign(tmp_path, WindowDomain(visitors=50_000, candidates_per_run=1), [{"X": 4.0}, {"X": 6.0}])
+    # X 2 → 4 → 6 raises the rate by 0.004 twice; one candidate per run keeps the windows simple. Without
+    # the holdback the improvement is the confirmed effects added up.
+    _run_campaign(tmp_path, WindowDomain(visitors=50_000, candidates_per_run=1), [{"X": 4.0}, {"X": 6.0}],
+                  holdback_max_runs=0)
     report = _report(tmp_path)
     assert [h["confirmed"]["method"] for h in report["accepted"]] == \
         ["two-proportion z on 2 fresh same-window A/B runs, pooled"] * 2
@@ -162,3 +171,16 @@ def test_concurrent_improvement_adds_up_the_confirmed_changes(tmp_path: Path) ->
     rows = assert_view_matches(tmp_path, report)
     current = next(r for r in rows if r["is_current"])
     assert current["improvement"] == pytest.approx(current["same_window_improvement"])
+
+
+def test_concurrent_improvement_is_the_holdback_by_default(tmp_path: Path) -> None:
+    from tests.window_domain import WindowDomain
+
+    _run_campaign(tmp_path, WindowDomain(visitors=50_000, candidates_per_run=1), [{"X": 4.0}, {"X": 6.0}])
+    report = _report(tmp_path)
+    gain = report["improvement"]
+    assert gain["method"].startswith("holdback: incumbent vs baseline in ") and gain["status"] == "measured"
+    assert gain["relative_ci_low"] < gain["relative"] < gain["relative_ci_high"]
+    assert_text_matches(report, _cli("status", "--dir", str(tmp_path)))
+    current = next(r for r in assert_view_matches(tmp_path, report) if r["is_current"])
+    assert current["improvement_rel"] == pytest.approx(gain["relative"])
