@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 7  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement
+VIEWS_VERSION = 8  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -168,7 +168,10 @@ LEFT JOIN verdict v ON v.campaign_id = p.campaign_id AND v.hypothesis_id = p.h.h
 LEFT JOIN accepted a ON a.campaign_id = p.campaign_id AND a.candidate_id = p.h.parent_candidate_id
 """,
     "incumbents": f"""
-WITH starts AS (
+WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `held_runs` (`runs` is the cost)
+    SELECT campaign_id, candidate_id, hypothesis_id, role, seed, value, control_value, metrics, control_metrics
+    FROM runs WHERE status = 'finished'
+), starts AS (
     SELECT campaign_id, arg_max(payload->>'baseline_candidate_id', seq) AS baseline_candidate_id,
            arg_max(payload->'metric'->>'direction', seq) AS direction, arg_max(payload->>'design', seq) AS design,
            arg_max(payload->'metric'->>'kind', seq) AS kind,
@@ -185,11 +188,11 @@ WITH starts AS (
     SELECT campaign_id, seq, recorded_at, payload->>'candidate_id', payload->>'hypothesis_id',
            payload->>'previous_candidate_id', coalesce((payload->>'seed_base')::BIGINT, 0)
     FROM events WHERE type = 'IncumbentChanged'
-), pool AS (  -- the finished runs effects rest on (one pass over `runs`): incumbent replicates, the baseline's
+), pool AS MATERIALIZED (  -- the finished runs effects rest on, read by four CTEs: incumbent replicates, the baseline's
     SELECT r.campaign_id, r.candidate_id, r.hypothesis_id, r.role, r.seed, r.value, r.control_value, r.metrics,
            r.control_metrics, r.candidate_id = s.baseline_candidate_id AS of_baseline
-    FROM runs r JOIN starts s ON s.campaign_id = r.campaign_id
-    WHERE r.status = 'finished' AND (r.role = 'incumbent' OR r.candidate_id = s.baseline_candidate_id)
+    FROM fin r JOIN starts s ON s.campaign_id = r.campaign_id
+    WHERE r.role = 'incumbent' OR r.candidate_id = s.baseline_candidate_id
 ), fresh AS (  -- its runs as incumbent; concurrent designs: against the replaced incumbent, same window
     SELECT r.campaign_id, r.candidate_id, avg(r.value) AS value, count(*) AS n,
            CASE WHEN any_value(s.kind) = 'proportion' THEN
@@ -305,8 +308,8 @@ WITH starts AS (
            stddev_samp(r.value - r.control_value) FILTER (WHERE r.control_value <> 0) AS wd_sd,
            avg((r.value - r.control_value) / r.control_value) FILTER (WHERE r.control_value <> 0) AS rel_mean,
            stddev_samp((r.value - r.control_value) / r.control_value) FILTER (WHERE r.control_value <> 0) AS rel_sd
-    FROM runs r JOIN starts s ON s.campaign_id = r.campaign_id
-    WHERE r.role = 'holdback' AND r.status = 'finished' AND r.value IS NOT NULL AND r.control_value IS NOT NULL
+    FROM fin r JOIN starts s ON s.campaign_id = r.campaign_id
+    WHERE r.role = 'holdback' AND r.value IS NOT NULL AND r.control_value IS NOT NULL
     GROUP BY r.campaign_id, r.candidate_id
 ), held_arms AS (  -- (mean, variance of the mean) of each arm, pooled over the windows: as core/holdback.py
     SELECT *,
