@@ -8,7 +8,8 @@ so a candidate and the incumbent run on the same seed are correlated by ρ (the 
 metric is minimized (a loss) unless another is given; an effect of e means the candidate's true value is
 e·σ better (lower for a loss, higher for a maximized metric). `noise` draws seed_effect and noise from a
 distribution with mean 0 and variance 1: "normal"; "lognormal", exp(Z) centred and scaled (σ_log = 1,
-skewness 6.2: a long right tail, like latency or revenue); "t3", Student's t with 3 df scaled to unit
+skewness 6.2: a long right tail, like latency or revenue); "lognormal-0.5", exp(Z/2) alike (skewness
+1.75: moderate); "t3", Student's t with 3 df scaled to unit
 variance (symmetric, infinite kurtosis).
 
 Like the loop: the incumbent starts with `calibration_runs` replicates; the k-th hypothesis on an incumbent
@@ -43,8 +44,9 @@ RATE = MetricSpec(name="conversion", direction="maximize", kind="proportion")
 CALIBRATION_RUNS = JudgeSettings().baseline_runs("independent")  # the loop's baseline replicates
 WINDOW = JudgeSettings().seed_window  # the loop's seed rotation
 MAX_REPLICATES = 64  # fresh seeds per hypothesis (window=None): more than any judge asks for
-NOISES = ("normal", "lognormal", "t3")
+NOISES = ("normal", "lognormal", "lognormal-0.5", "t3")
 _LN_MEAN, _LN_SD = math.exp(0.5), math.sqrt((math.e - 1.0) * math.e)  # exp(Z), Z ~ N(0, 1)
+_LN5_MEAN, _LN5_SD = math.exp(0.125), math.sqrt((math.exp(0.25) - 1.0) * math.exp(0.25))  # exp(Z/2)
 
 
 def standard_noise(rng: np.random.Generator, noise: str) -> float:
@@ -53,6 +55,8 @@ def standard_noise(rng: np.random.Generator, noise: str) -> float:
         return float(rng.standard_normal())
     if noise == "lognormal":
         return (math.exp(float(rng.standard_normal())) - _LN_MEAN) / _LN_SD
+    if noise == "lognormal-0.5":
+        return (math.exp(0.5 * float(rng.standard_normal())) - _LN5_MEAN) / _LN5_SD
     if noise == "t3":
         return float(rng.standard_t(3)) / math.sqrt(3.0)
     raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")

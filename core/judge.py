@@ -92,9 +92,8 @@ class JudgeSettings(BaseModel):
     # behaviour (accepts from the first look on).
     accept_from: int = 3
     # Independent designs: the candidate's mean is compared with the incumbent's mean over all its replicates
-    # (more power than the paired difference when pairing is weak) only when the incumbents' replicates show
-    # the runs' skewness toward improvement to be at most this (its estimate plus one standard error;
-    # stats.shown_unskewed). A mean of 3–8 runs of a right-skewed maximized metric (revenue, reward) has a
+    # (more power than the paired difference when pairing is weak) only when the incumbents' replicates put
+    # the runs' skewness toward improvement at most at this (stats.skew_below). A mean of 3–8 runs of a right-skewed maximized metric (revenue, reward) has a
     # long right tail that comparison takes for an effect; the paired difference is symmetric under a
     # useless change whatever the noise. inf: the old behaviour (the comparison whenever its standard error
     # is smaller).
