@@ -22,13 +22,20 @@ The "stats" policy is a group-sequential one-sided test (statistics in `core/sta
   and one that did rarely survives the rising bound, while a real change's z grows like √n. Looks at
   every run early on keep a null that got lucky once from paying for a doubling of its runs. The loop
   never overrules a futility reject (reject is final), so binding credit is sound when it is taken.
+* Skewed and heavy-tailed runs (latency, revenue, reward): run-level evidence is accepted only from
+  `accept_from` (3) replicates on, and the comparison with the incumbent's mean over all its replicates
+  only when their skewness toward improvement is ≤ `skew_max`, else the paired difference, symmetric
+  under a useless change whatever the noise (`stats.skew_below`). Measured α on lognormal and t(3) noise:
+  docs/judge.md.
 * The interval reported is two-sided at level 1 − 2α_k, so its lower end exceeds δ exactly when the test
   accepts at that look: t-tests, and the proportions' score test, whose interval inverts the test itself
   (`stats.proportion_test`; with Fisher's exact test at small counts the interval is still the score test's).
 
 "fixed" is the same test once, at `fixed_n` replicates and the full α. "greedy" is autoresearch's rule:
-one run, kept when it is better than the incumbent's (no δ, no test; a null change passes about half the
-time).
+one run, kept when it is better than the incumbent's (no δ, no test). A single useless change is "better"
+half the time, but the CLI compares every change with the incumbent's one run (core/campaign.py's
+GREEDY_DEFAULTS), so a lucky run blocks the useless changes after it: in campaigns of 50 greedy keeps a
+quarter of them; with A/B runs, each against its own control, about half (docs/judge.md).
 """
 
 from __future__ import annotations
@@ -93,10 +100,10 @@ class JudgeSettings(BaseModel):
     accept_from: int = 3
     # Independent designs: the candidate's mean is compared with the incumbent's mean over all its replicates
     # (more power than the paired difference when pairing is weak) only when the incumbents' replicates put
-    # the runs' skewness toward improvement at most at this (stats.skew_below). A mean of 3–8 runs of a right-skewed maximized metric (revenue, reward) has a
-    # long right tail that comparison takes for an effect; the paired difference is symmetric under a
-    # useless change whatever the noise. inf: the old behaviour (the comparison whenever its standard error
-    # is smaller).
+    # the runs' skewness toward improvement at most at this (stats.skew_below). A mean of 3–8 runs of a
+    # right-skewed maximized metric (revenue, reward) has a long right tail that comparison takes for an
+    # effect; the paired difference is symmetric under a useless change whatever the noise. inf: the old
+    # behaviour (the comparison whenever its standard error is smaller).
     skew_max: float = stats.SKEW_MAX
 
     @field_validator("alpha")
