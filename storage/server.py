@@ -323,6 +323,8 @@ class _Watchdog:
             readable, _, _ = select.select([self.sock], [], [], wait_s)
             if readable and self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                 self.client_gone = True
+            elif readable:  # the client's next request, sent as this answer ended: nothing to watch for
+                self._done.wait(wait_s)
         except BlockingIOError:
             return False
         except OSError:
