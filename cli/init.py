@@ -168,6 +168,10 @@ HELP: dict[str, tuple[str, Any]] = {
                               "so it gathers up to this many replicates, each shared by several hypotheses", None),
     "judge.guardrails": ("reject a change the test accepts when one of the domain's guardrail metrics "
                          "(marketing: revenue per visitor) is significantly worse; greedy does not check unless this is set", None),
+    "judge.accept_from": ("no accept on per-run values before this many candidate runs (one or two runs of a "
+                          "skewed or heavy-tailed metric cannot carry a change)", None),
+    "judge.skew_max": ("independent designs: compare the candidate's mean with the incumbent's mean only while "
+                       "the incumbents' runs are skewed toward improvement by at most this (inf: always)", None),
     "judge.holdback_precision": ("A/B designs: the improvement `status` reports comes from holdback windows (the "
                                  "incumbent vs the baseline, same window), enough for a 95% interval of the "
                                  "relative lift of about ± this; their visitors are reserved from max_units", None),

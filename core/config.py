@@ -86,6 +86,8 @@ class JudgeConfig(_Section):
     calibration_runs: int | None = Field(default=None, ge=1)  # unset: 5 independent, 3 concurrent
     incumbent_seeds: int = Field(default=16, ge=1)
     guardrails: bool = True
+    accept_from: int = Field(default=3, ge=1)  # no run-level accept before this many replicates
+    skew_max: float = Field(default=1.0, gt=0)  # inf: compare with the incumbent's mean even on skewed runs
     holdback_precision: float = Field(default=0.05, gt=0)
     holdback_max_runs: int = Field(default=12, ge=0)
 
