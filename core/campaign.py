@@ -44,9 +44,10 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.signing import CheckpointSigner
 
-# autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto (unless set).
+# autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto, no holdback
+# (unless set).
 GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
-                                   "guardrails": False}
+                                   "guardrails": False, "holdback_max_runs": 0}
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
 # How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
@@ -329,7 +330,11 @@ class Campaign:
         """Holdback windows the incumbent should have now: one while the campaign runs, all it needs at the end."""
         if not holdback.enabled(self.state, self.settings):
             return 0
-        return holdback.runs_needed(self.state, self.settings) if self._closing() else 1
+        if self._closing():
+            return holdback.runs_needed(self.state, self.settings)
+        # While the campaign runs, one window per incumbent once it is two accepts from the baseline: after
+        # one, its confirmation runs already are the head-to-head comparison with the baseline.
+        return 1 if holdback.depth(self.state, self.state.incumbent_id) >= 2 else 0
 
     def _closing(self) -> bool:
         """Whether only the holdback is left: no proposal may start and no other run is running or may start."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 8  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once
+VIEWS_VERSION = 9  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
+# intervals widened to the spread between windows
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -327,10 +328,15 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
 ), held AS (  -- (effect, half, relative, relative half, method): the delta method on pooled units, else t on runs
     SELECT campaign_id, candidate_id,
            CASE WHEN m1 IS NOT NULL AND m0 <> 0 THEN struct_pack(
-                    effect := sign * (m1 - m0), half := {_Z975} * sqrt(v1 + v0),
-                    rel := sign * (m1 - m0) / m0, rel_half := {_Z975} * sqrt(v1 / m0 ^ 2 + m1 ^ 2 * v0 / m0 ^ 4),
+                    effect := sign * (m1 - m0),
+                    half := greatest({_Z975} * sqrt(v1 + v0),
+                                     CASE WHEN rated >= 3 THEN {_t975('(rated - 1)::DOUBLE')} * wd_sd / sqrt(rated) END),
+                    rel := sign * (m1 - m0) / m0,
+                    rel_half := greatest({_Z975} * sqrt(v1 / m0 ^ 2 + m1 ^ 2 * v0 / m0 ^ 4),
+                                         CASE WHEN rated >= 3 THEN {_t975('(rated - 1)::DOUBLE')} * rel_sd / sqrt(rated) END),
                     method := 'holdback: incumbent vs baseline in ' || windows
-                              || ' same-window run(s), pooled units, delta method')
+                              || ' same-window run(s), pooled units, delta method'
+                              || CASE WHEN rated >= 3 THEN ', widened to the spread between windows' ELSE '' END)
                 WHEN m1 IS NULL AND rated >= 2 THEN struct_pack(
                     effect := sign * wd_mean, half := {_t975('(rated - 1)::DOUBLE')} * wd_sd / sqrt(rated),
                     rel := sign * rel_mean, rel_half := {_t975('(rated - 1)::DOUBLE')} * rel_sd / sqrt(rated),

@@ -348,13 +348,14 @@ def test_a_deterministic_guardrail_is_judged_by_its_values() -> None:
 
 
 def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineage(tmp_path: Path) -> None:
-    """Same-window effects, each from fresh runs, add up; the interval adds their variances."""
+    """Same-window effects, each from fresh runs, add up; the interval adds their variances (no holdback)."""
     from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement
 
     domain = MarketingDomain(visitors_per_run=800_000, candidates_per_run=1)  # each change on its own
     config = CampaignConfig(domain="marketing",
                             domain_options={"visitors_per_run": 800_000, "candidates_per_run": 1},
-                            judge={"calibration_runs": 1, "guardrails": False}, budgets={"max_hypotheses": 2})
+                            judge={"calibration_runs": 1, "guardrails": False, "holdback_max_runs": 0},
+                            budgets={"max_hypotheses": 2})
     proposer = Changes({"free_shipping": True, "discount_pct": 20, "price": 39.0}, {"form_fields": 2})
     with DuckDBLedger(tmp_path / ".ledgerlab" / "ledger.duckdb") as store:
         state = Campaign(store, domain, config, agents=[Agent("a", proposer)], executor=LocalExecutor(domain),
