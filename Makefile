@@ -19,7 +19,7 @@ setup: $(VENV)/.installed
 # once, one per core of a 2-core machine (DEMO_WORKERS=1 for one at a time). DEMO_TIME is a ceiling: on a
 # machine busy enough to reach it, no run starts after it and the campaign ends with what it has decided.
 DEMO_WORKERS ?= 2
-DEMO_TIME ?= 8m
+DEMO_TIME ?= 7m
 demo: $(VENV)/.installed
 	test -f $(DEMO_DIR)/ledgerlab.toml || $(VENV)/bin/ledgerlab init ml_training --dir $(DEMO_DIR)
 	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8 --workers $(DEMO_WORKERS) --time-limit $(DEMO_TIME)

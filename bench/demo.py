@@ -1,12 +1,12 @@
 """`make demo`'s campaign for several seeds, through the real CLI: wall time, runs, accepts, confirmed effects.
 
-Each seed is `ledgerlab init ml_training` + `ledgerlab run --max-hypotheses 8 --workers 2 --time-limit 8m
+Each seed is `ledgerlab init ml_training` + `ledgerlab run --max-hypotheses 8 --workers 2 --time-limit 7m
 --seed N` in a fresh folder (what `make demo` runs, with the seed varied), then `ledgerlab status --format json`. The table says, per seed, how
 long the campaign took, how many runs and accepts it made, and each accepted change's effect as confirmed on
 fresh runs (not the runs that selected it) and the incumbent's improvement over the baseline. The load
 average at the start and end of each seed is recorded too: the figure depends on what else the machine does.
 
-    python bench/demo.py [--seeds 0,1,2,3,4] [--jobs 1] [--workers 2] [--time-limit 8m] [--hypotheses 8]
+    python bench/demo.py [--seeds 0,1,2,3,4] [--jobs 1] [--workers 2] [--time-limit 7m] [--hypotheses 8]
                          [--out bench/results/demo.json] [--keep-logs DIR] [--merge]
     python bench/demo.py --seeds 3 -- --option budget_tokens=65536     # after --: extra `ledgerlab run` args
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="seeds at once")
     parser.add_argument("--hypotheses", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="runs at once in each campaign (make demo: 2)")
-    parser.add_argument("--time-limit", default="8m", help="each campaign's ceiling (make demo: 8m; 0: none)")
+    parser.add_argument("--time-limit", default="7m", help="each campaign's ceiling (make demo: 7m; 0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS / "demo.json")
     parser.add_argument("--keep-logs", type=Path, default=None, help="a folder for each seed's console output")
     parser.add_argument("--merge", action="store_true",
