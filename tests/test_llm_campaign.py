@@ -23,6 +23,7 @@ import pytest
 from llm_server import Reply, ScriptedLLMServer, closed_port_url
 from typer.testing import CliRunner
 
+import ledgerlab
 from ledgerlab.cli.main import app
 from ledgerlab.storage.ledger import DuckDBLedger
 
@@ -376,14 +377,30 @@ HARNESS_EDIT = edit("Evaluating on fewer tokens makes every run faster.",
                     'self.eval_tokens = int(env.get("LEDGERLAB_EVAL_TOKENS", str(65536)))',
                     'self.eval_tokens = 16', file="harness.py")
 LR_RATIONALE = "A lower peak learning rate should be more stable in so few steps."
-LR_EDIT = (
-    f"{LR_RATIONALE}\n\n"
-    "train.py\n<<<<<<< SEARCH\nLR = 3e-3  # peak learning rate of the transformer blocks\n=======\n"
-    "LR = 2e-3  # peak learning rate of the transformer blocks\n>>>>>>> REPLACE\n\n"
-    # A second block that shows, in the run's log, the environment the training process sees.
-    "train.py\n<<<<<<< SEARCH\nDROPOUT = 0.0\n=======\nDROPOUT = 0.0\nimport os\n"
-    "print('ENV-DUMP', dict(os.environ))\n>>>>>>> REPLACE\n"
-)
+TRAIN_TEMPLATE = Path(ledgerlab.__file__).parent / "domains" / "ml_training" / "template" / "train.py"
+
+
+def template_line(prefix: str) -> str:
+    """The one line of the ml_training template that starts with `prefix`."""
+    lines = [line for line in TRAIN_TEMPLATE.read_text().splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, f"{TRAIN_TEMPLATE} has {len(lines)} lines starting {prefix!r}, the test needs one"
+    return lines[0]
+
+
+def lr_edit() -> str:
+    """The model's good answer: halve the template's LR, whatever it is now (a hard-coded SEARCH line went
+    stale when the template's LR changed: the edit needed a repair call the script did not have)."""
+    lr_line = template_line("LR = ")
+    value, comment = lr_line.removeprefix("LR = ").split("#", 1)
+    halved = f"LR = {float(value) / 2:g}  #{comment}"
+    dropout = template_line("DROPOUT = ")
+    return (
+        f"{LR_RATIONALE}\n\n"
+        f"train.py\n<<<<<<< SEARCH\n{lr_line}\n=======\n{halved}\n>>>>>>> REPLACE\n\n"
+        # A second block that shows, in the run's log, the environment the training process sees.
+        f"train.py\n<<<<<<< SEARCH\n{dropout}\n=======\n{dropout}\nimport os\n"
+        "print('ENV-DUMP', dict(os.environ))\n>>>>>>> REPLACE\n"
+    )
 
 
 def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
@@ -391,7 +408,7 @@ def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
     write_config(tmp_path, api_key_env=KEY_ENV, retries=1, timeout_s=10)
-    server.script(HARNESS_EDIT, HARNESS_EDIT, LR_EDIT)
+    server.script(HARNESS_EDIT, HARNESS_EDIT, lr_edit())
     code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "2", "--option", "budget_s=1",
                         "--option", "eval_tokens=2048", "--option", "threads=1", "--option", "device=cpu",
                         domain="ml_training")
