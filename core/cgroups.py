@@ -1,7 +1,7 @@
 """A control group per sandboxed run: one memory and process-count limit for all its processes, and its peak.
 
     group = RunGroup.create("r-1a2b", memory_mb=8192, pids=512)   # None where cgroups cannot be used
-    ... start the run with group.join as (part of) its preexec hook ...
+    ... the run's first program writes its pid to each of group.join_paths() (core/launcher.py) ...
     group.peak_memory_mb(); group.kill(); group.remove()
 
 cgroup v2 (the unified hierarchy) and v1 (separate memory and pids hierarchies) are both supported; creating
@@ -43,7 +43,7 @@ class RunGroup:
         return None
 
     def join_paths(self) -> tuple[str, ...]:
-        """The `cgroup.procs` files a new process writes its pid to (before exec) to enter the group."""
+        """The `cgroup.procs` files a new process writes its pid to (core/launcher.py) to enter the group."""
         files = {str(self.memory_dir / "cgroup.procs"), str(self.pids_dir / "cgroup.procs")}
         return tuple(sorted(files))
 
@@ -97,17 +97,6 @@ class RunGroup:
                 path.rmdir()
             except OSError:
                 pass
-
-
-def join(paths: tuple[str, ...]) -> None:
-    """Move the calling process into the groups (async-signal-safe enough for a preexec hook: no imports)."""
-    pid = str(os.getpid()).encode()
-    for path in paths:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, pid)
-        finally:
-            os.close(fd)
 
 
 def _create_v2(root: Path, name: str, memory_mb: int | None, pids: int | None) -> RunGroup:

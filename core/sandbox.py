@@ -26,7 +26,9 @@ Limits hold for the whole run, not per process: memory and process count through
 process can create one (root, or a delegated v2 subtree), else RLIMIT_AS per process plus a poller that
 sums the run's resident memory and kills at the cap; bytes written by the size of the tmpfs and
 RLIMIT_FSIZE on every file (the log and the outputs included); wall time by the caller's timeout. Peak memory
-is measured here (cgroup peak, or the poller's maximum), never taken from the run's own report.
+is measured here (cgroup peak, or the poller's maximum), never taken from the run's own report. The run's first
+program is core/launcher.py, which enters the cgroup and sets the rlimits, then execs the command: no
+preexec_fn, because Python code in a forked child of this multi-threaded process can crash (see there).
 
 With isolation "process" (no bubblewrap, macOS, no user namespaces) the run is a child process in its own
 session with the scrubbed environment, in `workdir`, under the same limits as far as rlimits and polling
@@ -35,6 +37,7 @@ reach: it can read what the user can read and write where the user can write. Ca
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ledgerlab.core import cgroups
+from ledgerlab.core import cgroups, launcher
 from ledgerlab.core.errors import IsolationUnavailable
 
 try:
@@ -344,10 +347,13 @@ class Sandbox:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         group = cgroups.RunGroup.create(f"run-{uuid.uuid4().hex[:12]}", self.limits.memory_mb, self.limits.pids)
         try:
+            run_env = self._env(env)
+            argv = [*self._launcher(group), *_resolved(self._argv(command), run_env, self._cwd())]
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(self._argv(command), cwd=self._cwd(), env=self._env(env),
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, preexec_fn=self._preexec(group))
+                # No preexec_fn: Python code between fork and exec in this multi-threaded process can crash
+                # the child (core/launcher.py says how); the launcher sets the limits after exec instead.
+                proc = subprocess.Popen(argv, cwd=self._cwd(), env=run_env, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
                 watch = _Watch(proc, group, self.limits, self.workdir if self.isolation == "process" else None)
                 ended = watch.until_done(timeout_s, cancel)
         finally:
@@ -400,29 +406,24 @@ class Sandbox:
         mounts += [_Mount(str(p.resolve()), f"{SANDBOX_DATA}/{n}", "ro") for n, p in self.data.items()]
         return [*_bwrap_args(mounts, self.network, self.limits), *command]
 
-    def _preexec(self, group: cgroups.RunGroup | None):
-        """Runs in the child before exec: enter the cgroup, set the rlimits. No imports, no locks."""
-        joins = group.join_paths() if group else ()
-        setrlimit = resource.setrlimit if resource else None
+    def _launcher(self, group: cgroups.RunGroup | None) -> list[str]:
+        """The command line of core/launcher.py that enters the cgroup and sets the rlimits, up to `--`."""
+        args = [sys.executable, "-I", "-S", str(Path(launcher.__file__).resolve())]
+        for path in group.join_paths() if group else ():
+            args += ["--cgroup", path]
+        if resource is None:
+            return [*args, "--"]
         fsize = int(self.limits.disk_mb) * 2**20
         # A cgroup limits the run's real memory; RLIMIT_AS (address space, per process) is only the fallback:
         # torch and OpenBLAS reserve far more address space than they touch.
         memory = None if self.limits.memory_mb is None or group else int(self.limits.memory_mb) * 2**20
         nproc = None if group else self._nproc_limit()
-        join = cgroups.join
-
-        def apply() -> None:
-            join(joins)
-            if setrlimit is None:
-                return
-            setrlimit(resource.RLIMIT_CORE, (0, 0))
-            setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-            if memory is not None:
-                setrlimit(resource.RLIMIT_AS, (memory, memory))
-            if nproc is not None:
-                setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-
-        return apply
+        args += ["--rlimit", "CORE=0", "--rlimit", f"FSIZE={fsize}"]
+        if memory is not None:
+            args += ["--rlimit", f"AS={memory}"]
+        if nproc is not None:
+            args += ["--rlimit", f"NPROC={nproc}"]
+        return [*args, "--"]
 
     def _nproc_limit(self) -> int | None:
         """RLIMIT_NPROC where no cgroup counts the run's processes: the run's uid's count now plus the limit.
@@ -450,6 +451,18 @@ def _user_processes(uid: int) -> int:
             except OSError:
                 continue
     return count
+
+
+def _resolved(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> list[str]:
+    """`command` with its program as a path, found as Popen would find it (FileNotFoundError if it is not)."""
+    program = command[0]
+    if os.sep in program:
+        found = program if os.path.exists(Path(cwd) / program) else None  # an absolute path stays itself
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
+    return [found, *command[1:]]
 
 
 def _group_limit_hit(group: cgroups.RunGroup) -> str | None:

@@ -338,3 +338,78 @@ def test_without_cgroups_a_sandboxed_run_of_root_is_still_process_limited(tmp_pa
     result = _run(_box(tmp_path, "bwrap", limits=Limits(pids=16)), code, tmp_path)
     assert "REFUSED" in result.log_tail, result.log_tail
     assert int(result.log_tail.split("REFUSED ")[1].split()[0]) < 20  # RLIMIT_NPROC: all of nobody's tasks, near 16
+
+
+# ------------------------------------------------------------------------------------------- the launcher
+
+
+def _hold_in_a_thread_local(ready: threading.Event, release: threading.Event) -> None:
+    """What storage/query.py's parser does: a DuckDB connection that only this thread's threading.local holds."""
+    import duckdb
+
+    local = threading.local()
+    local.con = duckdb.connect(":memory:", config={"threads": 4})  # worker threads a forked child lacks
+    local.con.execute("select count(*) from range(100000)").fetchall()
+    ready.set()
+    release.wait(120)
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+def test_a_run_starts_while_another_thread_holds_a_duckdb_connection(tmp_path: Path, isolation: str) -> None:
+    # The campaign's process has threads. With a preexec_fn, CPython cleared the other threads' states in the
+    # forked child; the connection's destructor joined threads the child does not have and the run died of
+    # SIGSEGV before it started (exit code -11, empty log). The launcher runs no Python between fork and exec.
+    from concurrent.futures import ThreadPoolExecutor
+
+    ready, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_in_a_thread_local, args=(ready, release), daemon=True)
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with ThreadPoolExecutor(1) as pool:  # started from a worker thread, as the local executor does
+            result = pool.submit(_run, _box(tmp_path, isolation, limits=Limits(memory_mb=2048)),
+                                 "print('RAN', flush=True)", tmp_path).result()
+    finally:
+        release.set()
+        holder.join(60)
+    assert result.exit_code == 0, result.log_tail
+    assert "RAN" in result.log_tail
+
+
+@pytest.mark.parametrize("isolation", BOTH)
+def test_the_launcher_sets_the_limits_and_popen_gets_no_preexec_fn(tmp_path: Path, isolation: str,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    no_cgroups: None) -> None:
+    import subprocess
+
+    seen: list[dict] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen:
+        seen.append(kwargs)
+        return real_popen(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", popen)
+    code = ("import json, resource\nprint(json.dumps({n: resource.getrlimit(getattr(resource, 'RLIMIT_' + n))[0] "
+            "for n in ('CORE', 'FSIZE', 'AS')}))")
+    result = _run(_box(tmp_path, isolation, limits=Limits(memory_mb=2048, disk_mb=64)), code, tmp_path)
+    assert result.exit_code == 0, result.log_tail
+    assert _last_json(result) == {"CORE": 0, "FSIZE": 64 * 2**20, "AS": 2048 * 2**20}  # AS: no cgroup here
+    assert seen and all(kwargs.get("preexec_fn") is None for kwargs in seen)
+
+
+def test_a_run_whose_cgroup_cannot_be_entered_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledgerlab.core import cgroups, launcher
+
+    missing = tmp_path / "not-a-cgroup"
+    monkeypatch.setattr(cgroups.RunGroup, "create",
+                        classmethod(lambda cls, *args, **kwargs: cgroups.RunGroup(missing, missing, 2)))
+    marker = tmp_path / "ran"
+    result = _run(_box(tmp_path, "process"), f"open({str(marker)!r}, 'w').close()", tmp_path)
+    assert result.exit_code == launcher.EXIT_SETUP
+    assert "limits could not be applied" in result.log_tail and not marker.exists()
+
+
+def test_a_missing_program_raises_as_popen_would(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        _box(tmp_path, "process").run(["no-such-program-ledgerlab"], log_path=tmp_path / "run.log", timeout_s=10)
