@@ -446,7 +446,7 @@ def test_a_hostile_edit_through_the_llm_proposer_changes_nothing_and_the_campaig
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from llm_server import ScriptedLLMServer
-    from test_llm_campaign import KEY, KEY_ENV, LR_EDIT, cli, edit, run_llm, sql, write_config
+    from test_llm_campaign import KEY, KEY_ENV, cli, edit, lr_edit, run_llm, sql, write_config
 
     marker = f"ledgerlab-campaign-escapee-{uuid.uuid4().hex}"
     toml = tmp_path / "ledgerlab.toml"
@@ -476,7 +476,7 @@ def test_a_hostile_edit_through_the_llm_proposer_changes_nothing_and_the_campaig
     write_config(tmp_path, api_key_env=KEY_ENV, retries=1, timeout_s=10)
     config_before = toml.read_text()
     with ScriptedLLMServer() as server:
-        server.script(answer, LR_EDIT)
+        server.script(answer, lr_edit())
         code, out = run_llm(tmp_path, server.url, "--max-hypotheses", "2", "--option", "budget_s=1",
                             "--option", "eval_tokens=2048", "--option", "threads=1", "--option", "device=cpu",
                             domain="ml_training")
