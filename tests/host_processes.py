@@ -1,9 +1,15 @@
-"""What runs on the host, for tests that check nothing of a run outlived it."""
+"""What runs on the host, for tests that check nothing of a run outlived it, and waiting on a runner."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+DEADLINE_S = 180.0  # generous: a loaded 2-core machine; a test waits on a condition, never on a clock
 
 
 def processes_with(marker: str) -> list[int]:
@@ -17,3 +23,17 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def until(what: str, check: Callable[[], Any], proc: subprocess.Popen[Any] | None = None,
+          interval_s: float = 0.05) -> Any:
+    """`check()`'s first truthy value, polled until DEADLINE_S; fails early if the runner `proc` exits."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the runner exited ({proc.returncode}) before {what}")
+        got = check()
+        if got:
+            return got
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out waiting for {what}")

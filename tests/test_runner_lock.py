@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from host_processes import DEADLINE_S
+from host_processes import until as _until
 from typer.testing import CliRunner
 
 from ledgerlab.cli.main import app
@@ -31,7 +31,6 @@ from ledgerlab.storage.ledger import DuckDBLedger
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
 runner = CliRunner(env={"COLUMNS": "500"})
-DEADLINE_S = 180.0
 # ≈ 0.5 s a run on the dev box, so a campaign of 200 hypotheses outlives every test and runs are in flight.
 SLOW = ("--option", "visitors_per_run=3000000")
 
@@ -43,18 +42,6 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def _until(what: str, check: Callable[[], Any], proc: subprocess.Popen[str] | None = None) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the runner exited ({proc.returncode}) before {what}")
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Runner:

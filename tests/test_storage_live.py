@@ -16,14 +16,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 from fixtures_events import append_stream, fixture_stream
+from host_processes import DEADLINE_S, until
 from typer.testing import CliRunner
 
 from ledgerlab.cli.main import app
@@ -39,25 +38,12 @@ from ledgerlab.storage.verify import verify_ledger
 
 pytestmark = pytest.mark.skipif(not wire.supported(), reason="no Unix sockets on this system")
 cli = CliRunner(env={"COLUMNS": "500"})
-DEADLINE_S = 180.0
 SLOW_SQL = "SELECT count(*) FROM range(100000000000) a, range(1000000) b WHERE a.range + b.range < 0"
 
 
 def invoke(*args: str) -> tuple[int, str]:
     result = cli.invoke(app, list(args))
     return result.exit_code, result.output
-
-
-def until(what: str, check: Callable[[], Any], proc: subprocess.Popen[Any] | None = None) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the runner exited ({proc.returncode}) before {what}")
-        got = check()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
