@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,3 +40,36 @@ def until(what: str, check: Callable[[], Any], proc: subprocess.Popen[Any] | Non
             return got
         time.sleep(interval_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class Runner:
+    """A `ledgerlab ... --dir FOLDER` subprocess in its own session, its output read as it comes."""
+
+    def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ledgerlab", *args, "--dir", str(folder)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self) -> int:
+        code = self.proc.wait(timeout=DEADLINE_S)
+        self._reader.join(timeout=DEADLINE_S)
+        return code
+
+    def stop(self) -> None:
+        """Kill the runner's whole session (it and its runs), then wait for it."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.wait()

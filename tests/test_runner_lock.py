@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from host_processes import DEADLINE_S
+from host_processes import Runner
 from host_processes import until as _until
 from typer.testing import CliRunner
 
@@ -42,38 +41,6 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
-
-
-class Runner:
-    """A `ledgerlab run|resume` subprocess in its own session, its output read as it comes."""
-
-    def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ledgerlab", *args, "--dir", str(folder)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait(self) -> int:
-        code = self.proc.wait(timeout=DEADLINE_S)
-        self._reader.join(timeout=DEADLINE_S)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.wait()
 
 
 def _sql(folder: Path, query: str) -> list[dict[str, Any]]:

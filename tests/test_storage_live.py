@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import host_processes
 import pytest
 from fixtures_events import append_stream, fixture_stream
 from host_processes import DEADLINE_S, until
@@ -244,23 +244,13 @@ HANGING_READER = textwrap.dedent("""
 """)
 
 
-class Runner:
-    """A `ledgerlab run` subprocess whose progress lines are counted as they come (not asked of the ledger:
-    a reader's query may wait behind the slow ones this test runs)."""
+class Runner(host_processes.Runner):
+    """A `ledgerlab run` whose progress lines are counted as they come (not asked of the ledger: a reader's
+    query may wait behind the slow ones this test runs)."""
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ledgerlab", "run", "marketing", "--max-hypotheses", "300", "--option",
-             "visitors_per_run=3000000", "--dir", str(folder)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
+        super().__init__(folder, "run", "marketing", "--max-hypotheses", "300", "--option",
+                         "visitors_per_run=3000000", env=env)
 
     def finished_runs(self) -> int:
         return sum(" finished: " in line for line in list(self.lines))
@@ -268,12 +258,6 @@ class Runner:
     def progress(self, more: int) -> None:
         start = self.finished_runs()
         until(f"{more} more finished runs", lambda: self.finished_runs() >= start + more, self.proc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=DEADLINE_S)
-        self._reader.join(timeout=DEADLINE_S)
 
 
 def test_no_reader_can_stop_a_running_campaign(tmp_path: Path) -> None:
