@@ -320,34 +320,31 @@ class Campaign:
 
     def _needed(self) -> list[planner.RunSpec]:
         index = planner.RunIndex.of(self.state)
-        specs = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
-                                    self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
-                                    self.settings.seed_window, self._holdback_wanted())
+        work = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
+                                   self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
+                                   self.settings.seed_window)
+        specs = planner.with_holdback(self.state, work, self._holdback_wanted(work))
         self._stop = self._stop or planner.failing_incumbent(index, specs)
         return specs
 
-    def _holdback_wanted(self) -> int:
+    def _holdback_wanted(self, work: list[planner.RunSpec]) -> int:
         """Holdback windows the incumbent should have now: one while the campaign runs, all it needs at the end."""
         if not holdback.enabled(self.state, self.settings):
             return 0
-        if self._closing():
+        if self._closing(work):
             return holdback.runs_needed(self.state, self.settings)
         # While the campaign runs, one window per incumbent once it is two accepts from the baseline: after
         # one, its confirmation runs already are the head-to-head comparison with the baseline.
         return 1 if holdback.depth(self.state, self.state.incumbent_id) >= 2 else 0
 
-    def _closing(self) -> bool:
-        """Whether only the holdback is left: no proposal may start and no other run is running or may start."""
+    def _closing(self, work: list[planner.RunSpec]) -> bool:
+        """Whether only the holdback is left: no proposal may start and no other run (`work`) runs or may start."""
         now = ev.utc_now()
         if self.agents.in_flight or self._may_propose(now):
             return False
         if any(self.state.runs[run_id].role != holdback.ROLE for run_id in self._inflight):
             return False
-        index = planner.RunIndex.of(self.state)
-        others = planner.needed_runs(self.state, self.domain.design, index, self._needs_for(index),
-                                     self.settings.baseline_runs(self.domain.design), self.settings.confirm_runs,
-                                     self.settings.seed_window)
-        return not others or budget_rules.run_limit(self._budgets(), self.state, now) is not None
+        return not work or budget_rules.run_limit(self._budgets(), self.state, now) is not None
 
     def _needs_for(self, index: planner.RunIndex) -> dict[str, int]:
         """Candidate replicates each open hypothesis needs before its next look."""

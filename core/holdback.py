@@ -20,6 +20,7 @@ delta method's (normal, on the pooled units), as are the absolute difference's.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -181,38 +182,36 @@ def _between_windows(metric: MetricSpec, runs: list[RunRecord]) -> tuple[float, 
     varies with the hour. The pooled units' interval knows only the visitors' noise, so where the windows
     disagree by more, their own spread (a random-effects interval over windows) is the honest width.
     """
-    sign = -1.0 if metric.direction == "minimize" else 1.0
-    pairs = [(float(r.value), float(r.control_value)) for r in runs  # type: ignore[arg-type]
-             if r.control_value is not None and r.control_value != 0]
-    if len(pairs) < 3:
+    diffs, rels = _window_differences(metric, runs)
+    if len(diffs) < 3:
         return None
-    from scipy import stats
-
-    q = float(stats.t.ppf(0.975, len(pairs) - 1)) / math.sqrt(len(pairs))
-    return (q * _sd([sign * (v - c) for v, c in pairs]), q * _sd([sign * (v - c) / c for v, c in pairs]))
+    return _t_half(diffs), _t_half(rels)
 
 
 def _per_run(metric: MetricSpec, runs: list[RunRecord]) -> Lift | None:
     """Runs that report only their two values: relative differences per window, a t interval over windows."""
+    diffs, rels = _window_differences(metric, runs)
+    if not diffs:
+        return None
+    method = f"holdback: incumbent vs baseline in {len(diffs)} same-window run(s), t over runs"
+    effect, relative = statistics.fmean(diffs), statistics.fmean(rels)
+    if len(diffs) < 2:
+        return Lift(effect, None, None, relative, None, None, len(diffs), method)
+    half, rel_half = _t_half(diffs), _t_half(rels)
+    return Lift(effect, effect - half, effect + half, relative, relative - rel_half, relative + rel_half,
+                len(diffs), method)
+
+
+def _window_differences(metric: MetricSpec, runs: list[RunRecord]) -> tuple[list[float], list[float]]:
+    """Each window's arm-minus-control difference and its share of the control (> 0 is better)."""
     sign = -1.0 if metric.direction == "minimize" else 1.0
     pairs = [(float(r.value), float(r.control_value)) for r in runs  # type: ignore[arg-type]
              if r.control_value is not None and r.control_value != 0]
-    if not pairs:
-        return None
-    diffs = [sign * (v - c) for v, c in pairs]
-    rels = [sign * (v - c) / c for v, c in pairs]
-    method = f"holdback: incumbent vs baseline in {len(pairs)} same-window run(s), t over runs"
-    effect, relative = sum(diffs) / len(diffs), sum(rels) / len(rels)
-    if len(pairs) < 2:
-        return Lift(effect, None, None, relative, None, None, len(pairs), method)
+    return [sign * (v - c) for v, c in pairs], [sign * (v - c) / c for v, c in pairs]
+
+
+def _t_half(values: list[float]) -> float:
+    """Half-width of the 95% t interval of the mean of `values` (2 or more)."""
     from scipy import stats
 
-    q = float(stats.t.ppf(0.975, len(pairs) - 1))
-    half, rel_half = q * _sd(diffs) / math.sqrt(len(diffs)), q * _sd(rels) / math.sqrt(len(rels))
-    return Lift(effect, effect - half, effect + half, relative, relative - rel_half, relative + rel_half,
-                len(pairs), method)
-
-
-def _sd(values: list[float]) -> float:
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))

@@ -109,11 +109,8 @@ def rotation_offsets(state: CampaignState) -> dict[str, int]:
 
 
 def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[str, int],
-                calibration_runs: int, confirm_runs: int, window: int = 1, holdback: int = 0) -> list[RunSpec]:
-    """Runs not yet started that the campaign needs now, most urgent first (`window`: see the module doc).
-
-    `holdback`: how many holdback windows the incumbent should have by now (core/holdback.py).
-    """
+                calibration_runs: int, confirm_runs: int, window: int = 1) -> list[RunSpec]:
+    """Runs not yet started that the campaign needs now, most urgent first (`window`: see the module doc)."""
     specs: list[RunSpec] = []
     incumbent = state.incumbent_id
     previous = state.incumbent_parent.get(incumbent)
@@ -124,13 +121,21 @@ def needed_runs(state: CampaignState, design: str, index: RunIndex, needs: dict[
         specs += _incumbent_spec(index, incumbent, seed, hypothesis, control if design == "concurrent" else None)
         if previous is not None and design == "independent":
             specs += _incumbent_spec(index, previous, seed, hypothesis, None)
-    specs += holdback_specs(state, holdback)
     offsets = rotation_offsets(state) if design == "independent" and window > 1 else {}
     for record in state.open_hypotheses():
         if record.status == "testing" and record.parent_candidate_id == incumbent:
             specs += _hypothesis_specs(state, design, index, record, needs.get(record.hypothesis_id, 1),
                                        offsets.get(record.hypothesis_id, 0), window)
     return specs
+
+
+def with_holdback(state: CampaignState, specs: list[RunSpec], count: int) -> list[RunSpec]:
+    """`specs` (from `needed_runs`) with the incumbent's holdback windows up to `count`, after its own runs."""
+    extra = holdback_specs(state, count)
+    if not extra:
+        return specs
+    first = next((i for i, spec in enumerate(specs) if spec.role != "incumbent"), len(specs))
+    return specs[:first] + extra + specs[first:]
 
 
 def holdback_specs(state: CampaignState, count: int) -> list[RunSpec]:
