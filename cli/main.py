@@ -12,7 +12,7 @@ from ledgerlab import __version__
 
 # `ledgerlab --help` lists the commands in the order a new user meets them; any other command comes after.
 ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "plot",
-         "checkout", "verify", "sign", "snapshot", "domains", "marketing")
+         "ui", "checkout", "verify", "sign", "snapshot", "domains", "marketing")
 
 
 class Commands(TyperGroup):
@@ -72,5 +72,5 @@ from ledgerlab.cli import query  # noqa: E402,F401
 from ledgerlab.cli.marketing import marketing_app  # noqa: E402
 
 app.add_typer(marketing_app, name="marketing")
-from ledgerlab.cli import campaign, export, init, show, snapshot, verify  # noqa: E402,F401
+from ledgerlab.cli import campaign, export, init, show, snapshot, ui, verify  # noqa: E402,F401
 from ledgerlab.cli import run as _run  # noqa: E402,F401
