@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ray,ui]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 	test -f $(DEMO_DIR)/ledgerlab.toml || $(VENV)/bin/ledgerlab init ml_training --dir $(DEMO_DIR)
 	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR) --max-hypotheses 8 --workers $(DEMO_WORKERS) --time-limit $(DEMO_TIME)
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)
+	@echo "the dashboard (charts, every hypothesis, live while a campaign runs): $(VENV)/bin/ledgerlab ui --dir $(DEMO_DIR)"
 
 # The same loop on the simulated marketing A/B market (about a minute).
 demo-marketing: $(VENV)/.installed
