@@ -78,8 +78,10 @@
     sorts[table.id] = {key: key, type: th.dataset.type || "text", dir: old && old.key === key ? -old.dir : 1};
     sortTable(table);
   });
-  document.addEventListener("input", function (ev) {
-    if (ev.target.id === "filter" || ev.target.id === "status-filter") filterTable();
+  ["input", "change"].forEach(function (kind) {
+    document.addEventListener(kind, function (ev) {
+      if (ev.target.id === "filter" || ev.target.id === "status-filter") filterTable();
+    });
   });
 
   document.querySelectorAll("script.figure").forEach(function (tag) {
