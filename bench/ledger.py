@@ -39,7 +39,7 @@ import duckdb
 
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import CHECKPOINT_THRESHOLD, EVENTS_DDL, DuckDBLedger, read_only_connection
-from ledgerlab.storage.ledger import _insert as insert_rows
+from ledgerlab.storage.ledger import insert_events as insert_rows  # events alone: the storage floor
 from ledgerlab.storage.verify import verify_ledger
 from ledgerlab.storage.views import VIEWS
 

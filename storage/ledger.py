@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ledgerlab.core.errors import ConcurrencyError, LedgerError, LedgerLockedError
+from ledgerlab.storage.derived import RUN_TYPES, append_derived
 from ledgerlab.storage.events import GENESIS_HASH, Event, StoredEvent, seal
 from ledgerlab.storage.memory import stale_message
 
@@ -80,9 +81,10 @@ CREATE TABLE IF NOT EXISTS events (
 )
 """
 _ONE_ROW = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# A batch: its varying columns as a dict of numpy arrays in the local variable `_ledgerlab_batch` of `_insert`,
-# which DuckDB's replacement scan reads by name without a Python call per value (3x faster than list
-# parameters; `register` costs a catalog change per call); the append's campaign and timestamp as parameters.
+# A batch: its varying columns as a dict of numpy arrays in the local variable `_ledgerlab_batch` of
+# `insert_events`, which DuckDB's replacement scan reads by name without a Python call per value (3x faster
+# than list parameters; `register` costs a catalog change per call); the append's campaign and timestamp as
+# parameters.
 _MANY_ROWS = (
     "INSERT INTO events SELECT seq, event_id, $campaign_id, version, type, schema_version, payload, $recorded_at, "
     "prev_hash, hash FROM _ledgerlab_batch"
@@ -387,7 +389,31 @@ class DuckDBLedger:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, rows: Sequence[StoredEvent]) -> None:
-    """One statement, so one transaction: a single VALUES row, or the batch's columns scanned from numpy."""
+    """Insert the rows, and the `run_events` rows derived from them, in one transaction (all or nothing)."""
+    if not any(row.type in RUN_TYPES for row in rows):
+        insert_events(con, rows)  # one statement: its own transaction
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        insert_events(con, rows)
+        append_derived(con, rows[0].seq, rows[-1].seq)
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # the failed statement (or COMMIT) already ended the transaction
+
+
+def insert_events(con: duckdb.DuckDBPyConnection, rows: Sequence[StoredEvent]) -> None:
+    """One statement into `events` alone: a single VALUES row, or the batch's columns scanned from numpy."""
     first = rows[0]
     stamp = _naive_utc(first.recorded_at)  # one timestamp per append (see `seal`)
     if len(rows) == 1:

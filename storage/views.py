@@ -1,19 +1,21 @@
-"""The SQL views users query: each one reads the JSON payloads of `events`, so nothing is stored twice.
+"""The SQL views users query, over `events` and the typed `run_events` derived from it (storage/derived.py).
 
-`install(con)` creates `ledger_meta` and (re)creates the views when the file's views are older than
-VIEWS_VERSION; bump VIEWS_VERSION whenever a view's SQL changes. The columns are a public interface:
-add freely, rename never. `VIEW_DOCS` describes them for `ledgerlab schema`.
+`install(con)` creates `ledger_meta` and `run_events` (deriving what it lacks), and (re)creates the views when
+the file's views are older than VIEWS_VERSION; bump VIEWS_VERSION whenever a view's SQL changes. The columns
+are a public interface: add freely, rename never. `VIEW_DOCS` describes them for `ledgerlab schema`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ledgerlab.storage.derived import backfill
+
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 9  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
-# intervals widened to the spread between windows
+VIEWS_VERSION = 10  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
+# intervals widened to the spread between windows; 10: `runs` reads the typed `run_events` (storage/derived.py)
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -81,10 +83,6 @@ def _of_types(*types: str) -> str:
     return "(" + " UNION ALL ".join(f"SELECT * FROM events WHERE type = '{t}'" for t in types) + ")"
 
 
-_RUN_STARTED = _json(run_id="VARCHAR", hypothesis_id="VARCHAR", candidate_id="VARCHAR", role="VARCHAR",
-                     seed="BIGINT", attempt="INTEGER", worker="VARCHAR", shared_window="VARCHAR")
-_RUN_ENDED = _json(run_id="VARCHAR", status="VARCHAR", value="DOUBLE", control_value="DOUBLE", metrics="JSON",
-                   control_metrics="JSON", error="VARCHAR", duration_s="DOUBLE", log_path="VARCHAR")
 _VERDICT = _json(hypothesis_id="VARCHAR", decision="VARCHAR", reason="VARCHAR", test="VARCHAR",
                  statistic="DOUBLE", p_value="DOUBLE", effect="DOUBLE", ci_low="DOUBLE", ci_high="DOUBLE",
                  n_candidate="INTEGER", n_incumbent="INTEGER", alpha_spent="DOUBLE", looks="INTEGER",
@@ -100,29 +98,25 @@ _INCUMBENT_OF = (
 )
 
 VIEWS: dict[str, str] = {
-    "runs": f"""
+    "runs": """
 WITH latest AS (  -- per run: its latest start, and its latest end (which counts only if after that start)
     SELECT campaign_id, max(seq) FILTER (WHERE type = 'RunStarted') AS started_seq,
-           CASE WHEN payload->>'run_id' IS NOT NULL  -- events without a run_id are never paired
+           CASE WHEN run_id IS NOT NULL  -- events without a run_id are never paired
                 THEN max(seq) FILTER (WHERE type <> 'RunStarted') END AS ended_seq
-    FROM {_of_types('RunStarted', 'RunFinished', 'RunFailed')}
-    GROUP BY campaign_id, payload->>'run_id'
-), joined AS (
-    SELECT l.campaign_id, s.recorded_at AS started_at, json_transform(s.payload, '{_RUN_STARTED}') AS s,
-           e.type AS ended_type, e.recorded_at AS finished_at, json_transform(e.payload, '{_RUN_ENDED}') AS e
-    FROM latest l
-    JOIN (SELECT * FROM events WHERE type = 'RunStarted') s ON s.seq = l.started_seq
-    LEFT JOIN {_of_types('RunFinished', 'RunFailed')} e
-        ON e.seq = l.ended_seq AND l.ended_seq > l.started_seq
+    FROM run_events
+    GROUP BY campaign_id, run_id
 )
-SELECT s.run_id AS run_id, campaign_id, s.hypothesis_id AS hypothesis_id, s.candidate_id AS candidate_id,
-       s.role AS role, s.seed AS seed, s.attempt AS attempt,
-       CASE WHEN ended_type IS NULL THEN 'running' WHEN ended_type = 'RunFinished' THEN 'finished' ELSE e.status END
+SELECT s.run_id AS run_id, l.campaign_id AS campaign_id, s.hypothesis_id AS hypothesis_id,
+       s.candidate_id AS candidate_id, s.role AS role, s.seed AS seed, s.attempt AS attempt,
+       CASE WHEN e.type IS NULL THEN 'running' WHEN e.type = 'RunFinished' THEN 'finished' ELSE e.status END
            AS status,
        e.value AS value, e.control_value AS control_value, e.metrics AS metrics,
-       e.control_metrics AS control_metrics, e.error AS error, started_at, finished_at,
-       e.duration_s AS duration_s, s.worker AS worker, e.log_path AS log_path, s.shared_window AS shared_window
-FROM joined
+       e.control_metrics AS control_metrics, e.error AS error, s.recorded_at AS started_at,
+       e.recorded_at AS finished_at, e.duration_s AS duration_s, s.worker AS worker, e.log_path AS log_path,
+       s.shared_window AS shared_window
+FROM latest l
+JOIN run_events s ON s.seq = l.started_seq
+LEFT JOIN run_events e ON e.seq = l.ended_seq AND l.ended_seq > l.started_seq
 """,
     "verdicts": f"""
 SELECT v.hypothesis_id AS hypothesis_id, campaign_id, v.decision AS decision, v.reason AS reason, v.test AS test,
@@ -515,13 +509,18 @@ def has_meta(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def install(con: duckdb.DuckDBPyConnection) -> bool:
-    """Create `events`, `ledger_meta` and the views if missing or older; True when views were (re)made."""
+    """Create `events`, `ledger_meta`, `run_events` and the views if missing or older; True when views were (re)made.
+
+    `run_events` is completed first (storage/derived.py `backfill`), in the same transaction as the views that
+    read it: a ledger from an older ledgerlab gets its typed rows and its new views together.
+    """
     from ledgerlab.storage.ledger import EVENTS_DDL
 
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(EVENTS_DDL)
         con.execute(META_DDL)
+        backfill(con)
         if views_version(con) >= VIEWS_VERSION:
             con.execute("COMMIT")
             return False
