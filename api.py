@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -353,6 +354,18 @@ class CampaignSnapshot:
     run_started_at: dict[str, datetime] = field(default_factory=dict)
 
 
+# One read at a time per ledger file in this process: DuckDB shares one database instance between a process's
+# connections to a file, so a second read-only open while the first is live fails on its own settings
+# ("the configuration has been locked"; storage/ledger.py open_read_only). The dashboard reads from threads.
+_READ_LOCKS: dict[Path, threading.Lock] = {}
+_READ_LOCKS_GUARD = threading.Lock()
+
+
+def _read_lock(path: Path) -> threading.Lock:
+    with _READ_LOCKS_GUARD:
+        return _READ_LOCKS.setdefault(path, threading.Lock())
+
+
 def literal(text: str) -> str:
     """`text` as a SQL string literal (DuckDB strings have no backslash escapes: doubling ' is enough)."""
     return "'" + str(text).replace("'", "''") + "'"
@@ -380,7 +393,8 @@ class Ledger:
         """One read-only SQL statement over the views (and `events`), as `ledgerlab sql` runs it."""
         from ledgerlab.storage.query import run_query
 
-        got = run_query(self.path, query, wait_s=self.wait_s)
+        with _read_lock(self.path):
+            got = run_query(self.path, query, wait_s=self.wait_s)
         return Result(got.columns, got.rows)
 
     def view(self, cls: type[T], campaign: str | None = None, where: dict[str, Any] | None = None) -> Rows[T]:
@@ -428,7 +442,11 @@ class Ledger:
 
     def head(self) -> int:
         """The seq of the ledger's latest event (0 when empty): a cheap way to see whether anything changed."""
-        return int(self.sql("SELECT coalesce(max(seq), 0) AS head FROM events").rows[0][0])
+        from ledgerlab.storage.ledger import read_only_connection
+
+        # `events` needs no view, so no views check first: one connection (the campaign's socket, if it runs).
+        with _read_lock(self.path), read_only_connection(self.path, wait_s=self.wait_s) as con:
+            return int(con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     def snapshot(self, campaign: str | None = None) -> CampaignSnapshot:
         """One campaign (id; default the latest started) folded from its events, with `status`'s report."""
@@ -446,10 +464,7 @@ class Ledger:
     def _fold(self, campaign: str | None) -> CampaignSnapshot:
         from ledgerlab.core.state import CampaignState
         from ledgerlab.storage.ledger import read_only_connection, to_stored
-        from ledgerlab.storage.query import upgrade_views_if_old
-
-        upgrade_views_if_old(self.path, self.wait_s)
-        with read_only_connection(self.path, wait_s=self.wait_s) as con:
+        with _read_lock(self.path), read_only_connection(self.path, wait_s=self.wait_s) as con:
             campaign_id = self._pick(con, campaign)
             # One statement: the events and the head are read at the same moment.
             rows = con.execute(

@@ -40,6 +40,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_project(folder / "evil", evil_events())
     build_project(folder / "plain")
     (folder / "not-a-project").mkdir()
+    (folder / "broken" / ".ledgerlab").mkdir(parents=True)
+    (folder / "broken" / ".ledgerlab" / "ledger.duckdb").write_text("not a database")
     return folder
 
 
@@ -53,6 +55,7 @@ def test_index_lists_every_campaign(client: TestClient) -> None:
     assert page.status_code == 200
     assert page.text.count(f"/c/{CAMPAIGN}") == 2 and "/p/evil/" in page.text and "/p/plain/" in page.text
     assert "not-a-project" not in page.text
+    assert re.search(r"<td[^>]*>broken</td><td[^>]*>cannot read this ledger: ", page.text)  # the others still show
     assert 'id="compare-form"' in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self'")
 
@@ -133,6 +136,17 @@ def test_cli_without_the_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, root
     result = CliRunner().invoke(cli, ["ui", "--dir", str(root)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "pip install" in result.output and "[ui]" in result.output
+
+
+def test_cli_port_in_use_is_one_line(root: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        result = CliRunner().invoke(cli, ["ui", "--dir", str(root), "--port", str(taken.getsockname()[1])])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot listen on 127.0.0.1:" in result.output and "--port" in result.output
 
 
 def test_help_imports_no_dashboard_dependency() -> None:

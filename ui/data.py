@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerlab.api import CampaignSnapshot, Ledger
 from ledgerlab.core.effects import confirmed
-from ledgerlab.core.errors import CampaignError
+from ledgerlab.core.errors import CampaignError, LedgerlabError
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import HypothesisRecord
@@ -55,24 +55,36 @@ def campaign_rows(projects: dict[str, Ledger]) -> list[dict[str, Any]]:
     """One row per campaign of every project: the index page's table."""
     from ledgerlab.core.runner_lock import runner_alive
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, lab in projects.items():
-        current = {i.campaign_id: i for i in lab.incumbents(is_current=True)}
+        try:
+            current = {i.campaign_id: i for i in lab.incumbents(is_current=True)}
+            campaigns = lab.campaigns()
+        except LedgerlabError as exc:  # one unreadable ledger (locked, or another format) hides no other
+            rows.append({"project": name, "error": str(exc), "started": ""})
+            continue
         alive = runner_alive(lab.project)
-        for c in lab.campaigns():
+        for c in campaigns:
             gain = current.get(c.campaign_id)
             status = "stopped unexpectedly" if c.status == "running" and alive is False else c.status
-            rows.append({"project": name, "campaign": c, "status": status,
+            rows.append({"project": name, "campaign": c, "status": status, "started": str(c.started_at or ""),
                          "improvement": gain.improvement if gain else None,
                          "ci": (gain.improvement_ci_low, gain.improvement_ci_high) if gain else (None, None),
                          "method": gain.improvement_method if gain else None})
-    rows.sort(key=lambda r: r["campaign"].started_at or 0, reverse=True)
+    rows.sort(key=lambda r: r["started"], reverse=True)
     return rows
 
 
 def heads(projects: dict[str, Ledger]) -> str:
     """Every project's latest event seq, as one token that changes when any ledger does."""
-    return "-".join(str(lab.head()) for lab in projects.values())
+    return "-".join(_head(lab) for lab in projects.values())
+
+
+def _head(lab: Ledger) -> str:
+    try:
+        return str(lab.head())
+    except LedgerlabError:  # unreadable now: shown as such on the index, and watched like the others
+        return "?"
 
 
 # ------------------------------------------------------------------------------------------- a campaign

@@ -95,6 +95,7 @@
   let seq = body.dataset.seq;
   let updates = 0;
   async function poll() {
+    const started = Date.now();
     try {
       const sep = live.includes("?") ? "&" : "?";
       const answer = await fetch(live + sep + "seq=" + encodeURIComponent(seq), {cache: "no-store"});
@@ -116,7 +117,9 @@
       state.className = "live off";
       state.textContent = "live · offline";
     }
-    window.setTimeout(poll, Number(body.dataset.poll) || 2000);
+    // A long campaign makes each update costlier to compute: wait at least 4x what the last one took, so an
+    // open page never keeps a core of a machine the campaign shares busy.
+    window.setTimeout(poll, Math.max(Number(body.dataset.poll) || 2000, 4 * (Date.now() - started)));
   }
   if (live) {
     poll();
