@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ledgerlab.core.state import HypothesisRecord
 
 STATUS_COLORS = {"accepted": "#2ca02c", "rejected": "#9a9a9a", "testing": "#ff7f0e", "proposed": "#ff7f0e",
-                 "incumbent runs": "#1f77b4"}
+                 "incumbent runs": "#1f77b4", "holdback runs": "#9467bd"}
 # status_report's budgets_used key -> the budget limit (CampaignStarted.budgets) that caps it, and its label.
 BUDGETS = (("hypotheses", "max_hypotheses", "hypotheses"), ("runs", "max_runs", "runs"),
            ("active_seconds", "time_limit", "seconds"), ("units", "max_units", "units (visitors)"),
@@ -158,11 +158,12 @@ def progress_figure(snap: CampaignSnapshot) -> dict[str, Any]:
         if run is not None and run.value is not None and run_id not in seen:
             seen.add(run_id)
             hyp = state.hypotheses.get(run.hypothesis_id or "")
-            key = "incumbent runs" if hyp is None or run.role == "incumbent" else hyp.status
+            key = hyp.status if hyp is not None and run.role == "candidate" else f"{run.role} runs"
             xs, ys, data = series.setdefault(key, ([], [], []))
             xs.append(i + 1)
             ys.append(run.value)
-            data.append([hyp.number if hyp else None, _hover(hyp), run.run_id[:12], run.seed])
+            own = hyp is not None and run.role == "candidate"  # a click opens the hypothesis it tests
+            data.append([hyp.number if own else None, _hover(hyp, run.role), run.run_id[:12], run.seed])
             every.setdefault(run.candidate_id, []).append(run.value)
             if run.role == "incumbent" and run.seed >= state.seed_base.get(run.candidate_id, 0):
                 fresh.setdefault(run.candidate_id, []).append(run.value)
@@ -174,11 +175,13 @@ def _figure(snap: CampaignSnapshot, series: dict[str, Any], line: list[float | N
     state, metric = snap.state, snap.state.metric
     traces: list[dict[str, Any]] = []
     for key, (xs, ys, data) in sorted(series.items()):
-        name = key if key == "incumbent runs" else f"runs of {key} hypotheses"
+        replicate = key.endswith(" runs")  # no hypothesis of its own: nothing to open
+        name = key if replicate else f"runs of {key} hypotheses"
+        what = "%{customdata[1]}" if replicate else "#%{customdata[0]} %{customdata[1]}"
         traces.append({"type": "scatter", "mode": "markers", "name": f"{name} ({len(xs)})", "x": xs, "y": ys,
                        "customdata": data, "marker": {"color": STATUS_COLORS.get(key, "#1f77b4"),
-                                                      "size": 7 if key == "incumbent runs" else 9},
-                       "hovertemplate": "#%{customdata[0]} %{customdata[1]}<br>" + f"{_hover_name(metric.name)}"
+                                                      "size": 7 if replicate else 9},
+                       "hovertemplate": what + "<br>" + f"{_hover_name(metric.name)}"
                                         " %{y:.4g}<br>run %{customdata[2]}, seed %{customdata[3]}<extra></extra>"})
     steps = [(i + 1, v) for i, v in enumerate(line) if v is not None]
     traces.append({"type": "scatter", "mode": "lines", "name": "incumbent (mean of its runs after selection)",
@@ -197,9 +200,10 @@ def _figure(snap: CampaignSnapshot, series: dict[str, Any], line: list[float | N
         "yaxis": {"title": {"text": f"{_hover_name(metric.name)} ({better} is better)"}}}}
 
 
-def _hover(hyp: HypothesisRecord | None) -> str:
-    if hyp is None:
-        return "incumbent replicate"
+def _hover(hyp: HypothesisRecord | None, role: str) -> str:
+    if hyp is None or role != "candidate":
+        return {"incumbent": "incumbent replicate", "holdback": "holdback run"}.get(role, f"{role} run") + (
+            f" (confirming #{hyp.number})" if hyp is not None else "")
     text = " ".join(hyp.rationale.split())
     return html.escape(text[:117] + "…" if len(text) > 120 else text)
 
