@@ -222,12 +222,13 @@ def _improvement_line(gain: dict[str, Any]) -> str:
     if gain["status"] == "baseline_is_incumbent":
         return "none yet (the baseline is still the incumbent)"
     if gain["status"] == "not_measured":
-        return "not measured yet (needs baseline runs and incumbent runs after selection)"
+        return f"not measured yet ({gain.get('reason') or 'needs baseline runs and incumbent runs after selection'})"
     ci = interval(gain["ci_low"], gain["ci_high"])
     level = f", {gain['ci_level']:.0%}" if gain["ci_level"] else ", too few runs for an interval"
     line = f"{fmt(gain['effect'])} {ci}  (> 0 is better; {gain['method']}{level})"
     if gain.get("relative") is not None:  # the holdback measured it as a share of the baseline too
-        rel = f"[{gain['relative_ci_low']:+.1%}, {gain['relative_ci_high']:+.1%}]"
+        low, high = gain["relative_ci_low"], gain["relative_ci_high"]
+        rel = f"[{low:+.1%}, {high:+.1%}]" if low is not None and high is not None else "(no interval yet)"
         line = f"{gain['relative']:+.1%} {rel} of the baseline; " + line
     return line
 

@@ -172,11 +172,16 @@ HELP: dict[str, tuple[str, Any]] = {
                           "skewed or heavy-tailed metric cannot carry a change)", None),
     "judge.skew_max": ("independent designs: compare the candidate's mean with the incumbent's mean only while "
                        "the incumbents' runs are skewed toward improvement by at most this (inf: always)", None),
-    "judge.holdback_precision": ("A/B designs: the improvement `status` reports comes from holdback windows (the "
-                                 "incumbent vs the baseline, same window), enough for a 95% interval of the "
-                                 "relative lift of about ± this; their visitors are reserved from max_units", None),
+    "judge.holdback_precision": ("the improvement `status` reports comes from a holdback (A/B: the incumbent vs "
+                                 "the baseline in the same window; independent: both on fresh seeds), enough for "
+                                 "a 95% interval of the relative lift of about ± this; its visitors, runs and time "
+                                 "are reserved from the budgets", None),
     "judge.holdback_max_runs": ("A/B designs: at most this many holdback windows per incumbent (0: no holdback; "
                                 "the improvement is then the sum of the confirmed effects)", None),
+    "judge.holdback_max_pairs": ("independent designs: the improvement `status` reports comes from k runs of the "
+                                 "incumbent and k of the baseline on fresh seeds at the end, k for ± "
+                                 "holdback_precision, at most this (0: none; the improvement then rests on runs "
+                                 "later changes were also judged on, which favours the incumbent)", None),
     "proposer.kind": ("who writes hypotheses: knob (offline, no API key), random (random knob changes), llm, or "
                       "a plug-in from the ledgerlab.proposers entry-point group", None),
     "proposer.model": ("llm: the model, as litellm names it", "gpt-4o-mini"),

@@ -47,7 +47,7 @@ from ledgerlab.storage.signing import CheckpointSigner
 # autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto, no holdback
 # (unless set).
 GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
-                                   "guardrails": False, "holdback_max_runs": 0}
+                                   "guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
 # How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
@@ -101,9 +101,9 @@ class Campaign:
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
         started = self.state.started
-        # A resumed campaign keeps the judge it started with; one started before guardrails or the holdback
+        # A resumed campaign keeps the judge it started with; one started before guardrails or a holdback
         # existed keeps running without them.
-        self.settings = JudgeSettings(**{"guardrails": False, "holdback_max_runs": 0, **started.judge}) if started \
+        self.settings = holdback.recorded_settings(started.judge) if started \
             else judge_settings(config, domain.metric)
         self.judge: Judge = make_judge(self.settings)
         if started is not None:
@@ -120,7 +120,7 @@ class Campaign:
         self.signer = signer or CheckpointSigner()  # the key in ~/.config/ledgerlab, made on first use
         self._head: tuple[int, str] | None = None  # (seq, hash) of this process's last append
         self._unsigned = 0  # events appended since the last checkpoint
-        self._reserve: tuple[int, float] = (-1, 0.0)  # (state version, holdback reserve in units)
+        self._reserve: tuple[int, holdback.Reserve] = (-1, holdback.Reserve())  # (state version, what the holdback needs)
 
     # ---------------------------------------------------------------------------------------- events
 
@@ -277,19 +277,25 @@ class Campaign:
             self._wait()
 
     def _budgets(self, spec: planner.RunSpec | None = None) -> Budgets:
-        """The budgets hypothesis work runs under: `max_units` less the holdback's reserve.
+        """The budgets hypothesis work runs under: `max_units`, `max_runs`, `time_limit` less the holdback's reserve.
 
-        Holdback windows (`spec`) may use the reserve, and only they: so the final measurement is never cut
-        short by the visitor budget its reserve was kept for.
+        Holdback runs (`spec`) may use the reserve, and only they: so the final measurement is never cut short
+        by the visitors or the time its reserve was kept for (`max_runs` still binds them: it is a count).
         """
         budgets = self.config.budgets
-        if not budgets.max_units or not holdback.enabled(self.state, self.settings):
+        limited = budgets.max_units or budgets.max_runs or budgets.time_limit
+        if not limited or not holdback.enabled(self.state, self.settings):
             return budgets
         if spec is not None and spec.role == holdback.ROLE:
-            return budgets.model_copy(update={"max_units": None})
+            return budgets.model_copy(update={"max_units": None, "time_limit": None})
         if self._reserve[0] != self.state.version:  # it changes only with the ledger: once per new event
-            self._reserve = (self.state.version, holdback.reserve_units(self.state, self.settings))
-        return budgets.model_copy(update={"max_units": max(budgets.max_units - self._reserve[1], 0.0)})
+            self._reserve = (self.state.version, holdback.reserve(self.state, self.settings, self.executor.slots))
+        held = self._reserve[1]
+        # Never 0: a limit of 0 reads as no limit.
+        return budgets.model_copy(update={
+            "max_units": budgets.max_units and max(budgets.max_units - held.units, 1e-9),
+            "max_runs": budgets.max_runs and max(budgets.max_runs - held.runs, 1),
+            "time_limit": budgets.time_limit and max(budgets.time_limit - held.seconds, 1e-9)})
 
     def _finish(self, reason: str) -> None:
         now = ev.utc_now()
@@ -332,7 +338,9 @@ class Campaign:
         if not holdback.enabled(self.state, self.settings):
             return 0
         if self._closing(work):
-            return holdback.runs_needed(self.state, self.settings)
+            return holdback.needed(self.state, self.settings)
+        if self.domain.design != "concurrent":
+            return 0  # independent designs: pairs at the end only, for the final incumbent
         # While the campaign runs, one window per incumbent once it is two accepts from the baseline: after
         # one, its confirmation runs already are the head-to-head comparison with the baseline.
         return 1 if holdback.depth(self.state, self.state.incumbent_id) >= 2 else 0

@@ -90,6 +90,7 @@ class JudgeConfig(_Section):
     skew_max: float = Field(default=1.0, gt=0)  # inf: compare with the incumbent's mean even on skewed runs
     holdback_precision: float = Field(default=0.05, gt=0)
     holdback_max_runs: int = Field(default=12, ge=0)
+    holdback_max_pairs: int = Field(default=6, ge=0)
 
 
 class CampaignConfig(_Section):

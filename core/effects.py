@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ledgerlab.core import holdback
+
 if TYPE_CHECKING:  # annotations only: `ledgerlab --help` imports this module and stays light
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
 
@@ -98,13 +100,17 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord],
                 base_runs: list[RunRecord]) -> Effect | None:
     """The incumbent's improvement over the baseline, on runs that did not select it.
 
+    Independent designs: the holdback pairs (core/holdback.py), the incumbent and the baseline on fresh
+    seeds no judge read; None until one pair finished. The incumbent's own runs after its selection are no
+    measure: later challengers were judged against them, and an incumbent survives when they came out lucky.
     A/B designs (same-window runs): the holdback, the incumbent against the baseline in the same windows
     (core/holdback.py), or, while its interval is still the wider one (right after an accept), the sum of
     the confirmed effects along the incumbent's lineage, each from its own fresh A/B runs, so independent,
     with their variances added. Both are unbiased; which one is shown depends only on their widths. Runs in
     different traffic windows differ by more than their visitors show (time of day, day of week), so
-    comparing the incumbent's windows with the baseline's would be both noisier and less fair. Otherwise,
-    and while a link is unconfirmed: the incumbent's runs after selection vs the baseline's (`compare`).
+    comparing the incumbent's windows with the baseline's would be both noisier and less fair. Otherwise
+    (a campaign recorded without a holdback, or an A/B link still unconfirmed): the incumbent's runs after
+    selection vs the baseline's (`compare`).
     """
     assert state.started is not None
     if state.started.design == "concurrent":
@@ -113,9 +119,30 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord],
             return held
         if chained is not None:
             return chained
+    elif holdback_on(state):  # only the pairs no selection used; until they finish: not measured yet
+        lift = holdback.current(state)
+        return lift and Effect(lift.effect, lift.low, lift.high, lift.method, lift.relative, lift.relative_low,
+                               lift.relative_high)
     got = compare(state, inc_fresh, base_runs)
     return got and Effect(got.effect, got.low, got.high,
                           f"the incumbent's runs after selection vs the baseline's; {got.method}")
+
+
+def holdback_on(state: CampaignState) -> bool:
+    """Whether the campaign keeps a holdback, by the settings it recorded when it started."""
+    assert state.started is not None
+    return holdback.enabled(state, holdback.recorded_settings(state.started.judge))
+
+
+def not_measured_reason(state: CampaignState) -> str:
+    """Why the improvement is not measured yet, in words for `status`."""
+    assert state.started is not None
+    if state.started.design == "concurrent" or not holdback_on(state):
+        return "needs baseline runs and incumbent runs after selection"
+    if any(r.role == holdback.ROLE and r.candidate_id == state.incumbent_id for r in state.runs.values()):
+        return "its holdback runs are under way: the incumbent and the baseline on fresh seeds"
+    return ("measured by a holdback when the campaign has nothing else to run: the incumbent and the baseline "
+            "on fresh seeds no judge reads")
 
 
 def lineage_sum(state: CampaignState) -> Effect | None:
@@ -146,8 +173,6 @@ def lineage_sum(state: CampaignState) -> Effect | None:
 
 
 def _holdback(state: CampaignState) -> Effect | None:
-    from ledgerlab.core import holdback
-
     lift = holdback.current(state)
     if lift is None or lift.low is None or lift.high is None:
         return None

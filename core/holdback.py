@@ -1,28 +1,39 @@
-"""The holdback: the incumbent against the baseline, head to head in the same windows, on runs no selection used.
+"""The holdback: the incumbent against the baseline, head to head, on runs no selection used.
 
-Concurrent (A/B) designs only. Summing each accept's confirmed effect is unbiased but adds one confirmation's
-variance per accept, so after a few accepts its interval is wider than the lift it measures. Experimentation
-platforms keep a holdback instead: some traffic still sees the original page, so the total is one direct
-comparison. Here every holdback run is one window of the incumbent (the run's arm) against the baseline (its
-control), on seeds of its own (`seeds`), never read by the judge (role "holdback": planner.RunIndex skips it).
+Summing each accept's confirmed effect is unbiased but adds one confirmation's variance per accept, so after
+a few accepts its interval is wider than the lift it measures. Experimentation platforms keep a holdback
+instead: some traffic still sees the original page, so the total is one direct comparison. Holdback runs
+have role "holdback", run on seeds of their own (`seeds`) and are never read by the judge
+(planner.RunIndex skips them).
 
-When: one window as soon as an accept is confirmed (the number stays current while the campaign runs), then,
-once the campaign has nothing else to run, enough windows for the final incumbent to bring the 95% interval
-of its relative lift to ± `holdback_precision` (`runs_needed`, from the windows so far, or from the baseline's
-calibration windows before any), at most `holdback_max_runs`. Those windows' visitors are reserved from
-`max_units` (`reserve_units`), so a visitor budget never leaves the total unmeasured.
+Concurrent (A/B) designs: every holdback run is one window of the incumbent (the run's arm) against the
+baseline (its control). One window as soon as an accept is confirmed (the number stays current while the
+campaign runs), then, once the campaign has nothing else to run, enough windows for the final incumbent to
+bring the 95% interval of its relative lift to ± `holdback_precision` (`runs_needed`, from the windows so
+far, or from the baseline's calibration windows before any), at most `holdback_max_runs`.
 
-The lift is relative, sign-adjusted so that > 0 is better: (m1 − m0) / m0 when maximizing, (m0 − m1) / m0
-when minimizing, with m1 the incumbent's pooled per-unit mean and m0 the baseline's; its interval is the
-delta method's (normal, on the pooled units), as are the absolute difference's.
+Independent designs (each run alone): once the campaign has nothing else to run, k runs of the incumbent
+and k of the baseline on the same k fresh seeds (`paired`), k for ± `holdback_precision` (`pairs_needed`),
+at most `holdback_max_pairs`. The incumbent's own runs cannot measure it: later challengers were judged
+against them, and an incumbent survives when its runs came out lucky, so they favour it. The pairs'
+differences cancel the seed's noise; their variance is pooled with the campaign's other paired differences
+(the judge's own pool, `stats.pooled_variance`), so two pairs already give an interval (`measure_paired`).
+
+Budgets: the holdback's visitors (A/B), runs and time (`reserve`) are kept back from `max_units`,
+`max_runs` and `time_limit` from the start, so a budget never leaves the total unmeasured.
+
+The lift is relative, sign-adjusted so that > 0 is better: (m1 − m0) / |m0| when maximizing, (m0 − m1) / |m0|
+when minimizing, with m1 the incumbent's mean and m0 the baseline's (A/B: pooled per unit); its interval is
+the delta method's, as are the absolute difference's.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ledgerlab.core.judge import JudgeSettings
@@ -55,9 +66,33 @@ class Lift:
         return (self.relative_high - self.relative_low) / 2
 
 
+@dataclass(frozen=True)
+class Reserve:
+    """What the holdback still needs, kept back from the budgets hypothesis work runs under."""
+
+    units: float = 0.0
+    runs: int = 0
+    seconds: float = 0.0
+
+
+# A campaign keeps the judge it started with: one recorded before a setting existed runs without it.
+BEFORE_SETTINGS: dict[str, Any] = {"guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}
+
+
+def recorded_settings(judge: Mapping[str, Any]) -> JudgeSettings:
+    """The judge settings recorded in CampaignStarted, with what they predate switched off."""
+    from ledgerlab.core.judge import JudgeSettings
+
+    return JudgeSettings(**{**BEFORE_SETTINGS, **judge})
+
+
 def enabled(state: CampaignState, settings: JudgeSettings) -> bool:
-    """Whether this campaign keeps a holdback: a concurrent design with `holdback_max_runs` > 0."""
-    return state.started is not None and state.started.design == "concurrent" and settings.holdback_max_runs > 0
+    """Whether this campaign keeps a holdback: `holdback_max_runs` (A/B) or `holdback_max_pairs` > 0."""
+    if state.started is None:
+        return False
+    if state.started.design == "concurrent":
+        return settings.holdback_max_runs > 0
+    return settings.holdback_max_pairs > 0
 
 
 def depth(state: CampaignState, candidate_id: str) -> int:
@@ -118,18 +153,175 @@ def current(state: CampaignState) -> Lift | None:
     assert state.started is not None
     if state.incumbent_id == state.started.baseline_candidate_id:
         return None
-    return measure(state.metric, runs_of(state, state.incumbent_id))
+    if state.started.design == "concurrent":
+        return measure(state.metric, runs_of(state, state.incumbent_id))
+    pairs = paired(state, state.incumbent_id)
+    min_df = recorded_settings(state.started.judge).min_diff_df
+    noise = pair_noise(state, [a - b for a, b in pairs], min_df)
+    return measure_paired(state.metric, pairs, noise, baseline_noise(state))
 
 
-def runs_needed(state: CampaignState, settings: JudgeSettings) -> int:
-    """Windows the incumbent's holdback needs for a relative half-width of `holdback_precision`."""
+def needed(state: CampaignState, settings: JudgeSettings, uninformed: int | None = None) -> int:
+    """Holdback windows (A/B) or pairs (independent) the incumbent needs for the stated precision.
+
+    `uninformed`: the pairs to plan on while nothing tells their noise yet (default: the cap).
+    """
+    assert state.started is not None
+    if state.started.design == "concurrent":
+        return runs_needed(state, settings, uninformed)
+    return pairs_needed(state, settings, uninformed)
+
+
+def reserve(state: CampaignState, settings: JudgeSettings, slots: int) -> Reserve:
+    """The visitors (A/B), runs and seconds the holdback still needs (none where it is off).
+
+    Kept from the start, while the baseline is still the incumbent: an accept near the end of a budget
+    would otherwise leave no room to measure it. Seconds: the runs left in rounds of `slots`, each as long
+    as the incumbent's and the baseline's runs took on average so far.
+    """
+    if not enabled(state, settings):
+        return Reserve()
+    assert state.started is not None
+    # Before any run tells the noise, the fewest (2): the cap would starve a small budget of runs.
+    cap = settings.holdback_max_runs if state.started.design == "concurrent" else settings.holdback_max_pairs
+    count = needed(state, settings, uninformed=min(2, cap))
+    if state.started.design == "concurrent":
+        started = len(runs_of(state, state.incumbent_id, finished_only=False))
+        runs = max(0, count - started)
+        units = reserve_units(state, settings)
+    else:
+        runs, units = max(0, 2 * count - len(_pair_runs(state))), 0.0
+    return Reserve(units, runs, math.ceil(runs / max(slots, 1)) * typical_seconds(state))
+
+
+def typical_seconds(state: CampaignState) -> float:
+    """The mean wall-clock time of the incumbent's and the baseline's finished runs (else of any; 0: none)."""
+    assert state.started is not None
+    pair = {state.incumbent_id, state.started.baseline_candidate_id}
+    done = [r.seconds for r in state.runs.values() if r.status == "finished" and r.seconds is not None]
+    own = [r.seconds for r in state.runs.values() if r.status == "finished" and r.seconds is not None
+           and r.candidate_id in pair]
+    chosen = own or done
+    return statistics.fmean(chosen) if chosen else 0.0  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- independent designs
+
+
+def _pair_runs(state: CampaignState) -> list[RunRecord]:
+    """The holdback runs, finished or running, of the incumbent and the baseline on the incumbent's seeds."""
+    assert state.started is not None
+    block = set(seeds(state, state.incumbent_id, SEEDS_PER_INCUMBENT))
+    if state.incumbent_id == state.started.baseline_candidate_id:
+        return []
+    arms = (state.incumbent_id, state.started.baseline_candidate_id)
+    return [r for cid in arms for r in runs_of(state, cid, finished_only=False)
+            if r.seed in block and r.status in ("finished", "running")]
+
+
+def paired(state: CampaignState, candidate_id: str) -> list[tuple[float, float]]:
+    """(incumbent, baseline) values on each of `candidate_id`'s holdback seeds where both runs finished."""
+    assert state.started is not None
+    block = set(seeds(state, candidate_id, SEEDS_PER_INCUMBENT))
+    ours = {r.seed: float(r.value) for r in runs_of(state, candidate_id) if r.seed in block}  # type: ignore[arg-type]
+    base = {r.seed: float(r.value) for r in runs_of(state, state.started.baseline_candidate_id)  # type: ignore[arg-type]
+            if r.seed in block}
+    return [(ours[s], base[s]) for s in sorted(set(ours) & set(base))]
+
+
+def pair_noise(state: CampaignState, own: list[float], min_diff_df: int) -> tuple[float, int]:
+    """The variance of one paired difference and its df: `own` pooled with the campaign's, as the judge pools.
+
+    The holdback's few pairs alone would give a t quantile of 12.7 at two pairs; the judge already assumes
+    one paired-difference variance for all changes of a campaign (core/stats.py), and so does this.
+    """
+    from ledgerlab.core import planner, stats
+
+    diffs, replicates = planner.history(state)
+    return stats.pooled_variance(own, diffs, replicates, min_diff_df=min_diff_df)
+
+
+def baseline_noise(state: CampaignState) -> tuple[float, int]:
+    """The variance of one baseline run (every finished one) and its df: the ratio's denominator noise."""
+    assert state.started is not None
+    values = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)  # type: ignore[arg-type]
+              if r.value is not None]
+    return (statistics.variance(values), len(values) - 1) if len(values) >= 2 else (math.nan, 0)
+
+
+def measure_paired(metric: MetricSpec, pairs: list[tuple[float, float]], noise: tuple[float, int],
+                   base: tuple[float, int]) -> Lift | None:
+    """The lift k (incumbent, baseline) pairs show: the mean difference, and its share of the baseline's mean.
+
+    Absolute: t interval with the pooled paired variance `noise` (variance, df). Relative R = D / |m0|: the
+    delta method, Var(R) = [σd² + s·R·σd² + R²·σ0²] / (k·m0²), s = ±1 (> 0 where the incumbent's and the
+    baseline's runs share noise), since with equal run variances Cov(d, x0) = −σd²/2 (capped at σd·σ0);
+    σ0² is one baseline run's variance (`base`), t at the smaller of the two df.
+    """
+    if not pairs:
+        return None
+    sign = -1.0 if metric.direction == "minimize" else 1.0
+    k = len(pairs)
+    effect = statistics.fmean(sign * (a - b) for a, b in pairs)
+    m0 = statistics.fmean(b for _, b in pairs)
+    if m0 == 0:
+        return None
+    (var_d, df_d), (var_0, df_0) = noise, base
+    relative = effect / abs(m0)
+    low = high = rel_low = rel_high = None
+    if df_d > 0:
+        half = _t(df_d) * math.sqrt(var_d / k)
+        low, high = effect - half, effect + half
+    if df_d > 0 and df_0 > 0:
+        cross = sign * math.copysign(1.0, m0) * relative * min(var_d, 2 * math.sqrt(var_d * var_0))
+        rel_half = _t(min(df_d, df_0)) * math.sqrt(max(var_d + cross + relative**2 * var_0, 0.0) / (k * m0**2))
+        rel_low, rel_high = relative - rel_half, relative + rel_half
+    method = (f"holdback: incumbent vs baseline on {k} fresh seed(s) each, paired; t with the campaign's "
+              f"pooled paired variance ({df_d} df), relative by the delta method")
+    return Lift(effect, low, high, relative, rel_low, rel_high, k, method)
+
+
+def pairs_needed(state: CampaignState, settings: JudgeSettings, uninformed: int | None = None) -> int:
+    """Pairs the incumbent's holdback needs for a relative half-width of `holdback_precision` (2 at least).
+
+    From the pooled variances and the lift so far (the incumbent's pairs, else its own runs: only the size
+    depends on them, never the estimate); `uninformed` (default: the cap) where there are none yet.
+    """
+    assert state.started is not None
+    cap = min(settings.holdback_max_pairs, SEEDS_PER_INCUMBENT)
+    base = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)  # type: ignore[arg-type]
+            if r.value is not None]
+    pairs = paired(state, state.incumbent_id)
+    var_d, df_d = pair_noise(state, [a - b for a, b in pairs], settings.min_diff_df)
+    if len(base) < 2 or df_d == 0 or statistics.fmean(base) == 0:
+        return cap if uninformed is None else uninformed
+    sign = -1.0 if state.metric.direction == "minimize" else 1.0
+    m0, var_0 = statistics.fmean(base), statistics.variance(base)
+    ours = [a for a, _ in pairs] or [float(r.value) for r in state.finished_runs(state.incumbent_id)  # type: ignore[arg-type]
+                                     if r.value is not None] or [m0]
+    relative = sign * (statistics.fmean(ours) - m0) / abs(m0)
+    cross = sign * math.copysign(1.0, m0) * relative * min(var_d, 2 * math.sqrt(var_d * var_0))
+    one = max(var_d + cross + relative**2 * var_0, 0.0) / m0**2  # the relative lift's variance from one pair
+    need = math.ceil(Z95**2 * one / settings.holdback_precision**2)
+    return min(cap, max(2, need))
+
+
+def _t(df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
+
+
+def runs_needed(state: CampaignState, settings: JudgeSettings, uninformed: int | None = None) -> int:
+    """Windows the incumbent's holdback needs for a relative half-width of `holdback_precision` (`uninformed`,
+    default the cap, where no window tells the noise yet)."""
     cap = settings.holdback_max_runs
     done = runs_of(state, state.incumbent_id)
     basis = done if len(done) >= 2 else calibration_runs(state)
     got = measure(state.metric, basis)
     half = got.relative_half_width if got is not None else None
     if half is None or not math.isfinite(half):
-        return cap
+        return cap if uninformed is None else uninformed
     need = math.ceil(len(basis) * (half / settings.holdback_precision) ** 2)
     return max(2, min(cap, need, SEEDS_PER_INCUMBENT))
 

@@ -91,6 +91,9 @@ class JudgeSettings(BaseModel):
     # per incumbent, reserved from `max_units` so a visitor budget never leaves it unmeasured. 0 runs: off.
     holdback_precision: float = Field(default=0.05, gt=0)
     holdback_max_runs: int = Field(default=12, ge=0)
+    # Independent designs: the holdback is k runs of the incumbent and k of the baseline on fresh seeds, paired
+    # by seed, when the campaign has nothing else to run; k for ± `holdback_precision`, at most this. 0: off.
+    holdback_max_pairs: int = Field(default=6, ge=0)
     # Stats judge, run-level evidence: no accept at a look with fewer candidate replicates than this (capped
     # at the last look); those looks only drop (futility) or continue, and α is spent over the later looks
     # (pooled A/B counts and per-unit sums are exempt: their test rests on the units, not on runs). A p-value from one

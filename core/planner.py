@@ -139,11 +139,14 @@ def with_holdback(state: CampaignState, specs: list[RunSpec], count: int) -> lis
 
 
 def holdback_specs(state: CampaignState, count: int) -> list[RunSpec]:
-    """The incumbent's first `count` holdback windows not yet run (a seed that failed 3 times is given up)."""
+    """The incumbent's first `count` holdback windows (A/B) or pairs not yet run (a seed that failed 3 times is
+    given up)."""
     assert state.started is not None
     incumbent, baseline = state.incumbent_id, state.started.baseline_candidate_id
     if count <= 0 or incumbent == baseline:
         return []
+    if state.started.design != "concurrent":
+        return _pair_specs(state, count)
     tried: dict[int, list[RunRecord]] = defaultdict(list)
     for run in holdback.runs_of(state, incumbent, finished_only=False):
         tried[run.seed].append(run)
@@ -154,6 +157,32 @@ def holdback_specs(state: CampaignState, count: int) -> list[RunSpec]:
             continue
         specs.append(RunSpec(incumbent, holdback.ROLE, seed, None, baseline))
     return specs
+
+
+def _pair_specs(state: CampaignState, count: int) -> list[RunSpec]:
+    """Independent designs: the runs missing from the incumbent's first `count` holdback pairs, both arms on
+    each seed (the incumbent's first); a seed where either arm failed 3 times is given up for the next one."""
+    assert state.started is not None
+    arms = (state.incumbent_id, state.started.baseline_candidate_id)
+    tried: dict[tuple[str, int], list[RunRecord]] = defaultdict(list)
+    for cid in arms:
+        for run in holdback.runs_of(state, cid, finished_only=False):
+            tried[(cid, run.seed)].append(run)
+    specs: list[RunSpec] = []
+    kept = 0
+    for seed in holdback.seeds(state, state.incumbent_id, holdback.SEEDS_PER_INCUMBENT):
+        if kept >= count:
+            break
+        runs = {cid: tried.get((cid, seed), []) for cid in arms}
+        if any(len(r) >= MAX_INCUMBENT_ATTEMPTS and not _live(r) for r in runs.values()):
+            continue
+        kept += 1
+        specs += [RunSpec(cid, holdback.ROLE, seed) for cid in arms if not _live(runs[cid])]
+    return specs
+
+
+def _live(runs: list[RunRecord]) -> bool:
+    return any(r.status in ("finished", "running") for r in runs)
 
 
 def failing_incumbent(index: RunIndex, specs: list[RunSpec]) -> str | None:
@@ -252,7 +281,7 @@ def evidence_for(state: CampaignState, design: str, index: RunIndex, record: Hyp
         for run in group if run.status == "finished" and run.value is not None
     )
     return Evidence(metric=metric, design="independent", pairs=pairs, incumbent_only=others,
-                    history_diffs=_history_diffs(state, index, record),
+                    history_diffs=_history_diffs(state, index, record.hypothesis_id),
                     history_replicates=_history_replicates(index, exclude=record.candidate_id))
 
 
@@ -288,11 +317,17 @@ def concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
     return Evidence(metric=metric, design="concurrent", pairs=pairs)
 
 
-def _history_diffs(state: CampaignState, index: RunIndex, record: HypothesisRecord) -> tuple[tuple[float, ...], ...]:
+def history(state: CampaignState) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+    """Every decided hypothesis's paired differences, and every incumbent's replicates: the judge's pools."""
+    index = RunIndex.of(state)
+    return _history_diffs(state, index, None), _history_replicates(index, exclude=None)
+
+
+def _history_diffs(state: CampaignState, index: RunIndex, exclude: str | None) -> tuple[tuple[float, ...], ...]:
     """Other decided hypotheses' paired differences (candidate − incumbent): the pooled variance's history."""
     groups = []
     for other in state.hypotheses.values():
-        if other.hypothesis_id == record.hypothesis_id or other.verdict is None:
+        if other.hypothesis_id == exclude or other.verdict is None:
             continue
         diffs = []
         for run in index.by_hypothesis.get(other.hypothesis_id, []):

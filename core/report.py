@@ -3,8 +3,10 @@
     report = status_report(state, now=utc_now())      # plain JSON values: dicts, lists, str, numbers, None
 
 Every number comes from core/effects.py; `improvement.method` and `accepted[].confirmed.method` name how each
-effect was computed (paired on matched seeds, Welch, pooled same-window runs, or the sum of confirmed
-links), because which one applies changes as a campaign goes on. Non-finite numbers become None.
+effect was computed (the holdback, paired on matched seeds, Welch, pooled same-window runs, or the sum of
+confirmed links), because which one applies changes as a campaign goes on; `improvement.reason` says why it
+is not measured yet, where it is not. `accepted[].selected` is the effect the judge selected the change at:
+the winner's curse makes it optimistic, hence its name. Non-finite numbers become None.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ledgerlab.core.effects import Effect, confirmed, finished, fresh_runs, improvement, mean
+from ledgerlab.core.effects import (
+    Effect,
+    confirmed,
+    finished,
+    fresh_runs,
+    improvement,
+    mean,
+    not_measured_reason,
+)
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord
@@ -95,10 +105,11 @@ def _incumbent_and_baseline(state: CampaignState) -> dict[str, Any]:
     origin = state.candidate_parent.get(incumbent_id)
     number = state.hypotheses[origin[1]].number if origin and origin[1] in state.hypotheses else None
     if incumbent_id == baseline_id:
-        gain: dict[str, Any] = {"status": "baseline_is_incumbent", **_effect(None)}
+        gain: dict[str, Any] = {"status": "baseline_is_incumbent", **_effect(None), "reason": None}
     else:
         got = improvement(state, inc_fresh, base_runs)
-        gain = {"status": "measured" if got else "not_measured", **_effect(got)}
+        gain = {"status": "measured" if got else "not_measured", **_effect(got),
+                "reason": None if got else not_measured_reason(state)}
     return {
         "incumbent": {"candidate_id": incumbent_id, "is_baseline": incumbent_id == baseline_id,
                       "hypothesis_number": number, "value": value, "runs": n if value is not None else 0,

@@ -31,6 +31,8 @@ class RunRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     control_metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    started_at: datetime | None = None
+    seconds: float | None = None  # wall-clock from its start to its end, as the ledger recorded them
 
 
 @dataclass
@@ -189,6 +191,7 @@ class CampaignState:
         self.runs[event.run_id] = RunRecord(
             run_id=event.run_id, candidate_id=event.candidate_id, hypothesis_id=event.hypothesis_id,
             role=event.role, seed=event.seed, attempt=event.attempt, shared_window=event.shared_window,
+            started_at=at,
         )
 
     @_apply.register
@@ -196,6 +199,7 @@ class CampaignState:
         run = self.runs[event.run_id]
         run.status, run.value, run.control_value = "finished", event.value, event.control_value
         run.metrics, run.control_metrics = dict(event.metrics), dict(event.control_metrics)
+        run.seconds = (at - run.started_at).total_seconds() if run.started_at else None
 
     @_apply.register
     def _(self, event: ev.RunFailed, at: datetime) -> None:

@@ -14,8 +14,9 @@ from ledgerlab.storage.derived import backfill
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 10  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
-# intervals widened to the spread between windows; 10: `runs` reads the typed `run_events` (storage/derived.py)
+VIEWS_VERSION = 11  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
+# intervals widened to the spread between windows; 10: `runs` reads the typed `run_events` (storage/derived.py);
+# 11: independent designs' holdback pairs in `incumbents`
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -172,7 +173,10 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
            arg_max(payload->'metric'->>'kind', seq) AS kind,
            arg_max(json_extract_string(payload, '$.metric.sums[0]'), seq) AS n_key,
            arg_max(json_extract_string(payload, '$.metric.sums[1]'), seq) AS sum_key,
-           arg_max(json_extract_string(payload, '$.metric.sums[2]'), seq) AS sumsq_key
+           arg_max(json_extract_string(payload, '$.metric.sums[2]'), seq) AS sumsq_key,
+           -- as core/holdback.recorded_settings: a campaign recorded before a setting existed runs without it
+           arg_max(coalesce((payload->'judge'->>'holdback_max_pairs')::INTEGER, 0), seq) AS max_pairs,
+           arg_max(coalesce((payload->'judge'->>'min_diff_df')::INTEGER, 8), seq) AS min_diff_df
     FROM events WHERE type = 'CampaignStarted' GROUP BY campaign_id
 ), history AS (  -- seed_base: the first seed not used to select it (CampaignStarted before schema v2: 0)
     SELECT campaign_id, seq, recorded_at AS since, payload->>'baseline_candidate_id' AS candidate_id,
@@ -306,6 +310,68 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
     FROM fin r JOIN starts s ON s.campaign_id = r.campaign_id
     WHERE r.role = 'holdback' AND r.value IS NOT NULL AND r.control_value IS NOT NULL
     GROUP BY r.campaign_id, r.candidate_id
+), paired_runs AS (  -- independent designs with a holdback: the incumbent's and the baseline's runs on its seeds
+    SELECT i.campaign_id, i.candidate_id, s.min_diff_df, CASE WHEN s.direction = 'minimize' THEN -1 ELSE 1 END AS sign,
+           count(*) AS k, avg(i.value - b.value) AS d_mean, var_samp(i.value - b.value) AS d_var, avg(b.value) AS m0
+    FROM fin i
+    JOIN starts s ON s.campaign_id = i.campaign_id
+    JOIN fin b ON b.campaign_id = i.campaign_id AND b.seed = i.seed AND b.role = 'holdback'
+                  AND b.candidate_id = s.baseline_candidate_id
+    WHERE i.role = 'holdback' AND s.design <> 'concurrent' AND s.max_pairs > 0
+          AND i.candidate_id <> s.baseline_candidate_id
+    GROUP BY ALL
+), decided AS (  -- hypotheses with a verdict, and the incumbent each was tested on
+    SELECT p.campaign_id, p.payload->>'hypothesis_id' AS hypothesis_id, p.payload->>'parent_candidate_id' AS parent_id
+    FROM events p
+    SEMI JOIN (SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id FROM events
+               WHERE type = 'VerdictReached') v
+        ON v.campaign_id = p.campaign_id AND v.hypothesis_id = p.payload->>'hypothesis_id'
+    WHERE p.type = 'HypothesisProposed'
+), diff_groups AS (  -- the judge's pool (planner.history): each decided hypothesis's runs minus its incumbent's
+    SELECT c.campaign_id, c.hypothesis_id, count(*) AS n, var_samp(c.value - i.value) AS v
+    FROM fin c
+    JOIN decided d ON d.campaign_id = c.campaign_id AND d.hypothesis_id = c.hypothesis_id
+    JOIN fin i ON i.campaign_id = c.campaign_id AND i.candidate_id = d.parent_id AND i.seed = c.seed
+                  AND i.role = 'incumbent'
+    WHERE c.role <> 'incumbent' AND c.campaign_id IN (SELECT campaign_id FROM paired_runs)
+    GROUP BY ALL
+), replicate_groups AS (  -- and each incumbent's replicates (2σ² stands in while the differences have few df)
+    SELECT campaign_id, candidate_id, count(*) AS n, var_samp(value) AS v
+    FROM fin WHERE role = 'incumbent' AND campaign_id IN (SELECT campaign_id FROM paired_runs)
+    GROUP BY ALL
+), pools AS (
+    SELECT p.campaign_id, p.candidate_id,
+           coalesce(max(d.ss), 0) + CASE WHEN p.k >= 2 THEN (p.k - 1) * p.d_var ELSE 0 END AS ss_d,
+           coalesce(max(d.df), 0) + greatest(p.k - 1, 0) AS df_d, coalesce(max(r.ss), 0) AS ss_r,
+           coalesce(max(r.df), 0) AS df_r, max(b.v) AS var_0, max(b.n) - 1 AS df_0
+    FROM paired_runs p
+    LEFT JOIN (SELECT campaign_id, sum((n - 1) * v) AS ss, sum(n - 1) AS df FROM diff_groups WHERE n >= 2
+               GROUP BY ALL) d ON d.campaign_id = p.campaign_id
+    LEFT JOIN (SELECT campaign_id, sum((n - 1) * v) AS ss, sum(n - 1) AS df FROM replicate_groups WHERE n >= 2
+               GROUP BY ALL) r ON r.campaign_id = p.campaign_id
+    LEFT JOIN (SELECT f.campaign_id, count(*) AS n, var_samp(f.value) AS v FROM fin f
+               JOIN starts s ON s.campaign_id = f.campaign_id AND f.candidate_id = s.baseline_candidate_id
+               GROUP BY ALL) b ON b.campaign_id = p.campaign_id
+    GROUP BY p.campaign_id, p.candidate_id, p.k, p.d_var
+), paired_noise AS (  -- as stats.pooled_variance
+    SELECT p.*, CASE WHEN o.df_d < p.min_diff_df THEN (o.ss_d + 2 * o.ss_r) / nullif(o.df_d + o.df_r, 0)
+                     ELSE o.ss_d / nullif(o.df_d, 0) END AS var_d,
+           CASE WHEN o.df_d < p.min_diff_df THEN o.df_d + o.df_r ELSE o.df_d END AS df,
+           o.var_0, coalesce(o.df_0, 0) AS df_0, p.sign * p.d_mean / abs(p.m0) AS rel
+    FROM paired_runs p JOIN pools o ON o.campaign_id = p.campaign_id AND o.candidate_id = p.candidate_id
+    WHERE p.m0 <> 0
+), paired_held AS (  -- as core/holdback.measure_paired: t on the pooled variance, the delta method's relative
+    SELECT campaign_id, candidate_id, struct_pack(
+               effect := sign * d_mean,
+               half := CASE WHEN df > 0 THEN {_t975('df::DOUBLE')} * sqrt(var_d / k) END,
+               rel := rel,
+               rel_half := CASE WHEN df > 0 AND df_0 > 0 THEN {_t975('least(df, df_0)::DOUBLE')}
+                   * sqrt(greatest(var_d + sign * sign(m0) * rel * least(var_d, 2 * sqrt(var_d * var_0))
+                                   + rel ^ 2 * var_0, 0) / (k * m0 ^ 2)) END,
+               method := 'holdback: incumbent vs baseline on ' || k || ' fresh seed(s) each, paired; t with the '
+                         || 'campaign''s pooled paired variance (' || df || ' df), relative by the delta method'
+           ) AS hb
+    FROM paired_noise
 ), held_arms AS (  -- (mean, variance of the mean) of each arm, pooled over the windows: as core/holdback.py
     SELECT *,
            CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN cs / ct
@@ -337,6 +403,8 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
                     method := 'holdback: incumbent vs baseline in ' || rated || ' same-window run(s), t over runs')
            END AS hb
     FROM held_arms
+    UNION ALL
+    SELECT campaign_id, candidate_id, hb FROM paired_held
 ), news AS (  -- per accepted incumbent and seed: its runs as incumbent after its selection
     SELECT h.campaign_id, h.seq, p.seed, count(*) AS n, sum(p.value) AS s, sum(p.value * p.value) AS q
     FROM history h JOIN pool p ON p.campaign_id = h.campaign_id AND p.candidate_id = h.candidate_id
@@ -361,7 +429,7 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
            max(h.seq) OVER (PARTITION BY h.campaign_id) AS last_seq,
            CASE WHEN s.design <> 'concurrent' THEN NULL WHEN h.hypothesis_id IS NULL THEN 0.0
                 WHEN s.direction = 'minimize' THEN -f.window_diff ELSE f.window_diff END AS step,
-           s.design, t.t.effect AS c_effect, t.n AS c_n, t.t.method AS c_method,
+           s.design, s.max_pairs, t.t.effect AS c_effect, t.n AS c_n, t.t.method AS c_method,
            t.t.se * CASE WHEN t.t.df IS NULL THEN {_Z975} ELSE {_t975('t.t.df')} END AS c_half,
            c.matched, c.pair_mean, c.pair_sd, c.na, c.sa, c.qa, c.nb, c.sb, c.qb, hd.hb
     FROM history h
@@ -386,6 +454,9 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
 ), improved AS (
     SELECT *,
            CASE WHEN hypothesis_id IS NULL THEN NULL
+                -- independent designs with a holdback: its pairs only (NULL: not measured yet)
+                WHEN design <> 'concurrent' AND max_pairs > 0 THEN CASE WHEN hb IS NOT NULL THEN struct_pack(
+                    effect := hb.effect, half := hb.half, method := hb.method) END
                 -- as core/effects.improvement: the holdback unless the chain's interval is the narrower
                 WHEN hb.half IS NOT NULL AND (chain.half IS NULL OR hb.half <= chain.half) THEN struct_pack(
                     effect := hb.effect, half := hb.half, method := hb.method)
@@ -612,10 +683,12 @@ VIEW_DOCS: dict[str, tuple[str, dict[str, str]]] = {
                        "> 0 is better (NULL for the baseline or when not measurable yet)",
         "improvement_ci_low": "lower end of its 95% interval (t quantiles within 0.1% of scipy's)",
         "improvement_ci_high": "upper end of its 95% interval",
-        "improvement_method": "which computation it is: the holdback (concurrent designs: the incumbent vs the "
-                              "baseline in the same windows, runs no selection used), or the confirmed effects "
-                              "added up while that interval is the narrower, else its runs after selection vs "
-                              "the baseline's, paired on matched seeds or Welch",
+        "improvement_method": "which computation it is: the holdback, runs no selection used (concurrent "
+                              "designs: the incumbent vs the baseline in the same windows; independent designs: "
+                              "both on the same fresh seeds, paired), or (concurrent) the confirmed effects "
+                              "added up while that interval is the narrower, else (campaigns without a holdback) "
+                              "its runs after selection vs the baseline's, paired on matched seeds or Welch; "
+                              "NULL with `improvement`: not measured yet",
         "improvement_rel": "the holdback's improvement as a share of the baseline's value (> 0 is better; NULL "
                            "unless the improvement is the holdback's)",
         "improvement_rel_ci_low": "lower end of its 95% interval (delta method)",

@@ -108,8 +108,8 @@ def test_budgets_stop_before_starting_work_and_say_why(tmp_path: Path) -> None:
                      budgets={"max_hypotheses": 2}).run()
     assert state.finish_reason == "max_hypotheses" and len(state.hypotheses) == 2
     store = InMemoryLedger()
-    state = campaign(store, tmp_path, [{"X": x} for x in (3.0, 4.0, 5.0, 7.0)],
-                     budgets={"max_hypotheses": None, "max_runs": 4}).run()
+    state = campaign(store, tmp_path, [{"X": x} for x in (3.0, 4.0, 5.0, 7.0)],  # no holdback to reserve runs for
+                     budgets={"max_hypotheses": None, "max_runs": 4}, judge={"holdback_max_pairs": 0}).run()
     assert state.finish_reason == "max_runs" and state.n_runs == 4
     store = InMemoryLedger()
     state = campaign(store, tmp_path, [{"X": 5.0}], domain=ToyDomain(sleep_s=0.3),

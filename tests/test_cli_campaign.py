@@ -439,7 +439,7 @@ def test_commands_on_a_campaign_the_loop_wrote(tmp_path: Path) -> None:
 
     status_out = invoke("status", "--dir", str(tmp_path)).output
     assert "finished (proposer_exhausted)" in status_out and state.incumbent_id[:12] in status_out
-    assert "4 tried" in status_out and "confirmed" in status_out and "matched seeds, 95%" in status_out
+    assert "4 tried" in status_out and "confirmed" in status_out and "relative by the delta method, 95%" in status_out
     shown = invoke("show", "#1", "--dir", str(tmp_path)).output
     assert "-X = 2.0" in shown and "+X = 5" in shown and "accept" in shown and "paired t on 2 fresh" in shown
     out = tmp_path / "best"

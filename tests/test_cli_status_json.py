@@ -146,7 +146,9 @@ def test_independent_design_status_json_matches_the_text_and_the_view(tmp_path: 
     assert all(h["confirmed"]["ci_low"] < h["confirmed"]["effect"] < h["confirmed"]["ci_high"] for h in accepted)
     gain = report["improvement"]
     assert gain["status"] == "measured" and gain["ci_level"] == 0.95 and gain["effect"] > 0
-    assert gain["method"].startswith("the incumbent's runs after selection vs the baseline's; ")
+    # The holdback pairs (fresh seeds no judge read), not the incumbent's runs later changes were judged on.
+    assert gain["method"].startswith("holdback: incumbent vs baseline on ")
+    assert gain["relative_ci_low"] < gain["relative"] < gain["relative_ci_high"]
     assert report["runs"]["failed_by_status"] == {"crashed": 1}  # MODE = "broken"
     assert_text_matches(report, _cli("status", "--dir", str(tmp_path)))
     rows = assert_view_matches(tmp_path, report)

@@ -89,8 +89,8 @@ def test_candidates_share_windows_and_each_is_judged_on_its_own_arm(tmp_path: Pa
 
 
 def test_a_window_never_starts_more_runs_than_max_runs_allows(tmp_path: Path) -> None:
-    state = campaign(InMemoryLedger(), tmp_path, list(SCRIPT), domain=WindowDomain(),
-                     budgets={"max_hypotheses": None, "max_runs": 4}).run()
+    state = campaign(InMemoryLedger(), tmp_path, list(SCRIPT), domain=WindowDomain(),  # no holdback reserve
+                     budgets={"max_hypotheses": None, "max_runs": 4}, judge={"holdback_max_runs": 0}).run()
     assert state.finish_reason == "max_runs" and state.n_runs == 4
 
 
