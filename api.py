@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import threading
 from collections.abc import Iterable
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
-from ledgerlab.core.errors import CampaignError
+from ledgerlab.core.errors import CampaignError, ConfigError, LedgerError, QueryError
 from ledgerlab.core.project import Project
 from ledgerlab.storage.views import VIEW_DOCS
 
@@ -263,7 +264,7 @@ def _to_pandas(columns: list[str], rows: list[tuple[Any, ...]]) -> pandas.DataFr
     try:
         import pandas
     except ImportError:
-        raise CampaignError("to_pandas() needs pandas: pip install pandas") from None
+        raise ConfigError("to_pandas() needs pandas: pip install pandas") from None
     return pandas.DataFrame.from_records(rows, columns=columns)
 
 
@@ -271,7 +272,7 @@ def _to_arrow(columns: list[str], rows: list[tuple[Any, ...]]) -> pyarrow.Table:
     try:
         import pyarrow
     except ImportError:
-        raise CampaignError("to_arrow() needs pyarrow: pip install 'ledgerlab[parquet]'") from None
+        raise ConfigError("to_arrow() needs pyarrow: pip install 'ledgerlab[parquet]'") from None
     return pyarrow.table({name: [row[i] for row in rows] for i, name in enumerate(columns)})
 
 
@@ -315,7 +316,7 @@ class Rows(builtins.list[T], Generic[T]):
         try:
             import pyarrow
         except ImportError:
-            raise CampaignError("to_arrow() needs pyarrow: pip install 'ledgerlab[parquet]'") from None
+            raise ConfigError("to_arrow() needs pyarrow: pip install 'ledgerlab[parquet]'") from None
         fields = self.row_class.model_fields
         json_columns = set(self.row_class.JSON_COLUMNS)
         columns = {name: [json.dumps(v) if name in json_columns and v is not None else v
@@ -352,6 +353,7 @@ class CampaignSnapshot:
     finish_order: list[str] = field(default_factory=list)  # run ids in the order their RunFinished came
     incumbent_at: list[tuple[int, str]] = field(default_factory=list)  # (len(finish_order) then, candidate)
     run_started_at: dict[str, datetime] = field(default_factory=dict)
+    unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
 
 
 # One read at a time per ledger file in this process: DuckDB shares one database instance between a process's
@@ -402,7 +404,7 @@ class Ledger:
         filters = {**({"campaign_id": campaign} if campaign is not None else {}), **(where or {})}
         unknown = set(filters) - set(cls.model_fields)
         if unknown:
-            raise CampaignError(f"{cls.VIEW} has no column {', '.join(sorted(unknown))}; "
+            raise QueryError(f"{cls.VIEW} has no column {', '.join(sorted(unknown))}; "
                                 f"its columns: {', '.join(cls.model_fields)}")
         clauses = [f"{_name(name)} IS NULL" if value is None else f"{_name(name)} = {_sql_value(value)}"
                    for name, value in filters.items()]
@@ -458,7 +460,7 @@ class Ledger:
         after = runner_alive(self.project)
         alive = None if before is None or after is None else before or after
         snap.report = status_report(snap.state, now=_utc_now(), run_started_at=snap.run_started_at,
-                                    unpriced_calls=snap.report["unpriced_calls"], runner_alive=alive)
+                                    unpriced_calls=snap.unpriced_calls, runner_alive=alive)
         return snap
 
     def _fold(self, campaign: str | None) -> CampaignSnapshot:
@@ -471,8 +473,7 @@ class Ledger:
                 "SELECT seq, event_id, campaign_id, version, type, schema_version, payload, recorded_at, prev_hash,"
                 f" hash, (SELECT max(seq) FROM events) FROM events WHERE campaign_id = {literal(campaign_id)}"
                 " ORDER BY seq").fetchall()
-        snap = CampaignSnapshot(CampaignState(campaign_id=campaign_id), {"unpriced_calls": 0},
-                                head_seq=int(rows[-1][10]) if rows else 0)
+        snap = CampaignSnapshot(CampaignState(campaign_id=campaign_id), {}, head_seq=int(rows[-1][10]) if rows else 0)
         for row in rows:
             _apply(snap, to_stored(row[:10]))
         if snap.state.started is None:
@@ -503,7 +504,7 @@ def _apply(snap: CampaignSnapshot, row: Any) -> None:
     elif row.type in ("CampaignStarted", "IncumbentChanged"):
         snap.incumbent_at.append((len(snap.finish_order), snap.state.incumbent_id))
     elif row.type == "LLMCallCompleted" and row.event().cost_usd is None:
-        snap.report["unpriced_calls"] += 1
+        snap.unpriced_calls += 1
 
 
 def _name(column: str) -> str:
@@ -514,7 +515,7 @@ def _name(column: str) -> str:
 def _sql_value(value: Any) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
     return literal(str(value))
 
@@ -529,6 +530,6 @@ def open(directory: str | os.PathLike[str] | None = None, *, wait_s: float | Non
     """A read-only handle on the ledger of the project at `directory` (default: $LEDGERLAB_DIR, else here)."""
     ledger = Ledger(directory, wait_s=wait_s)
     if not ledger.path.exists():
-        raise CampaignError(f"no ledger at {ledger.path}: create one with `ledgerlab init DOMAIN`, "
+        raise LedgerError(f"no ledger at {ledger.path}: create one with `ledgerlab init DOMAIN`, "
                             "then `ledgerlab run`")
     return ledger

@@ -10,7 +10,7 @@ from fixtures_events import append_stream, fixture_stream
 
 import ledgerlab
 from ledgerlab.api import ROW_CLASSES, Hypothesis, JSONValue, Ledger, Run, python_type
-from ledgerlab.core.errors import CampaignError, ReadOnlyQueryError
+from ledgerlab.core.errors import CampaignError, LedgerError, QueryError, ReadOnlyQueryError
 from ledgerlab.core.project import Project
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
 from ledgerlab.storage.server import serve_readers
@@ -66,7 +66,7 @@ def test_views_as_rows_frames_and_arrow(project: Path) -> None:
     assert str(table.schema.field("details").type) == "string"  # JSON columns travel as their text
     for name in ("incumbents", "llm_calls", "leaderboard"):
         assert isinstance(getattr(lab, name)(), list)
-    with pytest.raises(CampaignError, match="no column nope"):
+    with pytest.raises(QueryError, match="no column nope"):
         lab.runs(nope=1)
 
 
@@ -89,7 +89,7 @@ def test_read_only_and_missing(project: Path, tmp_path: Path) -> None:
     lab = ledgerlab.open(project)
     with pytest.raises(ReadOnlyQueryError):
         lab.sql("DELETE FROM events")
-    with pytest.raises(CampaignError, match="no ledger"):
+    with pytest.raises(LedgerError, match="no ledger"):
         ledgerlab.open(tmp_path / "nothing")
 
 
