@@ -109,8 +109,10 @@ def test_live_twins_answer_204_until_the_ledger_moves(client: TestClient, root: 
     assert client.get(base + "/h/1/live?seq=" + first["seq"]).status_code == 204
     index = client.get("/live?seq=").json()
     assert client.get("/live?seq=" + index["seq"]).status_code == 204
-    assert client.get(f"/compare/live?a=plain/{CAMPAIGN}&b=evil/{CAMPAIGN}&seq=").json()["figures"].keys() == {
-        "chart-0", "chart-1"}
+    pair = f"/compare/live?a=plain/{CAMPAIGN}&b=evil/{CAMPAIGN}&seq="
+    both = client.get(pair).json()
+    assert both["figures"].keys() == {"chart-0", "chart-1"} and both["parts"].keys() == {"side-0", "side-1"}
+    assert client.get(pair + both["seq"]).status_code == 204
 
 
 @pytest.mark.parametrize("url", [

@@ -174,10 +174,11 @@ class Dashboard:
                            live="/compare/live?" + str(request.query_params))
 
     def compare_live(self, request: Request) -> Response:
+        heads = "-".join(str(self.pair(request.query_params.get(key, ""))[2].head()) for key in ("a", "b"))
+        if request.query_params.get("seq") == heads:
+            return Response(status_code=204)
         sides = self._sides(request)
         seq = self._compare_seq(sides)
-        if request.query_params.get("seq") == seq:
-            return Response(status_code=204)
         side = self.env.get_template("parts.html").make_module().side
         parts = {f"side-{k}": str(side(side=s, k=k)) for k, s in enumerate(sides)}
         return JSONResponse({"seq": seq, "parts": parts,
