@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from fixtures_events import MAX, MIN, append_stream, fixture_stream
 
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
-from ledgerlab.storage.views import VIEW_DOCS, VIEWS
+from ledgerlab.storage.views import _T_KNOTS, _T_VALUES, _Z975, VIEW_DOCS, VIEWS, _t975
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,22 @@ def test_leaderboard(con: duckdb.DuckDBPyConnection) -> None:
     assert cand1["ci_low"] == pytest.approx(0.935 - half) and cand1["ci_high"] == pytest.approx(0.935 + half)
     single = one(con, "SELECT * FROM leaderboard WHERE candidate_id = 'cand-A'")
     assert single["runs"] == 1 and single["ci_low"] is None and not single["is_incumbent"]
+
+
+def test_t_quantile_is_the_knot_interpolation_to_the_bit() -> None:
+    """`_t975` binds its inputs with lambdas; its values are those of the plain list lookup it replaced."""
+    knots = [float(k) for k in _T_KNOTS.strip("[]").split(",")]
+    plain_j = f"least(len(list_filter({_T_KNOTS}::DOUBLE[], lambda k: k <= df)), 44)"
+    k, v = f"({_T_KNOTS}::DOUBLE[])", f"({_T_VALUES}::DOUBLE[])"
+    plain = (f"(CASE WHEN NOT df >= 1 OR isnan(df) THEN NULL WHEN df > 30 THEN {_Z975} + 2.372271230298564 / df "
+             f"+ 2.8224986157396135 / df ^ 2 + 2.5558496795077255 / df ^ 3 + 1.589534053393825 / df ^ 4 "
+             f"ELSE exp(ln({v}[{plain_j}]) + (1 / df - 1 / {k}[{plain_j}]) / (1 / {k}[{plain_j} + 1] "
+             f"- 1 / {k}[{plain_j}]) * (ln({v}[{plain_j} + 1]) - ln({v}[{plain_j}]))) END)")
+    near = [x for knot in knots for x in (knot, math.nextafter(knot, 0), math.nextafter(knot, 99), knot + 0.01)]
+    values = near + [0.5 + i * 0.0123 for i in range(3300)] + [0.0, -1.0, math.inf, math.nan, 1e300]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE d (df DOUBLE)")
+    con.executemany("INSERT INTO d VALUES (?)", [[x] for x in values] + [[None]])
+    differ = con.execute(f"SELECT df FROM d WHERE ({plain}) IS DISTINCT FROM ({_t975('df')})").fetchall()
+    assert differ == []
+    assert con.execute(f"SELECT round({_t975('3.0')}, 3), {_t975('0.5')}").fetchall() == [(3.182, None)]
