@@ -354,6 +354,7 @@ class CampaignSnapshot:
     incumbent_at: list[tuple[int, str]] = field(default_factory=list)  # (len(finish_order) then, candidate)
     run_started_at: dict[str, datetime] = field(default_factory=dict)
     unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
+    durations: dict[str, float] = field(default_factory=dict)  # finished runs' wall time, seconds
 
 
 # One read at a time per ledger file in this process: DuckDB shares one database instance between a process's
@@ -500,7 +501,9 @@ def _apply(snap: CampaignSnapshot, row: Any) -> None:
     if row.type == "RunStarted":
         snap.run_started_at[row.event().run_id] = row.recorded_at
     elif row.type == "RunFinished":
-        snap.finish_order.append(row.event().run_id)
+        event = row.event()
+        snap.finish_order.append(event.run_id)
+        snap.durations[event.run_id] = event.duration_s
     elif row.type in ("CampaignStarted", "IncumbentChanged"):
         snap.incumbent_at.append((len(snap.finish_order), snap.state.incumbent_id))
     elif row.type == "LLMCallCompleted" and row.event().cost_usd is None:

@@ -71,7 +71,9 @@ def interval(pair: Any) -> str:
 def duration(seconds: Any) -> str:
     if seconds is None:
         return "–"
-    s = max(0, int(seconds))
+    if seconds < 10:  # a marketing run takes a fraction of a second
+        return f"{max(0.0, seconds):.1f}s"
+    s = int(seconds)
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -98,6 +98,7 @@ class CampaignPage:
     figure: dict[str, Any]
     hypotheses: list[dict[str, Any]]
     budgets: list[dict[str, Any]]
+    typical_s: float | None = None  # a finished run's median wall time
 
     @property
     def report(self) -> dict[str, Any]:
@@ -107,7 +108,14 @@ class CampaignPage:
 def campaign_page(lab: Ledger, campaign_id: str) -> CampaignPage:
     """The campaign page's values: `status`'s report, the chart, the hypotheses table, budgets."""
     snap = lab.snapshot(campaign_id)
-    return CampaignPage(snap, progress_figure(snap), hypothesis_rows(snap), budget_rows(snap.report))
+    return CampaignPage(snap, progress_figure(snap), hypothesis_rows(snap), budget_rows(snap.report),
+                        typical_run_s(snap))
+
+
+def typical_run_s(snap: CampaignSnapshot) -> float | None:
+    """The median wall time of the campaign's finished runs: what a run in flight's progress is measured by."""
+    durations = sorted(snap.durations.values())
+    return durations[len(durations) // 2] if durations else None
 
 
 def hypothesis_rows(snap: CampaignSnapshot) -> list[dict[str, Any]]:
