@@ -47,7 +47,8 @@ class WindowDomain(ToyDomain):
 
     @staticmethod
     def _arm(rng: random.Random, files: Mapping[str, str], n: int) -> dict[str, float]:
-        successes = sum(rng.random() < true_rate(files) for _ in range(n))
+        rate = true_rate(files)  # once per arm, not per visitor: the same draws, without re-parsing the page
+        successes = sum(rng.random() < rate for _ in range(n))
         return {"successes": successes, "trials": n, "units": 0}
 
     def _result(self, rng: random.Random, files: Mapping[str, str], n: int, control: dict) -> RunResult:
