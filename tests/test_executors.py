@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pytest
 from sleep_domain import SleepDomain, collect, request
@@ -103,15 +103,33 @@ def test_wait_semantics_and_duplicates(tmp_path):
         executor.shutdown()
 
 
+class _BlockingDomain(SleepDomain):
+    """Runs that last until the test lets them end: whether shutdown waited for one needs no clock."""
+
+    def __init__(self) -> None:
+        super().__init__(seconds=0.0)
+        self.started, self.release, self.finished = threading.Event(), threading.Event(), []
+
+    def run(self, request):
+        self.started.set()
+        self.release.wait(timeout=600)
+        self.finished.append(request.run_id)
+        return super().run(request)
+
+
 def test_shutdown_stops(tmp_path):
-    domain = SleepDomain(seconds=3.0)
+    domain = _BlockingDomain()
     executor = LocalExecutor(domain, workers=1, gpus=[])
     for i in range(5):
         executor.submit("sleep", request(f"r{i}", tmp_path))
-    started = time.monotonic()
-    executor.shutdown()
-    # Waits for neither the queue (15 s) nor the run in flight (3 s): a bound of half a run, not a rate.
-    assert time.monotonic() - started < 1.5
+    assert domain.started.wait(timeout=180)
+    try:
+        executor.shutdown()
+        # It returned while the run in flight was still running and before the queue was started: it waited
+        # for neither (an event, not a bound on the time it took).
+        assert domain.finished == []
+    finally:
+        domain.release.set()
     assert domain.cancelled and executor.in_flight() == 0 and executor.wait(timeout=0.01) == []
     with pytest.raises(ExecutorError, match="shut down"):
         executor.submit("sleep", request("late", tmp_path))

@@ -6,11 +6,11 @@ that far. The others stop in the training sandbox. Hostile runs are tests/test_a
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from host_processes import processes_with, until
 
 from ledgerlab.core import sandbox
 from ledgerlab.core.knobs import write_knob
@@ -50,19 +50,6 @@ def _run(domain: MLTrainingDomain, tmp_path: Path, source: str, seed: int = 0, w
     workdir = workdir or _workdir(tmp_path)
     return domain.run(RunRequest(run_id=workdir.name, candidate_id="c", files={"train.py": source}, seed=seed,
                                  workdir=workdir, **request))  # type: ignore[arg-type]
-
-
-def _live_with(marker: str) -> list[int]:
-    """Host pids, not zombies, whose command line holds `marker` (a zombie's command line is empty)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_end_to_end_runs_finish_with_the_evaluators_val_bpb(domain: MLTrainingDomain, tiny: str,
@@ -139,10 +126,7 @@ def test_infinite_loop_times_out_and_its_processes_die(tmp_path: Path) -> None:
     assert result.status == "timeout" and "killed after 5 s" in result.error
     assert 5 <= result.duration_s < 60
     assert "spawned" in Path(result.log_path).read_text()  # the grandchild existed
-    deadline = time.monotonic() + 5
-    while _live_with(marker):
-        assert time.monotonic() < deadline, "the grandchild survived the timeout"
-        time.sleep(0.05)
+    until("the grandchild to be gone", lambda: not processes_with(marker))
 
 
 def test_nan_loss_diverges_at_the_first_step(tiny: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from host_processes import until  # noqa: E402
 from sleep_domain import REF, collect, request  # noqa: E402
 
 from ledgerlab.core.config import ExecutorConfig  # noqa: E402
@@ -117,12 +118,13 @@ def test_retries_exhausted_is_a_crashed_run(local_ray, tmp_path):
 
 
 def test_shutdown_cancels_runs_in_flight(local_ray, tmp_path):
-    executor = RayExecutor("sleep", {"seconds": 30}, workers=2, domain_ref=REF)
+    markers = tmp_path / "markers"
+    executor = RayExecutor("sleep", {"seconds": 600, "marker_dir": str(markers)}, workers=2, domain_ref=REF)
     executor.submit("sleep", request("long", tmp_path))
-    time.sleep(0.5)
+    until("the run to start", (markers / "long.attempts").exists)  # in flight, not still queued
     started = time.monotonic()
     executor.shutdown()
-    assert time.monotonic() - started < 20  # did not wait out the 30 s run (a bound, not a rate)
+    assert time.monotonic() - started < 300  # did not wait out the 10-minute run (a bound, not a rate)
     assert executor.in_flight() == 0 and executor.wait(timeout=0.01) == []
 
 
