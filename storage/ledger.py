@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ledgerlab.core.errors import ConcurrencyError, LedgerError, LedgerLockedError
-from ledgerlab.storage.derived import RUN_TYPES, append_derived
+from ledgerlab.storage.derived import DERIVED_TYPES, append_derived
 from ledgerlab.storage.events import GENESIS_HASH, Event, StoredEvent, seal
 from ledgerlab.storage.memory import stale_message
 
@@ -389,14 +389,15 @@ class DuckDBLedger:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, rows: Sequence[StoredEvent]) -> None:
-    """Insert the rows, and the `run_events` rows derived from them, in one transaction (all or nothing)."""
-    if not any(row.type in RUN_TYPES for row in rows):
+    """Insert the rows, and the rows derived from them (storage/derived.py), in one transaction."""
+    types = {row.type for row in rows}
+    if types.isdisjoint(DERIVED_TYPES):
         insert_events(con, rows)  # one statement: its own transaction
         return
     con.execute("BEGIN TRANSACTION")
     try:
         insert_events(con, rows)
-        append_derived(con, rows[0].seq, rows[-1].seq)
+        append_derived(con, types, rows[0].seq, rows[-1].seq)
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)

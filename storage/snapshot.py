@@ -1,6 +1,6 @@
 """A consistent copy of the ledger for other tools: `snapshot(ledger_path, out)`, `ledgerlab snapshot OUT`.
 
-The copy is a DuckDB file with the events, `ledger_meta`, `run_events` and the views, written in DuckDB's
+The copy is a DuckDB file with the events, `ledger_meta`, the derived tables and the views, written in DuckDB's
 v1.0.0 storage format (SNAPSHOT_STORAGE), which every DuckDB from 1.0.0 on opens; the ledger itself is in the
 format of the DuckDB ledgerlab runs on, which older DuckDBs (a pip-installed CLI, a notebook's duckdb) cannot
 read. It is one transaction's view of the ledger (a chain that verifies, up to the head it reports), taken
@@ -79,7 +79,7 @@ def copy_database(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[int, int]:
         con.execute("BEGIN TRANSACTION")  # the tables and the count see one state of the ledger
         for table in ("events", "ledger_meta"):
             con.execute(f'CREATE TABLE {_ALIAS}.main.{table} AS SELECT * FROM "{source}".main.{table}')
-        _copy_run_events(con, source)
+        _copy_derived(con, source)
         con.execute(f"INSERT INTO {_ALIAS}.main.ledger_meta (key, value) VALUES ('views_version', ?)",
                     [str(VIEWS_VERSION)])
         con.execute(f"USE {_ALIAS}")  # the views' unqualified names are the snapshot's tables
@@ -98,19 +98,20 @@ def copy_database(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[int, int]:
     return int(events), int(head)
 
 
-def _copy_run_events(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    """The source's `run_events`, completed; derived from the copied events when the source predates it."""
-    from ledgerlab.storage.derived import RUN_EVENTS_DDL, derive_sql
+def _copy_derived(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """The source's derived tables, completed; derived from the copied events where the source predates them."""
+    from ledgerlab.storage.derived import DERIVED
 
-    con.execute(RUN_EVENTS_DDL.replace("run_events", f"{_ALIAS}.main.run_events", 1))
-    sql = ("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
-           "AND table_name = 'run_events'")
-    newest = 0
-    if con.execute(sql, [source]).fetchall()[0][0]:
-        con.execute(f'INSERT INTO {_ALIAS}.main.run_events SELECT * FROM "{source}".main.run_events ORDER BY seq')
-        newest = con.execute(f"SELECT coalesce(max(seq), 0) FROM {_ALIAS}.main.run_events").fetchall()[0][0]
-    events = f"{_ALIAS}.main.events"
-    con.execute(f"INSERT INTO {_ALIAS}.main.run_events {derive_sql(f'seq > {int(newest)}', events)} ORDER BY seq")
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?"
+    for derived in DERIVED:
+        target = f"{_ALIAS}.main.{derived.table}"
+        con.execute(derived.ddl(target))
+        newest = 0
+        if con.execute(sql, [source, derived.table]).fetchall()[0][0]:
+            con.execute(f'INSERT INTO {target} SELECT * FROM "{source}".main.{derived.table} ORDER BY seq')
+            newest = con.execute(f"SELECT coalesce(max(seq), 0) FROM {target}").fetchall()[0][0]
+        rows = derived.select(f"seq > {int(newest)}", f"{_ALIAS}.main.events")
+        con.execute(f"INSERT INTO {target} {rows} ORDER BY seq")
 
 
 def _from_file(ledger_path: Path, out: Path, wait_s: float | None) -> tuple[int, int]:

@@ -1,8 +1,8 @@
-"""The SQL views users query, over `events` and the typed `run_events` derived from it (storage/derived.py).
+"""The SQL views users query, over `events` and the typed tables derived from it (storage/derived.py).
 
-`install(con)` creates `ledger_meta` and `run_events` (deriving what it lacks), and (re)creates the views when
-the file's views are older than VIEWS_VERSION; bump VIEWS_VERSION whenever a view's SQL changes. The columns
-are a public interface: add freely, rename never. `VIEW_DOCS` describes them for `ledgerlab schema`.
+`install(con)` creates `ledger_meta` and the derived tables (deriving what they lack), and (re)creates the
+views when the file's views are older than VIEWS_VERSION; bump VIEWS_VERSION whenever a view's SQL changes.
+The columns are a public interface: add freely, rename never. `VIEW_DOCS` describes them for `ledgerlab schema`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from ledgerlab.storage.derived import backfill
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 12  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
+VIEWS_VERSION = 13  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
 # intervals widened to the spread between windows; 10: `runs` reads the typed `run_events` (storage/derived.py);
-# 11: independent designs' holdback pairs in `incumbents`; 12: t quantiles planned in a third of the time
+# 11: independent designs' holdback pairs in `incumbents`; 12: t quantiles planned in a third of the time;
+# 13: hypotheses' links, verdicts' decisions and incumbent changes read from the typed `hypothesis_events`
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -35,6 +36,9 @@ _T95 = (
 )
 
 # How the SQL is shaped (measured over 1M events on the 2-core dev box; see bench/ledger.py):
+# - Fields read from many events (runs, hypothesis links, decisions) come from the typed tables of
+#   storage/derived.py, not the JSON payloads; what only one view shows (a proposal's diff, a verdict's
+#   statistics, an LLM call) is parsed from `events`.
 # - json_transform parses a payload once into a typed struct; each ->> parses it again (13 ->> per verdict
 #   row cost 4x one json_transform).
 # - `type = 'X'` is pushed into the scan, which then reads payloads of matching rows only; `type IN (...)`
@@ -107,10 +111,13 @@ _PROPOSED = _json(hypothesis_id="VARCHAR", agent="VARCHAR", proposer="VARCHAR", 
 _LLM_CALL = _json(call_id="VARCHAR", agent="VARCHAR", model="VARCHAR", purpose="VARCHAR",
                   prompt_tokens="BIGINT", completion_tokens="BIGINT", cost_usd="DOUBLE", latency_s="DOUBLE",
                   ok="BOOLEAN", error="VARCHAR", reasoning="VARCHAR")
-# The incumbent after each CampaignStarted (its baseline) or IncumbentChanged event.
-_INCUMBENT_OF = (
-    "CASE type WHEN 'CampaignStarted' THEN payload->>'baseline_candidate_id' ELSE payload->>'candidate_id' END"
-)
+# Each campaign's incumbent now: that of its latest CampaignStarted (the baseline) or IncumbentChanged event.
+_CURRENT = """SELECT campaign_id, arg_max(candidate_id, seq) AS candidate_id
+    FROM (SELECT campaign_id, seq, payload->>'baseline_candidate_id' AS candidate_id
+          FROM events WHERE type = 'CampaignStarted'
+          UNION ALL
+          SELECT campaign_id, seq, candidate_id FROM hypothesis_events WHERE type = 'IncumbentChanged')
+    GROUP BY campaign_id"""
 
 VIEWS: dict[str, str] = {
     "runs": """
@@ -146,22 +153,18 @@ WITH proposed AS (
     SELECT campaign_id, recorded_at, json_transform(payload, '{_PROPOSED}') AS h
     FROM events WHERE type = 'HypothesisProposed'
 ), patch AS (
-    SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id, arg_max(payload->>'reason', seq) AS reason,
-           max(recorded_at) AS at
-    FROM events WHERE type = 'PatchRejected' GROUP BY ALL
+    SELECT campaign_id, hypothesis_id, arg_max(reason, seq) AS reason, max(recorded_at) AS at
+    FROM hypothesis_events WHERE type = 'PatchRejected' GROUP BY ALL
 ), cand AS (
-    SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id, arg_max(payload->>'candidate_id', seq) AS candidate_id
-    FROM events WHERE type = 'CandidateCreated' GROUP BY ALL
+    SELECT campaign_id, hypothesis_id, arg_max(candidate_id, seq) AS candidate_id
+    FROM hypothesis_events WHERE type = 'CandidateCreated' GROUP BY ALL
 ), verdict AS (
-    SELECT campaign_id, v.hypothesis_id AS hypothesis_id, arg_max(v.decision, seq) AS decision,
-           arg_max(coalesce(v.reason, ''), seq) AS reason, max(recorded_at) AS at
-    FROM (SELECT campaign_id, seq, recorded_at,
-                 json_transform(payload, '{{"hypothesis_id":"VARCHAR","decision":"VARCHAR","reason":"VARCHAR"}}') AS v
-          FROM events WHERE type = 'VerdictReached')
-    GROUP BY ALL
+    SELECT campaign_id, hypothesis_id, arg_max(decision, seq) AS decision,
+           arg_max(coalesce(reason, ''), seq) AS reason, max(recorded_at) AS at
+    FROM hypothesis_events WHERE type = 'VerdictReached' GROUP BY ALL
 ), accepted AS (
-    SELECT campaign_id, payload->>'candidate_id' AS candidate_id, arg_max(payload->>'hypothesis_id', seq) AS hypothesis_id
-    FROM events WHERE type = 'IncumbentChanged' GROUP BY ALL
+    SELECT campaign_id, candidate_id, arg_max(hypothesis_id, seq) AS hypothesis_id
+    FROM hypothesis_events WHERE type = 'IncumbentChanged' GROUP BY ALL
 )
 SELECT p.h.hypothesis_id AS hypothesis_id, p.campaign_id, p.h.agent AS agent, p.h.proposer AS proposer,
        p.h.rationale AS rationale, p.h.parent_candidate_id AS parent_candidate_id, c.candidate_id,
@@ -198,9 +201,8 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
            coalesce((payload->>'seed_base')::BIGINT, 0) AS seed_base
     FROM events WHERE type = 'CampaignStarted'
     UNION ALL
-    SELECT campaign_id, seq, recorded_at, payload->>'candidate_id', payload->>'hypothesis_id',
-           payload->>'previous_candidate_id', coalesce((payload->>'seed_base')::BIGINT, 0)
-    FROM events WHERE type = 'IncumbentChanged'
+    SELECT campaign_id, seq, recorded_at, candidate_id, hypothesis_id, previous_candidate_id, coalesce(seed_base, 0)
+    FROM hypothesis_events WHERE type = 'IncumbentChanged'
 ), pool AS MATERIALIZED (  -- the finished runs effects rest on, read by four CTEs: incumbent replicates, the baseline's
     SELECT r.campaign_id, r.candidate_id, r.hypothesis_id, r.role, r.seed, r.value, r.control_value, r.metrics,
            r.control_metrics, r.candidate_id = s.baseline_candidate_id AS of_baseline
@@ -334,13 +336,12 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
     WHERE i.role = 'holdback' AND s.design <> 'concurrent' AND s.max_pairs > 0
           AND i.candidate_id <> s.baseline_candidate_id
     GROUP BY ALL
-), decided AS (  -- hypotheses with a verdict, and the incumbent each was tested on
-    SELECT p.campaign_id, p.payload->>'hypothesis_id' AS hypothesis_id, p.payload->>'parent_candidate_id' AS parent_id
-    FROM events p
-    SEMI JOIN (SELECT campaign_id, payload->>'hypothesis_id' AS hypothesis_id FROM events
-               WHERE type = 'VerdictReached') v
-        ON v.campaign_id = p.campaign_id AND v.hypothesis_id = p.payload->>'hypothesis_id'
-    WHERE p.type = 'HypothesisProposed'
+), decided AS (  -- hypotheses with a verdict, and the incumbent each was tested on (campaigns with pairs only)
+    SELECT p.campaign_id, p.hypothesis_id, p.parent_candidate_id AS parent_id
+    FROM hypothesis_events p
+    SEMI JOIN (SELECT campaign_id, hypothesis_id FROM hypothesis_events WHERE type = 'VerdictReached') v
+        ON v.campaign_id = p.campaign_id AND v.hypothesis_id = p.hypothesis_id
+    WHERE p.type = 'HypothesisProposed' AND p.campaign_id IN (SELECT campaign_id FROM paired_runs)
 ), diff_groups AS (  -- the judge's pool (planner.history): each decided hypothesis's runs minus its incumbent's
     SELECT c.campaign_id, c.hypothesis_id, count(*) AS n, var_samp(c.value - i.value) AS v
     FROM fin c
@@ -521,11 +522,10 @@ WITH starts AS (
     GROUP BY campaign_id
 ), counts AS (
     SELECT campaign_id, count(*) FILTER (WHERE type = 'HypothesisProposed') AS hypotheses,
-           count(*) FILTER (WHERE type = 'VerdictReached' AND payload->>'decision' = 'accept') AS accepted
-    FROM {_of_types('HypothesisProposed', 'VerdictReached')} GROUP BY campaign_id
+           count(*) FILTER (WHERE type = 'VerdictReached' AND decision = 'accept') AS accepted
+    FROM hypothesis_events WHERE type = 'HypothesisProposed' OR type = 'VerdictReached' GROUP BY campaign_id
 ), current AS (  -- the incumbent now, as `incumbents` has it
-    SELECT campaign_id, arg_max({_INCUMBENT_OF}, seq) AS candidate_id
-    FROM {_of_types('CampaignStarted', 'IncumbentChanged')} GROUP BY campaign_id
+    {_CURRENT}
 ), perf AS (  -- one pass over `runs`: the baseline's mean, and the current incumbent's mean as incumbent
     SELECT s.campaign_id,
            avg(r.value) FILTER (WHERE r.candidate_id = s.baseline_candidate_id) AS baseline_value,
@@ -560,11 +560,10 @@ WITH agg AS (
     SELECT campaign_id, candidate_id, count(*) AS runs, avg(value) AS mean, stddev_samp(value) AS std
     FROM runs WHERE status = 'finished' GROUP BY ALL
 ), current AS (
-    SELECT campaign_id, arg_max({_INCUMBENT_OF}, seq) AS candidate_id
-    FROM {_of_types('CampaignStarted', 'IncumbentChanged')} GROUP BY campaign_id
+    {_CURRENT}
 ), origin AS (
-    SELECT campaign_id, payload->>'candidate_id' AS candidate_id, arg_min(payload->>'hypothesis_id', seq) AS hypothesis_id
-    FROM events WHERE type = 'CandidateCreated' GROUP BY ALL
+    SELECT campaign_id, candidate_id, arg_min(hypothesis_id, seq) AS hypothesis_id
+    FROM hypothesis_events WHERE type = 'CandidateCreated' GROUP BY ALL
 ), scored AS (
     SELECT a.*, CASE WHEN a.runs >= 2 THEN
                (CASE WHEN a.runs - 1 <= 30 THEN {_T95}[a.runs - 1] ELSE 1.959964 + 2.372 / (a.runs - 1) END)
@@ -594,10 +593,10 @@ def has_meta(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def install(con: duckdb.DuckDBPyConnection) -> bool:
-    """Create `events`, `ledger_meta`, `run_events` and the views if missing or older; True when views were (re)made.
+    """Create `events`, `ledger_meta`, the derived tables and the views if missing or older; True when views were made.
 
-    `run_events` is completed first (storage/derived.py `backfill`), in the same transaction as the views that
-    read it: a ledger from an older ledgerlab gets its typed rows and its new views together.
+    The derived tables are completed first (storage/derived.py `backfill`), in the same transaction as the views
+    that read them: a ledger from an older ledgerlab gets its typed rows and its new views together.
     """
     from ledgerlab.storage.ledger import EVENTS_DDL
 

@@ -1,4 +1,4 @@
-"""`run_events`: derived from `events` in the same transaction, backfilled on open, equal to a rebuild."""
+"""The derived tables: written with their events in one transaction, backfilled on open, equal to a rebuild."""
 
 from __future__ import annotations
 
@@ -16,19 +16,24 @@ from fixtures_events import append_stream, fixture_stream
 
 from ledgerlab.storage import events as ev
 from ledgerlab.storage import ledger as ledger_module
-from ledgerlab.storage.derived import derive_sql
+from ledgerlab.storage.derived import DERIVED, HYPOTHESIS_EVENTS, RUN_EVENTS, Derived
 from ledgerlab.storage.ledger import EVENTS_DDL, DuckDBLedger, insert_events, read_only_connection
 from ledgerlab.storage.snapshot import snapshot
 from ledgerlab.storage.views import META_DDL, VIEWS, VIEWS_VERSION, views_version
 
 
-def mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """(rows of run_events, rows missing from it, rows it has that a rebuild from events would not)."""
-    rebuilt = f"SELECT * FROM ({derive_sql()})"
-    missing = con.execute(f"SELECT count(*) FROM ({rebuilt} EXCEPT ALL SELECT * FROM run_events)").fetchall()
-    extra = con.execute(f"SELECT count(*) FROM (SELECT * FROM run_events EXCEPT ALL {rebuilt})").fetchall()
-    total = con.execute("SELECT count(*) FROM run_events").fetchall()
+def mismatches(con: duckdb.DuckDBPyConnection, derived: Derived = RUN_EVENTS) -> tuple[int, int, int]:
+    """(rows of the table, rows missing from it, rows it has that a rebuild from events would not)."""
+    rebuilt, table = f"SELECT * FROM ({derived.select()})", derived.table
+    missing = con.execute(f"SELECT count(*) FROM ({rebuilt} EXCEPT ALL SELECT * FROM {table})").fetchall()
+    extra = con.execute(f"SELECT count(*) FROM (SELECT * FROM {table} EXCEPT ALL {rebuilt})").fetchall()
+    total = con.execute(f"SELECT count(*) FROM {table}").fetchall()
     return total[0][0], missing[0][0], extra[0][0]
+
+
+def all_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """(missing, extra) of every derived table."""
+    return [mismatches(con, derived)[1:] for derived in DERIVED]
 
 
 def view_rows(path: Path) -> dict[str, list[tuple]]:
@@ -56,16 +61,18 @@ def old_ledger(path: Path, stream: list[tuple[str, ev.Event]]) -> None:
     con.close()
 
 
-def test_appends_derive_their_run_events(ledger_path: Path) -> None:
+def test_appends_derive_their_rows(ledger_path: Path) -> None:
     with DuckDBLedger(ledger_path) as ledger:
         append_stream(ledger, fixture_stream())
         ledger.append("batch", [ev.RunStarted(run_id="x", candidate_id="c", seed=1),
                                 ev.RunFinished(run_id="x", value=1.0, duration_s=2.0)], 0)
     with read_only_connection(ledger_path) as con:
-        total, missing, extra = mismatches(con)
-        kinds = dict(con.execute("SELECT type, count(*) FROM run_events GROUP BY type").fetchall())
-    assert (missing, extra) == (0, 0) and total == 24
-    assert kinds == {"RunStarted": 13, "RunFinished": 10, "RunFailed": 1}
+        assert all_mismatches(con) == [(0, 0), (0, 0)]
+        runs = dict(con.execute("SELECT type, count(*) FROM run_events GROUP BY type").fetchall())
+        links = dict(con.execute("SELECT type, count(*) FROM hypothesis_events GROUP BY type").fetchall())
+    assert runs == {"RunStarted": 13, "RunFinished": 10, "RunFailed": 1}
+    assert links == {"HypothesisProposed": 6, "PatchRejected": 1, "CandidateCreated": 4, "VerdictReached": 3,
+                     "IncumbentChanged": 2}
 
 
 def test_an_old_ledger_is_backfilled_on_open_and_reads_the_same(tmp_path: Path) -> None:
@@ -80,7 +87,7 @@ def test_an_old_ledger_is_backfilled_on_open_and_reads_the_same(tmp_path: Path) 
     for path in (old, snap):
         with read_only_connection(path) as con:
             assert views_version(con) == VIEWS_VERSION
-            assert mismatches(con)[1:] == (0, 0)
+            assert all_mismatches(con) == [(0, 0), (0, 0)]
         assert view_rows(path) == view_rows(fresh)
 
 
@@ -97,19 +104,19 @@ def test_events_an_older_writer_appended_are_backfilled(ledger_path: Path) -> No
         rows = ev.seal(campaign, [event], first_seq=seq + 1, first_version=version + 1, prev_hash=head)
         insert_events(con, rows)
         seq, head, versions[campaign] = rows[-1].seq, rows[-1].hash, rows[-1].version
-    assert mismatches(con)[1] > 0
+    assert mismatches(con)[1] > 0 and mismatches(con, HYPOTHESIS_EVENTS)[1] > 0
     con.close()
     with DuckDBLedger(ledger_path):
         pass
     with read_only_connection(ledger_path) as con:
-        assert mismatches(con)[1:] == (0, 0)
+        assert all_mismatches(con) == [(0, 0), (0, 0)]
 
 
 def test_a_failed_derivation_appends_no_event(ledger_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with DuckDBLedger(ledger_path) as ledger:
         ledger.append("a", [ev.RunStarted(run_id="r", candidate_id="c", seed=1)], 0)
 
-        def broken(con: duckdb.DuckDBPyConnection, first: int, last: int) -> None:
+        def broken(con: duckdb.DuckDBPyConnection, types: object, first: int, last: int) -> None:
             raise RuntimeError("derivation failed")
 
         monkeypatch.setattr(ledger_module, "append_derived", broken)
@@ -134,8 +141,9 @@ WRITER = textwrap.dedent("""
     print("writing", flush=True)
     while True:
         batch = [ev.RunStarted(run_id=f"r{n}", candidate_id="c", seed=n),
-                 ev.RunFinished(run_id=f"r{n}", value=1.0, duration_s=1.0), ev.CampaignPaused(reason="x")]
-        version = ledger.append("a", batch[: 1 + n % 3], version)[-1].version
+                 ev.RunFinished(run_id=f"r{n}", value=1.0, duration_s=1.0), ev.CampaignPaused(reason="x"),
+                 ev.PatchRejected(hypothesis_id=f"h{n}", reason="no")]
+        version = ledger.append("a", batch[n % 4: 1 + n % 5], version)[-1].version
         n += 1
 """)
 
@@ -148,6 +156,6 @@ def test_kill_9_leaves_events_and_run_events_in_step(ledger_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         con = duckdb.connect(str(ledger_path), read_only=True)  # replays the WAL; no writer's backfill
-        total, missing, extra = mismatches(con)
+        (runs, *run_gaps), (links, *link_gaps) = (mismatches(con, derived) for derived in DERIVED)
         con.close()
-        assert total > 0 and (missing, extra) == (0, 0)
+        assert runs > 0 and links > 0 and run_gaps == link_gaps == [0, 0]
