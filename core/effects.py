@@ -140,6 +140,8 @@ def not_measured_reason(state: CampaignState) -> str:
     if state.started.design == "concurrent" or not holdback_on(state):
         return "needs baseline runs and incumbent runs after selection"
     if any(r.role == holdback.ROLE and r.candidate_id == state.incumbent_id for r in state.runs.values()):
+        if state.status == "finished":
+            return "its holdback runs failed: `ledgerlab sql \"select * from runs where role = 'holdback'\"`"
         return "its holdback runs are under way: the incumbent and the baseline on fresh seeds"
     return ("measured by a holdback when the campaign has nothing else to run: the incumbent and the baseline "
             "on fresh seeds no judge reads")

@@ -161,7 +161,8 @@ def holdback_specs(state: CampaignState, count: int) -> list[RunSpec]:
 
 def _pair_specs(state: CampaignState, count: int) -> list[RunSpec]:
     """Independent designs: the runs missing from the incumbent's first `count` holdback pairs, both arms on
-    each seed (the incumbent's first); a seed where either arm failed 3 times is given up for the next one."""
+    each seed (the incumbent's first); a seed where either arm failed 3 times is given up for the next one,
+    within 2 × `count` seeds (a candidate that keeps failing must not hold the campaign open)."""
     assert state.started is not None
     arms = (state.incumbent_id, state.started.baseline_candidate_id)
     tried: dict[tuple[str, int], list[RunRecord]] = defaultdict(list)
@@ -170,7 +171,7 @@ def _pair_specs(state: CampaignState, count: int) -> list[RunSpec]:
             tried[(cid, run.seed)].append(run)
     specs: list[RunSpec] = []
     kept = 0
-    for seed in holdback.seeds(state, state.incumbent_id, holdback.SEEDS_PER_INCUMBENT):
+    for seed in holdback.seeds(state, state.incumbent_id, 2 * count):
         if kept >= count:
             break
         runs = {cid: tried.get((cid, seed), []) for cid in arms}

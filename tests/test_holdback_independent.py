@@ -127,6 +127,27 @@ def test_a_time_limit_stops_hypothesis_work_early_enough_for_the_pairs(tmp_path:
     assert state.active_seconds < 4 + 2.0
 
 
+class FailingHoldback(ToyDomain):
+    """The toy, except that every candidate but the baseline crashes on the holdback's seeds."""
+
+    def run(self, request: Any) -> Any:
+        if request.seed >= holdback.SEED_OFFSET and dict(request.files) != self.baseline():
+            from ledgerlab.core.protocols import RunResult
+
+            return RunResult(status="crashed", error="boom", duration_s=0.0)
+        return super().run(request)
+
+
+def test_a_holdback_that_keeps_failing_ends_and_says_not_measured(tmp_path: Path) -> None:
+    state = _campaign(InMemoryLedger(), tmp_path, [{"X": 5.0}], domain=FailingHoldback()).run()
+    assert state.status == "finished" and state.incumbent_id != state.started.baseline_candidate_id
+    failed = [r for r in _held(state) if r.candidate_id == state.incumbent_id]
+    assert failed and all(r.status == "crashed" for r in failed)
+    assert len({r.seed for r in failed}) <= 2 * 6  # gives up a seed after 3 tries, within 2 × the pairs asked
+    gain = status_report(state, now=state.last_at)["improvement"]
+    assert gain["status"] == "not_measured" and gain["reason"].startswith("its holdback runs failed")
+
+
 def _crash_after(camp: Campaign, n: int) -> None:
     count = {"n": 0}
 
