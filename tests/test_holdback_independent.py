@@ -117,6 +117,19 @@ def test_the_pairs_are_reserved_from_max_runs(tmp_path: Path) -> None:
     assert len(holdback.paired(state, state.incumbent_id)) >= 2
 
 
+def test_ab_designs_reserve_their_windows_from_max_runs_too(tmp_path: Path) -> None:
+    from tests.window_domain import WindowDomain
+
+    domain = WindowDomain(visitors=50_000, candidates_per_run=1)
+    script: list[Step] = [{"X": 4.0}, {"X": 6.0}] + [{"X": 6.0 + d / 100} for d in range(1, 40)]
+    state = Campaign(InMemoryLedger(), domain, CampaignConfig(
+        domain="window", judge={"alpha_policy": "fixed"}, budgets={"max_hypotheses": None, "max_runs": 30}),
+        agents=[Agent("a", ScriptedProposer(script))], executor=LocalExecutor(domain), runs_dir=tmp_path).run()
+    assert state.finish_reason == "max_runs" and state.n_runs <= 30
+    assert state.incumbent_id != state.started.baseline_candidate_id
+    assert len(holdback.runs_of(state, state.incumbent_id)) >= 2  # before: only the one run mid-campaign
+
+
 def test_a_time_limit_stops_hypothesis_work_early_enough_for_the_pairs(tmp_path: Path) -> None:
     state = _campaign(InMemoryLedger(), tmp_path, [{"X": 5.0}] + [{"X": 5.0 + i / 100} for i in range(1, 60)],
                       domain=ToyDomain(sleep_s=0.05), budgets={"max_hypotheses": None, "time_limit": "4s"}).run()
