@@ -240,6 +240,9 @@ class DuckDBLedger:
                 self._guard()
             self._con = connect_with_retry(self.path, read_only=False, wait_s=self.wait_s)
             self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # A backfill of derived rows (views.install) can run for seconds: DuckDB would draw its progress bar
+            # on stdout, into whatever the command prints.
+            self._con.execute("SET enable_progress_bar = false")
             self._lease_started_ns = time.time_ns()
             self._head, self._versions = None, {}
             threading.Thread(target=self._reap, args=(self._con,), daemon=True, name="ledger-lease").start()

@@ -72,6 +72,7 @@ def copy_database(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[int, int]:
     from ledgerlab.storage.views import VIEWS, VIEWS_VERSION
 
     source = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    con.execute("SET enable_progress_bar = false")  # deriving an old ledger's rows takes seconds: not on stdout
     target = str(out).replace("'", "''")
     # READ_WRITE: a database opened read-only attaches others read-only unless told otherwise.
     con.execute(f"ATTACH '{target}' AS {_ALIAS} (STORAGE_VERSION '{SNAPSHOT_STORAGE}', READ_WRITE)")
