@@ -3,14 +3,16 @@
     python -m ledgerlab.bench.ledger            # 1,000,000 events (about a minute)
     python bench/ledger.py --events 100000      # quicker
 
-Single-event appends: three rounds of 1,000 one-event transactions on a fresh ledger, median, next to the
-same rounds of bare DuckDB single-row INSERTs into the same table on the same disk (each commit waits for an
-fsync, so this is the floor the ledger cannot beat on this machine). Batched: fills the ledger through the
-public append API (batches of 1,000, so the hash chain is real and verified); the rate counts the time
-spent in `append` (encoding, hashing, inserting, checkpoints), and the end-to-end rate also counts building
-the synthetic event objects. Beside it, the same-run floor: the first 300,000 events sealed beforehand and
-inserted bare by the ledger's own INSERT into a fresh file, next to the ledger's rate over those same first
-300,000 (the machine is noisy: compare the two, not runs on different days). Then each view with all rows
+Single-event appends: three rounds of 1,000 one-event transactions on a fresh ledger, median, of an event
+with no derived row and of a RunStarted (which also writes its `run_events` row in the same transaction,
+storage/derived.py), next to the same rounds of bare DuckDB single-row INSERTs into the same table on the
+same disk (each commit waits for an fsync, so this is the floor the ledger cannot beat on this machine).
+Batched: fills the ledger through the public append API (batches of 1,000, so the hash chain is real and
+verified; nine in ten of these events derive a typed row); the rate counts the time spent in `append`
+(encoding, hashing, inserting, deriving, checkpoints), and the end-to-end rate also counts building the
+synthetic event objects. Beside it, the same-run floor: the first 300,000 events sealed beforehand and
+inserted bare (events alone) by the ledger's own INSERT into a fresh file, next to the ledger's rate over
+those same first 300,000 (the machine is noisy: compare the two, not runs on different days). Then each view with all rows
 fetched (as Arrow), a GROUP BY over `runs`, and one campaign's `runs`, each the median of 3, and `verify`;
 beside each view its ratio to a bare scan in the same run (all of `events` fetched as Arrow, the least any
 query over the whole ledger costs), so a loaded machine shows as a slow scan, not as slow views.
@@ -95,18 +97,22 @@ def synthetic(total: int) -> Iterator[tuple[str, list[ev.Event]]]:
         yield cid, batch
 
 
-def single_tx_rates(folder: Path, rounds: int = 3, count: int = 1000) -> tuple[float, float]:
-    """Median single-event append transactions/s, and bare DuckDB single-row INSERT transactions/s."""
-    ledger_rates, bare_rates = [], []
+def single_tx_rates(folder: Path, rounds: int = 3, count: int = 1000) -> tuple[float, float, float]:
+    """Median single-event append transactions/s: of an event with no derived row (CampaignPaused), of one
+    with a `run_events` row (RunStarted, storage/derived.py), and bare DuckDB single-row INSERTs."""
+    ledger_rates, derived_rates, bare_rates = [], [], []
     event = ev.CampaignPaused(reason="bench")
     row = ev.seal("s", [event], first_seq=1, first_version=1, prev_hash=ev.GENESIS_HASH)[0]
     for n in range(rounds):
-        with DuckDBLedger(folder / f"single-{n}.duckdb") as ledger:
-            ledger.append("s", [event], 0)
-            start = time.perf_counter()
-            for version in range(1, count + 1):
-                ledger.append("s", [event], version)
-            ledger_rates.append(count / (time.perf_counter() - start))
+        for label, rates, make in (
+                ("plain", ledger_rates, lambda i: event),
+                ("derived", derived_rates, lambda i: ev.RunStarted(run_id=f"r{i}", candidate_id="c", seed=i))):
+            with DuckDBLedger(folder / f"single-{n}-{label}.duckdb") as ledger:
+                ledger.append("s", [make(0)], 0)
+                start = time.perf_counter()
+                for version in range(1, count + 1):
+                    ledger.append("s", [make(version)], version)
+                rates.append(count / (time.perf_counter() - start))
         con = duckdb.connect(str(folder / f"bare-{n}.duckdb"))
         con.execute(EVENTS_DDL)
         stamp = row.recorded_at.replace(tzinfo=None)
@@ -116,7 +122,7 @@ def single_tx_rates(folder: Path, rounds: int = 3, count: int = 1000) -> tuple[f
                 seq, row.event_id, "s", seq, row.type, row.schema_version, row.payload, stamp, row.prev_hash, row.hash])
         bare_rates.append(count / (time.perf_counter() - start))
         con.close()
-    return statistics.median(ledger_rates), statistics.median(bare_rates)
+    return statistics.median(ledger_rates), statistics.median(derived_rates), statistics.median(bare_rates)
 
 
 def fill(path: Path, total: int) -> tuple[float, float, float]:
@@ -261,8 +267,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ledgerlab-bench-") as tmp:
         folder = Path(tmp)
-        single, bare = single_tx_rates(folder)
-        results: dict[str, float] = {"single-event tx/s": single, "bare DuckDB single-row tx/s": bare}
+        single, derived, bare = single_tx_rates(folder)
+        results: dict[str, float] = {"single-event tx/s": single, "single-event tx/s, with a derived row": derived,
+                                     "bare DuckDB single-row tx/s": bare}
         sample = min(args.events, BARE_ROWS)
         (results["batched events/s"], results["batched events/s incl. building events"],
          results[f"batched events/s, first {sample:,}"]) = fill(folder / "big.duckdb", args.events)
