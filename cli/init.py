@@ -138,10 +138,18 @@ HELP: dict[str, tuple[str, Any]] = {
     "judge.kind": ("stats: sequential one-sided test that keeps a change only when it is shown to be better by "
                    "more than delta; fixed: one test at fixed_n runs; greedy: autoresearch's rule (one run, "
                    "keep if better; in campaigns of 50 it keeps about a quarter of useless changes, half with A/B runs)", None),
-    "judge.alpha": ("false-accept level: per hypothesis (alpha_policy fixed) or the FDR target (lord); unset: the "
-                    "domain's level (0.01, marketing 0.05)", 0.01),
-    "judge.alpha_policy": ("fixed: every hypothesis is tested at alpha; lord: online FDR (LORD++) over the "
-                           "stream of hypotheses, alpha wealth grows with each accept", None),
+    "judge.alpha": ("false-accept level: per hypothesis (alpha_policy fixed) or the FDR target (fdr, lord); "
+                    "unset: 0.1 with fdr, else the domain's level (0.01, marketing 0.05)", 0.01),
+    "judge.alpha_policy": ("fdr: online false discovery rate control (ADDIS) over the campaign's stream of "
+                           "hypotheses, the share of useless accepts stays under alpha at any length; fixed: every "
+                           "hypothesis is tested at alpha (more accepts, and the useless share grows with length); "
+                           "lord: LORD++; unset: fdr for A/B designs, fixed otherwise", "fdr"),
+    "judge.fdr_lambda": ("fdr: a decided hypothesis with p at most this is a candidate and costs no wealth", None),
+    "judge.fdr_tau": ("fdr: a decided hypothesis with p above this is discarded (a clearly useless change) and "
+                      "costs no wealth", None),
+    "judge.fdr_w0": ("fdr: the share of alpha spent before the first accept", None),
+    "judge.fdr_flat": ("fdr: the levels stay flat over this many costly hypotheses, then decay", None),
+    "judge.fdr_decay": ("fdr: the exponent of the decay after the flat stretch (unset: 2)", 2.0),
     "judge.looks": ("cumulative candidate runs at which the stats judge looks (unset: 1, 2, 3, 4, 6, 8); alpha "
                     "is split over them, so peeking is paid for", [1, 2, 3, 4, 6, 8]),
     "judge.fixed_n": ("runs per hypothesis for the fixed judge", None),

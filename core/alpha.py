@@ -4,30 +4,47 @@
 expected number of false accepts at alpha × hypotheses). The share of accepts that are false then grows with
 the campaign's length, since the useless changes keep coming and the useful ones run out.
 
+"fdr" (the default of concurrent designs): ADDIS (Tian & Ramdas 2019, "ADDIS: an adaptive discarding
+algorithm for online FDR control with conservative nulls"), which controls the false discovery rate at
+`alpha` over the stream, at any length. Each decided hypothesis is read by its p-value: above τ
+(`fdr_tau`) it is discarded, at most λ (`fdr_lambda`) it is a candidate, and only those in between cost
+wealth. With W0 = `fdr_w0`·alpha, C the costs since the start and C_j the costs since the j-th accept,
+the next hypothesis gets
+
+    α = min(λ, (τ − λ)·[W0·γ_{1+C} + (alpha − W0)·γ_{1+C_1} + alpha·Σ_{j≥2} γ_{1+C_j}])
+
+Whatever spends its wealth before the first accept sums to at most (τ − λ)·W0 ≤ alpha: a rule that
+controls the FDR must accept nothing, with probability 1 − alpha, on a market where nothing works. The
+decay γ is flat over the first `fdr_flat` costs and falls as j^−s (s = `fdr_decay`, 2 if unset)
+afterwards, so the first real change, anywhere among the first pass of ideas, meets a level of a few
+10⁻³ rather than the 10⁻⁴ the usual decay has reached by then (bench/decisions.py measured both).
+
 "lord": LORD++ (Ramdas, Yang, Wainwright & Jordan 2017, "Online control of the false discovery rate with
-decaying memory"), which controls the false discovery rate at `alpha` over the stream, at any length: with
-initial wealth W0 = alpha/2 and accepted hypotheses at indices τ1 < τ2 < ..., hypothesis t gets
+decaying memory"), ADDIS without discarding or candidates: with initial wealth W0 = alpha/2 and accepted
+hypotheses at indices τ1 < τ2 < ..., hypothesis t gets
 
     α_t = γ_t·W0 + (alpha − W0)·γ_{t−τ1} + alpha·Σ_{j≥2, τj<t} γ_{t−τj}
 
 with γ the standard sequence γ_j = 0.0772·log(max(j, 2)) / (j·exp(√log j)) (Javanmard & Montanari 2018;
-the constant of the onlineFDR package, Σ γ_j ≈ 1). Before the first accept the levels sum to at most W0;
-every accept earns new wealth.
+the constant of the onlineFDR package, Σ γ_j ≈ 1).
 
-Hypotheses run concurrently (several candidates per window, several workers), so this is the asynchronous
-form (Zrnic, Jiang, Ramdas & Jordan 2021, "Asynchronous online testing of multiple hypotheses"): each tested
-hypothesis holds its own index t, and its level uses only the accepts decided before it started. Two
-hypotheses in flight together never share an index, so the levels of a stream of useless changes sum to
-no more than one-at-a-time testing would spend (core/state.py assigns the indices; `alpha_index`).
+Hypotheses run concurrently (several candidates per window, several workers), so both are asynchronous
+(Zrnic, Jiang, Ramdas & Jordan 2021, "Asynchronous online testing of multiple hypotheses"): a hypothesis's
+level uses only what was decided before it started. LORD gives each tested hypothesis its own index t;
+ADDIS counts every hypothesis then in flight as a cost, whatever its p-value turns out to be. So the levels
+of a stream of useless changes never sum to more than one-at-a-time testing would spend (core/state.py
+records what each hypothesis saw: `alpha_index`, `accepts_known`, `verdicts_known`, `in_flight_at_start`).
 
-The guarantee assumes independent p-values (hypotheses that share the incumbent's runs are positively
-dependent; LORD++ is then not formally covered) — bench/decisions.py measures it on the marketing market.
+The guarantees assume independent p-values (hypotheses that share the incumbent's runs are positively
+dependent) and, for ADDIS, take the p-value a sequential test ended on as the hypothesis's p-value (a
+futility stop ends on its first look's) — bench/decisions.py measures the result on the marketing market.
 
 Each level is rebuilt from the events only: the campaign state is a fold over its events.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -56,8 +73,69 @@ def lord_alpha(alpha: float, index: int, accepted: Sequence[int], w0: float | No
     return level
 
 
-def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int]) -> float:
+def decay(j: int, exponent: float | None, flat: int = 0) -> float:
+    """The j-th term (j ≥ 1) of the decay sequence: LORD++'s standard one, or ∝ min(1, flat/j)^s, s = `exponent`."""
+    if j < 1:
+        return 0.0
+    if exponent is None and not flat:
+        return gamma(j)
+    s = 2.0 if exponent is None else exponent
+    return min(1.0, max(flat, 1) / j) ** s / _norm(s, max(flat, 1))
+
+
+@functools.cache
+def _norm(s: float, flat: int) -> float:
+    from scipy.special import zeta  # only the "fdr" policy needs it
+
+    # Σ_j min(1, F/j)^s = F + F^s·ζ(s, F + 1) (Hurwitz zeta)
+    return float(flat + flat**s * zeta(s, flat + 1))
+
+
+# What the stream shows a hypothesis when it starts, one letter per earlier tested hypothesis (stream order):
+ACCEPTED = "A"  # decided: accepted (a discovery; also a candidate or a cost, by its p-value, below)
+CANDIDATE = "c"  # decided: p ≤ λ
+COST = "k"  # decided with λ < p ≤ τ, or still in flight (its p-value unknown: counted as the worst case)
+DISCARDED = "d"  # decided: p > τ (a conservative null: it costs nothing)
+
+
+def history_letter(p_value: float | None, accepted: bool, lam: float, tau: float) -> str:
+    """The letter of a decided hypothesis (see ACCEPTED…DISCARDED)."""
+    if accepted:
+        return ACCEPTED
+    if p_value is None or lam < p_value <= tau:
+        return COST
+    return CANDIDATE if p_value <= lam else DISCARDED
+
+
+def history(entries: Sequence[tuple[int, float | None, bool | None]], lam: float, tau: float) -> str:
+    """The letters of the stream ahead of a hypothesis, from (index, p-value, accepted) in stream order."""
+    return "".join(COST if accepted is None else history_letter(p, accepted, lam, tau)
+                   for _, p, accepted in entries)
+
+
+def addis_alpha(settings: JudgeSettings, history: str) -> float:
+    """ADDIS level of the hypothesis that starts after `history` (one letter per earlier tested hypothesis)."""
+    alpha, lam, tau = settings.alpha, settings.fdr_lambda, settings.fdr_tau
+    w0 = settings.fdr_w0 * alpha
+    # One pass from the end: the costs after each accept, and after the start.
+    costs, costs_after = 0, []
+    for letter in reversed(history):
+        if letter == COST:
+            costs += 1
+        elif letter == ACCEPTED:
+            costs_after.append(costs)
+    costs_after.reverse()  # in stream order: the first accept's first
+    s, flat = settings.fdr_decay, settings.fdr_flat
+    level = w0 * decay(1 + costs, s, flat)
+    for j, since in enumerate(costs_after):
+        level += (alpha - w0 if j == 0 else alpha) * decay(1 + since, s, flat)
+    return min(lam, (tau - lam) * level)
+
+
+def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], history: str = "") -> float:
     """Level of the hypothesis at `index`; `accepted` holds the indices of accepts decided before it started."""
     if settings.alpha_policy == "fixed":
         return settings.alpha
+    if settings.alpha_policy == "fdr":
+        return addis_alpha(settings, history)
     return lord_alpha(settings.alpha, index, accepted)

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ledgerlab.core import alpha, holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core import budgets as budget_rules
-from ledgerlab.core import holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import Budgets, CampaignConfig
@@ -48,18 +48,27 @@ from ledgerlab.storage.signing import CheckpointSigner
 # (unless set).
 GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
                                    "guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}
+# The false discovery rate the default alpha policy of concurrent designs holds over a campaign (core/alpha.py).
+FDR_TARGET = 0.1
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
 # How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
 PAUSE_WAIT_S = 60.0
 
 
-def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None) -> JudgeSettings:
+def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None,
+                   design: str | None = None) -> JudgeSettings:
     """The judge's settings from the `[judge]` table (greedy: GREEDY_DEFAULTS where a key was not set).
 
-    An unset `alpha` takes the domain metric's level, if it has one (else JudgeSettings' 0.01).
+    An unset `alpha_policy` is "fdr" for the stats judge on concurrent designs, whose campaigns run hundreds of
+    hypotheses (the share of false accepts would grow with their number), else "fixed". An unset `alpha` is
+    then FDR_TARGET, else the domain metric's level, if it has one (else JudgeSettings' 0.01).
     """
     data = config.judge.model_dump(exclude_none=True)
+    if "alpha_policy" not in data:
+        data["alpha_policy"] = "fdr" if design == "concurrent" and config.judge.kind == "stats" else "fixed"
+    if "alpha" not in data and data["alpha_policy"] == "fdr":
+        data["alpha"] = FDR_TARGET
     if "alpha" not in data and metric is not None and metric.alpha is not None:
         data["alpha"] = metric.alpha
     if config.judge.kind == "greedy":
@@ -104,7 +113,7 @@ class Campaign:
         # A resumed campaign keeps the judge it started with; one started before guardrails or a holdback
         # existed keeps running without them.
         self.settings = holdback.recorded_settings(started.judge) if started \
-            else judge_settings(config, domain.metric)
+            else judge_settings(config, domain.metric, domain.design)
         self.judge: Judge = make_judge(self.settings)
         if started is not None:
             keep_run_design(started.environment.get("run_design"), run_design(domain))
@@ -121,6 +130,7 @@ class Campaign:
         self._head: tuple[int, str] | None = None  # (seq, hash) of this process's last append
         self._unsigned = 0  # events appended since the last checkpoint
         self._reserve: tuple[int, holdback.Reserve] = (-1, holdback.Reserve())  # (state version, what the holdback needs)
+        self._levels: dict[str, float] = {}  # hypothesis -> its level, where computing it reads the stream
 
     # ---------------------------------------------------------------------------------------- events
 
@@ -454,7 +464,13 @@ class Campaign:
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
-        return next_alpha(self.settings, record.alpha_index, record.accepts_known)
+        if self.settings.alpha_policy != "fdr":
+            return next_alpha(self.settings, record.alpha_index, record.accepts_known)
+        if record.hypothesis_id not in self._levels:  # fixed at its start: computed once
+            s = self.settings
+            seen = alpha.history(self.state.stream_before(record), s.fdr_lambda, s.fdr_tau)
+            self._levels[record.hypothesis_id] = next_alpha(s, record.alpha_index, record.accepts_known, seen)
+        return self._levels[record.hypothesis_id]
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
         if not self.guardrails:

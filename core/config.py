@@ -70,7 +70,12 @@ class JudgeConfig(_Section):
 
     kind: Literal["stats", "greedy", "fixed"] = "stats"
     alpha: float | None = Field(default=None, gt=0, lt=1)  # unset: the domain metric's level, else 0.01
-    alpha_policy: Literal["fixed", "lord"] = "fixed"
+    alpha_policy: Literal["fixed", "lord", "fdr"] | None = None  # unset: fdr for concurrent designs, else fixed
+    fdr_lambda: float = Field(default=0.05, gt=0, lt=1)
+    fdr_tau: float = Field(default=0.7, gt=0, le=1)
+    fdr_w0: float = Field(default=0.9, gt=0, le=1)
+    fdr_decay: float | None = Field(default=None, gt=1)
+    fdr_flat: int = Field(default=20, ge=0)
     looks: tuple[int, ...] | None = None
     fixed_n: int = Field(default=5, ge=1)
     futility: bool = True

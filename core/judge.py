@@ -58,7 +58,15 @@ class JudgeSettings(BaseModel):
 
     kind: Literal["stats", "greedy", "fixed"] = "stats"
     alpha: float = 0.01  # per-hypothesis level (fixed policy) or FDR target (lord policy)
-    alpha_policy: Literal["fixed", "lord"] = "fixed"
+    alpha_policy: Literal["fixed", "lord", "fdr"] = "fixed"
+    # "fdr" (core/alpha.py, ADDIS): a decided hypothesis whose p-value is above fdr_tau (discarded) or at most
+    # fdr_lambda (a candidate) costs nothing; initial wealth fdr_w0·alpha; the decay is flat over the first
+    # fdr_flat costs, then falls as j^−fdr_decay (2 if unset; fdr_flat = 0 and no fdr_decay: LORD++'s γ).
+    fdr_lambda: float = Field(default=0.05, gt=0, lt=1)
+    fdr_tau: float = Field(default=0.7, gt=0, le=1)
+    fdr_w0: float = Field(default=0.9, gt=0, le=1)
+    fdr_decay: float | None = Field(default=None, gt=1)
+    fdr_flat: int = Field(default=20, ge=0)
     looks: tuple[int, ...] = (1, 2, 3, 4, 6, 8)  # cumulative candidate replicates at each look (stats judge)
     fixed_n: int = 5  # replicates for the fixed-n judge
     futility: bool = True
@@ -161,6 +169,8 @@ class JudgeSettings(BaseModel):
             raise ValueError(f"skew_max must be positive, got {self.skew_max}")
         if self.fixed_n < 2:
             raise ValueError(f"fixed_n must be at least 2, got {self.fixed_n}")
+        if self.fdr_lambda >= self.fdr_tau:
+            raise ValueError(f"fdr_lambda must be below fdr_tau, got {self.fdr_lambda} and {self.fdr_tau}")
         return self
 
 

@@ -55,6 +55,10 @@ class HypothesisRecord:
     # stream of tested hypotheses, and the indices of the accepts decided before it started.
     alpha_index: int = 0
     accepts_known: tuple[int, ...] = ()
+    # For policies that read earlier p-values (ADDIS): how many verdicts were reached before it started, and
+    # the indices of the hypotheses then in flight (whose p-values it must not see).
+    verdicts_known: int = 0
+    in_flight_at_start: tuple[int, ...] = ()
 
 
 @dataclass
@@ -120,6 +124,18 @@ class CampaignState:
         in_flight = (h.alpha_index for h in self.hypotheses.values() if h.status == "testing")
         return 1 + max(self.tested_max_index, *in_flight, 0)
 
+    def stream_before(self, record: HypothesisRecord) -> list[tuple[int, float | None, bool | None]]:
+        """The tested hypotheses ahead of `record` in the stream as it saw them when it started, in stream order.
+
+        Each is (alpha index, p-value, accepted); p-value and accepted are None for those then in flight.
+        """
+        seen: list[tuple[int, float | None, bool | None]] = [(i, None, None) for i in record.in_flight_at_start]
+        for verdict in self.verdicts[:record.verdicts_known]:
+            if verdict.test not in NOT_TESTS:
+                seen.append((self.hypotheses[verdict.hypothesis_id].alpha_index, verdict.p_value,
+                             verdict.decision == "accept"))
+        return sorted(seen, key=lambda item: item[0])
+
     def finished_runs(self, candidate_id: str) -> list[RunRecord]:
         return [r for r in self.runs.values() if r.candidate_id == candidate_id and r.status == "finished"]
 
@@ -182,7 +198,9 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.CandidateCreated, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
+        record.in_flight_at_start = tuple(h.alpha_index for h in self.hypotheses.values() if h.status == "testing")
         record.alpha_index, record.accepts_known = self.next_alpha_index(), tuple(self.accepted_indices)
+        record.verdicts_known = len(self.verdicts)
         record.status, record.candidate_id = "testing", event.candidate_id
         self.candidate_parent[event.candidate_id] = (event.parent_candidate_id, event.hypothesis_id)
 

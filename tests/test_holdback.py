@@ -30,9 +30,9 @@ RATE = MetricSpec(name="conversion_rate", direction="maximize", kind="proportion
 @pytest.fixture(scope="module")
 def finished() -> Iterator[tuple[CampaignState, CampaignConfig]]:
     """A marketing campaign on a market with real levers, run to its visitor budget (the shipped defaults)."""
-    config = CampaignConfig(domain="marketing", seed=3, domain_options={"market_seed": 3},
+    config = CampaignConfig(domain="marketing", seed=7, domain_options={"market_seed": 7},
                             budgets={"max_units": 1_500_000})
-    domain = MarketingDomain(market_seed=3)
+    domain = MarketingDomain(market_seed=7)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             campaign = Campaign(InMemoryLedger(), domain, config,
