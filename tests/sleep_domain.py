@@ -5,7 +5,10 @@ result's metrics. Options:
 - `seconds`: how long a run sleeps;
 - `fail_ids`: run ids whose run raises (the executor must turn that into a crashed result);
 - `die_once_ids` + `marker_dir`: run ids whose process dies (os._exit) on the first attempt; a marker file
-  remembers the attempt, and `<marker_dir>/<run_id>.attempts` counts every attempt.
+  remembers the attempt, and `<marker_dir>/<run_id>.attempts` counts every attempt;
+- `meet` (with `marker_dir`): a run starts its sleep only once `meet` runs have started (their `.attempts`
+  files), waiting up to MEET_WAIT_S: runs that overlap by construction, so "two ran at once" needs no race
+  between a run's start and the other's end, however loaded the machine.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Literal
 
 from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
 
+MEET_WAIT_S = 180.0
 REF = f"{__file__}:SleepDomain"  # the factory a Ray worker loads (by file: tests/ is not on its sys.path)
 
 
@@ -27,8 +31,10 @@ class SleepDomain:
     metric = MetricSpec(name="value", direction="minimize")
 
     def __init__(self, seconds: float = 0.5, fail_ids: list[str] | tuple[str, ...] = (),
-                 die_once_ids: list[str] | tuple[str, ...] = (), marker_dir: str | None = None) -> None:
+                 die_once_ids: list[str] | tuple[str, ...] = (), marker_dir: str | None = None,
+                 meet: int = 0) -> None:
         self.seconds = float(seconds)
+        self.meet = int(meet)
         self.fail_ids = set(fail_ids)
         self.die_once_ids = set(die_once_ids)
         self.marker_dir = Path(marker_dir) if marker_dir else None
@@ -55,6 +61,10 @@ class SleepDomain:
                 os._exit(1)  # the whole worker process dies mid-run
         if request.run_id in self.fail_ids:
             raise RuntimeError(f"boom in {request.run_id}")
+        if self.meet and self.marker_dir is not None:
+            deadline = time.monotonic() + MEET_WAIT_S
+            while len(list(self.marker_dir.glob("*.attempts"))) < self.meet and time.monotonic() < deadline:
+                time.sleep(0.01)
         time.sleep(self.seconds)
         end = time.time()
         return RunResult(status="finished", value=float(request.seed), duration_s=end - start,

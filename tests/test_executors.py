@@ -14,7 +14,9 @@ from ledgerlab.core.executors.local import detect_gpus, parse_nvidia_smi, thread
 
 
 def test_two_workers_run_two_at_once(tmp_path):
-    executor = LocalExecutor(SleepDomain(seconds=0.4), workers=2, cores=4, gpus=[])
+    # Each run waits for a second one to start (see SleepDomain's `meet`): overlap by construction, not a race.
+    domain = SleepDomain(seconds=0.1, marker_dir=str(tmp_path / "markers"), meet=2)
+    executor = LocalExecutor(domain, workers=2, cores=4, gpus=[])
     try:
         for i in range(4):
             executor.submit("sleep", request(f"r{i}", tmp_path, seed=i))

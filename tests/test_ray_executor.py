@@ -69,7 +69,9 @@ def local_ray() -> Iterator[None]:
 
 
 def test_runs_in_parallel_with_their_resources(local_ray, tmp_path):
-    executor = RayExecutor("sleep", {"seconds": 0.5}, workers=2, domain_ref=REF)
+    # Each run waits for a second one to start: if two never ran at once, the first would wait 180 s first.
+    options = {"seconds": 0.1, "marker_dir": str(tmp_path / "markers"), "meet": 2}
+    executor = RayExecutor("sleep", options, workers=2, domain_ref=REF)
     try:
         assert executor.num_gpus == 0  # no GPU in this instance
         for i in range(4):
