@@ -22,7 +22,7 @@ campaigns); means over campaigns are Student-t 95% intervals; "vs greedy" is the
     python bench/decisions.py                       # 20 campaigns per judge at 2,000,000 visitors (~4-5 min)
     python bench/decisions.py --quick               # 5 campaigns, a smoke test
     python bench/decisions.py --budget 4000000 --no-aa --out bench/results/decisions_4M.json   # the README's 2nd row
-    python bench/decisions.py --judge-option alpha=0.1 --judge-option alpha_policy=lord   # ours, retuned
+    python bench/decisions.py --judge-option alpha_policy=fixed   # ours at α = 0.05 per hypothesis, not the FDR
     python bench/decisions.py --judges greedy ledgerlab --sweep 1e6 2e6 3e6 4e6 6e6   # lift by budget (~10 min)
     python bench/decisions.py --judges greedy ledgerlab --candidates-per-run 1   # one candidate per run (A/B)
     python bench/decisions.py --judges greedy ledgerlab --no-factorial   # A/B/n: 3 pages vs a shared control
@@ -54,6 +54,8 @@ FD_TOLERANCE = 1e-3  # relative true lift at or below which an accepted change "
 TOLERANCES = {"strict_0": 0.0, "tol_0.1pct": 1e-3, "tol_0.5pct": 5e-3}
 FD_TARGET = 0.10
 # "ledgerlab" and "fixed-n5" judge conversion alone, like greedy: the targets compare judges on one objective.
+# Both "ledgerlab" judges run the stats judge's default for A/B designs: online FDR control at 0.1 over the
+# campaign (alpha_policy = "fdr", core/alpha.py); `--judge-option alpha_policy=fixed` tests each at 0.05.
 # "ledgerlab+guard" is the product's default for marketing: the same judge, and no accepted change may lose
 # revenue per visitor significantly (the revenue guardrail, core/guardrails.py).
 JUDGES: dict[str, dict[str, Any]] = {
