@@ -31,7 +31,8 @@ Consistency. Within a lease the file lock is exclusive, so the writer caches the
 versions (an append with a valid cache runs no query before its INSERT); every lease starts with empty
 caches. The database still enforces the rules: `seq` is the PRIMARY KEY and (campaign_id, version) is UNIQUE,
 so a writer with stale caches gets a constraint error, which becomes ConcurrencyError after a fresh re-check.
-An append is one INSERT statement: all or nothing. Its commit is durable (DuckDB fsyncs the WAL); the WAL is
+An append is one transaction: one INSERT into `events`, and for run and hypothesis events one INSERT per
+derived table (storage/derived.py): all or nothing. Its commit is durable (DuckDB fsyncs the WAL); the WAL is
 checkpointed into the file at CHECKPOINT_THRESHOLD and when the lease closes, and replayed on the next open
 after a kill -9 (≈ 1 s for a full 128 MiB WAL, ≈ 350,000 events).
 """

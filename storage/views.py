@@ -14,10 +14,11 @@ from ledgerlab.storage.derived import backfill
 if TYPE_CHECKING:
     import duckdb
 
-VIEWS_VERSION = 13  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
+VIEWS_VERSION = 14  # 6: llm_calls.reasoning; 7: incumbents' holdback improvement; 8: `runs` read once; 9: holdback
 # intervals widened to the spread between windows; 10: `runs` reads the typed `run_events` (storage/derived.py);
 # 11: independent designs' holdback pairs in `incumbents`; 12: t quantiles planned in a third of the time;
-# 13: hypotheses' links, verdicts' decisions and incumbent changes read from the typed `hypothesis_events`
+# 13: hypotheses' links, verdicts' decisions and incumbent changes read from the typed `hypothesis_events`;
+# 14: `incumbents` joins the paired campaigns first and computes the holdback's t quantile once
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -344,7 +345,8 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
     WHERE p.type = 'HypothesisProposed' AND p.campaign_id IN (SELECT campaign_id FROM paired_runs)
 ), diff_groups AS (  -- the judge's pool (planner.history): each decided hypothesis's runs minus its incumbent's
     SELECT c.campaign_id, c.hypothesis_id, count(*) AS n, var_samp(c.value - i.value) AS v
-    FROM fin c
+    FROM (SELECT DISTINCT campaign_id FROM paired_runs) pc  -- first: DuckDB put it last, after joining every run
+    JOIN fin c ON c.campaign_id = pc.campaign_id
     JOIN decided d ON d.campaign_id = c.campaign_id AND d.hypothesis_id = c.hypothesis_id
     JOIN fin i ON i.campaign_id = c.campaign_id AND i.candidate_id = d.parent_id AND i.seed = c.seed
                   AND i.role = 'incumbent'
@@ -398,23 +400,24 @@ WITH fin AS MATERIALIZED (  -- the finished runs, computed once for `pool` and `
                     greatest(ssc / nc - (sc / nc) ^ 2, 0) * nc / greatest(nc - 1, 1) / nc END AS v1,
            CASE WHEN kind = 'proportion' AND counted = windows AND ct > 0 AND it > 0 THEN (is_ / it) * (1 - is_ / it) / it
                 WHEN sum_key IS NOT NULL AND summed = windows AND nc > 0 AND ni > 0 THEN
-                    greatest(ssi / ni - (si / ni) ^ 2, 0) * ni / greatest(ni - 1, 1) / ni END AS v0
+                    greatest(ssi / ni - (si / ni) ^ 2, 0) * ni / greatest(ni - 1, 1) / ni END AS v0,
+           {_t975('(rated - 1)::DOUBLE')} AS t_rated  -- once: `held` uses it four times
     FROM held_runs
 ), held AS (  -- (effect, half, relative, relative half, method): the delta method on pooled units, else t on runs
     SELECT campaign_id, candidate_id,
            CASE WHEN m1 IS NOT NULL AND m0 <> 0 THEN struct_pack(
                     effect := sign * (m1 - m0),
                     half := greatest({_Z975} * sqrt(v1 + v0),
-                                     CASE WHEN rated >= 3 THEN {_t975('(rated - 1)::DOUBLE')} * wd_sd / sqrt(rated) END),
+                                     CASE WHEN rated >= 3 THEN t_rated * wd_sd / sqrt(rated) END),
                     rel := sign * (m1 - m0) / m0,
                     rel_half := greatest({_Z975} * sqrt(v1 / m0 ^ 2 + m1 ^ 2 * v0 / m0 ^ 4),
-                                         CASE WHEN rated >= 3 THEN {_t975('(rated - 1)::DOUBLE')} * rel_sd / sqrt(rated) END),
+                                         CASE WHEN rated >= 3 THEN t_rated * rel_sd / sqrt(rated) END),
                     method := 'holdback: incumbent vs baseline in ' || windows
                               || ' same-window run(s), pooled units, delta method'
                               || CASE WHEN rated >= 3 THEN ', widened to the spread between windows' ELSE '' END)
                 WHEN m1 IS NULL AND rated >= 2 THEN struct_pack(
-                    effect := sign * wd_mean, half := {_t975('(rated - 1)::DOUBLE')} * wd_sd / sqrt(rated),
-                    rel := sign * rel_mean, rel_half := {_t975('(rated - 1)::DOUBLE')} * rel_sd / sqrt(rated),
+                    effect := sign * wd_mean, half := t_rated * wd_sd / sqrt(rated),
+                    rel := sign * rel_mean, rel_half := t_rated * rel_sd / sqrt(rated),
                     method := 'holdback: incumbent vs baseline in ' || rated || ' same-window run(s), t over runs')
            END AS hb
     FROM held_arms
