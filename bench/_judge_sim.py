@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from ledgerlab.core.judge import Evidence, Judge, Judgement, JudgeSettings
+from ledgerlab.core.judge import Evidence, Judge, Judgement, JudgeSettings, judge_settings
 from ledgerlab.core.planner import rotation_seeds
 from ledgerlab.core.protocols import MetricSpec
 
@@ -180,13 +180,12 @@ def simulate(judge: Judge, *, effects: Sequence[tuple[float, float]], hypotheses
 def cli_settings(kind: str = "stats") -> JudgeSettings:
     """The judge's settings as `ledgerlab run --judge KIND` makes them with no `[judge]` keys set.
 
-    Greedy then reproduces autoresearch's loop (core/campaign.py's GREEDY_DEFAULTS): one baseline run, no
+    Greedy then reproduces autoresearch's loop (core/judge_settings.py's GREEDY_DEFAULTS): one baseline run, no
     confirmation runs, every hypothesis on the incumbent's one seed (`incumbent_seeds = 1`).
     """
-    from ledgerlab.core.campaign import judge_settings  # the loop's own mapping (imports the storage layer)
-    from ledgerlab.core.config import CampaignConfig, JudgeConfig
+    from ledgerlab.core.config import CampaignConfig
 
-    return judge_settings(CampaignConfig(judge=JudgeConfig(kind=kind)))
+    return judge_settings(CampaignConfig(judge=JudgeSettings(kind=kind)))  # the loop's own mapping
 
 
 def loop_params(settings: JudgeSettings) -> dict:

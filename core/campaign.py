@@ -25,7 +25,14 @@ from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import Budgets, CampaignConfig
 from ledgerlab.core.errors import CampaignError, LedgerLockedError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
-from ledgerlab.core.judge import Judge, Judgement, JudgeSettings, make_judge
+from ledgerlab.core.judge import (  # FDR_TARGET, GREEDY_DEFAULTS: re-exported for older imports
+    FDR_TARGET,  # noqa: F401
+    GREEDY_DEFAULTS,  # noqa: F401
+    Judge,
+    Judgement,
+    judge_settings,
+    make_judge,
+)
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.patches import candidate_id
 from ledgerlab.core.protocols import (
@@ -44,37 +51,10 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.signing import CheckpointSigner
 
-# autoresearch's loop, reproduced: one baseline run, no confirmation runs, no guardrail veto, no holdback
-# (unless set).
-GREEDY_DEFAULTS: dict[str, Any] = {"calibration_runs": 1, "confirm_runs": 0, "incumbent_seeds": 1,
-                                   "guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}
-# The false discovery rate the default alpha policy of concurrent designs holds over a campaign (core/alpha.py).
-FDR_TARGET = 0.1
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
 # How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
 PAUSE_WAIT_S = 60.0
-
-
-def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None,
-                   design: str | None = None) -> JudgeSettings:
-    """The judge's settings from the `[judge]` table (greedy: GREEDY_DEFAULTS where a key was not set).
-
-    An unset `alpha_policy` is "fdr" for the stats judge on concurrent designs, whose campaigns run hundreds of
-    hypotheses (the share of false accepts would grow with their number), else "fixed". An unset `alpha` is
-    then FDR_TARGET, else the domain metric's level, if it has one (else JudgeSettings' 0.01).
-    """
-    data = config.judge.model_dump(exclude_none=True)
-    if "alpha_policy" not in data:
-        data["alpha_policy"] = "fdr" if design == "concurrent" and config.judge.kind == "stats" else "fixed"
-    if "alpha" not in data and data["alpha_policy"] == "fdr":
-        data["alpha"] = FDR_TARGET
-    if "alpha" not in data and metric is not None and metric.alpha is not None:
-        data["alpha"] = metric.alpha
-    if config.judge.kind == "greedy":
-        chosen = config.judge.model_fields_set
-        data.update({k: v for k, v in GREEDY_DEFAULTS.items() if k not in chosen})
-    return JudgeSettings(**data)
 
 
 def run_isolation(domain: Domain, policy: str) -> str:

@@ -1,15 +1,23 @@
-"""ledgerlab.toml: the campaign configuration, validated into frozen models; the command line overrides it."""
+"""ledgerlab.toml: the campaign configuration, validated into frozen models; the command line overrides it.
+
+One model per table (`[budgets]`, `[judge]` in core/judge_settings.py, `[proposer]`, `[executor]`); each
+field's `description` is the comment `ledgerlab init` writes above it. `validated` is the one place a pydantic
+ValidationError becomes a one-line ConfigError.
+"""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledgerlab.core.errors import ConfigError
+from ledgerlab.core.judge_settings import JudgeSettings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -19,11 +27,15 @@ class _Section(BaseModel):
 class Budgets(_Section):
     """Stop conditions, each checked before starting work (0 or None: no limit)."""
 
-    max_hypotheses: int | None = Field(default=20, ge=0)
-    max_runs: int | None = Field(default=None, ge=0)
-    time_limit: float | None = Field(default=None, ge=0, description="seconds; '30m', '2h' accepted")
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    max_units: float | None = Field(default=None, ge=0, description="domain units, e.g. visitors")
+    max_hypotheses: int | None = Field(default=20, ge=0, description="stop after this many hypotheses (0: no limit)")
+    max_runs: int | None = Field(default=None, ge=0, examples=[200], description=(
+        "stop after this many runs, incumbent replicates included (unset: no limit)"))
+    time_limit: float | None = Field(default=None, ge=0, examples=["2h"], description=(
+        "stop after this much active wall-clock time: seconds, or '90s', '30m', '2h', '1h30m'"))
+    max_cost_usd: float | None = Field(default=None, ge=0, examples=[5.0], description=(
+        "stop once language-model calls have cost this many US dollars (LLM proposers)"))
+    max_units: float | None = Field(default=None, ge=0, examples=[1000000], description=(
+        "stop after this many domain units have been used (e.g. visitors for marketing)"))
 
     @field_validator("time_limit", mode="before")
     @classmethod
@@ -34,78 +46,58 @@ class Budgets(_Section):
 class ProposerConfig(_Section):
     """Which proposer writes hypotheses, and the LLM settings when it is `llm`."""
 
-    kind: str = "knob"
-    model: str | None = None
-    api_base: str | None = None
-    api_key_env: str | None = None
-    temperature: float = 0.7
-    max_tokens: int = 2000
-    timeout_s: float = 120.0
-    retries: int = 3
-    history_tokens: int = 3000
-    phone_home: bool = False
+    kind: str = Field(default="knob", description=(
+        "who writes hypotheses: knob (offline, no API key), random (random knob changes), llm, or a plug-in "
+        "from the ledgerlab.proposers entry-point group"))
+    model: str | None = Field(default=None, examples=["gpt-4o-mini"], description="llm: the model, as litellm names it")
+    api_base: str | None = Field(default=None, examples=["http://localhost:11434"], description=(
+        "llm: the provider's URL, e.g. a local server"))
+    api_key_env: str | None = Field(default=None, examples=["OPENAI_API_KEY"], description=(
+        "llm: the environment variable that holds the API key (the key itself never goes in this file)"))
+    temperature: float = Field(default=0.7, description="llm: sampling temperature")
+    max_tokens: int = Field(default=2000, description="llm: the longest answer, in tokens")
+    timeout_s: float = Field(default=120.0, description="llm: seconds to wait for one answer")
+    retries: int = Field(default=3, description="llm: retries when the provider fails, before the campaign pauses")
+    history_tokens: int = Field(default=3000, description=(
+        "llm: how much of the campaign history (in tokens) the prompt carries"))
+    phone_home: bool = Field(default=False, description=(
+        "llm: allow the client library's telemetry (off: nothing leaves but the calls)"))
 
 
 class AgentConfig(ProposerConfig):
     """One of several concurrent agents (`[[agents]]`)."""
 
-    name: str
+    name: str = Field(description="the agent's name in the ledger (hypotheses.agent)")
 
 
 class ExecutorConfig(_Section):
     """Where runs execute."""
 
-    kind: Literal["local", "ray"] = "local"
-    workers: int = Field(default=1, ge=1)
-    ray_address: str | None = None
-    run_timeout_s: float | None = None
-    # Sandboxing of generated code: auto (bubblewrap where it works, else a child process with a warning),
-    # strict (refuse to run without the sandbox), process (never sandbox). See README "Safe runs".
-    isolation: Literal["auto", "strict", "process"] = "auto"
-    keep_workdirs: bool = False  # keep each run's working copy after it ends
-
-
-class JudgeConfig(_Section):
-    """The judge's settings (see core/judge.py for their meaning)."""
-
-    kind: Literal["stats", "greedy", "fixed"] = "stats"
-    alpha: float | None = Field(default=None, gt=0, lt=1)  # unset: the domain metric's level, else 0.01
-    alpha_policy: Literal["fixed", "lord", "fdr"] | None = None  # unset: fdr for concurrent designs, else fixed
-    fdr_lambda: float = Field(default=0.05, gt=0, lt=1)
-    fdr_tau: float = Field(default=0.7, gt=0, le=1)
-    fdr_w0: float = Field(default=0.9, gt=0, le=1)
-    fdr_decay: float | None = Field(default=None, gt=1)
-    fdr_flat: int = Field(default=20, ge=0)
-    looks: tuple[int, ...] | None = None
-    fixed_n: int = Field(default=5, ge=1)
-    futility: bool = True
-    futility_p: float = Field(default=0.2, gt=0, le=1)
-    futility_scale: Literal["effect", "p"] = "effect"
-    futility_min_df: int = Field(default=2, ge=0)
-    spending: Literal["information", "equal"] = "information"
-    min_diff_df: int = Field(default=8, ge=0)
-    robust: Literal["none", "trim", "winsor"] = "none"
-    trim: float = 0.2
-    delta: float | None = None
-    confirm_runs: int = Field(default=2, ge=0)
-    calibration_runs: int | None = Field(default=None, ge=1)  # unset: 5 independent, 3 concurrent
-    incumbent_seeds: int = Field(default=16, ge=1)
-    guardrails: bool = True
-    accept_from: int = Field(default=3, ge=1)  # no run-level accept before this many replicates
-    skew_max: float = Field(default=1.0, gt=0)  # inf: compare with the incumbent's mean even on skewed runs
-    holdback_precision: float = Field(default=0.05, gt=0)
-    holdback_max_runs: int = Field(default=12, ge=0)
-    holdback_max_pairs: int = Field(default=6, ge=0)
+    kind: Literal["local", "ray"] = Field(default="local", description=(
+        "where runs execute: local (a process pool on this machine) or ray (a cluster)"))
+    workers: int = Field(default=1, ge=1, description="runs in flight at once (one per GPU on GPU machines)")
+    ray_address: str | None = Field(default=None, examples=["ray://head-node:10001"], description=(
+        "ray: the cluster's address"))
+    run_timeout_s: float | None = Field(default=None, examples=[600], description=(
+        "kill a run after this many seconds (unset: the domain's own limit)"))
+    # See README "Safe runs".
+    isolation: Literal["auto", "strict", "process"] = Field(default="auto", description=(
+        "how generated code runs: auto (a bubblewrap sandbox where it works, else a plain child process with a "
+        "warning), strict (refuse to run without the sandbox), or process (never sandbox)"))
+    keep_workdirs: bool = Field(default=False, description=(
+        "keep each run's working copy after it ends (for debugging; logs are kept either way)"))
 
 
 class CampaignConfig(_Section):
     """The whole of ledgerlab.toml."""
 
-    domain: str | None = None
-    seed: int = 0
-    domain_options: dict[str, Any] = Field(default_factory=dict, alias="domain_options")
+    domain: str | None = Field(default=None, description="the domain plug-in (see `ledgerlab domains`)")
+    seed: int = Field(default=0, description=(
+        "base of every seed: replicate seeds and proposer randomness derive from it"))
+    domain_options: dict[str, Any] = Field(default_factory=dict, alias="domain_options",
+                                           description="the domain's own options ([domain] table, `--option`)")
     budgets: Budgets = Budgets()
-    judge: JudgeConfig = JudgeConfig()
+    judge: JudgeSettings = JudgeSettings()
     proposer: ProposerConfig = ProposerConfig()
     executor: ExecutorConfig = ExecutorConfig()
     agents: tuple[AgentConfig, ...] = ()
@@ -141,13 +133,19 @@ def parse_duration(text: str) -> float:
 
 def validate_config(data: dict[str, Any], source: str) -> CampaignConfig:
     """Validate a config dict; the first problem becomes one line that names the key and the fix."""
+    return validated(CampaignConfig, data, source)
+
+
+def validated(model: type[M], data: dict[str, Any], source: str) -> M:
+    """`model` validated from `data`; a ValidationError becomes one ConfigError line: source, key, fix."""
     try:
-        return CampaignConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
         hint = "remove it (see `ledgerlab init` for the known keys)" if err["type"] == "extra_forbidden" else "fix the value"
-        raise ConfigError(f"{source}: {where}: {err['msg']}; {hint}") from None
+        raise ConfigError(f"{source}: {where}: {message}; {hint}") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -2,7 +2,8 @@
 needs more replicates ("more").
 
 How to use: `judge = make_judge(JudgeSettings(...)); judge.judge(evidence, alpha)` after each batch of runs
-(start with `judge.first_n()` candidate replicates; on "more", run up to `need` and call again).
+(start with `judge.first_n()` candidate replicates; on "more", run up to `need` and call again). The settings
+(the `[judge]` table, `judge_settings`, GREEDY_DEFAULTS) live in core/judge_settings.py, re-exported here.
 
 The "stats" policy is a group-sequential one-sided test (statistics in `core/stats.py`):
 
@@ -33,9 +34,8 @@ The "stats" policy is a group-sequential one-sided test (statistics in `core/sta
 
 "fixed" is the same test once, at `fixed_n` replicates and the full α. "greedy" is autoresearch's rule:
 one run, kept when it is better than the incumbent's (no δ, no test). A single useless change is "better"
-half the time, but the CLI compares every change with the incumbent's one run (core/campaign.py's
-GREEDY_DEFAULTS), so a lucky run blocks the useless changes after it: in campaigns of 50 greedy keeps a
-quarter of them; with A/B runs, each against its own control, about half (docs/judge.md).
+half the time, but the CLI compares every change with the incumbent's one run (GREEDY_DEFAULTS), so a
+lucky run blocks the useless changes after it: in campaigns of 50 greedy keeps a quarter of them; with A/B runs, each against its own control, about half (docs/judge.md).
 """
 
 from __future__ import annotations
@@ -43,135 +43,16 @@ from __future__ import annotations
 import math
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from ledgerlab.core import stats
+from ledgerlab.core.judge_settings import FDR_TARGET, GREEDY_DEFAULTS, JudgeSettings, judge_settings
 from ledgerlab.core.protocols import MetricSpec
 
+__all__ = ["FDR_TARGET", "GREEDY_DEFAULTS", "Evidence", "GreedyJudge", "Judge", "JudgeSettings", "Judgement",
+           "StatsJudge", "judge_settings", "make_judge", "n_candidate_runs", "pooled_test"]
+
 # ----------------------------------------------------------------------------------------- values
-
-
-class JudgeSettings(BaseModel):
-    """The `[judge]` table of ledgerlab.toml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["stats", "greedy", "fixed"] = "stats"
-    alpha: float = 0.01  # per-hypothesis level (fixed policy) or FDR target (lord policy)
-    alpha_policy: Literal["fixed", "lord", "fdr"] = "fixed"
-    # "fdr" (core/alpha.py, ADDIS): a decided hypothesis whose p-value is above fdr_tau (discarded) or at most
-    # fdr_lambda (a candidate) costs nothing; initial wealth fdr_w0·alpha; the decay is flat over the first
-    # fdr_flat costs, then falls as j^−fdr_decay (2 if unset; fdr_flat = 0 and no fdr_decay: LORD++'s γ).
-    fdr_lambda: float = Field(default=0.05, gt=0, lt=1)
-    fdr_tau: float = Field(default=0.7, gt=0, le=1)
-    fdr_w0: float = Field(default=0.9, gt=0, le=1)
-    fdr_decay: float | None = Field(default=None, gt=1)
-    fdr_flat: int = Field(default=20, ge=0)
-    looks: tuple[int, ...] = (1, 2, 3, 4, 6, 8)  # cumulative candidate replicates at each look (stats judge)
-    fixed_n: int = 5  # replicates for the fixed-n judge
-    futility: bool = True
-    futility_p: float = 0.2  # before the last look, reject when p > futility_p (at the first look, see below)
-    # "effect": later looks keep the first look's bound on the effect (their p bound tightens, see
-    # stats.futility_levels); "p": every look drops at p > futility_p.
-    futility_scale: Literal["effect", "p"] = "effect"
-    # With fewer residual df than this (the first looks of a campaign), a t p-value is too unsure to drop a
-    # hypothesis on: futility then applies only when the effect is ≤ δ, and the levels are computed without
-    # futility credit (non-binding), so α holds whichever way each futility check goes. 0: always binding.
-    futility_min_df: int = 2
-    spending: Literal["information", "equal"] = "information"  # how α is split over the looks
-    robust: Literal["none", "trim", "winsor"] = "none"  # heavy-tailed continuous metrics
-    trim: float = 0.2
-    delta: float | None = None  # overrides MetricSpec.delta
-    min_diff_df: int = 8  # below this many df from paired differences, also pool incumbent replicates
-    min_expected: float = 5.0  # proportions: exact test when an expected cell count is below this
-    confirm_runs: int = 2  # fresh replicates after an accept, for an unbiased effect (loop uses it)
-    # Baseline replicates at campaign start (loop uses it). Unset: 5 for independent designs, whose variance
-    # history starts from them (4 df before the first hypothesis), 3 for concurrent ones (each A/B run
-    # carries its own variance; the baseline's are A/A checks that cost traffic).
-    calibration_runs: int | None = None
-    # Independent designs: hypotheses on one incumbent rotate over this many of its seeds, so it gathers up
-    # to this many replicates and each is shared by several hypotheses (loop uses it; see core/planner.py).
-    incumbent_seeds: int = 16
-    guardrails: bool = True  # reject an accept that a domain guardrail shows harmful (loop uses it)
-    # Concurrent designs: the improvement `status` reports is measured head to head, the incumbent against the
-    # baseline in the same windows (a holdback), on runs no selection used (loop uses it; core/holdback.py).
-    # Enough windows to bring the 95% interval of the relative lift to ± this, at most `holdback_max_runs`
-    # per incumbent, reserved from `max_units` so a visitor budget never leaves it unmeasured. 0 runs: off.
-    holdback_precision: float = Field(default=0.05, gt=0)
-    holdback_max_runs: int = Field(default=12, ge=0)
-    # Independent designs: the holdback is k runs of the incumbent and k of the baseline on fresh seeds, paired
-    # by seed, when the campaign has nothing else to run; k for ± `holdback_precision`, at most this. 0: off.
-    holdback_max_pairs: int = Field(default=6, ge=0)
-    # Stats judge, run-level evidence: no accept at a look with fewer candidate replicates than this (capped
-    # at the last look); those looks only drop (futility) or continue, and α is spent over the later looks
-    # (pooled A/B counts and per-unit sums are exempt: their test rests on the units, not on runs). A p-value from one
-    # or two runs is only as good as the noise is normal: with skewed or heavy-tailed noise (latency,
-    # revenue, reward) single-run accepts took 4% of useless changes at α = 1% (docs/judge.md). 1: the old
-    # behaviour (accepts from the first look on).
-    accept_from: int = 3
-    # Independent designs: the candidate's mean is compared with the incumbent's mean over all its replicates
-    # (more power than the paired difference when pairing is weak) only when the incumbents' replicates put
-    # the runs' skewness toward improvement at most at this (stats.skew_below). A mean of 3–8 runs of a
-    # right-skewed maximized metric (revenue, reward) has a long right tail that comparison takes for an
-    # effect; the paired difference is symmetric under a useless change whatever the noise. inf: the old
-    # behaviour (the comparison whenever its standard error is smaller).
-    skew_max: float = stats.SKEW_MAX
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_in_range(cls, v: float) -> float:
-        if not 0.0 < v < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {v}")
-        return v
-
-    @field_validator("futility_p")
-    @classmethod
-    def _futility_in_range(cls, v: float) -> float:
-        if not 0.0 < v <= 1.0:
-            raise ValueError(f"futility_p must be in (0, 1], got {v}")
-        return v
-
-    @field_validator("trim")
-    @classmethod
-    def _trim_in_range(cls, v: float) -> float:
-        if not 0.0 <= v < 0.5:
-            raise ValueError(f"trim must be in [0, 0.5), got {v}")
-        return v
-
-    def baseline_runs(self, design: str) -> int:
-        """The baseline's calibration replicates for a domain of `design` (independent or concurrent)."""
-        if self.calibration_runs is not None:
-            return self.calibration_runs
-        return 5 if design == "independent" else 3
-
-    @property
-    def first_accept_look(self) -> int:
-        """Index of the first look that may accept: the first at ≥ `accept_from` replicates, else the last."""
-        return next((i for i, m in enumerate(self.looks) if m >= self.accept_from), len(self.looks) - 1)
-
-    @property
-    def seed_window(self) -> int:
-        """The seed rotation's width: `incumbent_seeds`, widened to the most replicates a hypothesis can get."""
-        most = {"stats": self.looks[-1], "fixed": self.fixed_n, "greedy": 1}[self.kind]
-        return max(self.incumbent_seeds, most)
-
-    @model_validator(mode="after")
-    def _looks_increase(self) -> JudgeSettings:
-        if not self.looks or self.looks[0] < 1 or any(b <= a for a, b in zip(self.looks, self.looks[1:])):
-            raise ValueError(f"looks must be positive and strictly increasing, got {self.looks}")
-        if self.calibration_runs is not None and self.calibration_runs < 1:
-            raise ValueError(f"calibration_runs must be at least 1, got {self.calibration_runs}")
-        if self.incumbent_seeds < 1:
-            raise ValueError(f"incumbent_seeds must be at least 1, got {self.incumbent_seeds}")
-        if self.accept_from < 1:
-            raise ValueError(f"accept_from must be at least 1, got {self.accept_from}")
-        if not self.skew_max > 0:
-            raise ValueError(f"skew_max must be positive, got {self.skew_max}")
-        if self.fixed_n < 2:
-            raise ValueError(f"fixed_n must be at least 2, got {self.fixed_n}")
-        if self.fdr_lambda >= self.fdr_tau:
-            raise ValueError(f"fdr_lambda must be below fdr_tau, got {self.fdr_lambda} and {self.fdr_tau}")
-        return self
 
 
 class Evidence(BaseModel):

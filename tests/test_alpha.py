@@ -16,7 +16,7 @@ LORD = JudgeSettings(alpha=0.05, alpha_policy="lord")
 
 
 def test_fixed_policy_is_constant() -> None:
-    s = JudgeSettings(alpha=0.02)
+    s = JudgeSettings(alpha=0.02, alpha_policy="fixed")
     assert next_alpha(s, 1, []) == next_alpha(s, 7, [2, 5]) == 0.02
 
 

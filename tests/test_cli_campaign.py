@@ -186,7 +186,9 @@ def test_init_writes_loadable_config_and_artifact(tmp_path: Path) -> None:
 
 
 def test_init_toml_covers_every_option_and_its_defaults_load(tmp_path: Path) -> None:
-    from ledgerlab.cli.init import HELP, SECTIONS
+    from ledgerlab.cli.init import SECTIONS, help_table
+
+    HELP = help_table()
     from ledgerlab.core.registry import load_domain
 
     defaults = CampaignConfig()

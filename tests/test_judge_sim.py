@@ -145,7 +145,7 @@ def test_proportion_tests_hold_alpha_and_gain_power() -> None:
 def test_frontier_model_holds_alpha_and_shows_what_the_incumbent_costs() -> None:
     # bench/judge_frontier.py: the ρ = 0 bound on power at ≤ 1.5 runs rests on this model being right.
     paths = frontier.Paths(40_000, seed=3)
-    ours = frontier.shipped(JudgeSettings())
+    ours = frontier.shipped(JudgeSettings(alpha=0.01))
     known, weak = paths.outcome(ours, math.inf), paths.outcome(ours, 5.0)
     slack = 3 * math.sqrt(0.01 * 0.99 / 40_000)
     print(f"\nfrontier model, shipped design: known incumbent {known}, incumbent from 5 runs {weak}")
