@@ -277,11 +277,18 @@ def hypotheses(campaign: CampaignOption = None, dir: DirOption = None) -> None:
         runs = sum(1 for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "candidate"
                    and r.status == "finished")
         rows.append([str(h.number), h.status, fmt(v.effect if v else None), fmt(v.p_value if v else None), str(runs),
-                     fmt(check.effect if check else None), (h.candidate_id or "")[:SHORT], clip(h.rationale, 120)])
+                     fmt(check.effect if check else None), (h.candidate_id or "")[:SHORT],
+                     clip(imported_from(state, h) + h.rationale, 120)])
     console = make_console()
     fitted = fit_table(cols, rows, console.width, title=f"campaign {state.campaign_id}: {len(rows)} hypotheses "
                        f"({state.metric.name}; effect > 0 is better)", title_justify="left")
     print_fitted(Group(fitted.table, *([Text(fitted.note(), style="dim")] if fitted.dropped else [])), console)
+
+
+def imported_from(state: CampaignState, h: HypothesisRecord) -> str:
+    """"imported from <campaign> #n: " for a hypothesis another campaign's discovery became, else ""."""
+    item = state.imports.get(h.hypothesis_id)
+    return f"imported from {item.source_campaign_id} #{item.source_number}: " if item else ""
 
 
 # ------------------------------------------------------------------------------------------ finding

@@ -3,6 +3,7 @@
     ledgerlab export                         # results.tsv-style table of the latest campaign on stdout
     ledgerlab export --format parquet --out results.parquet
     ledgerlab export --view runs --format csv --out runs.csv
+    ledgerlab export --format discoveries --out shop.json   # accepted changes, for `ledgerlab import`
     ledgerlab plot --out progress.png
 
 Parquet is written by DuckDB itself (no pyarrow needed); the plot uses matplotlib's Agg canvas, imported
@@ -33,6 +34,7 @@ class ExportFormat(str, Enum):
     csv = "csv"
     parquet = "parquet"
     json = "json"
+    discoveries = "discoveries"  # the accepted changes as a bundle another campaign imports (cli/discoveries.py)
 
 
 # One row per hypothesis: its number, candidate, the mean metric of its own candidate runs (the runs that
@@ -69,7 +71,8 @@ AUTORESEARCH_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description
 
 @app.command()
 def export(
-    format: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="File format (default tsv).")] = None,
+    format: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=(
+        "File format (default tsv); discoveries: the accepted changes as a bundle for `ledgerlab import`."))] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout; parquet: "
                                                 "<view>.parquet).")] = None,
     view: Annotated[str | None, typer.Option(
@@ -88,6 +91,13 @@ def export(
     selection, the number `ledgerlab status` shows, not the runs that selected it.
     """
     with user_errors():
+        if format is ExportFormat.discoveries:
+            if view is not None or autoresearch:
+                raise LedgerlabError("--format discoveries writes the accepted changes as a bundle: drop --view "
+                                     "and --autoresearch")
+            from ledgerlab.cli.discoveries import export_discoveries
+
+            return export_discoveries(dir, campaign, out)
         if autoresearch:
             if format not in (None, ExportFormat.tsv) or view is not None:
                 raise LedgerlabError("--autoresearch writes autoresearch's results.tsv: drop --format and --view")

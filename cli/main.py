@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from ledgerlab import __version__
 
 # `ledgerlab --help` lists the commands in the order a new user meets them; any other command comes after.
-ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "plot",
+ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "import", "plot",
          "ui", "checkout", "verify", "sign", "snapshot", "domains", "marketing")
 
 
@@ -72,5 +72,5 @@ from ledgerlab.cli import query  # noqa: E402,F401
 from ledgerlab.cli.marketing import marketing_app  # noqa: E402
 
 app.add_typer(marketing_app, name="marketing")
-from ledgerlab.cli import campaign, export, init, show, snapshot, ui, verify  # noqa: E402,F401
+from ledgerlab.cli import campaign, discoveries, export, init, show, snapshot, ui, verify  # noqa: E402,F401
 from ledgerlab.cli import run as _run  # noqa: E402,F401

@@ -46,7 +46,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
                         signer=CheckpointSigner(warn=_warn), on_error=_stopping)
         printer.numbers.update({h.hypothesis_id: h.number for h in camp.state.hypotheses.values()})  # resume: #n
-        verb = "resuming" if campaign_id else "starting"
+        verb = "resuming" if camp.state.started else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
                       f"{camp.judge.name}, proposer {', '.join(a.proposer.name for a in team)}, "
                       f"{executor.slots} worker(s)) in {project.root}")
@@ -86,11 +86,11 @@ def _warn(message: str) -> None:
 
 def _config(project: Project, store: Any, campaign_id: str | None, overrides: dict[str, Any]) -> CampaignConfig:
     """The stored config of the campaign being resumed, else ledgerlab.toml; the command line wins."""
-    if campaign_id is not None:
-        from ledgerlab.core.state import fold
+    from ledgerlab.core.state import fold
 
-        started = fold(campaign_id, store.read(campaign_id)).started
-        assert started is not None
+    state = fold(campaign_id, store.read(campaign_id)) if campaign_id is not None else None
+    started = state.started if state is not None else None
+    if started is not None:  # not yet started: a campaign that so far holds only imported discoveries
         base = validate_config(started.config, source=f"campaign {campaign_id}")
         wanted = overrides.get("domain")
         if wanted and wanted != started.domain:
@@ -100,7 +100,12 @@ def _config(project: Project, store: Any, campaign_id: str | None, overrides: di
             )
     else:
         base = load_config(project.config_path)
-    return base.merged(overrides)
+    merged = base.merged(overrides)
+    if state is not None and started is None:
+        from ledgerlab.core.discoveries import check_queued_domain
+
+        check_queued_domain(state, merged.domain)
+    return merged
 
 
 def _build(config: CampaignConfig, agents: int | None) -> tuple[Any, Any, list[Any]]:

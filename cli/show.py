@@ -49,6 +49,9 @@ def show(
     head.add_row("id", h.hypothesis_id)
     head.add_row("status", h.status + (f" ({h.reason})" if h.reason else ""))
     head.add_row("agent", f"{h.agent} via {h.proposer}")
+    if (item := state.imports.get(h.hypothesis_id)) is not None:
+        for label, text in import_rows(item):
+            head.add_row(label, text)
     head.add_row("rationale", h.rationale)
     parent = h.parent_candidate_id
     assert state.started is not None
@@ -65,6 +68,30 @@ def show(
     parts.extend(_runs_table(state, h, console.width - 4))  # 4: the panel's borders and padding
     parts.append(_verdict_table(state, h))
     print_fitted(Panel(Group(*parts), title=f"hypothesis #{h.number}", title_align="left"), console)
+
+
+def import_rows(item: Any) -> list[tuple[str, str]]:
+    """Where an imported hypothesis came from: the source campaign, what it measured there, the provenance."""
+    p = item.provenance
+    v = p.get("verdict") or {}
+    there = (f"accepted at {fmt(v.get('effect'))} {interval(v.get('ci_low'), v.get('ci_high'))} "
+             f"({v.get('test')}, p = {fmt(v.get('p_value'))})")
+    if item.effect_basis == "confirmed":
+        there += (f"; confirmed {fmt(item.effect)} {interval(item.ci_low, item.ci_high)} "
+                  f"({(p.get('confirmed') or {}).get('method', 'fresh runs')})")
+    else:
+        there += "; not confirmed on fresh runs there"
+    link = (p.get("events") or {}).get("VerdictReached") or {}
+    head, checkpoint = p.get("head") or {}, p.get("checkpoint")
+    trail = (f"its verdict is seq {link.get('seq')} ({str(link.get('hash', ''))[:16]}…) of a ledger whose head was seq "
+             f"{head.get('seq')} ({str(head.get('hash', ''))[:16]}…); ")
+    trail += (f"signed checkpoint of seq 1-{checkpoint.get('head_seq')} by key {checkpoint.get('key_id')}"
+              + ("" if checkpoint.get("covers_discoveries") else " (it does not cover this verdict)")
+              if checkpoint else "no signed checkpoint")
+    return [("imported from", f"campaign {item.source_campaign_id}, hypothesis #{item.source_number} "
+                              f"({item.source_hypothesis_id}) by {p.get('source_agent') or '?'}"),
+            ("there", f"{there} (> 0 is better; here it is tested afresh)"),
+            ("provenance", f"{trail}; bundle {str(p.get('content_hash', ''))[:23]}… {p.get('bundle') or ''}".rstrip())]
 
 
 def _runs_table(state: CampaignState, h: HypothesisRecord, width: int) -> list[Any]:

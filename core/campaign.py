@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ledgerlab.core import alpha, holdback, outcomes, planner, proposals, verdicts
+from ledgerlab.core import alpha, discoveries, holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core import budgets as budget_rules
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
@@ -251,6 +251,7 @@ class Campaign:
         while self._stop is None:
             self._drain_sink()
             self._collect_proposals()
+            self._propose_imports(ev.utc_now())
             self._materialize_open()
             self._decide_ready()
             if self._stop is not None:
@@ -481,6 +482,14 @@ class Campaign:
             if not self._may_propose(now):
                 return
             self.agents.submit(agent, self._context(agent))
+
+    def _propose_imports(self, now: Any) -> None:
+        """Discoveries imported from other campaigns are proposed before the agents' own ideas, as room allows."""
+        for item in self.state.pending_imports():
+            if len(self.state.open_hypotheses()) + self.agents.in_flight >= self._max_open() or \
+                    budget_rules.proposal_limit(self._budgets(), self.state, now, self.agents.in_flight):
+                return
+            self._append(*discoveries.proposal_events(item, self.state, self.domain, self._files_of))
 
     def _context(self, agent: Agent) -> ProposalContext:
         seed = self.config.seed * 1_000_003 + len(self.state.hypotheses) * 31 + self.agents.in_flight

@@ -80,6 +80,8 @@ class CampaignState:
     verdicts: list[ev.VerdictReached] = field(default_factory=list)  # in the order they were reached
     accepted_indices: list[int] = field(default_factory=list)  # alpha indices of the accepts, in verdict order
     tested_max_index: int = 0  # the highest alpha index whose verdict was a test
+    # Discoveries imported from other campaigns, by the hypothesis id each becomes here (core/discoveries.py).
+    imports: dict[str, ev.DiscoveryImported] = field(default_factory=dict)
     llm_cost_usd: float = 0.0
     llm_calls: int = 0
     max_call_cost: float = 0.0
@@ -114,6 +116,10 @@ class CampaignState:
     def open_hypotheses(self) -> list[HypothesisRecord]:
         """Hypotheses without a final outcome, oldest first."""
         return [h for h in self.hypotheses.values() if h.status in ("proposed", "testing")]
+
+    def pending_imports(self) -> list[ev.DiscoveryImported]:
+        """Imported discoveries not yet proposed as hypotheses, in the order they were imported."""
+        return [item for hid, item in self.imports.items() if hid not in self.hypotheses]
 
     def next_alpha_index(self) -> int:
         """The alpha index the next tested hypothesis gets: above every index in flight or spent by a test.
@@ -241,6 +247,10 @@ class CampaignState:
         self.incumbent_parent[event.candidate_id] = event.previous_candidate_id
         self.incumbent_id = event.candidate_id
         self.seed_base[event.candidate_id] = event.seed_base
+
+    @_apply.register
+    def _(self, event: ev.DiscoveryImported, at: datetime) -> None:
+        self.imports[event.hypothesis_id] = event
 
     @_apply.register
     def _(self, event: ev.LLMCallCompleted, at: datetime) -> None:

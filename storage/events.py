@@ -167,6 +167,35 @@ class IncumbentChanged(Event):
     seed_base: int = 0  # first seed not used to select this candidate: later pairings start here
 
 
+# ------------------------------------------------------------------------------------- discoveries
+
+
+class DiscoveryImported(Event):
+    """A change another campaign accepted, queued here as a hypothesis this campaign's judge tests (core/discoveries.py).
+
+    The loop proposes it (HypothesisProposed with `hypothesis_id`, agent "imported:<source campaign>") before
+    its agents' own ideas; nothing here is adopted on the source's evidence.
+    """
+
+    type: Literal["DiscoveryImported"] = "DiscoveryImported"
+    hypothesis_id: str  # the hypothesis it becomes in this campaign
+    source_campaign_id: str
+    source_hypothesis_id: str
+    source_number: int = 0  # its #n in the source campaign
+    domain: str
+    rationale: str
+    diff: str  # against its parent in the source campaign
+    changes: dict[str, Any] = Field(default_factory=dict)  # knob name -> value: how it is re-expressed
+    # The effect the source measured, better > 0: confirmed on fresh runs when it was, else as selected.
+    effect: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    effect_basis: Literal["confirmed", "selected"] = "confirmed"
+    # Where it came from: the bundle's content hash, the source's event seqs and hashes, its ledger head and
+    # last signed checkpoint, the source verdict and run design.
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
 # -------------------------------------------------------------------------------------------- LLMs
 
 
@@ -207,7 +236,7 @@ class CheckpointSigned(Event):
 AnyEvent = Annotated[
     CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed
     | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached
-    | IncumbentChanged | LLMCallCompleted | CheckpointSigned,
+    | IncumbentChanged | DiscoveryImported | LLMCallCompleted | CheckpointSigned,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -215,7 +244,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
         PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
-        IncumbentChanged, LLMCallCompleted, CheckpointSigned,
+        IncumbentChanged, DiscoveryImported, LLMCallCompleted, CheckpointSigned,
     )
 }
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -1,0 +1,222 @@
+"""Discoveries that travel: export a campaign's accepted changes, import them elsewhere, and let that
+campaign's own judge test them (real marketing campaigns through the CLI, toy campaigns through the loop)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ledgerlab.cli.main import app
+from ledgerlab.core.campaign import Agent, Campaign
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.discoveries import bundle_text, content_hash
+from ledgerlab.core.executors.local import LocalExecutor
+from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.protocols import Proposal, ProposalContext
+from ledgerlab.core.state import CampaignState, fold
+from ledgerlab.storage.ledger import DuckDBLedger
+from tests.toy_domain import KNOBS, ScriptedProposer, Step, ToyDomain
+
+runner = CliRunner(env={"COLUMNS": "200"})
+SOURCE_SEED = 3  # a short marketing campaign (15 hypotheses) whose knob proposer gets one change accepted
+
+
+def cli(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def one_line_error(result: Any, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output, result.output
+    assert all(w in result.output for w in words), result.output
+
+
+def ledger(folder: Path) -> Path:
+    return folder / ".ledgerlab" / "ledger.duckdb"
+
+
+def states(folder: Path) -> list[CampaignState]:
+    """Every campaign of the folder's ledger, folded, in the order they began."""
+    with DuckDBLedger(ledger(folder)) as store:
+        return [fold(cid, store.read(cid)) for cid in store.campaign_ids()]
+
+
+def event_count(folder: Path) -> int:
+    if not ledger(folder).exists():
+        return 0
+    with DuckDBLedger(ledger(folder)) as store:
+        return store.head()[0]
+
+
+# ------------------------------------------------------------------------------------------ marketing
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished marketing campaign with at least one accepted change."""
+    folder = tmp_path_factory.mktemp("source")
+    result = cli("run", "marketing", "--dir", str(folder), "--max-hypotheses", "15", "--seed", str(SOURCE_SEED), "-q")
+    assert result.exit_code == 0, result.output
+    accepted = [h for h in states(folder)[-1].hypotheses.values() if h.status == "accepted"]
+    assert accepted, "the source campaign accepted nothing: choose another SOURCE_SEED"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundle(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "shop.json"
+    result = cli("export", "--format", "discoveries", "--out", str(out), "--dir", str(source))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_the_bundle_holds_each_accepted_change_with_its_evidence_and_provenance(source: Path, bundle: Path) -> None:
+    data = json.loads(bundle.read_text())
+    body = data["body"]
+    assert data["format"] == "ledgerlab-discoveries" and data["content_hash"] == content_hash(body)
+    state = states(source)[-1]
+    accepted = [h for h in state.hypotheses.values() if h.status == "accepted"]
+    assert [d["hypothesis_id"] for d in body["discoveries"]] == [h.hypothesis_id for h in accepted]
+    found = body["discoveries"][0]
+    assert found["diff"] and found["changes"] and found["rationale"]
+    assert found["verdict"]["decision"] == "accept" and found["verdict"]["ci_low"] is not None
+    assert found["confirmed"] is None or {"effect", "ci_low", "ci_high", "method"} <= set(found["confirmed"])
+    assert {"HypothesisProposed", "CandidateCreated", "VerdictReached", "IncumbentChanged"} <= set(found["events"])
+    assert body["domain"]["name"] == "marketing" and body["domain"]["run_design"]["factorial"] is True
+    assert body["source"]["campaign_id"] == state.campaign_id
+    with DuckDBLedger(ledger(source)) as store:
+        assert body["source"]["head"] == dict(zip(("seq", "hash"), store.head()))
+    checkpoint = body["source"]["checkpoint"]
+    assert checkpoint["signature_valid"] and checkpoint["covers_discoveries"]
+
+
+def test_imports_are_tested_by_this_campaigns_judge_on_its_own_runs(source: Path, bundle: Path,
+                                                                   tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+    first = cli("import", str(bundle), "--dir", str(target))
+    assert first.exit_code == 0 and "queued" in first.output and "`ledgerlab run --dir" in first.output, first.output
+    again = cli("import", str(bundle), "--dir", str(target))  # the same bundle twice queues once
+    assert again.exit_code == 0 and "already imported" in again.output and "0 discoveries queued" in again.output
+    pending = states(target)[-1]
+    count = len(json.loads(bundle.read_text())["body"]["discoveries"])
+    assert pending.started is None and len(pending.imports) == count and len(pending.pending_imports()) == count
+
+    result = cli("run", "--dir", str(target), "--max-hypotheses", str(count + 1), "--seed", "7", "-q")
+    assert result.exit_code == 0, result.output
+    state = states(target)[-1]
+    assert state.campaign_id == pending.campaign_id and not state.pending_imports()
+    src = states(source)[-1].campaign_id
+    ordered = sorted(state.hypotheses.values(), key=lambda h: h.number)
+    imported = ordered[:count]  # proposed before the proposer's own ideas
+    assert all(h.agent == f"imported:{src}" and h.hypothesis_id in state.imports for h in imported)
+    assert ordered[count].agent == "agent-0"
+    for h in imported:
+        assert h.parent_candidate_id == state.started.baseline_candidate_id  # type: ignore[union-attr]
+        assert h.verdict is not None, "the judge decided it, on this campaign's runs"
+        runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "candidate"]
+        assert runs and all(r.status == "finished" for r in runs)
+
+    listing = cli("hypotheses", "--dir", str(target))
+    assert f"imported from {src} #" in listing.output, listing.output
+    shown = cli("show", "1", "--dir", str(target))
+    assert "imported from" in shown.output and "provenance" in shown.output and "signed checkpoint" in shown.output
+    logged = cli("log", "--type", "DiscoveryImported", "--dir", str(target))
+    assert logged.exit_code == 0 and "DiscoveryImported" in logged.output
+    assert "DiscoveryImported" in cli("schema").output
+
+
+def test_a_tampered_bundle_is_refused_and_nothing_is_recorded(bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+    data = json.loads(bundle.read_text())
+    data["body"]["discoveries"][0]["confirmed"] = {"effect": 0.5, "ci_low": 0.4, "ci_high": 0.6, "method": "made up"}
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(data))
+    one_line_error(cli("import", str(forged), "--dir", str(target)), "integrity", "changed after export")
+    cut = tmp_path / "cut.json"
+    cut.write_text(bundle.read_text()[:300])
+    one_line_error(cli("import", str(cut), "--dir", str(target)), "not a discoveries bundle")
+    # A rehashed body whose signed checkpoint was edited is refused too.
+    data = json.loads(bundle.read_text())
+    data["body"]["source"]["checkpoint"]["head_seq"] += 1
+    resealed = tmp_path / "resealed.json"
+    resealed.write_text(bundle_text(data["body"]))
+    one_line_error(cli("import", str(resealed), "--dir", str(target)), "signature does not verify")
+    assert event_count(target) == 0
+
+
+def test_a_bundle_of_another_domain_is_refused(bundle: Path, tmp_path: Path) -> None:
+    body = json.loads(bundle.read_text())["body"]
+    body["domain"]["name"] = "ml_training"
+    other = tmp_path / "ml.json"
+    other.write_text(bundle_text(body))  # intact, but of another domain
+    target = tmp_path / "target"
+    assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+    one_line_error(cli("import", str(other), "--dir", str(target)), "domain 'ml_training'", "'marketing'")
+    assert event_count(target) == 0
+    one_line_error(cli("import", str(bundle), "--dir", str(tmp_path / "nothing")), "not a ledgerlab project")
+
+
+def test_import_straight_from_another_projects_folder(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+    result = cli("import", str(source), "--dir", str(target))
+    assert result.exit_code == 0 and "queued in campaign" in result.output, result.output
+    result = cli("import", str(ledger(source)), "--dir", str(target))  # the ledger file itself: same changes
+    assert result.exit_code == 0 and "already imported" in result.output, result.output
+    assert len(states(target)[-1].imports) == len([h for h in states(source)[-1].hypotheses.values()
+                                                   if h.status == "accepted"])
+
+
+# ------------------------------------------------------------------------------------------ toy domain
+
+
+def toy_campaign(store: Any, tmp_path: Path, script: list[Step], campaign_id: str | None = None) -> Campaign:
+    domain = ToyDomain(seed_noise=0.0)  # no noise shared by a seed: a one-run look is already decisive
+    config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 10})
+    return Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer(script))],
+                    executor=LocalExecutor(domain), runs_dir=tmp_path / "runs", campaign_id=campaign_id)
+
+
+def y_without_changes(context: ProposalContext, sink: Any) -> Proposal:
+    """Y = 5 as an edit with no knob changes recorded (what an LLM's patch looks like)."""
+    files = write_knob(dict(context.incumbent_files), KNOBS[1], 5)
+    return Proposal(rationale="set Y to 5 by hand", files=files)
+
+
+def test_toy_patches_that_no_longer_apply_are_re_expressed_or_rejected(tmp_path: Path) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    with DuckDBLedger(ledger(source)) as store:  # accepts X = 5, then Y = 5 (a diff made on X = 5)
+        state = toy_campaign(store, tmp_path / "s", [{"X": 5.0}, y_without_changes]).run()
+    assert [h.status for h in state.hypotheses.values()] == ["accepted", "accepted"]
+    out = tmp_path / "toy.json"
+    assert cli("export", "--format", "discoveries", "--out", str(out), "--dir", str(source)).exit_code == 0
+
+    with DuckDBLedger(ledger(target)) as store:  # this campaign moved Y to 5 first, then paused
+        camp = toy_campaign(store, tmp_path / "t", [{"Y": 5}])
+        camp.on_event = lambda row: camp.request_stop("test") if row.type == "IncumbentChanged" else None
+        assert camp.run().status == "paused"
+    result = cli("import", str(out), "--dir", str(target))
+    assert result.exit_code == 0 and "2 discoveries queued" in result.output and "resume" in result.output, \
+        result.output
+    assert cli("import", str(out), "--dir", str(target)).output.count("already imported") == 2
+
+    with DuckDBLedger(ledger(target)) as store:
+        state = toy_campaign(store, tmp_path / "t", [], campaign_id=camp.campaign_id).run()
+    assert state.status == "finished"
+    own, x5, y5 = sorted(state.hypotheses.values(), key=lambda h: h.number)
+    assert own.agent == "agent-0" and own.status == "accepted"
+    # X = 5's diff has "Y = 3" in its context: re-expressed through its knob change, on this incumbent.
+    assert x5.agent.startswith("imported:") and "re-expressed through its knob changes" in x5.rationale
+    assert x5.parent_candidate_id == own.candidate_id and x5.changes == {"X": 5.0}
+    assert "-X = 2.0\n+X = 5\n" in x5.diff and "Y" not in x5.diff.replace(" Y = 5", "")
+    assert x5.verdict is not None and x5.status == "accepted"  # tested here: loss 0.45 -> 0.05
+    # The imported Y = 5 has no knob changes and its diff expects Y = 3: rejected, saying why.
+    assert y5.status == "patch_rejected" and "no knob changes" in y5.reason and "does not apply" in y5.reason
+    assert not any(r.hypothesis_id == y5.hypothesis_id for r in state.runs.values())
