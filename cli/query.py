@@ -167,6 +167,8 @@ def summarize(event_type: str, payload: str) -> str:
                                   f"p={_num(p.get('p_value'))}, effect {_num(p.get('effect'))}) {p.get('reason', '')}".rstrip(),
         "IncumbentChanged": lambda: f"{short('candidate_id')} from {short('hypothesis_id')} "
                                     f"replaces {short('previous_candidate_id')}",
+        "DiscoveryImported": lambda: f"{short('hypothesis_id')} from {p.get('source_campaign_id')} "
+                                     f"#{p.get('source_number')}: {clip(p.get('rationale'))}",
         "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
                                     f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
         "CheckpointSigned": lambda: f"signed head seq {p.get('head_seq')} {short('head_hash')} by key {p.get('key_id')}",
