@@ -220,3 +220,12 @@ def test_toy_patches_that_no_longer_apply_are_re_expressed_or_rejected(tmp_path:
     # The imported Y = 5 has no knob changes and its diff expects Y = 3: rejected, saying why.
     assert y5.status == "patch_rejected" and "no knob changes" in y5.reason and "does not apply" in y5.reason
     assert not any(r.hypothesis_id == y5.hypothesis_id for r in state.runs.values())
+
+
+def test_queued_imports_start_only_a_campaign_of_their_domain(bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+    assert cli("import", str(bundle), "--dir", str(target)).exit_code == 0
+    before = event_count(target)
+    one_line_error(cli("run", "ml_training", "--dir", str(target)), "imported for domain marketing", "--new")
+    assert event_count(target) == before
