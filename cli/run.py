@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
@@ -28,6 +29,29 @@ FLAGS = {"budgets.max_hypotheses": "--max-hypotheses", "budgets.max_runs": "--ma
          "seed": "--seed", "judge.kind": "--judge", "proposer.kind": "--proposer", "proposer.model": "--model",
          "proposer.api_base": "--api-base", "executor.workers": "--workers", "executor.kind": "--executor",
          "executor.ray_address": "--ray-address"}
+
+
+class FieldHelp(TyperCommand):
+    """`run --help` and `resume --help`: an option that sets a ledgerlab.toml key (FLAGS) shows that key's
+    description from the config models (core/config.py), the text `ledgerlab init` writes above it.
+
+    Read only when help is asked for, so other calls do not load the models (pydantic: ~0.4 s).
+    """
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # typer's own (vendored) click types
+        from ledgerlab.cli.init import help_table
+        from ledgerlab.core.config import CampaignConfig
+
+        described, key_of, defaults = help_table(), {flag: key for key, flag in FLAGS.items()}, CampaignConfig()
+        for param in self.params:
+            key = next((key_of[opt] for opt in param.opts if opt in key_of), None)
+            text = described[key][0] if key in described else ""
+            if text and param.param_type_name == "option":
+                section, _, name = key.rpartition(".")
+                default = getattr(getattr(defaults, section) if section else defaults, name)
+                shown = "" if default is None else f", default {default}"
+                param.help = f"{text} [ledgerlab.toml: {key}{shown}]"
+        super().format_help(ctx, formatter)
 
 
 @contextmanager
@@ -101,7 +125,7 @@ def _budgets(max_hypotheses: int | None, max_runs: int | None, time_limit: str |
             "budgets.time_limit": time_limit, "budgets.max_cost_usd": max_cost, "budgets.max_units": max_units}
 
 
-@app.command()
+@app.command(cls=FieldHelp)
 def run(
     domain: Annotated[str | None, typer.Argument(help="Domain to run (see `ledgerlab domains`).")] = None,
     directory: DirOption = None,
@@ -145,7 +169,7 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=FieldHelp)
 def resume(
     directory: DirOption = None,
     max_hypotheses: Annotated[int | None, typer.Option(help="Raise or lower the hypothesis budget.")] = None,

@@ -253,3 +253,23 @@ def test_judge_settings_errors_are_config_errors() -> None:
 def test_inf_skew_max_round_trips() -> None:
     settings = judge_settings(CampaignConfig(judge={"skew_max": math.inf}))
     assert holdback.recorded_settings(settings.model_dump(mode="json")).skew_max == math.inf
+
+
+# --------------------------------------------------------------------------------------------- --help
+
+
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_help_of_a_flag_is_its_fields_description(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    for key, flag in FLAGS.items():
+        if f"{flag} " in flat:  # resume takes the budgets and --workers only
+            assert " ".join(field_of(key).description.split()) in flat, f"{flag} --help lacks {key}'s description"
+            assert f"[ledgerlab.toml: {key}" in flat
+
+
+def test_the_cli_loads_no_model_until_help_or_a_command_needs_it() -> None:
+    code = "import sys, ledgerlab.cli.main; print('pydantic' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
