@@ -155,6 +155,9 @@ def _report(bundle: Bundle, new: list[Any], skipped: list[Any], campaign_id: str
     from ledgerlab.cli.campaign import fmt, interval
 
     source = bundle.body.source.campaign_id
+    if not new and not skipped:
+        typer.echo(f"campaign {source} accepted no changes: nothing to import")
+        return
     for item in new:
         typer.echo(f"queued {item.hypothesis_id} (#{item.source_number} of {source}): {clip(item.rationale, 80)}; "
                    f"{item.effect_basis} there at {fmt(item.effect)} {interval(item.ci_low, item.ci_high)}".rstrip())

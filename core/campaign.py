@@ -294,6 +294,8 @@ class Campaign:
         undecided = [h for h in self.state.open_hypotheses()]
         if undecided:
             detail += f"; {len(undecided)} hypothesis(es) left undecided"
+        if queued := len(self.state.pending_imports()):  # a later campaign takes them only if imported again
+            detail += f"; {queued} imported discovery(ies) left untested (`ledgerlab import` them into the next)"
         self._drain_sink()
         self._append(ev.CampaignFinished(reason=reason, detail=detail))
         self._checkpoint()

@@ -190,14 +190,20 @@ def y_without_changes(context: ProposalContext, sink: Any) -> Proposal:
     return Proposal(rationale="set Y to 5 by hand", files=files)
 
 
-def test_toy_patches_that_no_longer_apply_are_re_expressed_or_rejected(tmp_path: Path) -> None:
-    source, target = tmp_path / "source", tmp_path / "target"
-    with DuckDBLedger(ledger(source)) as store:  # accepts X = 5, then Y = 5 (a diff made on X = 5)
-        state = toy_campaign(store, tmp_path / "s", [{"X": 5.0}, y_without_changes]).run()
+@pytest.fixture(scope="module")
+def toy_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy campaign's bundle: X = 5 with its knob change, then Y = 5 as a bare diff made on X = 5."""
+    source = tmp_path_factory.mktemp("toy-source")
+    with DuckDBLedger(ledger(source)) as store:
+        state = toy_campaign(store, source / "s", [{"X": 5.0}, y_without_changes]).run()
     assert [h.status for h in state.hypotheses.values()] == ["accepted", "accepted"]
-    out = tmp_path / "toy.json"
+    out = source / "toy.json"
     assert cli("export", "--format", "discoveries", "--out", str(out), "--dir", str(source)).exit_code == 0
+    return out
 
+
+def test_toy_patches_that_no_longer_apply_are_re_expressed_or_rejected(toy_bundle: Path, tmp_path: Path) -> None:
+    out, target = toy_bundle, tmp_path / "target"
     with DuckDBLedger(ledger(target)) as store:  # this campaign moved Y to 5 first, then paused
         camp = toy_campaign(store, tmp_path / "t", [{"Y": 5}])
         camp.on_event = lambda row: camp.request_stop("test") if row.type == "IncumbentChanged" else None
@@ -229,3 +235,23 @@ def test_queued_imports_start_only_a_campaign_of_their_domain(bundle: Path, tmp_
     before = event_count(target)
     one_line_error(cli("run", "ml_training", "--dir", str(target)), "imported for domain marketing", "--new")
     assert event_count(target) == before
+
+
+def test_imports_wait_for_the_budget_and_the_finish_says_so(toy_bundle: Path, tmp_path: Path) -> None:
+    from ledgerlab.core.campaign import open_campaign_id
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "ledgerlab.toml").write_text('[domain]\nname = "toy"\n')  # a fresh project of the toy domain
+    result = cli("import", str(toy_bundle), "--dir", str(target))
+    assert result.exit_code == 0 and "2 discoveries queued" in result.output and "`ledgerlab run" in result.output
+    with DuckDBLedger(ledger(target)) as store:
+        camp = toy_campaign(store, tmp_path / "t", [{"Y": 4}], campaign_id=open_campaign_id(store))
+        camp.config = camp.config.merged({"budgets.max_hypotheses": 1})
+        state = camp.run()
+    (only,) = state.hypotheses.values()  # the first import: its diff applies to the baseline as it is
+    assert only.agent.startswith("imported:") and only.verdict is not None and "re-expressed" not in only.rationale
+    assert state.finish_reason == "max_hypotheses" and len(state.pending_imports()) == 1
+    with DuckDBLedger(ledger(target)) as store:
+        finished = [row.event() for row in store.read(state.campaign_id, types=["CampaignFinished"])]
+    assert "1 imported discovery(ies) left untested" in finished[0].detail  # type: ignore[attr-defined]
