@@ -93,7 +93,8 @@ class JudgeSettings(BaseModel):
         "until this many paired-difference df exist, 2x the single-run variance stands in for the paired "
         "variance (conservative)"))
     min_expected: float = Field(default=5.0, ge=0, description=(
-        "proportions: the exact test instead of the z-test when an expected cell count is below this"))
+        "proportion metrics: Fisher's exact test instead of the score test when delta is 0 and an expected cell "
+        "count is below this"))
     confirm_runs: int = Field(default=2, ge=0, description=(
         "fresh incumbent runs after an accept: the improvement reported comes from them, not from the runs that "
         "selected it"))
