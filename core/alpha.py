@@ -134,8 +134,9 @@ def addis_alpha(settings: JudgeSettings, history: str) -> float:
 
 def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], history: str = "") -> float:
     """Level of the hypothesis at `index`; `accepted` holds the indices of accepts decided before it started."""
-    if settings.alpha_policy == "fixed":
-        return settings.alpha
     if settings.alpha_policy == "fdr":
         return addis_alpha(settings, history)
-    return lord_alpha(settings.alpha, index, accepted)
+    if settings.alpha_policy == "lord":
+        return lord_alpha(settings.alpha, index, accepted)
+    # "fixed", or unset on settings built without judge_settings (which resolves it): a level per hypothesis
+    return settings.alpha
