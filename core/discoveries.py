@@ -2,6 +2,7 @@
 campaign of the same domain as hypotheses its own judge tests against its own incumbent.
 
     body = bundle_body(rows, head, checkpoint)           # from one campaign's stored events
+    body = store_body(store, campaign_id)                # the same, read from an in-process event store
     text = bundle_text(body)                             # {"format", "version", "content_hash", "body"} as JSON
     bundle = read_bundle(text, "shop.json")              # IntegrityError when the body does not match its hash
     events, skipped = import_events(bundle, state, "marketing")   # one DiscoveryImported per new discovery
@@ -28,6 +29,7 @@ from ledgerlab.core.patches import apply_diff, make_diff
 from ledgerlab.core.protocols import Domain
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.storage import events as ev
+from ledgerlab.storage.ledger import EventStore
 
 FORMAT = "ledgerlab-discoveries"
 VERSION = 1
@@ -141,6 +143,15 @@ def bundle_body(rows: Sequence[ev.StoredEvent], head: tuple[int, str], checkpoin
                    "head": {"seq": head[0], "hash": head[1]}, "checkpoint": _checkpoint(checkpoint, newest)},
         "discoveries": found,
     }
+
+
+def store_body(store: EventStore, campaign_id: str, version: str = "") -> dict[str, Any]:
+    """The bundle body of `campaign_id` read from any event store (in-process: benches, tests)."""
+    every = store.read()
+    head = (every[-1].seq, every[-1].hash) if every else (0, ev.GENESIS_HASH)
+    marks = [row for row in every if row.type == "CheckpointSigned"]  # the chain's last signature, any campaign
+    rows = [row for row in every if row.campaign_id == campaign_id]
+    return bundle_body(rows, head, marks[-1] if marks else None, version)
 
 
 def _links(rows: Sequence[ev.StoredEvent]) -> dict[str, dict[str, dict[str, Any]]]:
