@@ -6,6 +6,8 @@ secret: whoever rewrites a row can recompute every later hash (`events.row_hash`
 CheckpointSigned must carry a valid signature (storage/signing.py) by a trusted key over the hash the chain has
 at its head_seq, so a rewrite up to the last checkpoint needs the key. Deleting the newest rows (checkpoints
 included) shows in neither: only a head kept elsewhere (`verify_report(..., head=...)`) reveals it.
+The derived tables the views read (storage/derived.py) are outside the chain: `verify_report` rebuilds them
+from the events and compares, so what the views show is what the chain holds.
 """
 
 from __future__ import annotations
@@ -191,6 +193,49 @@ class HeadCheck:
         return f"head {self.head[:16]}… is seq {self.seq}; {self.following} events follow it"
 
 
+@dataclass(frozen=True)
+class DerivedCheck:
+    """A derived table compared with its rebuild from the events (rows: None when it is not made yet)."""
+
+    table: str
+    rows: int | None
+    missing: int = 0
+    extra: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.extra == 0
+
+    def summary(self) -> str:
+        if self.rows is None:
+            return f"{self.table} not made yet (the next ledgerlab that writes the ledger derives it)"
+        if self.ok:
+            return f"{self.table} ({_plural(self.rows, 'row')}) as rebuilt from the events"
+        return (f"{self.table} differs from its rebuild from the events: {self.missing} row(s) missing, "
+                f"{self.extra} from no event (edited out of band; the views read it)")
+
+
+def verify_derived(con: duckdb.DuckDBPyConnection) -> tuple[DerivedCheck, ...]:
+    """Rebuild each derived table from the events and count the rows it lacks and the rows it should not have."""
+    from ledgerlab.storage.derived import DERIVED
+
+    present = {row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
+    ).fetchall()}
+    checks = []
+    for derived in DERIVED:
+        if derived.table not in present:
+            checks.append(DerivedCheck(derived.table, None))
+            continue
+        rebuilt, table = f"SELECT * FROM ({derived.select()})", derived.table
+        rows, missing, extra = con.execute(
+            f"SELECT (SELECT count(*) FROM {table}), "
+            f"(SELECT count(*) FROM ({rebuilt} EXCEPT ALL SELECT * FROM {table})), "
+            f"(SELECT count(*) FROM (SELECT * FROM {table} EXCEPT ALL {rebuilt}))").fetchone()  # type: ignore[misc]
+        checks.append(DerivedCheck(table, int(rows), int(missing), int(extra)))
+    return tuple(checks)
+
+
 SHOWN = 5  # failed checkpoints listed one per line; the rest are counted
 
 
@@ -203,11 +248,12 @@ class LedgerReport:
     head_hash: str
     checkpoints: tuple[CheckpointCheck, ...] = ()
     kept_head: HeadCheck | None = None
+    derived: tuple[DerivedCheck, ...] = ()
 
     @property
     def ok(self) -> bool:
         heads = self.kept_head is None or self.kept_head.ok
-        return self.chain.ok and heads and all(c.ok for c in self.checkpoints)
+        return self.chain.ok and heads and all(c.ok for c in (*self.checkpoints, *self.derived))
 
     @property
     def signed_up_to(self) -> int:
@@ -223,6 +269,8 @@ class LedgerReport:
             out.append((False, f"  ... and {len(failed) - SHOWN} more failed checkpoints"))
         if self.kept_head is not None:
             out.append((self.kept_head.ok, f"head: {self.kept_head.summary()}"))
+        if self.derived:
+            out += [(all(d.ok for d in self.derived), "derived: " + "; ".join(d.summary() for d in self.derived))]
         out.append((True, f"current head: seq {self.head_seq} {self.head_hash} (keep it elsewhere; "
                           "`ledgerlab verify --head HASH` later shows whether the ledger was cut back)"))
         return [*out, (self.ok, self._verdict())]
@@ -264,7 +312,8 @@ def verify_report(
         last = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         head_seq, head_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
         kept = _find_head(con, head) if head is not None else None
-        return LedgerReport(chain, head_seq, head_hash, verify_checkpoints(con, set(trusted)), kept)
+        checkpoints = verify_checkpoints(con, set(trusted))
+        return LedgerReport(chain, head_seq, head_hash, checkpoints, kept, verify_derived(con))
 
 
 def _find_head(con: duckdb.DuckDBPyConnection, head: str) -> HeadCheck:

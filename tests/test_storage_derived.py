@@ -19,6 +19,7 @@ from ledgerlab.storage import ledger as ledger_module
 from ledgerlab.storage.derived import DERIVED, HYPOTHESIS_EVENTS, RUN_EVENTS, Derived
 from ledgerlab.storage.ledger import EVENTS_DDL, DuckDBLedger, insert_events, read_only_connection
 from ledgerlab.storage.snapshot import snapshot
+from ledgerlab.storage.verify import verify_report
 from ledgerlab.storage.views import META_DDL, VIEWS, VIEWS_VERSION, views_version
 
 
@@ -159,3 +160,26 @@ def test_kill_9_leaves_events_and_run_events_in_step(ledger_path: Path) -> None:
         (runs, *run_gaps), (links, *link_gaps) = (mismatches(con, derived) for derived in DERIVED)
         con.close()
         assert runs > 0 and links > 0 and run_gaps == link_gaps == [0, 0]
+
+
+def test_verify_rebuilds_the_derived_tables(tmp_path: Path) -> None:
+    path, old = tmp_path / "new" / "ledger.duckdb", tmp_path / "old" / "ledger.duckdb"
+    with DuckDBLedger(path) as ledger:
+        append_stream(ledger, fixture_stream())
+    report = verify_report(path)
+    assert report.ok and [(d.table, d.ok, d.rows) for d in report.derived] == [
+        ("run_events", True, 22), ("hypothesis_events", True, 16)]
+    assert any(text.startswith("derived: run_events (22 rows) as rebuilt") for _, text in report.lines())
+    con = duckdb.connect(str(path))  # an edit the chain cannot see, but the views would show
+    con.execute("UPDATE run_events SET value = 0.1 WHERE run_id = 'r-1b' AND type = 'RunFinished'")
+    con.execute("DELETE FROM hypothesis_events WHERE type = 'PatchRejected'")
+    con.close()
+    report = verify_report(path)
+    assert report.chain.ok and not report.ok
+    assert [(d.missing, d.extra) for d in report.derived] == [(1, 1), (1, 0)]
+    assert (False, "derived: run_events differs from its rebuild from the events: 1 row(s) missing, 1 from no "
+                   "event (edited out of band; the views read it); hypothesis_events differs from its rebuild "
+                   "from the events: 1 row(s) missing, 0 from no event (edited out of band; the views read it)"
+            ) in report.lines()
+    old_ledger(old, fixture_stream())  # read-only, before any writer made the tables
+    assert verify_report(old).ok and all(d.rows is None for d in verify_report(old).derived)
