@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: setup demo demo-marketing test test-all bench clean
+.PHONY: setup demo demo-marketing test test-slow test-all bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,20 @@ demo-marketing: $(VENV)/.installed
 	$(VENV)/bin/ledgerlab run --dir $(DEMO_DIR)-marketing --max-hypotheses 30
 	$(VENV)/bin/ledgerlab status --dir $(DEMO_DIR)-marketing
 
-# `make test` leaves out the tests marked slow (each has a faster sibling that keeps the promise covered).
+# `make test` leaves out the tests marked slow (each has a faster sibling that keeps the promise covered);
+# `make test-slow` runs only those, `make test-all` both. Tests run on TEST_WORKERS processes (pytest-xdist):
+# much of the suite waits on subprocesses (sandboxed runs, CLI runners), so two share a 2-core machine well.
+# Modules that build something costly once keep to one worker (tests/conftest.py); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest $(XDIST) -m slow
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest $(XDIST) -m "slow or not slow"
 
 bench: $(VENV)/.installed
 	for b in ledger judge judge_frontier overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done
