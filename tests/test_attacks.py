@@ -442,6 +442,13 @@ sys.exit(1)
 # ------------------------------------------------------------------------------------------- a campaign
 
 
+# Slow (three real ML runs through the CLI: 45-90 s). Each promise it combines has a fast test: the forged
+# score (test_a_forged_summary_and_a_forged_memory_report_are_ignored), writes to the config and ledger
+# (test_nothing_outside_the_working_copy_can_be_written), the setsid daemon
+# (test_a_double_forked_setsid_daemon_dies_with_its_run), other processes' environments
+# (test_no_secret_is_readable_from_any_process), and an LLM edit of train.py run by a sandboxed ML campaign
+# (test_llm_campaign.py::test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit).
+@pytest.mark.slow
 def test_a_hostile_edit_through_the_llm_proposer_changes_nothing_and_the_campaign_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
