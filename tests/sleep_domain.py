@@ -81,8 +81,11 @@ def request(run_id: str, tmp_path: Path, seed: int = 0, **kw: Any) -> RunRequest
                       workdir=tmp_path / run_id, **kw)
 
 
-def collect(executor: Any, n: int, timeout: float = 30.0) -> dict[str, RunResult]:
-    """Results of `n` runs from `executor.wait`, failing on a duplicate result for any run id."""
+def collect(executor: Any, n: int, timeout: float = 180.0) -> dict[str, RunResult]:
+    """Results of `n` runs from `executor.wait`, failing on a duplicate result for any run id.
+
+    The timeout is generous (a loaded machine starts Ray workers slowly); it returns as soon as all `n` are in.
+    """
     results: dict[str, RunResult] = {}
     deadline = time.monotonic() + timeout
     while len(results) < n and time.monotonic() < deadline:

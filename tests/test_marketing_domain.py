@@ -230,7 +230,7 @@ def test_serve_help() -> None:
     assert "--port" in result.output and "--null" in result.output
 
 
-def _wait_for(url: str, process: subprocess.Popen, timeout_s: float = 20.0) -> dict:
+def _wait_for(url: str, process: subprocess.Popen, timeout_s: float = 180.0) -> dict:  # a condition, not a clock
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
