@@ -40,6 +40,11 @@ class Derived:
     columns: dict[str, str]  # name -> DuckDB type, after the common four
     fills: dict[str, tuple[str, ...]]  # event type -> the columns its payload has
 
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        """Every column, the common four first, in table order."""
+        return ("seq", "campaign_id", "type", "recorded_at", *self.columns)
+
     def ddl(self, name: str | None = None) -> str:
         """CREATE TABLE IF NOT EXISTS, under `name` (default: the table's own)."""
         columns = ", ".join(f"{column} {kind}" for column, kind in self.columns.items())
@@ -55,7 +60,7 @@ class Derived:
         values = []
         for column in self.columns:
             types = [event_type for event_type, filled in self.fills.items() if column in filled]
-            values.append(f"CASE WHEN type IN ({_quoted(types)}) THEN p.{column} END")
+            values.append(f"CASE WHEN type IN ({_quoted(types)}) THEN p.{column} END AS {column}")
         return (f"SELECT seq, campaign_id, type, recorded_at, {', '.join(values)} FROM (SELECT seq, campaign_id, "
                 f"type, recorded_at, json_transform(payload, '{shape}') AS p FROM {source} "
                 f"WHERE type IN ({_quoted(self.fills)}) AND ({where}))")

@@ -194,6 +194,7 @@ def open_read_only(file: Path, wait_s: float | None = None) -> Any:
     if isinstance(con, RemoteConnection):
         return con
     con.execute("SET enable_external_access = false")
+    con.execute("SET enable_progress_bar = false")  # a long query would draw it on stdout, into the output
     con.execute("SET lock_configuration = true")
     return con
 

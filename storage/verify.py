@@ -227,12 +227,15 @@ def verify_derived(con: duckdb.DuckDBPyConnection) -> tuple[DerivedCheck, ...]:
         if derived.table not in present:
             checks.append(DerivedCheck(derived.table, None))
             continue
-        rebuilt, table = f"SELECT * FROM ({derived.select()})", derived.table
-        rows, missing, extra = con.execute(
-            f"SELECT (SELECT count(*) FROM {table}), "
-            f"(SELECT count(*) FROM ({rebuilt} EXCEPT ALL SELECT * FROM {table})), "
-            f"(SELECT count(*) FROM (SELECT * FROM {table} EXCEPT ALL {rebuilt}))").fetchone()  # type: ignore[misc]
-        checks.append(DerivedCheck(table, int(rows), int(missing), int(extra)))
+        # Joined on seq (one row per event) and compared row by row: EXCEPT ALL hashed every column, 3x slower.
+        kept, made = (f"row({', '.join(f'{side}.{c}' for c in derived.all_columns)})" for side in ("t", "r"))
+        rows, lacking, foreign, changed, twice = con.execute(
+            f"SELECT (SELECT count(*) FROM {derived.table}), count(*) FILTER (WHERE t.seq IS NULL), "
+            f"count(*) FILTER (WHERE r.seq IS NULL), "
+            f"count(*) FILTER (WHERE r.seq IS NOT NULL AND t.seq IS NOT NULL AND {kept} IS DISTINCT FROM {made}), "
+            f"(SELECT count(*) - count(DISTINCT seq) FROM {derived.table}) "
+            f"FROM ({derived.select()}) r FULL JOIN {derived.table} t ON t.seq = r.seq").fetchone()  # type: ignore[misc]
+        checks.append(DerivedCheck(derived.table, int(rows), int(lacking + changed), int(foreign + changed + twice)))
     return tuple(checks)
 
 
