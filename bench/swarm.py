@@ -1,0 +1,453 @@
+"""Campaigns that share discoveries: blind adoption vs re-verification vs no sharing, on the simulated market.
+
+On each market (market_seed = index), K campaigns of equal traffic (the same visitor budget, campaign seeds
+100·index + k, so each draws its own visitors and proposes its own ideas) run through the real loop in
+rounds: each runs until it has used r/R of its budget, pauses (CampaignPaused), and the swarm shares; the
+next round resumes it on its own ledger (CampaignResumed). The last round runs each to its end (holdback
+included). Three ways to share the accepts a round made:
+
+* blind:  the gossip networks' rule. Each campaign's own accepts are adopted by the others as their
+          incumbent without a test: DiscoveryImported, then the change built on their incumbent
+          (core/discoveries.py's `proposal_events`), its candidate, a VerdictReached of test "adopted"
+          and IncumbentChanged. An adoption is not a statistical test: it spends no alpha and earns no
+          FDR wealth (as a stale verdict does not), so each campaign's own judge is the same in every arm;
+* verify: ledgerlab's rule. Each campaign's own accepts are exported as a bundle (`store_body`,
+          `bundle_text`, `read_bundle`) and imported by the others (`import_events`): queued hypotheses
+          that their own judge tests against their own incumbent, on their own runs;
+* none:   no sharing.
+
+Only a campaign's own discoveries are shared (an accepted import or an adoption is not passed on: its
+source already sent it to everyone). Afterwards, and only then, the market's truth scores every campaign:
+
+* true lift: the final incumbent's true conversion rate over the baseline page's (relative);
+* false discoveries: incumbent changes (own accepts, adoptions, accepted imports) whose true lift over the
+  incumbent they replaced is at most +0.1% (bench/decisions.py's FD_TOLERANCE); and how many of the false
+  own accepts reached another campaign's incumbent ("spread");
+* time to a real discovery: the campaign's visitors (and round) when its incumbent first took a change of
+  true lift above +0.1%, own or shared.
+
+Means carry Student-t 95% intervals over markets × campaigns, shares Wilson intervals, arm differences a
+t interval over markets (each market's campaigns averaged: a market's campaigns share what they adopt).
+
+    python bench/swarm.py                 # 20 markets x 4 campaigns x 3 arms, 1,000,000 visitors each
+    python bench/swarm.py --quick         # 3 markets, a smoke test
+
+Writes bench/results/swarm.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledgerlab.bench import _campaigns as cb
+from ledgerlab.bench.decisions import FD_TOLERANCE
+from ledgerlab.core import discoveries, holdback, proposals, verdicts
+from ledgerlab.core import state as state_module
+from ledgerlab.core.campaign import Agent, Campaign
+from ledgerlab.core.config import CampaignConfig
+from ledgerlab.core.executors.local import LocalExecutor
+from ledgerlab.core.judge import Judgement
+from ledgerlab.core.patches import candidate_id
+from ledgerlab.core.registry import load_proposer
+from ledgerlab.core.state import CampaignState, fold
+from ledgerlab.domains.marketing.market import Market
+from ledgerlab.domains.marketing.variant import template_variant
+from ledgerlab.storage import events as ev
+from ledgerlab.storage.memory import InMemoryLedger
+
+ARMS = ("blind", "verify", "none")
+ADOPTED = "adopted"  # the proposer and verdict test of a blind adoption
+FD_TARGET = 0.10
+
+
+# --------------------------------------------------------------------------------------------- members
+
+
+@dataclass
+class Member:
+    """One campaign of the swarm: its own ledger, config and the state folded from it."""
+
+    campaign_id: str
+    store: InMemoryLedger
+    config: CampaignConfig
+    runs_dir: Path
+    state: CampaignState
+
+    def refold(self) -> None:
+        self.state = fold(self.campaign_id, self.store.read(self.campaign_id))
+
+    def append(self, *events: ev.Event) -> None:
+        self.store.append(self.campaign_id, list(events), expected_version=self.state.version)
+        self.refold()
+
+
+def make_member(index: int, k: int, budget: float, args: argparse.Namespace, tmp: Path) -> Member:
+    """Campaign k of market `index`: the marketing domain's defaults, its own seed and ledger."""
+    seed = 100 * index + k
+    options = {"market_seed": index, "visitors_per_run": args.visitors_per_run}
+    config = CampaignConfig(domain="marketing", seed=seed, domain_options=options,
+                            budgets={"max_units": budget, "max_hypotheses": args.max_hypotheses},
+                            judge={**({"kind": args.judge} if args.judge else {}), **args.judge_options},
+                            proposer={"kind": "knob"})
+    cid = f"swarm-{index}-{k}"
+    return Member(cid, InMemoryLedger(), config, tmp / cid, CampaignState(campaign_id=cid))
+
+
+def run_round(member: Member, domain: Any, share: float | None) -> None:
+    """Start or resume the campaign until it has used `share` of its hypothesis budget (paused there), or to its
+    end (None). The hypothesis budget is the visitor budget less the holdback's reserve (core/holdback.py), so
+    every round but the last ends in a pause, never in the campaign's finish."""
+    if member.state.status == "finished":
+        return
+    holder: dict[str, Campaign] = {}
+    budget = float(member.config.budgets.max_units or 0)
+
+    def watch(row: ev.StoredEvent) -> None:
+        campaign = holder["c"]
+        if share is None or row.type != "RunFinished":
+            return
+        work = budget - holdback.reserve(campaign.state, campaign.settings, campaign.executor.slots).units
+        if campaign.state.units >= share * work:
+            campaign.request_stop(f"round done at {campaign.state.units:,.0f} visitors")
+
+    config = member.config
+    holder["c"] = Campaign(member.store, domain, config, agents=[Agent("agent-0", load_proposer(config.proposer))],
+                           executor=LocalExecutor(domain), runs_dir=member.runs_dir, campaign_id=member.campaign_id,
+                           on_event=watch)
+    member.state = holder["c"].run()
+    if share is None and member.state.status != "finished":
+        raise RuntimeError(f"{member.campaign_id} did not finish: {member.state.status} ({member.state.pause_reason})")
+
+
+# -------------------------------------------------------------------------------------------- sharing
+
+
+def own_bundle(member: Member) -> discoveries.Bundle:
+    """The member's own accepted changes as a bundle, read back through its integrity check."""
+    body = discoveries.store_body(member.store, member.campaign_id)
+    body["discoveries"] = [d for d in body["discoveries"] if _own(d["agent"], d["proposer"])]
+    return discoveries.read_bundle(discoveries.bundle_text(body), f"{member.campaign_id}.json")
+
+
+def _own(agent: str, proposer: str) -> bool:
+    return proposer not in (discoveries.PROPOSER, ADOPTED) and not agent.startswith("imported:")
+
+
+def share(members: list[Member], arm: str, domain: Any) -> None:
+    """After a round: every member's own accepts go to every other one, as the arm shares them."""
+    if arm == "none":
+        return
+    bundles = [own_bundle(m) for m in members]
+    for target in members:
+        if target.state.status == "finished":
+            continue
+        for source, bundle in zip(members, bundles):
+            if source is target:
+                continue
+            new, _already = discoveries.import_events(bundle, target.state, "marketing", f"{source.campaign_id}.json")
+            if arm == "verify":
+                if new:
+                    target.append(*new)
+                continue
+            for item in new:
+                adopt(target, item, domain)
+
+
+def adopt(member: Member, item: ev.DiscoveryImported, domain: Any) -> None:
+    """Blind adoption: the change becomes the incumbent without a test (or is recorded as not applicable)."""
+    files_of = lambda cid: cb.files_of(member.state, cid)  # noqa: E731
+    events = discoveries.proposal_events(item, member.state, domain, files_of)
+    proposed = events[0]
+    assert isinstance(proposed, ev.HypothesisProposed)
+    proposed = proposed.model_copy(update={"agent": f"{ADOPTED}:{item.source_campaign_id}", "proposer": ADOPTED})
+    if len(events) > 1:  # the patch does not apply here, or the incumbent already has it: nothing to adopt
+        member.append(item, proposed, *events[1:])
+        return
+    member.append(item, proposed)
+    record = member.state.hypotheses[item.hypothesis_id]
+    reason, files = proposals.check_candidate(record, member.state, domain, files_of)
+    if reason is not None or files is None:
+        member.append(ev.PatchRejected(hypothesis_id=item.hypothesis_id, reason=reason or "no files"))
+        return
+    member.append(ev.CandidateCreated(candidate_id=candidate_id(files), hypothesis_id=item.hypothesis_id,
+                                      parent_candidate_id=record.parent_candidate_id))
+    record = member.state.hypotheses[item.hypothesis_id]
+    judgement = Judgement(decision="accept", need=0, test=ADOPTED, statistic=None, p_value=None, effect=item.effect,
+                          ci_low=item.ci_low, ci_high=item.ci_high, n_candidate=0, n_incumbent=0, alpha_spent=0.0,
+                          look=0, reason=f"adopted without a test: {item.source_campaign_id} accepted it")
+    seeds = (r.seed for r in member.state.runs.values())
+    member.append(*verdicts.verdict_events(record, judgement, alpha=0.0, judge=ADOPTED, seeds=seeds))
+
+
+@contextmanager
+def adoptions_not_tests() -> Iterator[None]:
+    """Fold an adoption's verdict as no test (like a stale one): it must not earn the judge FDR wealth."""
+    before = state_module.NOT_TESTS
+    state_module.NOT_TESTS = before | {ADOPTED}
+    try:
+        yield
+    finally:
+        state_module.NOT_TESTS = before
+
+
+# ------------------------------------------------------------------------------------------ one swarm
+
+
+def run_swarm(index: int, arm: str, args: argparse.Namespace, market: Market) -> list[dict[str, Any]]:
+    """K campaigns on market `index`, sharing as `arm` says between rounds; each scored on the truth."""
+    domain = cb.marketing_domain(market_seed=index, visitors_per_run=args.visitors_per_run)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ledgerlab-swarm-") as tmp:
+            members = swarm(index, arm, args, domain, Path(tmp))
+            return [score(m, market, arm, index, k) for k, m in enumerate(members)]
+    finally:
+        domain.close()
+
+
+def swarm(index: int, arm: str, args: argparse.Namespace, domain: Any, tmp: Path) -> list[Member]:
+    """The K campaigns of market `index` run round by round, sharing as `arm` says between rounds."""
+    with adoptions_not_tests():
+        members = [make_member(index, k, args.budget, args, tmp) for k in range(args.k)]
+        for r in range(1, args.rounds + 1):
+            last = r == args.rounds
+            for m in members:
+                run_round(m, domain, None if last else r / args.rounds)
+            if not last:
+                share(members, arm, domain)
+    return members
+
+
+def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[str, Any]:
+    """The campaign against the truth: every incumbent change, when it came, whence, and its true lift."""
+    rate = lambda files: market.true_effects(files)["conversion_rate"]  # noqa: E731
+    base = rate(template_variant())
+    state = CampaignState(campaign_id=member.campaign_id)
+    changes, round_no = [], 1
+    for row in member.store.read(member.campaign_id):
+        state.apply(row)
+        event = row.event()
+        if isinstance(event, ev.CampaignPaused):
+            round_no += 1  # a pause ends a round: what is adopted while paused governs the next one
+        if not isinstance(event, ev.IncumbentChanged):
+            continue
+        h = state.hypotheses[event.hypothesis_id]
+        before, after = rate(cb.files_of(state, event.previous_candidate_id)), rate(cb.files_of(state, event.candidate_id))
+        item = state.imports.get(h.hypothesis_id)
+        changes.append({
+            "hypothesis": h.number, "kind": _kind(h.proposer, h.agent), "changes": h.changes,
+            "source": [item.source_campaign_id, item.source_hypothesis_id] if item else None,
+            "hypothesis_id": h.hypothesis_id, "true_lift_rel": after / before - 1.0,
+            "lift_rel_after": after / base - 1.0, "units": state.units, "round": round_no,
+        })
+    final = rate(cb.files_of(member.state, member.state.incumbent_id))
+    real = [c for c in changes if c["true_lift_rel"] > FD_TOLERANCE]
+    hyps = member.state.hypotheses.values()
+    return {
+        "arm": arm, "market": index, "campaign": k, "campaign_id": member.campaign_id, "seed": member.config.seed,
+        **cb.campaign_counts(member.state), "base_rate": base, "final_rate": final, "lift_rel": final / base - 1.0,
+        "changes": changes, "fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in changes),
+        "imports": len(member.state.imports),
+        "received": [[i.source_campaign_id, i.source_hypothesis_id, member.state.hypotheses[hid].status
+                      if hid in member.state.hypotheses else "queued"] for hid, i in member.state.imports.items()],
+        "imports_tested": sum(h.proposer == discoveries.PROPOSER and h.status in ("accepted", "rejected") for h in hyps),
+        "imports_accepted": sum(h.proposer == discoveries.PROPOSER and h.status == "accepted" for h in hyps),
+        "first_real_units": real[0]["units"] if real else None, "first_real_round": real[0]["round"] if real else None,
+    }
+
+
+def _kind(proposer: str, agent: str) -> str:
+    if proposer == ADOPTED:
+        return "adopted"
+    return "imported" if proposer == discoveries.PROPOSER else "own"
+
+
+# ------------------------------------------------------------------------------------------- summaries
+
+
+def spread(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(false own accepts that became another campaign's incumbent, those that reached another to be adopted or
+    tested there: shared, and neither already there nor inapplicable)."""
+    by_id = {(r["market"], r["campaign_id"]): r for r in rows}
+    reached = chances = 0
+    for target in rows:
+        for source_cid, source_hid, status in target["received"]:
+            source = by_id[(target["market"], source_cid)]
+            change = next(c for c in source["changes"] if c["hypothesis_id"] == source_hid)
+            if change["true_lift_rel"] > FD_TOLERANCE or status == "patch_rejected":
+                continue
+            chances += 1
+            reached += status == "accepted"
+    return reached, chances
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One arm: lift, changes, false discoveries (and their spread), time to the first real change."""
+    changes = [c for r in rows for c in r["changes"]]
+    fd = sum(r["fd"] for r in rows)
+    shared = [c for c in changes if c["kind"] != "own"]
+    firsts = [r["first_real_units"] for r in rows if r["first_real_units"] is not None]
+    rounds = [r["first_real_round"] for r in rows if r["first_real_round"] is not None]
+    reached, chances = spread(rows)
+    return {
+        "campaigns": len(rows), "lift_rel": cb.mean_ci([r["lift_rel"] for r in rows]),
+        "changes_per_campaign": cb.mean_ci([len(r["changes"]) for r in rows]),
+        "changes": len(changes), "fd": fd, "fd_share": cb.wilson(fd, len(changes)),
+        "own_changes": len(changes) - len(shared),
+        "own_fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in changes if c["kind"] == "own"),
+        "shared_changes": len(shared), "shared_fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in shared),
+        "false_spread": {"reached": reached, "chances": chances, "share": cb.wilson(reached, chances)},
+        "imports": sum(r["imports"] for r in rows), "imports_tested": sum(r["imports_tested"] for r in rows),
+        "imports_accepted": sum(r["imports_accepted"] for r in rows),
+        "reached_real": cb.wilson(len(firsts), len(rows)),
+        "first_real_visitors": cb.mean_ci(firsts), "first_real_round": cb.mean_ci(rounds),
+        "visitors_per_campaign": cb.mean_ci([r["units"] for r in rows]),
+        "seconds": sum(r.get("seconds", 0.0) for r in rows),
+    }
+
+
+def paired(rows: dict[str, list[dict[str, Any]]], a: str, b: str) -> tuple[float | None, float | None, float | None]:
+    """Lift of arm a minus arm b, each market's campaigns averaged, with a t interval over markets."""
+    def per_market(arm: str) -> dict[int, float]:
+        out: dict[int, list[float]] = {}
+        for r in rows[arm]:
+            out.setdefault(r["market"], []).append(r["lift_rel"])
+        return {m: sum(v) / len(v) for m, v in out.items()}
+
+    ma, mb = per_market(a), per_market(b)
+    return cb.mean_ci([ma[m] - mb[m] for m in ma if m in mb])
+
+
+def targets(summary: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The issue's goal, checked on point estimates (intervals beside them)."""
+    b, a, c = summary["verify"], summary["blind"], summary["none"]
+    out = {
+        "verify_lift_ge_blind": b["lift_rel"][0] >= a["lift_rel"][0],
+        "verify_minus_blind": paired(rows, "verify", "blind"),
+        "verify_fd_le_10pct": b["fd_share"][0] is not None and b["fd_share"][0] <= FD_TARGET,
+        "blind_spreads_every_false": a["false_spread"]["reached"] == a["false_spread"]["chances"],
+        "verify_beats_none": b["lift_rel"][0] > c["lift_rel"][0], "verify_minus_none": paired(rows, "verify", "none"),
+        "blind_beats_none": a["lift_rel"][0] > c["lift_rel"][0], "blind_minus_none": paired(rows, "blind", "none"),
+    }
+    out["met"] = all(v for k, v in out.items() if isinstance(v, bool))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- printing
+
+
+def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.Namespace) -> None:
+    pct = dict(scale=100, digits=1)
+    header = ["arm", "true lift of final", "changes/camp.", "false disc. (share of changes)", "own / shared FD",
+              "false accepts spread", "reached a real change", "visitors to first real", "its round"]
+    rows = []
+    for arm, s in summary.items():
+        sp = s["false_spread"]
+        rows.append([
+            arm, cb.fmt_ci(s["lift_rel"], suffix="%", **pct), cb.fmt_ci(s["changes_per_campaign"], digits=1),
+            f"{s['fd']}/{s['changes']} = " + cb.fmt_ci(s["fd_share"], suffix="%", **pct),
+            f"{s['own_fd']}/{s['own_changes']}, {s['shared_fd']}/{s['shared_changes']}",
+            f"{sp['reached']}/{sp['chances']}" if sp["chances"] else "-",
+            cb.fmt_ci(s["reached_real"], suffix="%", **pct),
+            cb.fmt_ci(s["first_real_visitors"], scale=1e-3, digits=0, suffix="k"),
+            cb.fmt_ci(s["first_real_round"], digits=1),
+        ])
+    print(f"\nSwarms of {args.k} campaigns x {args.budget:,.0f} visitors ({args.visitors_per_run:,} per run), "
+          f"{args.rounds} rounds, {args.markets} markets; judge: "
+          + (f"{args.judge or 'the marketing default'} {args.judge_options or ''}".strip()))
+    print(cb.table(rows, header))
+    print("false discovery: an incumbent change of true lift <= +0.1% over the incumbent it replaced; "
+          "spread: of the false accepts another campaign received (not a no-op there), those it adopted; "
+          "95% intervals (t for means, Wilson for shares)")
+    v = summary["verify"]
+    print(f"verify: {v['imports']} imports, {v['imports_tested']} tested by the importer's judge, "
+          f"{v['imports_accepted']} accepted")
+    pp = dict(scale=100, digits=2)
+    print(f"\nGoal: {'MET' if goal['met'] else 'MISSED'}")
+    print(f"  verify lift >= blind lift: {goal['verify_lift_ge_blind']} "
+          f"(verify - blind {cb.fmt_ci(goal['verify_minus_blind'], **pp)} pp, paired by market)")
+    print(f"  verify false discoveries <= {FD_TARGET:.0%}: {goal['verify_fd_le_10pct']} "
+          f"({cb.fmt_ci(v['fd_share'], suffix='%', **pct)})")
+    print(f"  blind spreads every false accept: {goal['blind_spreads_every_false']}")
+    print(f"  verify beats none: {goal['verify_beats_none']} ({cb.fmt_ci(goal['verify_minus_none'], **pp)} pp); "
+          f"blind beats none: {goal['blind_beats_none']} ({cb.fmt_ci(goal['blind_minus_none'], **pp)} pp)")
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Every arm on every market; rows per arm."""
+    rows: dict[str, list[dict[str, Any]]] = {arm: [] for arm in args.arms}
+    for index in range(args.markets):
+        market = Market.seeded(index)
+        for arm in args.arms:
+            started = time.perf_counter()
+            got = run_swarm(index, arm, args, market)
+            seconds = time.perf_counter() - started
+            for r in got:
+                r["seconds"] = seconds / len(got)
+            rows[arm].extend(got)
+            lifts = " ".join(f"{r['lift_rel']:+.1%}" for r in got)
+            print(f"  market {index:3} {arm:6}: lifts {lifts}, "
+                  f"false {sum(r['fd'] for r in got)}/{sum(len(r['changes']) for r in got)}, {seconds:.1f}s",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markets", type=int, default=20, help="seeded markets (default 20)")
+    ap.add_argument("--k", type=int, default=4, help="campaigns per swarm (default 4)")
+    ap.add_argument("--budget", type=float, default=1_000_000, help="visitors per campaign (default 1,000,000)")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds; sharing happens between them (default 8)")
+    ap.add_argument("--visitors-per-run", type=int, default=25_000)
+    ap.add_argument("--max-hypotheses", type=int, default=2000, help="a safety cap; the visitor budget binds")
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    ap.add_argument("--judge", choices=("stats", "greedy", "fixed"), default=None,
+                    help="every campaign's judge (default: the marketing domain's, stats with guardrails)")
+    ap.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [judge] setting for every campaign, e.g. alpha_policy=fixed (JSON values)")
+    ap.add_argument("--quick", action="store_true", help="3 markets: a smoke test")
+    ap.add_argument("--out", type=Path, default=cb.RESULTS / "swarm.json")
+    args = ap.parse_args(argv)
+    args.judge_options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.judge_option)}
+    if args.quick:
+        args.markets = min(args.markets, 3)
+    return args
+
+
+def _value(text: str) -> Any:
+    """A --judge-option value: JSON where it parses (numbers, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    started, code = time.perf_counter(), cb.code_versions()
+    rows = run_all(args)
+    summary = {arm: summarize(rs) for arm, rs in rows.items()}
+    goal = targets(summary, rows) if set(ARMS) <= set(rows) else {"met": None}
+    elapsed = time.perf_counter() - started
+    if goal["met"] is not None:
+        print_tables(summary, goal, args)
+    print(f"\n{elapsed:.0f} s in all")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    cb.write_json(args.out, {"settings": {**settings, "fd_tolerance_rel": FD_TOLERANCE}, "targets": goal,
+                             "summary": summary, "campaigns": rows, "seconds": elapsed, "code": code})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
