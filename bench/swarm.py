@@ -260,8 +260,21 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
                       if hid in member.state.hypotheses else "queued"] for hid, i in member.state.imports.items()],
         "imports_tested": sum(h.proposer == discoveries.PROPOSER and h.status in ("accepted", "rejected") for h in hyps),
         "imports_accepted": sum(h.proposer == discoveries.PROPOSER and h.status == "accepted" for h in hyps),
+        "tested_imports": tested_imports(member.state, rate),
         "first_real_units": real[0]["units"] if real else None, "first_real_round": real[0]["round"] if real else None,
     }
+
+
+def tested_imports(state: CampaignState, rate: Any) -> list[dict[str, Any]]:
+    """Each import this campaign's judge decided: its true lift over the incumbent it was tested against."""
+    out = []
+    for h in state.hypotheses.values():
+        if h.proposer == discoveries.PROPOSER and h.candidate_id and h.verdict and h.verdict.test != "stale":
+            lift = rate(cb.files_of(state, h.candidate_id)) / rate(cb.files_of(state, h.parent_candidate_id)) - 1.0
+            out.append({"hypothesis": h.number, "status": h.status, "true_lift_rel": lift, "test": h.verdict.test,
+                        "looks": h.verdict.looks, "n_candidate": h.verdict.n_candidate,
+                        "futility": h.verdict.reason.startswith("futility")})
+    return out
 
 
 def _kind(proposer: str, agent: str) -> str:
@@ -306,12 +319,26 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "shared_changes": len(shared), "shared_fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in shared),
         "false_spread": {"reached": reached, "chances": chances, "share": cb.wilson(reached, chances)},
         "imports": sum(r["imports"] for r in rows), "imports_tested": sum(r["imports_tested"] for r in rows),
+        **reverified(rows),
         "imports_accepted": sum(r["imports_accepted"] for r in rows),
         "reached_real": cb.wilson(len(firsts), len(rows)),
         "first_real_visitors": cb.mean_ci(firsts), "first_real_round": cb.mean_ci(rounds),
         "visitors_per_campaign": cb.mean_ci([r["units"] for r in rows]),
         "seconds": sum(r.get("seconds", 0.0) for r in rows),
     }
+
+
+def reverified(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the importers' judges met the imports they tested: real ones accepted, false ones rejected."""
+    tests = [t for r in rows for t in r.get("tested_imports", [])]
+    real = [t for t in tests if t["true_lift_rel"] > FD_TOLERANCE]
+    false = [t for t in tests if t["true_lift_rel"] <= FD_TOLERANCE]
+    return {"real_imports_accepted": cb.wilson(sum(t["status"] == "accepted" for t in real), len(real)),
+            "real_imports_tested": len(real),
+            "real_imports_futility": sum(t["futility"] for t in real),
+            "false_imports_accepted": cb.wilson(sum(t["status"] == "accepted" for t in false), len(false)),
+            "false_imports_tested": len(false),
+            "real_import_lift": cb.mean_ci([t["true_lift_rel"] for t in real])}
 
 
 def paired(rows: dict[str, list[dict[str, Any]]], a: str, b: str) -> tuple[float | None, float | None, float | None]:
@@ -369,7 +396,11 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
           "95% intervals (t for means, Wilson for shares)")
     v = summary["verify"]
     print(f"verify: {v['imports']} imports, {v['imports_tested']} tested by the importer's judge, "
-          f"{v['imports_accepted']} accepted")
+          f"{v['imports_accepted']} accepted; real ones (true lift there > +0.1%, mean "
+          f"{cb.fmt_ci(v['real_import_lift'], suffix='%', **pct)}) accepted "
+          f"{cb.fmt_ci(v['real_imports_accepted'], suffix='%', **pct)} of {v['real_imports_tested']} "
+          f"({v['real_imports_futility']} stopped for futility), false ones accepted "
+          f"{cb.fmt_ci(v['false_imports_accepted'], suffix='%', **pct)} of {v['false_imports_tested']}")
     pp = dict(scale=100, digits=2)
     print(f"\nGoal: {'MET' if goal['met'] else 'MISSED'}")
     print(f"  verify lift >= blind lift: {goal['verify_lift_ge_blind']} "
