@@ -1,9 +1,9 @@
 """Shared pytest fixtures: a private signing key folder, a ledger path in a fresh folder, a store of each kind.
 
 Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) most tests are spread one by one over the workers.
-The modules below keep to one worker each: each builds something costly once per module (a campaign, a
-server, a Ray instance, a browser), which a split would build once per worker. Everything that starts Ray
-shares one group, so no two Ray instances run at once.
+A module with a module-scoped fixture keeps to one worker: such a fixture builds something once per module (a
+campaign, a server, the tiny model, a browser), which a split would build once per worker. Everything that
+starts Ray shares one group, so no two Ray instances run at once.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-WHOLE_MODULES = {"test_cli_output_width", "test_holdback", "test_marketing_domain", "test_marketing_service",
-                 "test_ml_runs", "test_signing", "test_ui_browser"}
 RAY = {"test_ray_executor", "test_attacks.py::test_ray_workers_run_the_same_sandbox"}
+
+
+def _builds_once_per_module(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,7 +26,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.path.stem
         if module in RAY or f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in RAY:
             item.add_marker(pytest.mark.xdist_group("ray"))
-        elif module in WHOLE_MODULES:
+        elif _builds_once_per_module(item):
             item.add_marker(pytest.mark.xdist_group(module))
 
 
