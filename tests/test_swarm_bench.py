@@ -75,7 +75,8 @@ def test_blind_adoption_adopts_every_accept_untested(swarms: dict[str, list[sw.M
                 assert h.proposer == sw.ADOPTED and h.agent == f"{sw.ADOPTED}:{source.campaign_id}"
                 if h.status == "accepted":
                     assert h.verdict.test == sw.ADOPTED and h.verdict.n_candidate == 0
-                    assert not any(r.hypothesis_id == h.hypothesis_id for r in target.state.runs.values())
+                    assert not any(r.hypothesis_id == h.hypothesis_id and r.role == "candidate"
+                                   for r in target.state.runs.values())  # never tested (its confirmation may run)
                     assert h.alpha_index not in target.state.accepted_indices  # no FDR wealth from it
                 else:  # the incumbent already had it, or it does not apply here
                     assert h.status == "patch_rejected"
