@@ -105,7 +105,9 @@ def console_errors(browser: Any) -> list[str]:
 
 
 def chart_points(browser: Any, chart: str = "chart") -> int:
-    return int(browser.execute_script(f"return Number(document.getElementById('{chart}').dataset.drawn || 0)"))
+    """Points drawn in `chart`; 0 while the page has not rendered that chart yet (a loaded machine is slow to)."""
+    return int(browser.execute_script(
+        f"const c = document.getElementById('{chart}'); return Number((c && c.dataset.drawn) || 0)"))
 
 
 def test_index_lists_both_campaigns(browser: Any, served: dict[str, Any], tmp_path: Path) -> None:
