@@ -122,7 +122,9 @@ def test_index_lists_both_campaigns(browser: Any, served: dict[str, Any], tmp_pa
 def test_campaign_page_updates_while_the_campaign_runs(browser: Any, served: dict[str, Any], tmp_path: Path) -> None:
     load(browser, served, served["live"])
     until("the chart drawn", lambda: chart_points(browser) > 0)
-    shown = lambda: int(browser.find_element(By.ID, "n-hypotheses").text)  # noqa: E731
+    # Read in one script call: the live page replaces the element, and a found one can go stale before .text.
+    shown = lambda: int(browser.execute_script(  # noqa: E731
+        "const e = document.getElementById('n-hypotheses'); return e ? e.textContent.trim() : '0'") or 0)
     first, points = shown(), chart_points(browser)
     # The campaign goes on writing: the page follows through its live twin, without a reload.
     until("more hypotheses shown", lambda: shown() > first, served["campaign"].proc)
