@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel
 
 from ledgerlab.core.errors import CampaignError, ConfigError, LedgerError, QueryError
 from ledgerlab.core.project import Project
+from ledgerlab.storage.query import pick_campaign
 from ledgerlab.storage.views import VIEW_DOCS
 
 if TYPE_CHECKING:
@@ -468,7 +469,7 @@ class Ledger:
         from ledgerlab.core.state import CampaignState
         from ledgerlab.storage.ledger import read_only_connection, to_stored
         with _read_lock(self.path), read_only_connection(self.path, wait_s=self.wait_s) as con:
-            campaign_id = self._pick(con, campaign)
+            campaign_id = pick_campaign(con, campaign)
             # One statement: the events and the head are read at the same moment.
             rows = con.execute(
                 "SELECT seq, event_id, campaign_id, version, type, schema_version, payload, recorded_at, prev_hash,"
@@ -480,19 +481,6 @@ class Ledger:
         if snap.state.started is None:
             raise CampaignError(f"campaign {campaign_id} has no CampaignStarted event yet")
         return snap
-
-    @staticmethod
-    def _pick(con: Any, campaign: str | None) -> str:
-        if campaign is None:
-            row = con.execute("SELECT campaign_id FROM events WHERE type = 'CampaignStarted' "
-                              "ORDER BY seq DESC LIMIT 1").fetchone()
-            if row is None:
-                raise CampaignError("no campaign in this ledger yet; start one with `ledgerlab run`")
-            return str(row[0])
-        known = con.execute(f"SELECT count(*) FROM events WHERE campaign_id = {literal(campaign)}").fetchone()
-        if not known or not known[0]:
-            raise CampaignError(f"no campaign {campaign!r} in this ledger")
-        return campaign
 
 
 def _apply(snap: CampaignSnapshot, row: Any) -> None:

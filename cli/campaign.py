@@ -23,6 +23,7 @@ from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord
@@ -71,26 +72,6 @@ def load_campaign(directory: str | None, campaign: str | None) -> Loaded:
     if loaded.state.started is None:
         raise CampaignError(f"campaign {campaign_id} has no CampaignStarted event; start one with `ledgerlab run`")
     return loaded
-
-
-def pick_campaign(con: Any, prefix: str | None) -> str:
-    """The campaign id matching `prefix`, or the most recently started one."""
-    if prefix is None:
-        row = con.execute("SELECT campaign_id FROM events WHERE type = 'CampaignStarted' "
-                          "ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is None:
-            raise CampaignError("no campaign in this ledger yet; start one with `ledgerlab run`")
-        return str(row[0])
-    ids = [r[0] for r in con.execute("SELECT campaign_id FROM events WHERE starts_with(campaign_id, ?) "
-                                     "GROUP BY campaign_id ORDER BY min(seq)", [prefix]).fetchall()]
-    if prefix in ids:
-        return prefix
-    if not ids:
-        known = [r[0] for r in con.execute("SELECT DISTINCT campaign_id FROM events").fetchall()]
-        raise CampaignError(f"no campaign {prefix!r} (campaigns: {', '.join(sorted(known)) or 'none'})")
-    if len(ids) > 1:
-        raise CampaignError(f"campaign prefix {prefix!r} is ambiguous: {', '.join(ids)}; give more characters")
-    return str(ids[0])
 
 
 # ------------------------------------------------------------------------------------------ numbers

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 def source_body(ledger: Path, campaign: str | None) -> dict[str, Any]:
     """The bundle body of a campaign (id or prefix; default the latest) of the ledger file `ledger`."""
     from ledgerlab import __version__
-    from ledgerlab.cli.campaign import pick_campaign
     from ledgerlab.core.discoveries import bundle_body
     from ledgerlab.storage.events import GENESIS_HASH
     from ledgerlab.storage.ledger import read_only_connection, select_events, to_stored
+    from ledgerlab.storage.query import pick_campaign
 
     if not ledger.exists():
         raise LedgerlabError(f"no ledger at {ledger}: nothing to export")

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledgerlab.cli.campaign import CampaignOption, load_campaign, pick_campaign
+from ledgerlab.cli.campaign import CampaignOption, load_campaign
 from ledgerlab.cli.common import DirOption, round_floats, user_errors
 from ledgerlab.cli.main import app
 from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord

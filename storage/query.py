@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledgerlab.core.errors import QueryError, ReadOnlyQueryError
+from ledgerlab.core.errors import CampaignError, QueryError, ReadOnlyQueryError
 
 if TYPE_CHECKING:
     import duckdb
@@ -177,3 +177,23 @@ def upgrade_views_if_old(path: Path, wait_s: float | None = None) -> None:
         stale = not has_meta(con) or views_version(con) < VIEWS_VERSION
     if stale:
         DuckDBLedger(path, wait_s=wait_s).close()  # opening installs the current views
+
+
+def pick_campaign(con: Any, prefix: str | None) -> str:
+    """The campaign id matching `prefix`, or the most recently started one."""
+    if prefix is None:
+        row = con.execute("SELECT campaign_id FROM events WHERE type = 'CampaignStarted' "
+                          "ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            raise CampaignError("no campaign in this ledger yet; start one with `ledgerlab run`")
+        return str(row[0])
+    ids = [r[0] for r in con.execute("SELECT campaign_id FROM events WHERE starts_with(campaign_id, ?) "
+                                     "GROUP BY campaign_id ORDER BY min(seq)", [prefix]).fetchall()]
+    if prefix in ids:
+        return prefix
+    if not ids:
+        known = [r[0] for r in con.execute("SELECT DISTINCT campaign_id FROM events").fetchall()]
+        raise CampaignError(f"no campaign {prefix!r} (campaigns: {', '.join(sorted(known)) or 'none'})")
+    if len(ids) > 1:
+        raise CampaignError(f"campaign prefix {prefix!r} is ambiguous: {', '.join(ids)}; give more characters")
+    return str(ids[0])
