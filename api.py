@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
-from ledgerlab.core.errors import CampaignError, ConfigError, LedgerError, QueryError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import CampaignError, ConfigError, LedgerError, QueryError
 from ledgerlab.storage.query import pick_campaign
 from ledgerlab.storage.views import VIEW_DOCS
 

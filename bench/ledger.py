@@ -190,7 +190,7 @@ def query_times(path: Path, repeats: int = 3) -> dict[str, float]:
 READER = """
 import sys
 from pathlib import Path
-from ledgerlab.core.errors import LedgerlabError
+from ledgerlab.errors import LedgerlabError
 from ledgerlab.storage.remote import RemoteConnection
 con = RemoteConnection.connect(Path(sys.argv[1]))
 print("reading", flush=True)

@@ -21,8 +21,8 @@ import typer
 
 from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import CampaignError, LedgerlabError
 from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:
@@ -341,9 +341,9 @@ def checkout(
     dir: DirOption = None,
 ) -> None:
     """Write a candidate's files, rebuilt from the ledger alone (baseline files plus the chain of diffs)."""
-    from ledgerlab.core.errors import IntegrityError
     from ledgerlab.core.lineage import candidate_files
     from ledgerlab.core.patches import candidate_id
+    from ledgerlab.errors import IntegrityError
 
     with user_errors():
         loaded = load_campaign(dir, campaign)

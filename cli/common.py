@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from ledgerlab.core.errors import LedgerlabError
+from ledgerlab.errors import LedgerlabError
 
 if TYPE_CHECKING:
     from rich.console import Console

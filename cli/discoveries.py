@@ -17,8 +17,8 @@ import typer
 
 from ledgerlab.cli.common import DirOption, clip, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import CampaignError, LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import CampaignError, LedgerlabError
 
 if TYPE_CHECKING:
     from ledgerlab.core.discoveries import Bundle

@@ -22,8 +22,8 @@ import typer
 from ledgerlab.cli.campaign import CampaignOption, load_campaign
 from ledgerlab.cli.common import DirOption, round_floats, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import LedgerlabError
 from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import typer
 
 from ledgerlab.cli.common import Col, DirOption, fit_table, make_console, print_fitted, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import LedgerlabError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import LedgerlabError
 
 # ------------------------------------------------------------------------------------------ domains
 

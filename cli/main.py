@@ -58,7 +58,7 @@ def root(
 
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
-    from ledgerlab.core.errors import LedgerlabError
+    from ledgerlab.errors import LedgerlabError
 
     try:
         app()

@@ -20,8 +20,8 @@ from ledgerlab.cli.common import (
     user_errors,
 )
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import QueryError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import QueryError
 
 
 class Format(str, Enum):

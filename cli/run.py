@@ -12,7 +12,7 @@ from typer.core import TyperCommand
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import ConfigError
+from ledgerlab.errors import ConfigError
 
 JudgeOption = Annotated[str | None, typer.Option("--judge", help="stats (default), greedy or fixed.")]
 # Options `run` and `resume` share (the hypothesis and run budgets differ only in their help).
@@ -74,8 +74,8 @@ def _tidy_new_folder(directory: str | None) -> Iterator[None]:
     """A session that fails before its campaign starts leaves no `.ledgerlab/` it created (an empty ledger)."""
     import shutil
 
-    from ledgerlab.core.errors import LedgerlabError
     from ledgerlab.core.project import Project
+    from ledgerlab.errors import LedgerlabError
 
     state_dir = Project.at(directory).state_dir
     fresh = not state_dir.exists()

@@ -11,10 +11,10 @@ from rich.markup import escape
 
 from ledgerlab.cli.common import clip, make_console
 from ledgerlab.core.config import AgentConfig, CampaignConfig, load_config, validate_config
-from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.project import Project
 from ledgerlab.core.runner_lock import RunnerLock, hold
 from ledgerlab.core.sandbox import isolation_warning
+from ledgerlab.errors import CampaignError, ConfigError
 from ledgerlab.storage import events as ev
 
 console = make_console(highlight=False)

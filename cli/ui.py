@@ -10,8 +10,8 @@ import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import ConfigError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -54,7 +54,7 @@ def _trusted(key_files: list[Path], keys: list[str]) -> tuple[dict[str, str], st
 def sign(dir: DirOption = None) -> None:
     """Append a signed checkpoint of the ledger's head now (refused while a campaign runs in this folder)."""
     from ledgerlab.cli.session import only_runner
-    from ledgerlab.core.errors import LedgerError
+    from ledgerlab.errors import LedgerError
     from ledgerlab.storage.ledger import DuckDBLedger
     from ledgerlab.storage.signing import load_or_create_key
 

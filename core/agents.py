@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledgerlab.core.errors import ProposalRejected, ProviderDownError, ProviderRefusedError
 from ledgerlab.core.protocols import Proposal, ProposalContext, Proposer
+from ledgerlab.errors import ProposalRejected, ProviderDownError, ProviderRefusedError
 
 MAX_PROPOSER_FAILURES = 3  # consecutive proposer exceptions before the campaign pauses
 

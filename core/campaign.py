@@ -23,7 +23,6 @@ from ledgerlab.core import budgets as budget_rules
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import Budgets, CampaignConfig
-from ledgerlab.core.errors import CampaignError, LedgerLockedError
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import (  # FDR_TARGET, GREEDY_DEFAULTS: re-exported for older imports
     FDR_TARGET,  # noqa: F401
@@ -47,6 +46,7 @@ from ledgerlab.core.protocols import (
 from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.sandbox import resolve_isolation
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
+from ledgerlab.errors import CampaignError, LedgerLockedError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.signing import CheckpointSigner

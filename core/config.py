@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ledgerlab.core.errors import ConfigError
 from ledgerlab.core.judge_settings import JudgeSettings
+from ledgerlab.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

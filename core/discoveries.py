@@ -23,11 +23,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ledgerlab.core.effects import confirmed
-from ledgerlab.core.errors import CampaignError, IntegrityError, LedgerlabError, PatchError
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.patches import apply_diff, make_diff
 from ledgerlab.core.protocols import Domain
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
+from ledgerlab.errors import CampaignError, IntegrityError, LedgerlabError, PatchError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 

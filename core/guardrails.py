@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ledgerlab.core import stats
-from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.judge import Judgement
 from ledgerlab.core.protocols import Guardrail
+from ledgerlab.errors import CampaignError
 
 # (candidate's run metrics, incumbent's run metrics); an empty side ({}) for a run of one arm only
 Arms = tuple[Mapping[str, Any], Mapping[str, Any]]

@@ -7,8 +7,8 @@ import json
 import re
 from typing import Any
 
-from ledgerlab.core.errors import PatchError
 from ledgerlab.core.protocols import Knob
+from ledgerlab.errors import PatchError
 
 
 def _pattern(name: str) -> re.Pattern[str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ledgerlab.core.errors import CampaignError, IntegrityError
 from ledgerlab.core.patches import apply_diff, candidate_id
 from ledgerlab.core.state import CampaignState
+from ledgerlab.errors import CampaignError, IntegrityError
 
 
 def candidate_files(state: CampaignState, cid: str, cache: dict[str, dict[str, str]] | None = None) -> dict[str, str]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from ledgerlab.core.errors import InvalidCandidate, PatchError, ProposalRejected
 from ledgerlab.core.patches import apply_diff, candidate_id, make_diff
 from ledgerlab.core.protocols import Domain, HistoryItem, Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState, HypothesisRecord
+from ledgerlab.errors import InvalidCandidate, PatchError, ProposalRejected
 from ledgerlab.storage import events as ev
 
 FilesOf = Callable[[str], dict[str, str]]  # candidate id -> its files

@@ -5,8 +5,8 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
-from ledgerlab.core.errors import ConfigError, DomainError, UnknownDomainError
 from ledgerlab.core.protocols import Domain, Proposer
+from ledgerlab.errors import ConfigError, DomainError, UnknownDomainError
 
 if TYPE_CHECKING:
     from ledgerlab.core.config import ProposerConfig

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerlab.core.errors import CampaignError
 from ledgerlab.core.protocols import Domain
+from ledgerlab.errors import CampaignError
 
 
 def run_design(domain: Domain) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ledgerlab.core.errors import CampaignError, LedgerError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import CampaignError, LedgerError
 
 try:
     import fcntl

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Literal
 
 from ledgerlab.core import cgroups, launcher
-from ledgerlab.core.errors import IsolationUnavailable
+from ledgerlab.errors import IsolationUnavailable
 
 try:
     import resource

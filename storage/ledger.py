@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ledgerlab.core.errors import ConcurrencyError, LedgerError, LedgerLockedError
+from ledgerlab.errors import ConcurrencyError, LedgerError, LedgerLockedError
 from ledgerlab.storage.derived import DERIVED_TYPES, append_derived
 from ledgerlab.storage.events import GENESIS_HASH, Event, StoredEvent, seal
 from ledgerlab.storage.memory import stale_message

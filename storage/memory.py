@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ledgerlab.core.errors import ConcurrencyError
+from ledgerlab.errors import ConcurrencyError
 from ledgerlab.storage.events import GENESIS_HASH, Event, StoredEvent, seal
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledgerlab.core.errors import CampaignError, QueryError, ReadOnlyQueryError
+from ledgerlab.errors import CampaignError, QueryError, ReadOnlyQueryError
 
 if TYPE_CHECKING:
     import duckdb

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from ledgerlab.core import errors
+from ledgerlab import errors
 from ledgerlab.storage import wire
 
 _SLACK_S = 30.0  # beyond the server's own query limit, before a reader gives up on an answer

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ledgerlab.core.errors import LedgerlabError, QueryError
+from ledgerlab.errors import LedgerlabError, QueryError
 from ledgerlab.storage import wire
 
 if TYPE_CHECKING:

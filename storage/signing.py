@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledgerlab.core.errors import SigningKeyError
+from ledgerlab.errors import SigningKeyError
 from ledgerlab.storage.events import CheckpointSigned
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledgerlab.core.errors import LedgerError
+from ledgerlab.errors import LedgerError
 
 if TYPE_CHECKING:
     import duckdb

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ledgerlab.core.errors import IntegrityError
+from ledgerlab.errors import IntegrityError
 from ledgerlab.storage.events import (
     GENESIS_HASH,
     TIME_FORMAT,

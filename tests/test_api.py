@@ -10,8 +10,8 @@ from fixtures_events import append_stream, fixture_stream
 
 import ledgerlab
 from ledgerlab.api import ROW_CLASSES, Hypothesis, JSONValue, Ledger, Run, python_type
-from ledgerlab.core.errors import CampaignError, LedgerError, QueryError, ReadOnlyQueryError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import CampaignError, LedgerError, QueryError, ReadOnlyQueryError
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
 from ledgerlab.storage.server import serve_readers
 from ledgerlab.storage.views import VIEW_DOCS, VIEWS

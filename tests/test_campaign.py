@@ -9,12 +9,12 @@ import pytest
 
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
-from ledgerlab.core.errors import CampaignError, ProposalRejected, ProviderDownError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.judge import JudgeSettings
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState
+from ledgerlab.errors import CampaignError, ProposalRejected, ProviderDownError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger

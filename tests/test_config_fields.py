@@ -26,9 +26,9 @@ from ledgerlab.cli.main import app
 from ledgerlab.cli.run import FLAGS
 from ledgerlab.core import holdback
 from ledgerlab.core.config import CampaignConfig, load_config, validate_config
-from ledgerlab.core.errors import ConfigError
 from ledgerlab.core.judge import JudgeSettings, judge_settings
 from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.errors import ConfigError
 from ledgerlab.storage import events as ev
 
 runner = CliRunner(env={"COLUMNS": "160"})

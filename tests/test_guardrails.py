@@ -16,7 +16,6 @@ from ledgerlab.core import stats
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.effects import confirmed
-from ledgerlab.core.errors import CampaignError, ConfigError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.guardrails import check, guardrails_of, veto
 from ledgerlab.core.judge import Evidence, Judgement, JudgeSettings, make_judge
@@ -25,6 +24,7 @@ from ledgerlab.core.protocols import Guardrail, Knob, MetricSpec, Proposal, Prop
 from ledgerlab.core.state import CampaignState
 from ledgerlab.domains.marketing.domain import REVENUE_GUARDRAIL, MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
+from ledgerlab.errors import CampaignError, ConfigError
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
 

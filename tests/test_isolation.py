@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ledgerlab.core.errors import IsolationUnavailable
 from ledgerlab.core.sandbox import bwrap_problem, isolation_warning, resolve_isolation
+from ledgerlab.errors import IsolationUnavailable
 
 PY_DIR = str(Path(sys.executable).parent)
 

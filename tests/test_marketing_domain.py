@@ -15,11 +15,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from ledgerlab.core.errors import ConfigError
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Arm, Domain, RunRequest
 from ledgerlab.domains.marketing.domain import MarketingDomain, srm_p_value
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
+from ledgerlab.errors import ConfigError
 
 METRIC_KEYS = {"successes", "trials", "units", "revenue_per_visitor", "revenue_sum", "revenue_sumsq",
                "revenue_wsum", "revenue_wsumsq"}

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from ledgerlab.core.errors import InvalidCandidate
 from ledgerlab.core.knobs import read_knob, write_knob
 from ledgerlab.domains.marketing.domain import MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS, VARIANT_FILE, template_text, variant_from_files
+from ledgerlab.errors import InvalidCandidate
 
 DOMAIN = MarketingDomain()
 BASE = DOMAIN.baseline()

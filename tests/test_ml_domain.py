@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from ledgerlab.core.errors import ConfigError, InvalidCandidate
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import Domain, RunRequest
 from ledgerlab.core.sandbox import SandboxResult
@@ -24,6 +23,7 @@ from ledgerlab.domains.ml_training.domain import (
     with_evaluation,
 )
 from ledgerlab.domains.ml_training.splits import VAL_FRACTION, prepare_splits, split_bytes
+from ledgerlab.errors import ConfigError, InvalidCandidate
 
 
 @pytest.fixture(scope="module")

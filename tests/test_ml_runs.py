@@ -77,7 +77,7 @@ def test_end_to_end_runs_finish_with_the_evaluators_val_bpb(domain: MLTrainingDo
 
 
 def test_syntax_error_is_rejected_before_any_run(domain: MLTrainingDomain, tiny: str, tmp_path: Path) -> None:
-    from ledgerlab.core.errors import InvalidCandidate
+    from ledgerlab.errors import InvalidCandidate
 
     broken = tiny.replace("def activate(", "def activate((")
     with pytest.raises(InvalidCandidate, match="does not compile"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerlab.core.errors import PatchError
 from ledgerlab.core.proposers.edits import apply_answer, split_answer, split_reasoning
 from ledgerlab.core.proposers.prompt import build_messages, estimate_tokens, rank_history, render_history
 from ledgerlab.core.protocols import HistoryItem, Knob, MetricSpec, ProposalContext
+from ledgerlab.errors import PatchError
 
 METRIC = MetricSpec(name="val_bpb", direction="minimize", delta=0.002)
 FILES = {

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import ProposerError
 from ledgerlab.core.knobs import read_knob, write_knob
 from ledgerlab.core.patches import candidate_id, make_diff
 from ledgerlab.core.proposers.knob import KnobProposer, RandomKnobProposer
 from ledgerlab.core.protocols import HistoryItem, Knob, MetricSpec, Proposal, ProposalContext
 from ledgerlab.core.registry import load_proposer
+from ledgerlab.errors import ProposerError
 
 FILE = "train.py"
 FILES = {FILE: '"""A toy script."""\n\nLR = 0.003  # peak learning rate\nDEPTH = 4\nWARMUP = 0.05\n'

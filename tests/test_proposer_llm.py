@@ -12,8 +12,8 @@ import pytest
 from llm_server import Reply, ScriptedLLMServer, closed_port_url
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import ConfigError, ProposalRejected, ProviderDownError, ProviderRefusedError
 from ledgerlab.core.protocols import HistoryItem, MetricSpec, ProposalContext
+from ledgerlab.errors import ConfigError, ProposalRejected, ProviderDownError, ProviderRefusedError
 from ledgerlab.storage.events import LLMCallCompleted
 
 FILES = {"train.py": "LR = 0.01\nWARMUP = 100\n\ndef step():\n    return LR\n"}

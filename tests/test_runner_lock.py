@@ -22,9 +22,9 @@ from host_processes import until as _until
 from typer.testing import CliRunner
 
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import LedgerError
 from ledgerlab.core.project import Project
 from ledgerlab.core.runner_lock import RunnerLocked, hold, holder_pid, runner_alive
+from ledgerlab.errors import LedgerError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 
@@ -224,7 +224,7 @@ def test_kill_9_is_shown_as_stopped_unexpectedly_until_resume(tmp_path: Path) ->
 # a broken file would (a reader holding the ledger can no longer do it: storage/server.py).
 FAULT_HOOK = """
 import os
-from ledgerlab.core.errors import LedgerError
+from ledgerlab.errors import LedgerError
 from ledgerlab.storage.ledger import DuckDBLedger
 
 _append = DuckDBLedger.append

@@ -18,7 +18,6 @@ import pytest
 from host_processes import DEADLINE_S, processes_with, until
 
 from ledgerlab.core import sandbox
-from ledgerlab.core.errors import IsolationUnavailable
 from ledgerlab.core.sandbox import (
     NOBODY,
     SANDBOX_WORKDIR,
@@ -32,6 +31,7 @@ from ledgerlab.core.sandbox import (
     run_sandboxed,
     scrubbed_env,
 )
+from ledgerlab.errors import IsolationUnavailable
 
 PY = sys.executable
 needs_bwrap = pytest.mark.skipif(bwrap_problem() is not None,

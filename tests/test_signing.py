@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from ledgerlab.cli.main import app
 from ledgerlab.cli.session import only_runner
 from ledgerlab.core import campaign as campaign_module
-from ledgerlab.core.errors import SigningKeyError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import SigningKeyError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.derived import DERIVED
 from ledgerlab.storage.ledger import COLUMNS, DuckDBLedger

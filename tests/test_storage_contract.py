@@ -7,7 +7,7 @@ import threading
 import pytest
 from fixtures_events import MAX, MIN, append_stream, fixture_stream
 
-from ledgerlab.core.errors import ConcurrencyError
+from ledgerlab.errors import ConcurrencyError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.verify import verify_events

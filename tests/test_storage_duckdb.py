@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from fixtures_events import append_stream, fixture_stream
 
-from ledgerlab.core.errors import LedgerError, LedgerLockedError
+from ledgerlab.errors import LedgerError, LedgerLockedError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
 from ledgerlab.storage.verify import verify_ledger

@@ -26,8 +26,8 @@ from host_processes import DEADLINE_S, until
 from typer.testing import CliRunner
 
 from ledgerlab.cli.main import app
-from ledgerlab.core.errors import LedgerError, QueryError, ReadOnlyQueryError
 from ledgerlab.core.project import Project
+from ledgerlab.errors import LedgerError, QueryError, ReadOnlyQueryError
 from ledgerlab.storage import wire
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
 from ledgerlab.storage.query import run_query

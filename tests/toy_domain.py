@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ledgerlab.core.errors import InvalidCandidate
 from ledgerlab.core.knobs import read_knob, write_knob
 from ledgerlab.core.protocols import Knob, MetricSpec, Proposal, ProposalContext, RunRequest, RunResult
+from ledgerlab.errors import InvalidCandidate
 
 BASELINE = 'X = 2.0\nY = 3\nMODE = "plain"\n'
 KNOBS = (

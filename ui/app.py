@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ledgerlab.api import Ledger
-from ledgerlab.core.errors import CampaignError, LedgerlabError
+from ledgerlab.errors import CampaignError, LedgerlabError
 from ledgerlab.ui import data
 
 POLL_S = 2.0

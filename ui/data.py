@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerlab.api import CampaignSnapshot, Ledger
 from ledgerlab.core.effects import confirmed
-from ledgerlab.core.errors import CampaignError, LedgerlabError
+from ledgerlab.errors import CampaignError, LedgerlabError
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import HypothesisRecord

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ledgerlab.core.config import ExecutorConfig
-from ledgerlab.core.errors import ExecutorError
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.protocols import Domain, Executor
+from ledgerlab.errors import ExecutorError
 
 __all__ = ["LocalExecutor", "make_executor"]
 

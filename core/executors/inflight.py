@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from ledgerlab.core.errors import ExecutorError
+from ledgerlab.errors import ExecutorError
 
 H = TypeVar("H", bound=Hashable)  # what the backend hands back for a started run (a Future, an ObjectRef)
 

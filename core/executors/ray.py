@@ -29,9 +29,9 @@ import time
 import traceback
 from typing import Any
 
-from ledgerlab.core.errors import ExecutorError
 from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
+from ledgerlab.errors import ExecutorError
 
 try:
     import ray

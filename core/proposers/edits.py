@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ledgerlab.core.errors import PatchError
 from ledgerlab.core.patches import apply_diff
+from ledgerlab.errors import PatchError
 
 RATIONALE_CHARS = 1200  # the hypothesis text is one paragraph; longer answers are cut with an ellipsis
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledgerlab.core.errors import PatchError, ProposerError
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import HistoryItem, Knob, ProposalContext
+from ledgerlab.errors import PatchError, ProposerError
 
 PENDING = frozenset({"proposed", "testing"})
 Key = frozenset[tuple[str, str]]

@@ -32,16 +32,16 @@ import uuid
 from typing import Any
 
 from ledgerlab.core.config import ProposerConfig
-from ledgerlab.core.errors import (
+from ledgerlab.core.proposers.edits import Answer, apply_answer, split_answer, split_reasoning
+from ledgerlab.core.proposers.prompt import build_messages, repair_message
+from ledgerlab.core.protocols import EventSink, Proposal, ProposalContext
+from ledgerlab.errors import (
     ConfigError,
     PatchError,
     ProposalRejected,
     ProviderDownError,
     ProviderRefusedError,
 )
-from ledgerlab.core.proposers.edits import Answer, apply_answer, split_answer, split_reasoning
-from ledgerlab.core.proposers.prompt import build_messages, repair_message
-from ledgerlab.core.protocols import EventSink, Proposal, ProposalContext
 from ledgerlab.storage.events import LLMCallCompleted
 
 # Backoff before retry k (0-based) is BACKOFF_BASE_S * 2**k (capped, with jitter); tests set the base to ~0.

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ledgerlab.core.errors import DomainError
+from ledgerlab.errors import DomainError
 
 
 class MarketError(DomainError):

@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from ledgerlab.core.errors import ConfigError, InvalidCandidate
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.domains.marketing import factorial
 from ledgerlab.domains.marketing.client import MarketClient, MarketError
 from ledgerlab.domains.marketing.variant import KNOBS, VARIANT_FILE, template_text, variant_from_files
+from ledgerlab.errors import ConfigError, InvalidCandidate
 
 SRM_ALPHA = 0.001  # a sample-ratio mismatch this unlikely means the split, not chance, is broken
 CONTROL = "control"

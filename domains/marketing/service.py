@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ledgerlab.core.errors import InvalidCandidate
 from ledgerlab.domains.marketing.market import ExperimentResult, Market
+from ledgerlab.errors import InvalidCandidate
 
 MAX_VISITORS = 10_000_000  # one request may not tie the server up for minutes
 MAX_KEPT = 10_000  # experiments remembered; the oldest are forgotten first

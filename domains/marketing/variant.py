@@ -10,8 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ledgerlab.core.errors import InvalidCandidate
 from ledgerlab.core.protocols import Knob
+from ledgerlab.errors import InvalidCandidate
 
 VARIANT_FILE = "variant.toml"
 

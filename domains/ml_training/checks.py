@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from ledgerlab.core.errors import InvalidCandidate
+from ledgerlab.errors import InvalidCandidate
 
 ARTIFACT = "train.py"
 HARNESS_MODULE = "harness"

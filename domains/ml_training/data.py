@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledgerlab.core.errors import ConfigError
+from ledgerlab.errors import ConfigError
 
 HERE = Path(__file__).parent
 BUILTIN_CORPUS = HERE / "data" / "corpus.txt.gz"

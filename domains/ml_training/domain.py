@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ledgerlab.core.errors import ConfigError, InvalidCandidate, IsolationUnavailable
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.core.sandbox import Limits, Sandbox, SandboxResult, read_tail, resolve_isolation
@@ -34,6 +33,7 @@ from ledgerlab.domains.ml_training.checks import ARTIFACT, validate_files
 from ledgerlab.domains.ml_training.data import Dataset, resolve_dataset
 from ledgerlab.domains.ml_training.knobs import KNOBS
 from ledgerlab.domains.ml_training.splits import Splits, prepare_splits
+from ledgerlab.errors import ConfigError, InvalidCandidate, IsolationUnavailable
 
 HERE = Path(__file__).parent
 HARNESS = HERE / "harness.py"

@@ -1,5 +1,8 @@
 """ledgerlab's exceptions: one root, a few branches, messages a user can act on.
 
+At the package root, not in core/: storage, core, domains and the CLI all raise them, and storage must not
+import core (tests/test_layering.py).
+
     LedgerlabError
     ├── ConfigError              ledgerlab.toml or an option is invalid
     ├── LedgerError
@@ -15,7 +18,9 @@
     ├── PatchError               a diff does not apply or touches files outside the artifact
     ├── ProposerError            a proposer could not produce a hypothesis
     │   ├── ProviderDownError    an LLM provider stays unreachable after retries
-    │   └── ProviderRefusedError an LLM provider refuses the request (rejected key, unknown model)
+    │   ├── ProviderRefusedError an LLM provider refuses the request (rejected key, unknown model)
+    │   └── ProposalRejected     a hypothesis whose edit is unusable (recorded as PatchRejected)
+    ├── IsolationUnavailable     the sandbox a run needs cannot be made here (isolation = "strict")
     ├── ExecutorError            an executor could not run a run (not the run failing)
     └── CampaignError            no campaign, or a campaign in the wrong state
 """
