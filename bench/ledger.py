@@ -40,8 +40,9 @@ from pathlib import Path
 import duckdb
 
 from ledgerlab.storage import events as ev
-from ledgerlab.storage.ledger import CHECKPOINT_THRESHOLD, EVENTS_DDL, DuckDBLedger, read_only_connection
+from ledgerlab.storage.ledger import CHECKPOINT_THRESHOLD, DuckDBLedger, read_only_connection
 from ledgerlab.storage.ledger import insert_events as insert_rows  # events alone: the storage floor
+from ledgerlab.storage.schema import EVENTS_DDL
 from ledgerlab.storage.verify import verify_ledger
 from ledgerlab.storage.views import VIEWS
 

@@ -52,6 +52,8 @@ from ledgerlab.errors import ConcurrencyError, LedgerError, LedgerLockedError
 from ledgerlab.storage.derived import DERIVED_TYPES, append_derived
 from ledgerlab.storage.events import GENESIS_HASH, Event, StoredEvent, seal
 from ledgerlab.storage.memory import stale_message
+from ledgerlab.storage.schema import COLUMNS
+from ledgerlab.storage.views import install
 
 if TYPE_CHECKING:
     import duckdb
@@ -62,25 +64,6 @@ DEFAULT_WAIT_S = 30.0
 # a longer checkpoint when a waiting reader makes the writer yield mid-load (≈ 0.3-1.5 s), and a longer replay
 # after a crash.
 CHECKPOINT_THRESHOLD = "128MiB"
-COLUMNS = (
-    "seq", "event_id", "campaign_id", "version", "type", "schema_version", "payload", "recorded_at",
-    "prev_hash", "hash",
-)
-EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    seq            BIGINT    PRIMARY KEY,  -- global, gapless, assigned at append
-    event_id       VARCHAR   NOT NULL,     -- UUID
-    campaign_id    VARCHAR   NOT NULL,
-    version        BIGINT    NOT NULL,     -- position in the campaign stream, from 1
-    type           VARCHAR   NOT NULL,
-    schema_version INTEGER   NOT NULL,
-    payload        JSON      NOT NULL,
-    recorded_at    TIMESTAMP NOT NULL,     -- UTC
-    prev_hash      VARCHAR   NOT NULL,
-    hash           VARCHAR   NOT NULL,     -- sha256(canonical row), see storage/events.py
-    UNIQUE (campaign_id, version)
-)
-"""
 _ONE_ROW = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # A batch: its varying columns as a dict of numpy arrays in the local variable `_ledgerlab_batch` of
 # `insert_events`, which DuckDB's replacement scan reads by name without a Python call per value (3x faster
@@ -224,8 +207,6 @@ class DuckDBLedger:
         self._versions: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            from ledgerlab.storage.views import install
-
             install(self._lease())
 
     # --- the lease

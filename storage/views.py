@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ledgerlab.storage.derived import backfill
+from ledgerlab.storage.schema import EVENTS_DDL, META_DDL
 
 if TYPE_CHECKING:
     import duckdb
@@ -21,13 +22,6 @@ VIEWS_VERSION = 15  # 6: llm_calls.reasoning; 7: incumbents' holdback improvemen
 # 14: `incumbents` joins the paired campaigns first and computes the holdback's t quantile once; 15: `runs`
 # joins starts and ends back by type
 
-META_DDL = """
-CREATE TABLE IF NOT EXISTS ledger_meta (
-    key    VARCHAR   NOT NULL,
-    value  VARCHAR   NOT NULL,
-    set_at TIMESTAMP NOT NULL DEFAULT (now()::TIMESTAMP)
-)
-"""  # append-only like `events`: the largest views_version row wins
 
 # 95% two-sided t quantiles for df 1..30; beyond, the first Cornish-Fisher term z + (z^3 + z) / (4 df),
 # which is within 0.002 of the exact quantile for df > 30.
@@ -602,8 +596,6 @@ def install(con: duckdb.DuckDBPyConnection) -> bool:
     The derived tables are completed first (storage/derived.py `backfill`), in the same transaction as the views
     that read them: a ledger from an older ledgerlab gets its typed rows and its new views together.
     """
-    from ledgerlab.storage.ledger import EVENTS_DDL
-
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(EVENTS_DDL)

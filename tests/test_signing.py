@@ -20,7 +20,8 @@ from ledgerlab.core.project import Project
 from ledgerlab.errors import SigningKeyError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.derived import DERIVED
-from ledgerlab.storage.ledger import COLUMNS, DuckDBLedger
+from ledgerlab.storage.ledger import DuckDBLedger
+from ledgerlab.storage.schema import COLUMNS
 from ledgerlab.storage.signing import (
     KEY_NAME,
     CheckpointSigner,

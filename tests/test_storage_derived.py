@@ -17,10 +17,11 @@ from fixtures_events import append_stream, fixture_stream
 from ledgerlab.storage import events as ev
 from ledgerlab.storage import ledger as ledger_module
 from ledgerlab.storage.derived import DERIVED, HYPOTHESIS_EVENTS, RUN_EVENTS, Derived
-from ledgerlab.storage.ledger import EVENTS_DDL, DuckDBLedger, insert_events, read_only_connection
+from ledgerlab.storage.ledger import DuckDBLedger, insert_events, read_only_connection
+from ledgerlab.storage.schema import EVENTS_DDL, META_DDL
 from ledgerlab.storage.snapshot import snapshot
 from ledgerlab.storage.verify import verify_report
-from ledgerlab.storage.views import META_DDL, VIEWS, VIEWS_VERSION, views_version
+from ledgerlab.storage.views import VIEWS, VIEWS_VERSION, views_version
 
 
 def mismatches(con: duckdb.DuckDBPyConnection, derived: Derived = RUN_EVENTS) -> tuple[int, int, int]:

@@ -120,8 +120,7 @@ def test_missing_ledger_names_the_fix(tmp_path: Path) -> None:
 
 def test_old_views_are_upgraded(ledger_path: Path) -> None:
     ledger_path.parent.mkdir(parents=True)
-    from ledgerlab.storage.ledger import EVENTS_DDL
-    from ledgerlab.storage.views import META_DDL
+    from ledgerlab.storage.schema import EVENTS_DDL, META_DDL
 
     con = duckdb.connect(str(ledger_path))  # a ledger written by an older ledgerlab
     con.execute(EVENTS_DDL)
