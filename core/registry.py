@@ -1,4 +1,4 @@
-"""Domain discovery through the `ledgerlab.domains` entry-point group (built-ins register the same way)."""
+"""Plug-ins found through entry-point groups: domains (`ledgerlab.domains`) and proposers (`ledgerlab.proposers`)."""
 
 from __future__ import annotations
 

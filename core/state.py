@@ -161,7 +161,7 @@ class CampaignState:
 
     @singledispatchmethod
     def _apply(self, event: ev.Event, at: datetime) -> None:
-        pass  # RunStarted-like events with no effect on state, and future types
+        pass  # CheckpointSigned and ProposerFailed: nothing the loop acts on (a pause records why it stopped)
 
     @_apply.register
     def _(self, event: ev.CampaignStarted, at: datetime) -> None:
