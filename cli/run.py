@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,9 @@ MaxCostOption = Annotated[float | None, typer.Option(help="LLM spend limit in do
 MaxUnitsOption = Annotated[float | None, typer.Option(help="Domain units limit (marketing: visitors).")]
 WorkersOption = Annotated[int | None, typer.Option(help="Runs at once on this machine.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")]
+ShareOption = Annotated[Path | None, typer.Option("--share", metavar="DIR", help=(
+    "Publish each accept to the folder DIR and import other campaigns' accepts from it as they appear; "
+    "this campaign's judge re-tests them (docs/discoveries.md)."))]
 
 
 # The ledgerlab.toml key each option sets, so that an error about its value names the option that was typed.
@@ -147,6 +151,7 @@ def run(
     option: Annotated[list[str] | None, typer.Option("--option", metavar="KEY=VALUE",
                                                      help="Domain option; repeat for several.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
+    share: ShareOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a campaign (or continue the unfinished one in this folder)."""
@@ -165,7 +170,8 @@ def run(
 
         with _tidy_new_folder(directory), _named_as_typed():
             _check_values(overrides)
-            code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet)
+            code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet,
+                               share=share)
     raise typer.Exit(code)
 
 
@@ -178,6 +184,7 @@ def resume(
     max_cost: MaxCostOption = None,
     max_units: MaxUnitsOption = None,
     workers: WorkersOption = None,
+    share: ShareOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
@@ -188,5 +195,6 @@ def resume(
 
         with _tidy_new_folder(directory), _named_as_typed():
             _check_values(overrides)
-            code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet)
+            code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet,
+                               share=share)
     raise typer.Exit(code)

@@ -21,7 +21,7 @@ console = make_console(highlight=False)
 
 
 def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int | None, new: bool,
-                resume_only: bool, quiet: bool) -> int:
+                resume_only: bool, quiet: bool, share: Path | None = None) -> int:
     """Start or resume the project's campaign; returns the exit code (0 finished or interrupted, 1 paused)."""
     from ledgerlab.core.campaign import Campaign, open_campaign_id
     from ledgerlab.storage.ledger import DuckDBLedger
@@ -29,6 +29,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
+    shared = _share(share)
     # serve_readers: the file stays open for the whole campaign and other processes' queries are answered on
     # its socket (storage/server.py), so no reader can lock the campaign out of its ledger.
     with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store, \
@@ -44,7 +45,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         printer = _Printer(quiet, project.runs_dir, domain.metric.name)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
-                        signer=CheckpointSigner(warn=_warn), on_error=_stopping)
+                        signer=CheckpointSigner(warn=_warn), on_error=_stopping, share=shared)
         printer.numbers.update({h.hypothesis_id: h.number for h in camp.state.hypotheses.values()})  # resume: #n
         verb = "resuming" if camp.state.started else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
@@ -72,6 +73,15 @@ def only_runner(project: Project) -> Iterator[RunnerLock]:
     """
     with hold(project) as lock:
         yield lock
+
+
+def _share(folder: Path | None) -> Any:
+    """`--share DIR`: the share folder this runner publishes to and imports from (core/sharing.py)."""
+    if folder is None:
+        return None
+    from ledgerlab.core.sharing import open_share
+
+    return open_share(folder.expanduser(), warn=_warn)
 
 
 def _stopping(reason: str) -> None:
@@ -216,6 +226,9 @@ class _Printer:
         if isinstance(e, ev.VerdictReached):
             color = "green" if e.decision == "accept" else "red"
             return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {q(clip(e.reason, 160))}"
+        if isinstance(e, ev.DiscoveryImported):  # from `ledgerlab import`, or a share folder while running
+            return (f"imported #{e.source_number} of {q(e.source_campaign_id)}: {q(clip(e.rationale, 100))} "
+                    f"(queued: this campaign's judge tests it)")
         if isinstance(e, ev.IncumbentChanged):
             return f"[bold green]new incumbent[/bold green] {e.candidate_id[:12]}"
         if isinstance(e, ev.CampaignPaused):

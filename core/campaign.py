@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core import alpha, discoveries, holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core import budgets as budget_rules
@@ -51,6 +51,9 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.signing import CheckpointSigner
 
+if TYPE_CHECKING:
+    from ledgerlab.core.sharing import ShareFolder
+
 # Events between two signed checkpoints of the chain head (one is also signed at every pause and finish).
 CHECKPOINT_EVERY = 200
 # How long a loop ending on an error keeps trying to record its CampaignPaused while a reader holds the ledger.
@@ -82,10 +85,11 @@ class Campaign:
         self, store: EventStore, domain: Domain, config: CampaignConfig, *, agents: Sequence[Agent],
         executor: Executor, runs_dir: Path, campaign_id: str | None = None, domain_name: str | None = None,
         on_event: Callable[[ev.StoredEvent], None] | None = None, signer: CheckpointSigner | None = None,
-        on_error: Callable[[str], None] | None = None,
+        on_error: Callable[[str], None] | None = None, share: ShareFolder | None = None,
     ) -> None:
         self.store, self.domain, self.config = store, domain, config
         self.executor, self.runs_dir, self.on_event, self.on_error = executor, runs_dir, on_event, on_error
+        self.share = share  # `run --share DIR`: accepts published, others' imported (core/sharing.py)
         self.domain_name = domain_name or domain.name
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
@@ -166,6 +170,8 @@ class Campaign:
                 self._drain_sink()
                 self._append(ev.CampaignPaused(reason=self._stop))
                 self._checkpoint()
+            if self.share is not None and failed is None:  # an accept the last pass made
+                self.share.publish(self.state, self.store)
         return self.state
 
     def _pause_after_error(self, reason: str) -> None:
@@ -251,6 +257,8 @@ class Campaign:
         while self._stop is None:
             self._drain_sink()
             self._collect_proposals()
+            if self.share is not None:  # between hypotheses: publish new accepts, queue the others' new ones
+                self.share.step(self.state, self.store, self.domain_name, self._append)
             self._propose_imports(ev.utc_now())
             self._materialize_open()
             self._decide_ready()
