@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,7 +36,9 @@ Decision = Literal["accept", "reject", "more"]
 
 
 class CampaignStarted(Event):
-    SCHEMA_VERSION: ClassVar[int] = 2  # v2: seed_base
+    # v2: seed_base. v3: `judge` holds every JudgeSettings field and `guardrails` is a list unless the judge
+    # checked its domain's (both upcast from older payloads: what the campaign ran with, never today's defaults).
+    SCHEMA_VERSION: ClassVar[int] = 3
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
@@ -51,9 +54,33 @@ class CampaignStarted(Event):
     # The baseline's first replicate seed (core/planner.first_seed of `seed`); every later seed follows from it
     # and the runs. v1 payloads are upcast to 0, the seed every campaign started on before it was derived.
     seed_base: int = 0
-    # Guardrail specs the judge checks (core/protocols.Guardrail as dicts); None: a campaign recorded
-    # before guardrails were, which resumes with its domain's.
+    # Guardrail specs the judge checks (core/protocols.Guardrail as dicts). None only for a campaign that
+    # checked guardrails before they were recorded (commits 897eba0..99e05b6): it resumes with its domain's.
     guardrails: list[dict[str, Any]] | None = None
+    # What the campaign is; a field added after v2 with a default, so an older payload reads as "search".
+    # "search" proposes and judges changes; "transfer" re-measures another campaign's accepted changes at
+    # another setting (core/transfer.py) and records where they came from in `transfer`: the source campaign,
+    # the options changed, the seeds, and each change with the effect the source found.
+    kind: Literal["search", "transfer"] = "search"
+    transfer: dict[str, Any] | None = None
+
+
+class ProposerFailed(Event):
+    """A proposer's call raised (a bug, a provider outage): the campaign goes on, and pauses after a few in a row.
+
+    A rejected proposal (ProposalRejected) is not a failure: it is a HypothesisProposed and a PatchRejected.
+    """
+
+    type: Literal["ProposerFailed"] = "ProposerFailed"
+    agent: str
+    proposer: str
+    parent_candidate_id: str  # the incumbent it was asked to improve
+    error: str  # `ExceptionType: first line of the message`
+    traceback: str = ""  # the traceback's last lines (TRACEBACK_TAIL characters at most)
+    consecutive: int = 1  # this agent's failures in a row, this one included
+
+
+TRACEBACK_TAIL = 4000  # characters of a traceback kept in ProposerFailed: the innermost frames and the error
 
 
 class CampaignPaused(Event):
@@ -234,15 +261,15 @@ class CheckpointSigned(Event):
 # ------------------------------------------------------------------------------------ encode/decode
 
 AnyEvent = Annotated[
-    CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | HypothesisProposed
-    | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed | VerdictReached
-    | IncumbentChanged | DiscoveryImported | LLMCallCompleted | CheckpointSigned,
+    CampaignStarted | CampaignPaused | CampaignResumed | CampaignFinished | ProposerFailed
+    | HypothesisProposed | PatchRejected | CandidateCreated | RunStarted | RunFinished | RunFailed
+    | VerdictReached | IncumbentChanged | DiscoveryImported | LLMCallCompleted | CheckpointSigned,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["type"].default: cls
     for cls in (
-        CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, HypothesisProposed,
+        CampaignStarted, CampaignPaused, CampaignResumed, CampaignFinished, ProposerFailed, HypothesisProposed,
         PatchRejected, CandidateCreated, RunStarted, RunFinished, RunFailed, VerdictReached,
         IncumbentChanged, DiscoveryImported, LLMCallCompleted, CheckpointSigned,
     )
@@ -267,6 +294,33 @@ def upcaster(
 def _campaign_started_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 campaigns ran their baseline from seed 0 whatever their `seed` was: they keep doing so on resume."""
     return {**data, "seed_base": 0}
+
+
+# What a campaign ran with before each judge setting existed (the commit that added it): a key its recorded
+# `judge` lacks is the feature off or the old rule, never today's default. Frozen: a setting added later
+# gets its own upcaster (tests/test_upcasting.py checks every JudgeSettings field is covered).
+JUDGE_BEFORE_V3: dict[str, Any] = {
+    "futility_min_df": 0,  # 687a295: futility always binding
+    "futility_scale": "p",  # 96b8f45: every look dropped a hypothesis at p > futility_p
+    "guardrails": False,  # 897eba0: no guardrail veto
+    "incumbent_seeds": 0,  # c3dfb37: no seed rotation, replicate i on seed base + i
+    "accept_from": 1,  # 8d2bf4c: accepts from the first look
+    "skew_max": math.inf,  # 1a8433b: no skew check, the means compared whenever that was more precise
+    "holdback_precision": 0.05, "holdback_max_runs": 0,  # d1b7b2f: no A/B holdback
+    "holdback_max_pairs": 0,  # c2c3252: no independent holdback
+    # 8eb46de: no "fdr" alpha policy existed, so these were never read; today's values, for one shape.
+    "fdr_lambda": 0.05, "fdr_tau": 0.7, "fdr_w0": 0.9, "fdr_decay": None, "fdr_flat": 20,
+}
+
+
+@upcaster("CampaignStarted", 2)
+def _campaign_started_v2_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Every judge setting present, with what the campaign ran with; no guardrails where the judge had none."""
+    judge = {**JUDGE_BEFORE_V3, **(data.get("judge") or {})}
+    guardrails = data.get("guardrails")
+    if guardrails is None and not judge["guardrails"]:
+        guardrails = []  # recorded before guardrails were, by a judge that checked none
+    return {**data, "judge": judge, "guardrails": guardrails}
 
 
 def encode(event: Event) -> tuple[str, int, str]:
