@@ -17,7 +17,7 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from ledgerlab.bench import _judge_sim
+from ledgerlab.testing import judge_sim as _judge_sim
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor

@@ -2,11 +2,11 @@
 
 Run: python bench/judge.py [--hypotheses N] [--mix-hypotheses N] [--rho 0.0] [--alpha 0.01]  (~6 min)
 Prints a table and writes bench/results/judge.json. Each judge is played the way `ledgerlab run --judge
-KIND` plays it with no `[judge]` keys set (bench/_judge_sim.py's `cli_settings`, `loop_params`): ours and
+KIND` plays it with no `[judge]` keys set (testing/judge_sim.py's `cli_settings`, `loop_params`): ours and
 fixed-n from 5 baseline runs with 2 confirmation runs and the 16-seed rotation; greedy as autoresearch's
 loop, one baseline run, no confirmation runs, and every hypothesis compared with the incumbent's single run
 on its one seed (a fresh one only after an accept). `--noise lognormal|t3` plays every stream on that noise
-(see bench/_judge_sim.py). Rates carry Clopper–Pearson 95% intervals, mean runs t-intervals. Effects are in
+(see testing/judge_sim.py). Rates carry Clopper–Pearson 95% intervals, mean runs t-intervals. Effects are in
 units of the single-run seed noise σ.
 
 Greedy's "false accept" is a campaign's share of useless changes kept, and it depends on the design and the
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ledgerlab.bench import _judge_sim as sim
+from ledgerlab.testing import judge_sim as sim
 from ledgerlab.core.judge import JudgeSettings, make_judge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "judge.json"

@@ -3,7 +3,7 @@
 Run: python -m ledgerlab.bench.parallel [--seconds 1.0] [--runs 8] [--workers 1 2 4] [--no-ray]
 Prints a table and writes bench/results/parallel.json.
 
-Each run of the test domain (tests/sleep_domain.py) sleeps a fixed time, so the numbers measure the
+Each run of the test domain (ledgerlab/testing/sleep_domain.py) sleeps a fixed time, so the numbers measure the
 executor (slots, scheduling, result collection), not CPU contention. The loop keeps at most `slots` runs in
 flight, as the campaign loop does. Every configuration starts with one untimed wave (`workers` runs) so Ray's
 worker processes and the domain are loaded before timing. Throughput is runs per minute; `speedup` is the
@@ -32,19 +32,11 @@ from typing import Any
 
 from ledgerlab.core.executors import LocalExecutor
 from ledgerlab.core.protocols import RunRequest
+from ledgerlab.testing.sleep_domain import REF as SLEEP_REF
+from ledgerlab.testing.sleep_domain import SleepDomain
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
-SLEEP_DOMAIN_FILE = ROOT / "tests" / "sleep_domain.py"
-DOMAIN_REF = f"{SLEEP_DOMAIN_FILE}:SleepDomain"
-
-
-def _sleep_domain_class() -> Any:
-    spec = importlib.util.spec_from_file_location("_bench_sleep_domain", SLEEP_DOMAIN_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SleepDomain
+DOMAIN_REF = SLEEP_REF  # a Ray worker loads the domain by file
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -91,8 +83,7 @@ def measure(make: Callable[[int], Any], workers_list: list[int], n_runs: int, wo
 
 
 def bench_local(seconds: float, workers_list: list[int], n_runs: int, workdir: Path) -> list[dict[str, Any]]:
-    domain_cls = _sleep_domain_class()
-    return measure(lambda w: LocalExecutor(domain_cls(seconds=seconds), w, gpus=[]), workers_list, n_runs,
+    return measure(lambda w: LocalExecutor(SleepDomain(seconds=seconds), w, gpus=[]), workers_list, n_runs,
                    workdir, "local")
 
 

@@ -4,7 +4,7 @@ Both proposers drive the real loop with ledgerlab's judge (the shipped defaults)
 per campaign (patch-rejected proposals count: the proposer spent a turn on them), over `--seeds` campaign
 seeds each, on two domains:
 
-* toy: the in-test domain (tests/toy_domain.py): minimize a quadratic bowl in X and Y plus noise; scored by
+* toy: the in-test domain (testing/toy_domain.py): minimize a quadratic bowl in X and Y plus noise; scored by
   the final incumbent's noise-free `true_loss` (baseline 1.0, optimum 0.0; lower is better);
 * marketing: the simulated A/B market with market_seed = campaign seed; scored by the final incumbent's true
   conversion lift over the baseline page (higher is better), and its gap to the best page coordinate ascent
@@ -45,7 +45,7 @@ class Toy:
     name, better = "toy", "lower"
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from ledgerlab.tests.toy_domain import KNOBS, ToyDomain, true_loss
+        from ledgerlab.testing import KNOBS, ToyDomain, true_loss
 
         self._make, self._knobs, self._loss = ToyDomain, KNOBS, true_loss
 

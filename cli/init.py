@@ -9,7 +9,6 @@ description); options that keep their default are commented out, so a later defa
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import textwrap
@@ -101,14 +100,15 @@ def init(
 
 
 def domain_options(domain: Any, factory: Any) -> dict[str, Any]:
-    """The domain's options and their defaults: a dataclass `settings`, else the constructor's keywords.
+    """The domain's options and their defaults: its `option_defaults()`, else the constructor's keywords.
 
     A None default shows the value the domain resolved (`budget_s` from the device profile) when it is a
     plain scalar; otherwise the option is listed as unset.
     """
-    settings = getattr(domain, "settings", None)
-    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
-        return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    from ledgerlab.core.domain_base import as_domain
+
+    if (defaults := as_domain(domain).option_defaults()) is not None:
+        return dict(defaults)
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):

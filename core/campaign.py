@@ -23,6 +23,7 @@ from ledgerlab.core import budgets as budget_rules
 from ledgerlab.core.agents import Agent, AgentPool
 from ledgerlab.core.alpha import next_alpha
 from ledgerlab.core.config import Budgets, CampaignConfig
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.guardrails import GuardrailCheck, check_all, guardrails_of, veto
 from ledgerlab.core.judge import (  # FDR_TARGET, GREEDY_DEFAULTS: re-exported for older imports
     FDR_TARGET,  # noqa: F401
@@ -65,7 +66,7 @@ def run_isolation(domain: Domain, policy: str) -> str:
 
     Raises IsolationUnavailable when `policy` is "strict" and the sandbox cannot be used here.
     """
-    if not getattr(domain, "runs_generated_code", True):
+    if not as_domain(domain).runs_generated_code:
         return "none"
     return resolve_isolation(policy)
 
@@ -216,7 +217,7 @@ class Campaign:
 
     def _started_event(self) -> ev.CampaignStarted:
         files = self.domain.baseline()
-        environment = dict(getattr(self.domain, "environment", lambda: {})())
+        environment = dict(as_domain(self.domain).environment())
         if design := run_design(self.domain):
             environment["run_design"] = design
         environment["isolation"] = self.isolation
@@ -368,7 +369,7 @@ class Campaign:
         """How many candidates one run tests against one shared control (A/B/n; 1: one per run)."""
         if self.domain.design != "concurrent":
             return 1
-        return max(1, int(getattr(self.domain, "candidates_per_run", 1)))
+        return max(1, int(as_domain(self.domain).candidates_per_run))
 
     def _start_runs(self, now: Any) -> None:
         index = planner.RunIndex.of(self.state)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ledgerlab.core import stats
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.judge import Judgement
 from ledgerlab.core.protocols import Guardrail
 from ledgerlab.errors import CampaignError
@@ -56,7 +57,7 @@ class GuardrailCheck:
 
 def guardrails_of(domain: object) -> tuple[Guardrail, ...]:
     """A domain's optional `guardrails`, checked; CampaignError naming the fix when they are malformed."""
-    found = getattr(domain, "guardrails", ())
+    found = as_domain(domain).guardrails
     if isinstance(found, Guardrail):
         found = (found,)
     if not isinstance(found, (tuple, list)) or not all(isinstance(g, Guardrail) for g in found):

@@ -129,11 +129,10 @@ class Domain(Protocol):
     metric: MetricSpec
     design: Literal["independent", "concurrent"]
     description: str  # instructions for proposers: what may change and what may not (program.md)
-    # Optional, read with getattr: `guardrails: tuple[Guardrail, ...]` (secondary metrics a change must not
-    # significantly worsen), `budget_unit: str` (what `max_units` counts) and, for concurrent designs,
-    # `candidates_per_run: int` (how many candidates one run may test against one shared control: A/B/n), and
-    # `runs_generated_code: bool` (default True: its runs execute the artifact, so they belong in the sandbox
-    # of core/sandbox.py and honour RunRequest.isolation; False: the artifact is data, like marketing's).
+    # The optional hooks (guardrails, budget_unit, candidates_per_run, runs_generated_code, environment(),
+    # run_design(), option_defaults(), cancel_all(), close()) and their defaults are core/domain_base.py's
+    # DomainBase, which a domain subclasses; the loop reads them through `as_domain`, so a domain that only
+    # has the members below works too.
 
     def baseline(self) -> dict[str, str]:
         """The starting artifact: file name -> text."""

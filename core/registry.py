@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.protocols import Domain, Proposer
 from ledgerlab.errors import ConfigError, DomainError, UnknownDomainError
 
@@ -39,10 +40,8 @@ def load_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
 
 
 def close_domain(domain: Domain) -> None:
-    """Release what a domain holds (servers, pools), when it has a close()."""
-    close = getattr(domain, "close", None)
-    if callable(close):
-        close()
+    """Release what a domain holds (servers, pools): its `close()` hook."""
+    as_domain(domain).close()
 
 
 PROPOSER_GROUP = "ledgerlab.proposers"

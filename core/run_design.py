@@ -1,7 +1,7 @@
 """A domain's run design: what its runs measure, recorded when a campaign starts and kept when it resumes.
 
 A domain whose options change what a run measures (the marketing domain's candidates per run, factorial or
-not) reports them from an optional `run_design()`; the loop records them in CampaignStarted's environment
+not) reports them from its `run_design()` hook; the loop records them in CampaignStarted's environment
 and refuses to resume with other values, since the judge pools a hypothesis's runs into one test.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.protocols import Domain
 from ledgerlab.errors import CampaignError
 
 
 def run_design(domain: Domain) -> dict[str, Any]:
-    """What a domain's runs measure, from its options (optional `run_design()`; {} when it has none)."""
-    return dict(getattr(domain, "run_design", dict)())
+    """What a domain's runs measure, from its options (`run_design()`; DomainBase's default is {})."""
+    return dict(as_domain(domain).run_design())
 
 
 def keep_run_design(recorded: Any, current: dict[str, Any]) -> None:

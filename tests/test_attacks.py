@@ -509,7 +509,7 @@ def test_a_hostile_edit_through_the_llm_proposer_changes_nothing_and_the_campaig
 
 def test_ray_workers_run_the_same_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ray = pytest.importorskip("ray")
-    from sleep_domain import collect
+    from ledgerlab.testing.sleep_domain import collect
     from test_ray_executor import _IsolatedRay
 
     from ledgerlab.core.config import ExecutorConfig

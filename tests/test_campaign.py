@@ -19,7 +19,7 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
 from ledgerlab.storage.verify import verify_ledger
-from tests.toy_domain import KNOBS, ScriptedProposer, Step, ToyDomain
+from ledgerlab.testing import KNOBS, ScriptedProposer, Step, ToyDomain
 
 
 def campaign(store: Any, tmp_path: Path, script: list[Step], domain: ToyDomain | None = None,

@@ -424,11 +424,10 @@ def test_checkout_refuses_file_names_that_escape(tmp_path: Path) -> None:
 
 def test_commands_on_a_campaign_the_loop_wrote(tmp_path: Path) -> None:
     """The fields these commands rely on are the ones core/campaign.py records."""
-    from toy_domain import KNOBS, ScriptedProposer, ToyDomain
-
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.executors.local import LocalExecutor
     from ledgerlab.core.knobs import write_knob
+    from ledgerlab.testing import KNOBS, ScriptedProposer, ToyDomain
 
     steps = [{"X": 5.0}, {"MODE": "broken"}, {"MODE": "fancy"}, {"Y": 5}]
 

@@ -113,7 +113,7 @@ def _run_campaign(folder: Path, domain: Any, steps: list[dict[str, Any]], **judg
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.config import CampaignConfig
     from ledgerlab.core.executors.local import LocalExecutor
-    from tests.toy_domain import ScriptedProposer
+    from ledgerlab.testing import ScriptedProposer
 
     agents = [Agent("a", ScriptedProposer(steps))]
     with DuckDBLedger(Project.at(folder).ledger_path) as store:
@@ -137,7 +137,7 @@ def test_marketing_status_json_matches_the_text_and_the_view(tmp_path: Path) -> 
 
 
 def test_independent_design_status_json_matches_the_text_and_the_view(tmp_path: Path) -> None:
-    from tests.toy_domain import ToyDomain
+    from ledgerlab.testing import ToyDomain
 
     _run_campaign(tmp_path, ToyDomain(), [{"X": 5.0}, {"MODE": "broken"}, {"MODE": "fancy"}, {"Y": 5}])
     report = _report(tmp_path)

@@ -19,7 +19,7 @@ from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState, fold
 from ledgerlab.storage.ledger import DuckDBLedger
-from tests.toy_domain import KNOBS, ScriptedProposer, Step, ToyDomain
+from ledgerlab.testing import KNOBS, ScriptedProposer, Step, ToyDomain
 
 runner = CliRunner(env={"COLUMNS": "200"})
 SOURCE_SEED = 3  # a short marketing campaign (15 hypotheses) whose knob proposer gets one change accepted

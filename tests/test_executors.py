@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sleep_domain import SleepDomain, collect, request
+from ledgerlab.testing.sleep_domain import SleepDomain, collect, request
 
 from ledgerlab.core.config import ExecutorConfig
 from ledgerlab.core.executors import LocalExecutor, make_executor

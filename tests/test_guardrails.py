@@ -388,8 +388,8 @@ def test_an_ab_campaigns_improvement_adds_the_confirmed_effects_along_its_lineag
 
 def test_an_independent_domains_guardrail_checks_a_change_through_the_loop(tmp_path: Path) -> None:
     """Seeded runs: a change that lowers the loss but grows `size` by 15% (margin 5%) is vetoed."""
-    from tests.toy_domain import KNOBS as TOY_KNOBS
-    from tests.toy_domain import ToyDomain
+    from ledgerlab.testing import KNOBS as TOY_KNOBS
+    from ledgerlab.testing import ToyDomain
 
     size = Guardrail(name="size", direction="minimize", n_key="one", sum_key="size", sumsq_key="size_sq",
                      margin=0.05, unit="MB")

@@ -1,6 +1,6 @@
 """Independent designs' holdback: the improvement `status` reports comes from pairs no selection used.
 
-The toy domain (tests/toy_domain.py) knows its truth: loss = 0.05 (X − 6)² + 0.1 |Y − 5| plus a seed's shared
+The toy domain (testing/toy_domain.py) knows its truth: loss = 0.05 (X − 6)² + 0.1 |Y − 5| plus a seed's shared
 noise (SD 0.2, cancels in a pair) and the run's own (SD 0.05). The baseline (X 2, Y 3) has loss 1.0.
 """
 
@@ -33,8 +33,8 @@ from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
 from ledgerlab.storage.verify import verify_ledger
+from ledgerlab.testing import ScriptedProposer, Step, ToyDomain, true_loss
 from tests.host_processes import until
-from tests.toy_domain import ScriptedProposer, Step, ToyDomain, true_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 # One real change, then small ones near the bowl's floor: accepts among them are part luck, and later
@@ -198,7 +198,7 @@ from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.storage.ledger import DuckDBLedger
-from tests.toy_domain import ScriptedProposer, ToyDomain
+from ledgerlab.testing import ScriptedProposer, ToyDomain
 
 folder = Path({folder!r})
 domain = ToyDomain(sleep_s=0.3)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ledgerlab.bench import _judge_sim as sim
+from ledgerlab.testing import judge_sim as sim
 from ledgerlab.core import stats
 from ledgerlab.core.judge import Evidence, JudgeSettings, make_judge
 from ledgerlab.core.protocols import MetricSpec

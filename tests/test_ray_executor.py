@@ -18,7 +18,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from host_processes import until  # noqa: E402
-from sleep_domain import REF, collect, request  # noqa: E402
+from ledgerlab.testing.sleep_domain import REF, collect, request  # noqa: E402
 
 from ledgerlab.core.config import ExecutorConfig  # noqa: E402
 from ledgerlab.core.executors import make_executor  # noqa: E402

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import MetricSpec, RunRequest, RunResult
-from tests.toy_domain import KNOBS, ToyDomain
+from ledgerlab.testing import KNOBS, ToyDomain
 
 
 def true_rate(files: Mapping[str, str]) -> float:

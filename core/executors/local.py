@@ -26,6 +26,7 @@ import subprocess
 import traceback
 from collections.abc import Sequence
 
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 
@@ -144,9 +145,7 @@ class LocalExecutor:
     def shutdown(self, wait: bool = False) -> None:
         """Stop: runs not started are dropped, running ones are stopped by the domain's `cancel_all` hook."""
         self._runs.close()
-        cancel = getattr(self.domain, "cancel_all", None)
-        if callable(cancel):
-            cancel()
+        as_domain(self.domain).cancel_all()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- internals -------------------------------------------------------------------------------

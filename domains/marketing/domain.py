@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from ledgerlab.core.domain_base import DomainBase
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.domains.marketing import factorial
 from ledgerlab.domains.marketing.client import MarketClient, MarketError
@@ -123,7 +124,7 @@ REVENUE_GUARDRAIL = Guardrail(name="revenue_per_visitor", direction="maximize", 
                               sum_key=_REVENUE_SUMS[1], sumsq_key=_REVENUE_SUMS[2], alpha=0.05, unit="$")
 
 
-class MarketingDomain:
+class MarketingDomain(DomainBase):
     """A landing page (`variant.toml`) A/B-tested against a simulated market; metric: conversion rate."""
 
     name = "marketing"
@@ -169,6 +170,10 @@ class MarketingDomain:
     def run_design(self) -> dict[str, Any]:
         """What the runs measure (a campaign keeps it when resumed): candidates per run, factorial or not."""
         return {"candidates_per_run": self.settings.candidates_per_run, "factorial": self.settings.factorial}
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Every option as resolved (`ledgerlab init` writes them): the constructor takes **options."""
+        return {f.name: getattr(self.settings, f.name) for f in fields(self.settings)}
 
     # ------------------------------------------------------------------------------------ runs
 

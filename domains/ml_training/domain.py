@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ledgerlab.core.domain_base import DomainBase
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.core.sandbox import Limits, Sandbox, SandboxResult, read_tail, resolve_isolation
@@ -117,8 +118,8 @@ def with_sums(summary: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- the domain
 
 
-class MLTrainingDomain:
-    """Implements the Domain protocol for train.py + harness.py."""
+class MLTrainingDomain(DomainBase):
+    """The Domain for train.py + harness.py."""
 
     name = "ml_training"
     design: Literal["independent", "concurrent"] = "independent"

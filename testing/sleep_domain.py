@@ -1,4 +1,4 @@
-"""A test domain whose runs sleep, for executor tests and bench/parallel.py (not an entry point).
+"""A domain whose runs sleep, for executor tests and bench/parallel.py (not an entry point).
 
 Each run records when it started and ended, its process, and the threads/device the executor gave it, in the
 result's metrics. Options:
@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from ledgerlab.core.domain_base import DomainBase
 from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
 
 MEET_WAIT_S = 180.0
-REF = f"{__file__}:SleepDomain"  # the factory a Ray worker loads (by file: tests/ is not on its sys.path)
+REF = f"{__file__}:SleepDomain"  # the factory a Ray worker loads, by file (as a plug-in outside a package would)
 
 
-class SleepDomain:
+class SleepDomain(DomainBase):
     name = "sleep"
     design: Literal["independent", "concurrent"] = "independent"
     description = "Runs sleep for a fixed time; the value is the seed."

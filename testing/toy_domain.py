@@ -1,15 +1,23 @@
-"""A small in-test domain with a known effect: a quadratic bowl in two knobs plus seeded noise."""
+"""A small domain with a known effect: a quadratic bowl in two knobs plus seeded noise (runs in microseconds).
+
+    from ledgerlab.testing import ToyDomain, true_loss
+    result = ToyDomain().run(RunRequest(run_id="r", candidate_id="c", files=ToyDomain().baseline(), seed=0,
+                                        workdir=Path("/tmp/r")))
+
+The truth is known (`true_loss`), so tests and bench/proposers.py can score what a campaign kept. A seed's
+shared noise (`seed_noise`) cancels between a candidate and the incumbent run on the same seed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-from ledgerlab.core.knobs import read_knob, write_knob
-from ledgerlab.core.protocols import Knob, MetricSpec, Proposal, ProposalContext, RunRequest, RunResult
+from ledgerlab.core.domain_base import DomainBase
+from ledgerlab.core.knobs import read_knob
+from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.errors import InvalidCandidate
 
 BASELINE = 'X = 2.0\nY = 3\nMODE = "plain"\n'
@@ -30,7 +38,7 @@ def _unit(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-class ToyDomain:
+class ToyDomain(DomainBase):
     """Minimize `loss`; runs take `sleep_s`; MODE="broken" crashes; X > `crash_above` crashes too."""
 
     name = "toy"
@@ -68,34 +76,3 @@ class ToyDomain:
         own = _unit("run", request.seed, request.candidate_id).gauss(0.0, self.noise)
         value = true_loss(x, y) + shared + own
         return RunResult(status="finished", value=value, metrics={"x": x, "y": y}, duration_s=self.sleep_s)
-
-
-Step = dict[str, Any] | Callable[[ProposalContext, Any], Proposal | None] | Exception | None
-
-
-class ScriptedProposer:
-    """Proposes step k of a script for the k-th hypothesis in the ledger (so a restart resumes the script).
-
-    With `consume=True` it pops steps instead (concurrent agents must not see the same step twice).
-    """
-
-    name = "scripted"
-
-    def __init__(self, script: list[Step], consume: bool = False) -> None:
-        self.script, self.consume = list(script), consume
-
-    def propose(self, context: ProposalContext, sink: Any = None) -> Proposal | None:
-        k = 0 if self.consume else len(context.history)
-        if k >= len(self.script):
-            return None
-        step = self.script.pop(0) if self.consume else self.script[k]
-        if isinstance(step, Exception):
-            raise step
-        if callable(step):
-            return step(context, sink)
-        if step is None:
-            return None
-        files = dict(context.incumbent_files)
-        for name, value in step.items():
-            files = write_knob(files, next(k for k in KNOBS if k.name == name), value)
-        return Proposal(rationale=f"set {step}", files=files, changes=step)
