@@ -17,7 +17,6 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from ledgerlab.testing import judge_sim as _judge_sim
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
@@ -26,6 +25,7 @@ from ledgerlab.core.protocols import Domain
 from ledgerlab.core.registry import load_proposer
 from ledgerlab.core.state import CampaignState
 from ledgerlab.storage.memory import InMemoryLedger
+from ledgerlab.testing import judge_sim as _judge_sim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

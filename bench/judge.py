@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ledgerlab.testing import judge_sim as sim
 from ledgerlab.core.judge import JudgeSettings, make_judge
+from ledgerlab.testing import judge_sim as sim
 
 RESULTS = Path(__file__).resolve().parent / "results" / "judge.json"
 MIX = [(0.9, 0.0), (0.05, 1.0), (0.05, 2.0)]  # the 90%-null stream: 5% at 1σ, 5% at 2σ

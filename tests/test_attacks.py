@@ -509,11 +509,11 @@ def test_a_hostile_edit_through_the_llm_proposer_changes_nothing_and_the_campaig
 
 def test_ray_workers_run_the_same_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ray = pytest.importorskip("ray")
-    from ledgerlab.testing.sleep_domain import collect
     from test_ray_executor import _IsolatedRay
 
     from ledgerlab.core.config import ExecutorConfig
     from ledgerlab.core.executors import make_executor
+    from ledgerlab.testing.sleep_domain import collect
 
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-from ledgerlab.testing.sleep_domain import SleepDomain, collect, request
 
 from ledgerlab.core.config import ExecutorConfig
 from ledgerlab.core.executors import LocalExecutor, make_executor
 from ledgerlab.core.executors.local import detect_gpus, parse_nvidia_smi, threads_for
 from ledgerlab.errors import ExecutorError
+from ledgerlab.testing.sleep_domain import SleepDomain, collect, request
 
 
 def test_two_workers_run_two_at_once(tmp_path):

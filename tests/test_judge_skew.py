@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ledgerlab.testing import judge_sim as sim
 from ledgerlab.core import stats
 from ledgerlab.core.judge import Evidence, JudgeSettings, make_judge
 from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.testing import judge_sim as sim
 
 N = 4000
 ALPHA = 0.01

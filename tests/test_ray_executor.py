@@ -18,11 +18,11 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from host_processes import until  # noqa: E402
-from ledgerlab.testing.sleep_domain import REF, collect, request  # noqa: E402
 
 from ledgerlab.core.config import ExecutorConfig  # noqa: E402
 from ledgerlab.core.executors import make_executor  # noqa: E402
 from ledgerlab.core.executors.ray import RayExecutor  # noqa: E402
+from ledgerlab.testing.sleep_domain import REF, collect, request  # noqa: E402
 
 # One token for the module: Ray caches the token it first reads for the life of the process.
 TOKEN = secrets.token_hex(16)
