@@ -126,6 +126,10 @@ def status(
         typer.echo(json.dumps(report, indent=2))
     else:
         render_status(report)
+        if loaded.state.started is not None and loaded.state.started.kind == "transfer":
+            from ledgerlab.cli.transfer import render_table
+
+            render_table(loaded.state)  # the transfer table, from the transfer campaign's events
 
 
 def render_status(report: dict[str, Any]) -> None:

@@ -74,3 +74,6 @@ from ledgerlab.cli.marketing import marketing_app  # noqa: E402
 app.add_typer(marketing_app, name="marketing")
 from ledgerlab.cli import campaign, discoveries, export, init, show, snapshot, ui, verify  # noqa: E402,F401
 from ledgerlab.cli import run as _run  # noqa: E402,F401
+from ledgerlab.cli import transfer as _transfer  # noqa: E402
+
+app.add_typer(_transfer.app)

@@ -72,9 +72,13 @@ def run_isolation(domain: Domain, policy: str) -> str:
 
 
 def open_campaign_id(store: EventStore) -> str | None:
-    """The most recent campaign in the ledger that has not finished, if any."""
+    """The most recent search campaign in the ledger that has not finished, if any.
+
+    A transfer campaign (core/transfer.py) is never taken up here: `ledgerlab transfer` resumes it.
+    """
     for campaign_id in reversed(store.campaign_ids()):
-        if fold(campaign_id, store.read(campaign_id)).status != "finished":
+        state = fold(campaign_id, store.read(campaign_id))
+        if state.status != "finished" and (state.started is None or state.started.kind != "transfer"):
             return campaign_id
     return None
 
