@@ -99,8 +99,8 @@ class Campaign:
         self.campaign_id = campaign_id or f"c-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.state = fold(self.campaign_id, store.read(self.campaign_id))
         started = self.state.started
-        # A resumed campaign keeps the judge it started with; one started before guardrails or a holdback
-        # existed keeps running without them.
+        # A resumed campaign keeps the judge and guardrails it started with; what it predates reads back as
+        # it ran (storage/events.py's upcasters), and None guardrails as its domain's (recorded before 99e05b6).
         self.settings = holdback.recorded_settings(started.judge) if started \
             else judge_settings(config, domain.metric, domain.design)
         self.judge: Judge = make_judge(self.settings)

@@ -75,15 +75,16 @@ class Reserve:
     seconds: float = 0.0
 
 
-# A campaign keeps the judge it started with: one recorded before a setting existed runs without it.
-BEFORE_SETTINGS: dict[str, Any] = {"guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}
-
-
 def recorded_settings(judge: Mapping[str, Any]) -> JudgeSettings:
-    """The judge settings recorded in CampaignStarted, with what they predate switched off."""
+    """The judge settings a campaign recorded in CampaignStarted: the judge it keeps when it resumes.
+
+    Settings it predates were filled in on read with what it ran with (storage/events.py's upcasters); a
+    recorded dict that no longer validates is a one-line ConfigError.
+    """
+    from ledgerlab.core.config import validated
     from ledgerlab.core.judge import JudgeSettings
 
-    return JudgeSettings(**{**BEFORE_SETTINGS, **judge})
+    return validated(JudgeSettings, dict(judge), "the campaign's recorded judge settings")
 
 
 def enabled(state: CampaignState, settings: JudgeSettings) -> bool:

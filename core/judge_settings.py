@@ -104,9 +104,11 @@ class JudgeSettings(BaseModel):
     calibration_runs: int | None = Field(default=None, ge=1, examples=[5], description=(
         "baseline runs at the start of a campaign (unset: 5 for independent designs, 3 for A/B ones)"))
     # core/planner.py: each incumbent run is shared by several hypotheses.
-    incumbent_seeds: int = Field(default=16, ge=1, description=(
+    # 0 is how campaigns recorded before the rotation read back (storage/events.py's upcaster).
+    incumbent_seeds: int = Field(default=16, ge=0, description=(
         "independent designs: hypotheses rotate over this many of the incumbent's seeds, so it gathers up to "
-        "this many replicates, each shared by several hypotheses"))
+        "this many replicates, each shared by several hypotheses (0: no rotation, replicate i of every "
+        "hypothesis on the incumbent's seed i)"))
     guardrails: bool = Field(default=True, description=(
         "reject a change the test accepts when one of the domain's guardrail metrics (marketing: revenue per "
         "visitor) is significantly worse; greedy does not check unless this is set"))
@@ -163,7 +165,10 @@ class JudgeSettings(BaseModel):
 
     @property
     def seed_window(self) -> int:
-        """The seed rotation's width: `incumbent_seeds`, widened to the most replicates a hypothesis can get."""
+        """The seed rotation's width: `incumbent_seeds`, widened to the most replicates a hypothesis can get
+        (1, no rotation, when `incumbent_seeds` is 0)."""
+        if self.incumbent_seeds == 0:
+            return 1
         most = {"stats": self.looks[-1], "fixed": self.fixed_n, "greedy": 1}[self.kind]
         return max(self.incumbent_seeds, most)
 

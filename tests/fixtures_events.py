@@ -23,8 +23,10 @@ def _run(run_id: str, cand: str, seed: int, value: float | None, *, hyp: str | N
 
 
 def _started(domain: str, name: str, direction: str, baseline: str) -> ev.CampaignStarted:
+    # A judge without guardrails or a holdback; the rest of its settings are JudgeSettings' defaults.
     return ev.CampaignStarted(domain=domain, metric={"name": name, "direction": direction},
-                              baseline_files={"a.txt": "x"}, baseline_candidate_id=baseline)
+                              baseline_files={"a.txt": "x"}, baseline_candidate_id=baseline,
+                              judge={"guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0})
 
 
 def _hyp(hid: str, parent: str) -> ev.HypothesisProposed:

@@ -98,7 +98,8 @@ def campaign_events() -> list[ev.Event]:
     base, c1, c3, c4, c5 = (IDS[k] for k in ("base", "c1", "c3", "c4", "c5"))
     s.add(ev.CampaignStarted(domain="ml_training", metric={"name": "val_bpb", "direction": "minimize",
                                                            "delta": 0.01, "unit": "bits/byte"},
-                             baseline_files=BASE, baseline_candidate_id=base, seed=7))
+                             baseline_files=BASE, baseline_candidate_id=base, seed=7,
+                             judge={"guardrails": False, "holdback_max_runs": 0, "holdback_max_pairs": 0}))
     for seed, value in ((0, 1.00), (1, 1.02), (2, 1.01)):
         s.run(base, seed, value, role="incumbent")
     s.hypothesis(H1, BASE, C1, "double the learning rate")

@@ -25,6 +25,7 @@ from ledgerlab.core.state import CampaignState
 from ledgerlab.domains.marketing.domain import REVENUE_GUARDRAIL, MarketingDomain
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
 from ledgerlab.errors import CampaignError, ConfigError
+from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.storage.memory import InMemoryLedger
 
@@ -253,11 +254,15 @@ def test_a_campaign_started_before_guardrails_resumes_without_them(tmp_path: Pat
                      runs_dir=tmp_path / "runs")
     assert first.settings.guardrails is True
     first.run()
-    old = InMemoryLedger()  # the same opening, as a ledger from before guardrails recorded it
+    old = InMemoryLedger()  # the same opening, as a ledger from before guardrails recorded it (schema v2)
     (started, *rest) = [row.event() for row in first.store.read(first.campaign_id)]
     judge = {k: v for k, v in started.judge.items() if k != "guardrails"}
     opening = started.model_copy(update={"judge": judge, "guardrails": None})
-    old.append(first.campaign_id, [opening, *rest], expected_version=0)
+    encode = ev.encode
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ev, "encode", lambda event: (event.type, 2, encode(event)[2]))
+        old.append(first.campaign_id, [opening], expected_version=0)
+    old.append(first.campaign_id, rest, expected_version=1)
     resumed = Campaign(old, domain, config, agents=agents, executor=LocalExecutor(domain),
                        runs_dir=tmp_path / "runs", campaign_id=first.campaign_id)
     assert resumed.settings.guardrails is False and resumed.guardrails == ()

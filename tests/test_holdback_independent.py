@@ -102,8 +102,10 @@ def test_until_a_pair_finished_the_improvement_is_not_measured_yet(tmp_path: Pat
 
 def test_campaigns_recorded_without_it_and_greedy_keep_no_pairs(tmp_path: Path) -> None:
     recorded = CampaignConfig(domain="toy").judge.model_dump(exclude_none=True)
-    recorded.pop("holdback_max_pairs")
-    assert holdback.recorded_settings(recorded).holdback_max_pairs == 0
+    recorded.pop("holdback_max_pairs")  # a CampaignStarted of schema v2 written before the pairs existed
+    started = ev.decode("CampaignStarted", 2, {"domain": "toy", "metric": {}, "baseline_files": {},
+                                               "baseline_candidate_id": "b", "judge": recorded})
+    assert holdback.recorded_settings(started.judge).holdback_max_pairs == 0  # type: ignore[attr-defined]
     state = _campaign(InMemoryLedger(), tmp_path, [{"X": 5.0}], kind="greedy").run()
     assert state.incumbent_id != state.started.baseline_candidate_id and not _held(state)
     gain = status_report(state, now=state.last_at)["improvement"]  # greedy has no runs after selection either
