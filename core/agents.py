@@ -2,19 +2,21 @@
 
 The loop submits a proposal context for each agent `idle()` returns, `collect()`s what came back, and alone
 turns it into events (it is the only writer of the ledger). Events a proposer emits while it works (LLM
-calls) wait here until the loop takes them with `events()`.
+calls), and a ProposerFailed for each call that raised, wait here until the loop takes them with `events()`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import queue
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ledgerlab.core.protocols import Proposal, ProposalContext, Proposer
 from ledgerlab.errors import ProposalRejected, ProviderDownError, ProviderRefusedError
+from ledgerlab.storage.events import TRACEBACK_TAIL, ProposerFailed
 
 MAX_PROPOSER_FAILURES = 3  # consecutive proposer exceptions before the campaign pauses
 
@@ -94,10 +96,11 @@ class AgentPool:
                 returned.append(Returned(agent, parent, rejected=exc))
                 continue
             except (ProviderDownError, ProviderRefusedError) as exc:
+                self._failed(agent, parent, exc)
                 stop = f"agent {agent.name}: {exc}"
                 continue
             except Exception as exc:  # noqa: BLE001 - a proposer bug must pause the campaign, not crash it
-                stop = self._failed(agent, exc) or stop
+                stop = self._failed(agent, parent, exc) or stop
                 continue
             self._failures[agent.name] = 0
             if proposal is None:
@@ -110,10 +113,21 @@ class AgentPool:
         """Stop waiting for calls in flight (their results are dropped; the next start proposes again)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    def _failed(self, agent: Agent, exc: Exception) -> str | None:
+    def _failed(self, agent: Agent, parent: str, exc: Exception) -> str | None:
+        """Record the failure (a ProposerFailed for the loop); why the campaign must pause, once it must."""
         count = self._failures.get(agent.name, 0) + 1
         self._failures[agent.name] = count
+        self.emit(failure_event(agent, parent, exc, count))
         if count < MAX_PROPOSER_FAILURES:
             return None
         return (f"proposer {agent.proposer.name!r} of agent {agent.name} failed {count} times in a row "
                 f"(last: {type(exc).__name__}: {exc}); fix it or choose another with --proposer")
+
+
+def failure_event(agent: Agent, parent: str, exc: BaseException, consecutive: int) -> ProposerFailed:
+    """A proposer's exception as an event: its one-line error and the tail of its traceback."""
+    lines = str(exc).splitlines()
+    error = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    trace = "".join(traceback.format_exception(exc))
+    return ProposerFailed(agent=agent.name, proposer=agent.proposer.name, parent_candidate_id=parent, error=error,
+                          traceback=trace[-TRACEBACK_TAIL:], consecutive=consecutive)
