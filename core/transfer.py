@@ -95,6 +95,7 @@ def start_events(source: CampaignState, domain: Domain, domain_name: str, config
         arms.append(_arm(hid, label, h, _source_effect(source, h),
                          _note(made, label, files, f"its patch does not apply to the baseline: made there as "
                                                    f"{shown}" if note else "")))
+        note = note.replace("this incumbent", "the baseline")
         later += _arm_events(hid, source, f"{label} on its own: {h.rationale}{note}", h.diff, h.changes,
                              base, files, reason)
     final = candidate_files(source, source.incumbent_id, cache)
