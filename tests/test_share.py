@@ -56,6 +56,9 @@ def test_toy_campaigns_share_through_a_folder_and_re_test_what_they_import(tmp_p
     said: list[str] = []
     with DuckDBLedger(tmp_path / "a.duckdb") as store:
         a = toy(store, tmp_path / "a", [{"X": 5.0}], ShareFolder(share, said.append)).run()
+        published = {p.name: p.stat().st_mtime_ns for p in share.glob("c-*.json")}
+        ShareFolder(share).publish(a, store)  # a restarted runner: what is in the folder is not written again
+        assert {p.name: p.stat().st_mtime_ns for p in share.glob("c-*.json")} == published
     assert [h.status for h in a.hypotheses.values()] == ["accepted"] and not a.imports  # junk imports nothing
     accept = store_seq(tmp_path / "a.duckdb", a.campaign_id, "VerdictReached")
     assert sorted(p.name for p in share.glob("c-*.json")) == [bundle_name(a.campaign_id, accept)]
@@ -96,6 +99,9 @@ def test_a_share_path_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None
     (tmp_path / "f").write_text("")
     with pytest.raises(LedgerlabError, match="--share"):
         open_share(tmp_path / "f")
+    shown = Runner(tmp_path / "shop", "run", "marketing", "--max-hypotheses", "1", "--share", str(tmp_path / "f"))
+    assert shown.wait() == 2 and shown.output.startswith("error: --share ") and len(shown.lines) == 1, shown.output
+    assert not (tmp_path / "shop" / ".ledgerlab").exists()  # refused before the campaign's folder was made
 
 
 def store_seq(path: Path, campaign_id: str, kind: str) -> int:
