@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from ledgerlab.core.domain_base import DomainBase
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
-from ledgerlab.errors import InvalidCandidate
+from ledgerlab.errors import InvalidCandidate, PatchError
 
 BASELINE = 'X = 2.0\nY = 3\nMODE = "plain"\n'
 KNOBS = (
@@ -59,7 +59,10 @@ class ToyDomain(DomainBase):
         return KNOBS
 
     def validate(self, files: Mapping[str, str]) -> None:
-        x = read_knob(dict(files), KNOBS[0])
+        try:
+            x = read_knob(dict(files), KNOBS[0])
+        except PatchError as exc:  # params.py or its X line is missing
+            raise InvalidCandidate(str(exc)) from None
         if not isinstance(x, (int, float)) or not 0 <= x <= 10:
             raise InvalidCandidate(f"X must be a number in [0, 10], got {x!r}")
 
@@ -68,8 +71,11 @@ class ToyDomain(DomainBase):
         if self.sleep_s:
             time.sleep(self.sleep_s)
         files = dict(request.files)
-        x, y = float(read_knob(files, KNOBS[0])), int(read_knob(files, KNOBS[1]))
-        mode = read_knob(files, KNOBS[2])
+        try:
+            x, y = float(read_knob(files, KNOBS[0])), int(read_knob(files, KNOBS[1]))
+            mode = read_knob(files, KNOBS[2])
+        except PatchError as exc:  # failures are returned, never raised (the Domain protocol)
+            return RunResult(status="invalid", error=str(exc), duration_s=self.sleep_s)
         if mode == "broken" or x > self.crash_above or (self.fail_incumbent and files == self.baseline()):
             return RunResult(status="crashed", error="Traceback: boom", log_tail="boom", duration_s=self.sleep_s)
         shared = _unit("seed", request.seed).gauss(0.0, self.seed_noise)  # cancels in matched pairs

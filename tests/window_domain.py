@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import MetricSpec, RunRequest, RunResult
+from ledgerlab.errors import InvalidCandidate
 from ledgerlab.testing import KNOBS, ToyDomain
 
 
@@ -32,6 +33,10 @@ class WindowDomain(ToyDomain):
 
     def run(self, request: RunRequest) -> RunResult:
         self.calls.append(request)
+        try:
+            self.validate(request.files)
+        except InvalidCandidate as exc:  # failures are returned, never raised (the Domain protocol)
+            return RunResult(status="invalid", error=str(exc))
         if read_knob(dict(request.files), KNOBS[2]) == "broken":
             return RunResult(status="crashed", error="Traceback: boom")
         key = (request.seed, request.candidate_id, request.attempt, tuple(a.candidate_id for a in request.arms))
