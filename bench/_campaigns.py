@@ -183,11 +183,6 @@ def marketing_domain(traffic: str = "fresh", **options: Any) -> Any:
 # ------------------------------------------------------------------------------ marketing ground truth
 
 
-def truth_rate(market: Any, files_or_variant: Any) -> dict[str, float]:
-    """The market's true weekly conversion rate and revenue per visitor of a page (evaluation only)."""
-    return market.true_effects(files_or_variant)
-
-
 def coordinate_ascent_optimum(market: Any, sweeps: int = 6, price_step: float = 0.1,
                               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The best page found by coordinate ascent over every lever on the market's truth, from the template.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Sequence
 
 from ledgerlab.core.protocols import RunResult
@@ -30,6 +31,11 @@ def run_event(run_id: str, result: RunResult) -> ev.Event:
         run_id=run_id, status=result.status, error=result.error or result.status,  # type: ignore[arg-type]
         log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
     )
+
+
+def traceback_tail(exc: BaseException, frames: int = 5) -> str:
+    """The last `frames` entries of `exc`'s formatted traceback (the innermost frames and the error): a log tail."""
+    return "".join(traceback.format_exception(exc)[-frames:])
 
 
 def arm_result(result: RunResult, run_id: str) -> RunResult:

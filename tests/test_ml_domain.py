@@ -286,3 +286,17 @@ def test_memory_margin_declares_a_memory_guardrail_over_the_runs_peak_memory(tmp
     incumbent = [({}, finished(m)) for m in (600.0, 604.0, 598.0)]
     assert check(guard, [(finished(900.0), {}), *incumbent]).harmed  # type: ignore[union-attr]
     assert not check(guard, [(finished(650.0), {}), *incumbent]).harmed  # type: ignore[union-attr]
+
+
+def test_a_failure_of_the_runner_keeps_its_traceback(domain: MLTrainingDomain, tmp_path: Path) -> None:
+    """The runner's own failure (here: a working copy that cannot be made) keeps the traceback's tail as its
+    log, as the executor does for a domain that raises, and RunFailed carries it into the ledger."""
+    from ledgerlab.core.outcomes import run_event
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = domain.run(RunRequest(run_id="r", candidate_id="c", files=domain.baseline(), seed=0,
+                                   workdir=blocked / "w", isolation="process"))
+    assert result.status == "crashed" and result.error.startswith("the runner failed: NotADirectoryError")
+    assert "Traceback (most recent call last)" in result.log_tail and "NotADirectoryError" in result.log_tail
+    assert run_event("r", result).log_tail == result.log_tail  # type: ignore[union-attr]

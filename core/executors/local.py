@@ -23,11 +23,11 @@ import queue
 import re
 import shutil
 import subprocess
-import traceback
 from collections.abc import Sequence
 
 from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.executors.inflight import InFlight
+from ledgerlab.core.outcomes import traceback_tail
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 
 # ------------------------------------------------------------------------------------------- resources
@@ -163,11 +163,8 @@ def safe_run(domain: Domain, request: RunRequest) -> RunResult:
     try:
         return domain.run(request)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of plug-in code is a run outcome
-        tail = "".join(traceback.format_exception(exc)[-5:])
-        return RunResult(status="crashed", error=f"domain raised {type(exc).__name__}: {exc}", log_tail=tail)
-
-
-_safe_run = safe_run  # the former private name
+        return RunResult(status="crashed", error=f"domain raised {type(exc).__name__}: {exc}",
+                         log_tail=traceback_tail(exc))
 
 
 def _outcome(future: cf.Future[RunResult]) -> RunResult:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from ledgerlab.core.domain_base import DomainBase
 from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.outcomes import traceback_tail
 from ledgerlab.core.protocols import Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.core.sandbox import Limits, Sandbox, SandboxResult, read_tail, resolve_isolation
 from ledgerlab.domains.ml_training.checks import ARTIFACT, validate_files
@@ -208,7 +209,9 @@ class MLTrainingDomain(DomainBase):
         try:
             return self._run(request)
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk while writing the working copy
-            return RunResult(status="crashed", error=f"the runner failed: {type(exc).__name__}: {exc}")
+            # The traceback's tail, as the executor keeps for a domain that raises (executors/local.safe_run).
+            return RunResult(status="crashed", error=f"the runner failed: {type(exc).__name__}: {exc}",
+                             log_tail=traceback_tail(exc))
 
     def splits(self) -> Splits:
         """The dataset's training and validation files (prepared once, in the cache)."""
