@@ -22,7 +22,7 @@ import math
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -31,15 +31,14 @@ from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
 from ledgerlab.core.project import Project
-from ledgerlab.errors import CampaignError, ConfigError, LedgerError, QueryError
-from ledgerlab.storage.query import pick_campaign
+from ledgerlab.core.summary import CampaignSummary
+from ledgerlab.errors import ConfigError, LedgerError, QueryError
 from ledgerlab.storage.views import VIEW_DOCS
 
 if TYPE_CHECKING:
     import pandas
     import pyarrow
 
-    from ledgerlab.core.state import CampaignState
 
 __all__ = ["Campaign", "CampaignSnapshot", "Hypothesis", "Incumbent", "LLMCall", "Leaderboard", "Ledger",
            "Result", "Rows", "Run", "Verdict", "open"]
@@ -344,18 +343,9 @@ def _arrow_type(python: type) -> pyarrow.DataType:
 # ------------------------------------------------------------------------------------------- a campaign
 
 
-@dataclass
-class CampaignSnapshot:
-    """One campaign folded from its events at one moment: `ledgerlab status`'s numbers and the run order."""
-
-    state: CampaignState
-    report: dict[str, Any]  # core/report.py's status_report: what `ledgerlab status --format json` prints
-    head_seq: int  # the ledger's last event when it was read
-    finish_order: list[str] = field(default_factory=list)  # run ids in the order their RunFinished came
-    incumbent_at: list[tuple[int, str]] = field(default_factory=list)  # (len(finish_order) then, candidate)
-    run_started_at: dict[str, datetime] = field(default_factory=dict)
-    unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
-    durations: dict[str, float] = field(default_factory=dict)  # finished runs' wall time, seconds
+# One campaign folded from its events at one moment, with `ledgerlab status`'s report: the CLI reads campaigns
+# the same way (core/summary.py).
+CampaignSnapshot = CampaignSummary
 
 
 # One read at a time per ledger file in this process: DuckDB shares one database instance between a process's
@@ -454,48 +444,9 @@ class Ledger:
 
     def snapshot(self, campaign: str | None = None) -> CampaignSnapshot:
         """One campaign (id; default the latest started) folded from its events, with `status`'s report."""
-        from ledgerlab.core.report import status_report
-        from ledgerlab.core.runner_lock import runner_alive
+        from ledgerlab.core.summary import summarize
 
-        before = runner_alive(self.project)  # probed on both sides of the read, as `ledgerlab status` does
-        snap = self._fold(campaign)
-        after = runner_alive(self.project)
-        alive = None if before is None or after is None else before or after
-        snap.report = status_report(snap.state, now=_utc_now(), run_started_at=snap.run_started_at,
-                                    unpriced_calls=snap.unpriced_calls, runner_alive=alive)
-        return snap
-
-    def _fold(self, campaign: str | None) -> CampaignSnapshot:
-        from ledgerlab.core.state import CampaignState
-        from ledgerlab.storage.ledger import read_only_connection, to_stored
-        with _read_lock(self.path), read_only_connection(self.path, wait_s=self.wait_s) as con:
-            campaign_id = pick_campaign(con, campaign)
-            # One statement: the events and the head are read at the same moment.
-            rows = con.execute(
-                "SELECT seq, event_id, campaign_id, version, type, schema_version, payload, recorded_at, prev_hash,"
-                f" hash, (SELECT max(seq) FROM events) FROM events WHERE campaign_id = {literal(campaign_id)}"
-                " ORDER BY seq").fetchall()
-        snap = CampaignSnapshot(CampaignState(campaign_id=campaign_id), {}, head_seq=int(rows[-1][10]) if rows else 0)
-        for row in rows:
-            _apply(snap, to_stored(row[:10]))
-        if snap.state.started is None:
-            raise CampaignError(f"campaign {campaign_id} has no CampaignStarted event yet")
-        return snap
-
-
-def _apply(snap: CampaignSnapshot, row: Any) -> None:
-    """Fold one stored event, noting what the fold itself does not keep (as `ledgerlab status` does)."""
-    snap.state.apply(row)
-    if row.type == "RunStarted":
-        snap.run_started_at[row.event().run_id] = row.recorded_at
-    elif row.type == "RunFinished":
-        event = row.event()
-        snap.finish_order.append(event.run_id)
-        snap.durations[event.run_id] = event.duration_s
-    elif row.type in ("CampaignStarted", "IncumbentChanged"):
-        snap.incumbent_at.append((len(snap.finish_order), snap.state.incumbent_id))
-    elif row.type == "LLMCallCompleted" and row.event().cost_usd is None:
-        snap.unpriced_calls += 1
+        return summarize(self.project, campaign, wait_s=self.wait_s, lock=_read_lock(self.path))
 
 
 def _name(column: str) -> str:
@@ -509,12 +460,6 @@ def _sql_value(value: Any) -> str:
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
     return literal(str(value))
-
-
-def _utc_now() -> datetime:
-    from ledgerlab.storage.events import utc_now
-
-    return utc_now()
 
 
 def open(directory: str | os.PathLike[str] | None = None, *, wait_s: float | None = None) -> Ledger:  # noqa: A001

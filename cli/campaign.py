@@ -1,7 +1,8 @@
-"""Commands that read one campaign: `status` and `checkout best|baseline|ID` (`show ID`: cli/show.py).
+"""Commands that read one campaign: `status`, `hypotheses` and `checkout best|baseline|ID` (`show ID`:
+cli/show.py).
 
-Each rebuilds the campaign's state by folding its events (core/state.py), read through a read-only
-connection that is closed before anything is printed, so they work while a campaign is writing.
+Each reads the campaign through core/summary.py (the fold of its events, read through a read-only connection
+that is closed before anything is printed, so they work while a campaign is writing) and renders it.
 
     ledgerlab status [--campaign ID] [--format json]
     ledgerlab show 3                    # hypothesis #3, or a hypothesis id prefix
@@ -11,7 +12,6 @@ connection that is closed before anything is printed, so they work while a campa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ledgerlab.cli.common import DirOption, clip, print_fitted, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import CampaignError, LedgerlabError
-from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 CampaignOption = Annotated[
     str | None, typer.Option("--campaign", "-c", help="Campaign id or prefix (default: the latest).")
@@ -36,42 +36,11 @@ SHORT = 12  # characters of a hash that identify it in practice
 # ------------------------------------------------------------------------------------------ loading
 
 
-@dataclass
-class Loaded:
-    """A campaign's folded state plus the few facts the fold does not keep."""
+def load_state(directory: str | None, campaign: str | None) -> CampaignState:
+    """The chosen campaign (id or prefix; default the latest started), folded (core/summary.py)."""
+    from ledgerlab.core.summary import read_campaign
 
-    state: CampaignState
-    run_started_at: dict[str, datetime] = field(default_factory=dict)  # latest attempt
-    unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in the spend)
-    finish_order: list[str] = field(default_factory=list)  # run ids in the order their RunFinished came
-    incumbent_at: list[tuple[int, str]] = field(default_factory=list)  # (len(finish_order) then, candidate)
-    now: datetime | None = None
-
-
-def load_campaign(directory: str | None, campaign: str | None) -> Loaded:
-    """Fold the chosen campaign (id or prefix; default the latest started) from a read-only connection."""
-    from ledgerlab.core.state import CampaignState
-    from ledgerlab.storage.events import utc_now
-    from ledgerlab.storage.ledger import read_only_connection, select_events, to_stored
-
-    with read_only_connection(Project.at(directory).ledger_path) as con:
-        campaign_id = pick_campaign(con, campaign)
-        sql, params = select_events(campaign_id, 0, None, None)
-        rows = [to_stored(row) for row in con.execute(sql, params).fetchall()]
-    loaded = Loaded(state=CampaignState(campaign_id=campaign_id), now=utc_now())
-    for row in rows:
-        loaded.state.apply(row)
-        if row.type == "RunStarted":
-            loaded.run_started_at[row.event().run_id] = row.recorded_at  # type: ignore[attr-defined]
-        elif row.type == "RunFinished":
-            loaded.finish_order.append(row.event().run_id)  # type: ignore[attr-defined]
-        elif row.type in ("CampaignStarted", "IncumbentChanged"):
-            loaded.incumbent_at.append((len(loaded.finish_order), loaded.state.incumbent_id))
-        elif row.type == "LLMCallCompleted" and row.event().cost_usd is None:  # type: ignore[attr-defined]
-            loaded.unpriced_calls += 1
-    if loaded.state.started is None:
-        raise CampaignError(f"campaign {campaign_id} has no CampaignStarted event; start one with `ledgerlab run`")
-    return loaded
+    return read_campaign(Project.at(directory).ledger_path, campaign)[0]
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -109,27 +78,19 @@ def status(
     StatusFormat.text,
 ) -> None:
     """The campaign at a glance: incumbent, improvement over baseline, hypotheses, runs, spend, what runs now."""
-    from ledgerlab.core.report import status_report
-    from ledgerlab.core.runner_lock import runner_alive
+    from ledgerlab.core.summary import summarize
 
-    project = Project.at(dir)
-    # Probed before and after reading, so a runner that starts or ends meanwhile is never taken for a dead one.
-    before = runner_alive(project)
     with user_errors():
-        loaded = load_campaign(dir, campaign)
-    after = runner_alive(project)
-    alive = None if before is None or after is None else before or after
-    assert loaded.now is not None
-    report = status_report(loaded.state, now=loaded.now, run_started_at=loaded.run_started_at,
-                           unpriced_calls=loaded.unpriced_calls, runner_alive=alive)
+        summary = summarize(Project.at(dir), campaign)
+    report = summary.report
     if format is StatusFormat.json:
         typer.echo(json.dumps(report, indent=2))
     else:
         render_status(report)
-        if loaded.state.started is not None and loaded.state.started.kind == "transfer":
+        if summary.state.started is not None and summary.state.started.kind == "transfer":
             from ledgerlab.cli.transfer import render_table
 
-            render_table(loaded.state)  # the transfer table, from the transfer campaign's events
+            render_table(summary.state)  # the transfer table, from the transfer campaign's events
 
 
 def render_status(report: dict[str, Any]) -> None:
@@ -251,8 +212,7 @@ def hypotheses(campaign: CampaignOption = None, dir: DirOption = None) -> None:
     from ledgerlab.core.effects import confirmed
 
     with user_errors():
-        loaded = load_campaign(dir, campaign)
-    state = loaded.state
+        state = load_state(dir, campaign)
     cols = [Col("#", "num", 9), Col("status", "text", 8, shortest=8), Col("effect", "num", 6),
             Col("p", "num", 5), Col("runs", "num", 4), Col("confirmed", "num", 3), Col("candidate", "id", 2),
             Col("rationale", "text", 7, shortest=20)]
@@ -350,8 +310,7 @@ def checkout(
     from ledgerlab.errors import IntegrityError
 
     with user_errors():
-        loaded = load_campaign(dir, campaign)
-        state = loaded.state
+        state = load_state(dir, campaign)
         cid = resolve_candidate(state, ref)
         started = state.started
         assert started is not None

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ledgerlab.cli.common import DirOption, clip, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import CampaignError, LedgerlabError
 
@@ -24,6 +23,8 @@ if TYPE_CHECKING:
     from ledgerlab.core.discoveries import Bundle
     from ledgerlab.core.state import CampaignState
 
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 # ------------------------------------------------------------------------------------------- export
 

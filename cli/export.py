@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledgerlab.cli.campaign import CampaignOption, load_campaign
+from ledgerlab.cli.campaign import CampaignOption, load_state
 from ledgerlab.cli.common import DirOption, round_floats, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import LedgerlabError
 from ledgerlab.storage.query import pick_campaign
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+    from ledgerlab.core.summary import Progress
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 
 class ExportFormat(str, Enum):
@@ -134,7 +136,7 @@ def table(view: str, directory: str | None, campaign: str | None) -> tuple[list[
     if view not in ("results", "autoresearch") and view not in VIEWS:
         raise LedgerlabError(f"unknown view {view!r}; choose autoresearch, results or one of {', '.join(VIEWS)}")
     if view == "autoresearch":
-        state = load_campaign(directory, campaign).state
+        state = load_state(directory, campaign)
         return ["commit", state.metric.name, "memory_gb", "status", "description"], \
             ["VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR"], autoresearch_rows(state)
     with read_only_connection(Project.at(directory).ledger_path) as con:
@@ -145,7 +147,7 @@ def table(view: str, directory: str | None, campaign: str | None) -> tuple[list[
         types = [str(d[1]) for d in relation.description]
         rows = relation.fetchall()
     if view == "results":  # the confirmed value next to the optimistic one, from the same fold `status` uses
-        state = load_campaign(directory, campaign_id).state
+        state = load_state(directory, campaign_id)
         kept = {h.hypothesis_id: kept_value(state, h)[0] for h in state.hypotheses.values() if h.status == "accepted"}
         at = columns.index("metric") + 1
         columns.insert(at, "confirmed_metric")
@@ -198,7 +200,7 @@ def kept_value(state: CampaignState, h: HypothesisRecord) -> tuple[float | None,
 def autoresearch_tsv(directory: str | None, campaign: str | None) -> tuple[str, int]:
     """results.tsv as autoresearch writes it (val_bpb to 6 places, memory to 0.1 GB, 0 for crashes), one row
     per decided experiment: hypotheses still being tested are left out until their verdict."""
-    state = load_campaign(directory, campaign).state
+    state = load_state(directory, campaign)
     metric = state.metric
     if metric.name != "val_bpb":
         better = "lower" if metric.direction == "minimize" else "higher"
@@ -292,74 +294,46 @@ def plot(
     dir: DirOption = None,
 ) -> None:
     """Plot every finished run's value in order, with the incumbent's value as it changed."""
+    from ledgerlab.core.summary import progress
+
     with user_errors():
-        loaded = load_campaign(dir, campaign)
-        if not loaded.finish_order:
+        state = load_state(dir, campaign)
+        if not state.finish_order:
             raise LedgerlabError("no finished runs to plot yet; try again once the campaign has run")
         try:
-            draw(loaded, out)
+            draw(state, progress(state), out)
         except (OSError, ValueError) as exc:
             raise LedgerlabError(f"cannot write {out}: {exc}") from None
     typer.echo(f"wrote {out}")
 
 
-def draw(loaded: Any, out: Path) -> None:
-    """Runs as dots (coloured by their hypothesis's fate) and the incumbent's running mean as a step line."""
+# A hypothesis's candidate runs by its fate; replicates (no hypothesis of their own) by their role.
+COLORS = {"accepted": "#2ca02c", "rejected": "#bbbbbb", "testing": "#ff7f0e", "proposed": "#ff7f0e",
+          "holdback runs": "#9467bd"}
+
+
+def draw(state: CampaignState, chart: Progress, out: Path) -> None:
+    """Runs as dots (coloured by their hypothesis's fate) and the incumbent's level as a step line."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, the Agg canvas by default
 
-    state = loaded.state
     metric = state.metric
-    colors = {"accepted": "#2ca02c", "rejected": "#bbbbbb", "testing": "#ff7f0e", "proposed": "#ff7f0e"}
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    seen: set[str] = set()
-    incumbent_line: list[float] = []
-    changes = list(loaded.incumbent_at)
-    current = changes[0][1] if changes else state.incumbent_id
-    sums: dict[str, list[float]] = {}  # every finished run of each candidate so far
-    fresh: dict[str, list[float]] = {}  # its runs as incumbent after selection (no winner's curse)
-
-    def level(cid: str) -> float | None:
-        got = _avg(fresh.get(cid))
-        return got if got is not None else _avg(sums.get(cid))
-
-    for i, run_id in enumerate(loaded.finish_order):
-        while changes and changes[0][0] <= i:
-            current = changes.pop(0)[1]
-        run = state.runs.get(run_id)
-        if run is None or run_id in seen or run.value is None:
-            incumbent_line.append(level(current))
-            continue
-        seen.add(run_id)
-        hyp = state.hypotheses.get(run.hypothesis_id or "")
-        key = "incumbent runs" if hyp is None or run.role == "incumbent" else hyp.status
-        xs, ys = series.setdefault(key, ([], []))
-        xs.append(i + 1)
-        ys.append(run.value)
-        sums.setdefault(run.candidate_id, []).append(run.value)
-        if run.role == "incumbent" and run.seed >= state.seed_base.get(run.candidate_id, 0):
-            fresh.setdefault(run.candidate_id, []).append(run.value)
-        incumbent_line.append(level(current))
-
     fig = Figure(figsize=(10, 5), dpi=120)
     ax = fig.subplots()
-    for key, (xs, ys) in sorted(series.items()):
-        ax.scatter(xs, ys, s=14 if key == "incumbent runs" else 22, alpha=0.8,
-                   color=colors.get(key, "#1f77b4"), zorder=3,
-                   label=f"{key if key == 'incumbent runs' else f'runs of {key} hypotheses'} ({len(xs)})")
-    steps = [(i + 1, v) for i, v in enumerate(incumbent_line) if v is not None]
+    for key, points in sorted(chart.series().items()):
+        replicate = key.endswith(" runs")  # no hypothesis of its own
+        ax.scatter([p.x for p in points], [p.value for p in points], s=14 if replicate else 22, alpha=0.8,
+                   color=COLORS.get(key, "#1f77b4"), zorder=3,
+                   label=f"{key if replicate else f'runs of {key} hypotheses'} ({len(points)})")
+    steps = [(i + 1, v) for i, v in enumerate(chart.incumbent) if v is not None]
     if steps:
         ax.step([x for x, _ in steps], [v for _, v in steps], where="post", color="#d62728", linewidth=1.8,
                 label="incumbent (mean of its runs after selection, once there are some)", zorder=2)
-    for position, cid in loaded.incumbent_at[1:]:  # label each change of incumbent where it happened
-        origin = state.candidate_parent.get(cid)
-        if origin and origin[1] in state.hypotheses and position < len(incumbent_line):
-            y = incumbent_line[position]  # the change applies from the next finished run on
-            if y is not None:
-                ax.annotate(f"#{state.hypotheses[origin[1]].number}", (position + 1, y), textcoords="offset points",
-                            xytext=(4, 6), fontsize=8)
+    for x, y, number in chart.changes:  # label each change of incumbent where it happened
+        ax.annotate(f"#{number}", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
     failed = sum(1 for r in state.runs.values() if r.status not in ("finished", "running"))
     accepted = sum(1 for h in state.hypotheses.values() if h.status == "accepted")
     better = "lower" if metric.direction == "minimize" else "higher"
+    assert state.started is not None
     ax.set_title(f"{state.started.domain}: {metric.name} ({better} is better) — "
                  f"{len(state.hypotheses)} hypotheses, "
                  f"{accepted} accepted, {failed} failed run{'' if failed == 1 else 's'}")
@@ -370,8 +344,3 @@ def draw(loaded: Any, out: Path) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
-
-
-def _avg(values: list[float] | None) -> float | None:
-    return sum(values) / len(values) if values else None
-

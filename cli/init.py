@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import typer
 
 from ledgerlab.cli.common import Col, DirOption, fit_table, make_console, print_fitted, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import LedgerlabError
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 # ------------------------------------------------------------------------------------------ domains
 

@@ -9,6 +9,20 @@ import typer
 from typer.core import TyperGroup
 
 from ledgerlab import __version__
+from ledgerlab.cli import (
+    campaign,
+    discoveries,
+    export,
+    init,
+    query,
+    run,
+    show,
+    snapshot,
+    transfer,
+    ui,
+    verify,
+)
+from ledgerlab.cli.marketing import marketing_app
 
 # `ledgerlab --help` lists the commands in the order a new user meets them; any other command comes after.
 ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "import", "plot",
@@ -67,13 +81,8 @@ def main() -> None:
         raise SystemExit(2) from None
 
 
-# Each module adds its commands to `app`; none imports torch or litellm at import time.
-from ledgerlab.cli import query  # noqa: E402,F401
-from ledgerlab.cli.marketing import marketing_app  # noqa: E402
-
+# One Typer app per noun module, its commands joined here at the top level (a nameless `add_typer` merges them);
+# `marketing` keeps its own group. No module imports torch or litellm at import time.
+for _module in (query, run, campaign, show, export, discoveries, init, snapshot, ui, verify, transfer):
+    app.add_typer(_module.app)
 app.add_typer(marketing_app, name="marketing")
-from ledgerlab.cli import campaign, discoveries, export, init, show, snapshot, ui, verify  # noqa: E402,F401
-from ledgerlab.cli import run as _run  # noqa: E402,F401
-from ledgerlab.cli import transfer as _transfer  # noqa: E402
-
-app.add_typer(_transfer.app)

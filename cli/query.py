@@ -19,9 +19,10 @@ from ledgerlab.cli.common import (
     round_floats,
     user_errors,
 )
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import QueryError
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 
 class Format(str, Enum):
@@ -171,6 +172,8 @@ def summarize(event_type: str, payload: str) -> str:
                                      f"#{p.get('source_number')}: {clip(p.get('rationale'))}",
         "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
                                     f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
+        "ProposerFailed": lambda: f"agent {p.get('agent')} ({p.get('proposer')}) failed, {p.get('consecutive')} in a "
+                                  f"row: {clip(p.get('error'))}",
         "CheckpointSigned": lambda: f"signed head seq {p.get('head_seq')} {short('head_hash')} by key {p.get('key_id')}",
     }
     make = lines.get(event_type)

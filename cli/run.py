@@ -12,8 +12,9 @@ import typer
 from typer.core import TyperCommand
 
 from ledgerlab.cli.common import DirOption, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.errors import ConfigError
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 JudgeOption = Annotated[str | None, typer.Option("--judge", help="stats (default), greedy or fixed.")]
 # Options `run` and `resume` share (the hypothesis and run budgets differ only in their help).

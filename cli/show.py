@@ -15,15 +15,16 @@ from ledgerlab.cli.campaign import (
     find_hypothesis,
     fmt,
     interval,
-    load_campaign,
+    load_state,
     origin_of,
 )
 from ledgerlab.cli.common import Col, DirOption, clip, fit_table, make_console, print_fitted, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.effects import confirmed
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 
 @app.command()
@@ -34,14 +35,13 @@ def show(
 ) -> None:
     """One hypothesis: rationale, diff, runs and verdict."""
     with user_errors():
-        loaded = load_campaign(dir, campaign)
-        h = find_hypothesis(loaded.state, ref)
+        state = load_state(dir, campaign)
+        h = find_hypothesis(state, ref)
     from rich.console import Group
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
 
-    state = loaded.state
     console = make_console()
     head = Table(show_header=False, box=None)
     head.add_column(style="bold")

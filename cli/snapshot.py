@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 
 @app.command()

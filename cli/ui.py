@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
 from ledgerlab.errors import ConfigError
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from ledgerlab.cli.common import DirOption, user_errors
-from ledgerlab.cli.main import app
 from ledgerlab.core.project import Project
+
+app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 KeyFileOption = Annotated[list[Path] | None, typer.Option(
     "--key-file", help="Also trust the public key of this key file (a signing_key, a PEM public key or hex).")]

@@ -37,9 +37,14 @@ class Effect:
 
 def fresh_runs(state: CampaignState, cid: str) -> list[RunRecord]:
     """A candidate's finished runs as incumbent after it was selected (no winner's curse)."""
-    base = state.seed_base.get(cid, 0)
-    return [r for r in state.runs.values() if r.candidate_id == cid and r.role == "incumbent"
-            and r.status == "finished" and r.value is not None and r.seed >= base]
+    return [r for r in state.runs.values() if r.candidate_id == cid and is_fresh(state, r)]
+
+
+def is_fresh(state: CampaignState, run: RunRecord) -> bool:
+    """Whether a run measures its candidate as incumbent after its selection: a finished incumbent run on a
+    seed no judge used to select it (the progress charts apply the same rule, core/summary.py)."""
+    return (run.role == "incumbent" and run.status == "finished" and run.value is not None
+            and run.seed >= state.seed_base.get(run.candidate_id, 0))
 
 
 def finished(state: CampaignState, cid: str) -> list[RunRecord]:

@@ -33,6 +33,7 @@ class RunRecord:
     error: str = ""
     started_at: datetime | None = None
     seconds: float | None = None  # wall-clock from its start to its end, as the ledger recorded them
+    duration_s: float | None = None  # the run's own wall time, as its executor measured it (RunFinished)
 
 
 @dataclass
@@ -84,10 +85,15 @@ class CampaignState:
     imports: dict[str, ev.DiscoveryImported] = field(default_factory=dict)
     llm_cost_usd: float = 0.0
     llm_calls: int = 0
+    unpriced_calls: int = 0  # LLM calls whose cost is unknown (not counted in llm_cost_usd)
     max_call_cost: float = 0.0
     active_seconds: float = 0.0
     segment_start: datetime | None = None
     last_at: datetime | None = None
+    # The order of the stream, for charts (`ledgerlab plot`, the dashboard; core/summary.py): run ids in the
+    # order their RunFinished came, and each incumbent with how many runs had finished when it took over.
+    finish_order: list[str] = field(default_factory=list)
+    incumbent_at: list[tuple[int, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------------------------ derived
 
@@ -170,6 +176,7 @@ class CampaignState:
         self.incumbent_id = event.baseline_candidate_id
         self.seed_base[event.baseline_candidate_id] = event.seed_base
         self.segment_start = at
+        self.incumbent_at.append((len(self.finish_order), self.incumbent_id))
 
     @_apply.register
     def _(self, event: ev.CampaignPaused, at: datetime) -> None:
@@ -224,6 +231,8 @@ class CampaignState:
         run.status, run.value, run.control_value = "finished", event.value, event.control_value
         run.metrics, run.control_metrics = dict(event.metrics), dict(event.control_metrics)
         run.seconds = (at - run.started_at).total_seconds() if run.started_at else None
+        run.duration_s = event.duration_s
+        self.finish_order.append(event.run_id)
 
     @_apply.register
     def _(self, event: ev.RunFailed, at: datetime) -> None:
@@ -247,6 +256,7 @@ class CampaignState:
         self.incumbent_parent[event.candidate_id] = event.previous_candidate_id
         self.incumbent_id = event.candidate_id
         self.seed_base[event.candidate_id] = event.seed_base
+        self.incumbent_at.append((len(self.finish_order), self.incumbent_id))
 
     @_apply.register
     def _(self, event: ev.DiscoveryImported, at: datetime) -> None:
@@ -258,6 +268,8 @@ class CampaignState:
         if event.cost_usd is not None:
             self.llm_cost_usd += event.cost_usd
             self.max_call_cost = max(self.max_call_cost, event.cost_usd)
+        else:
+            self.unpriced_calls += 1
 
     def _close_segment(self, at: datetime) -> None:
         if self.segment_start is not None:

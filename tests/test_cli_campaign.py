@@ -272,10 +272,10 @@ def test_status_at_a_glance(project: Path) -> None:
 def test_status_intervals(project: Path) -> None:
     from scipy import stats
 
-    from ledgerlab.cli.campaign import load_campaign
+    from ledgerlab.cli.campaign import load_state
     from ledgerlab.core.effects import compare, confirmed, fresh_runs
 
-    state = load_campaign(str(project), None).state
+    state = load_state(str(project), None)
     base = [r for r in state.finished_runs(IDS["base"])]
     got = compare(state, fresh_runs(state, IDS["c4"]), base)
     ci = stats.ttest_ind([1.00, 1.02, 1.01, 1.00, 1.03], [0.92, 0.93], equal_var=False).confidence_interval(0.95)

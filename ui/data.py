@@ -19,6 +19,7 @@ from ledgerlab.errors import CampaignError, LedgerlabError
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import HypothesisRecord
+    from ledgerlab.core.summary import Point
 
 STATUS_COLORS = {"accepted": "#2ca02c", "rejected": "#9a9a9a", "testing": "#ff7f0e", "proposed": "#ff7f0e",
                  "incumbent runs": "#1f77b4", "holdback runs": "#9467bd"}
@@ -148,39 +149,28 @@ def progress_figure(snap: CampaignSnapshot) -> dict[str, Any]:
     """A Plotly figure (plain JSON): every finished run by finish order, coloured by its hypothesis's fate,
     the incumbent as a step line, each accept labelled; customdata carries the hypothesis number for clicks.
 
-    The same series as `ledgerlab plot` (cli/export.py draw). Hover text is HTML-escaped here because
+    The same series as `ledgerlab plot` (core/summary.py progress). Hover text is HTML-escaped here because
     Plotly renders a subset of HTML in hover labels.
     """
-    state = snap.state
-    series: dict[str, tuple[list[int], list[float], list[list[Any]]]] = {}
-    line: list[float | None] = []
-    changes = list(snap.incumbent_at)
-    current = changes[0][1] if changes else state.incumbent_id
-    seen: set[str] = set()
-    every: dict[str, list[float]] = {}  # every finished run of each candidate so far
-    fresh: dict[str, list[float]] = {}  # its runs as incumbent after selection (no winner's curse)
-    for i, run_id in enumerate(snap.finish_order):
-        while changes and changes[0][0] <= i:
-            current = changes.pop(0)[1]
-        run = state.runs.get(run_id)
-        if run is not None and run.value is not None and run_id not in seen:
-            seen.add(run_id)
-            hyp = state.hypotheses.get(run.hypothesis_id or "")
-            key = hyp.status if hyp is not None and run.role == "candidate" else f"{run.role} runs"
-            xs, ys, data = series.setdefault(key, ([], [], []))
-            xs.append(i + 1)
-            ys.append(run.value)
-            own = hyp is not None and run.role == "candidate"  # a click opens the hypothesis it tests
-            data.append([hyp.number if own else None, _hover(hyp, run.role), run.run_id[:12], run.seed])
-            every.setdefault(run.candidate_id, []).append(run.value)
-            if run.role == "incumbent" and run.seed >= state.seed_base.get(run.candidate_id, 0):
-                fresh.setdefault(run.candidate_id, []).append(run.value)
-        line.append(_avg(fresh.get(current)) if fresh.get(current) else _avg(every.get(current)))
-    return _figure(snap, series, line)
+    from ledgerlab.core.summary import progress
+
+    chart = progress(snap.state)
+    series = {key: ([p.x for p in points], [p.value for p in points], [_customdata(p) for p in points])
+              for key, points in chart.series().items()}
+    return _figure(snap, series, list(chart.incumbent), chart.changes)
 
 
-def _figure(snap: CampaignSnapshot, series: dict[str, Any], line: list[float | None]) -> dict[str, Any]:
-    state, metric = snap.state, snap.state.metric
+def _customdata(point: Point) -> list[Any]:
+    """What a point's hover and click read: the hypothesis a candidate run tests (a click opens it), the hover
+    text, the run and its seed."""
+    hyp, run = point.hypothesis, point.run
+    return [hyp.number if hyp is not None and run.role == "candidate" else None, _hover(hyp, run.role),
+            run.run_id[:12], run.seed]
+
+
+def _figure(snap: CampaignSnapshot, series: dict[str, Any], line: list[float | None],
+            changes: tuple[tuple[int, float, int], ...]) -> dict[str, Any]:
+    metric = snap.state.metric
     traces: list[dict[str, Any]] = []
     for key, (xs, ys, data) in sorted(series.items()):
         replicate = key.endswith(" runs")  # no hypothesis of its own: nothing to open
@@ -195,12 +185,8 @@ def _figure(snap: CampaignSnapshot, series: dict[str, Any], line: list[float | N
     traces.append({"type": "scatter", "mode": "lines", "name": "incumbent (mean of its runs after selection)",
                    "x": [x for x, _ in steps], "y": [v for _, v in steps], "line": {"shape": "hv",
                    "color": "#d62728", "width": 2}, "hoverinfo": "skip"})
-    annotations = []
-    for position, cid in snap.incumbent_at[1:]:
-        origin = state.candidate_parent.get(cid)
-        if origin and origin[1] in state.hypotheses and position < len(line) and line[position] is not None:
-            annotations.append({"x": position + 1, "y": line[position], "text": f"#{state.hypotheses[origin[1]].number}",
-                                "showarrow": True, "arrowhead": 0, "ax": 12, "ay": -22})
+    annotations = [{"x": x, "y": y, "text": f"#{number}", "showarrow": True, "arrowhead": 0, "ax": 12, "ay": -22}
+                   for x, y, number in changes]
     better = "lower" if metric.direction == "minimize" else "higher"
     return {"data": traces, "layout": {
         "annotations": annotations, "margin": {"l": 60, "r": 20, "t": 30, "b": 50}, "hovermode": "closest",
@@ -218,10 +204,6 @@ def _hover(hyp: HypothesisRecord | None, role: str) -> str:
 
 def _hover_name(name: str) -> str:
     return html.escape(name)
-
-
-def _avg(values: list[float] | None) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def _finite(value: float | None) -> float | None:
