@@ -237,6 +237,9 @@ class _Printer:
             return f"[bold]finished[/bold] ({q(e.reason)}): {q(e.detail)}"
         if isinstance(e, ev.LLMCallCompleted) and not e.ok:
             return f"   LLM call failed: {q(e.error or '')}"
+        if isinstance(e, ev.ProposerFailed):
+            return (f"   [red]proposer failed[/red] (agent {q(e.agent)}, {e.consecutive} in a row): "
+                    f"{q(clip(e.error, 120))}")
         return None
 
 
