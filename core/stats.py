@@ -58,6 +58,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from scipy import special
 from scipy import stats as sps
 from scipy.optimize import brentq, minimize_scalar
 
@@ -96,7 +97,7 @@ class TestResult(BaseModel):
         if self.se is None or not math.isfinite(self.se):
             return None, None
         tail = (1.0 - level) / 2.0
-        q = float(sps.norm.isf(tail) if self.df is None else sps.t.isf(tail, self.df))
+        q = float(sps.norm.isf(tail)) if self.df is None else t_isf(tail, self.df)
         return self.effect - q * self.se, self.effect + q * self.se
 
 
@@ -112,6 +113,34 @@ def _winsorize(x: np.ndarray, trim: float) -> np.ndarray:
     return np.clip(x, s[g], s[len(x) - g - 1])
 
 
+# The judge calls these on 2–40 values hundreds of thousands of times per simulation (tests/test_judge_sim.py,
+# bench/): numpy's and scipy's Python wrappers cost 10–50× the arithmetic there. These run the very same ufuncs
+# (np.mean is add.reduce / n; np.var(ddof=1) is the sum of squared deviations from it / (n − 1); t.sf and
+# t.isf are stdtr and stdtrit), so every result is bit for bit what the wrappers return.
+_sum = np.add.reduce
+
+
+def _mean(x: np.ndarray) -> float:
+    """np.mean(x) of a non-empty 1-D float array."""
+    return float(_sum(x) / len(x))
+
+
+def _var(x: np.ndarray) -> float:
+    """np.var(x, ddof=1) of a 1-D float array of at least two values."""
+    d = x - _sum(x) / len(x)
+    return float(_sum(d * d) / (len(x) - 1))
+
+
+def t_sf(t: float, df: float) -> float:
+    """scipy.stats.t.sf(t, df) for one value (nan when df is not positive)."""
+    return float(special.stdtr(df, -t)) if df > 0 else math.nan
+
+
+def t_isf(q: float, df: float) -> float:
+    """scipy.stats.t.isf(q, df) for one value, 0 < q < 1 (nan when df is not positive)."""
+    return float(0.0 - special.stdtrit(df, q)) if df > 0 else math.nan  # 0.0 -: no -0.0, as scipy
+
+
 def _location_scale(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, float, int]:
     """(location, variance of one value on the location's scale, df) of one group of values.
 
@@ -120,14 +149,14 @@ def _location_scale(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, 
     """
     n = len(x)
     if robust == "none" or n < 3:
-        return float(np.mean(x)), float(np.var(x, ddof=1)) if n > 1 else math.nan, n - 1
+        return _mean(x), _var(x) if n > 1 else math.nan, n - 1
     w = _winsorize(x, trim)
     if robust == "winsor":
-        return float(np.mean(w)), float(np.var(w, ddof=1)), n - 1
+        return _mean(w), _var(w), n - 1
     g = int(math.floor(trim * n))
     gamma = g / n  # the trimming actually done, not the nominal
-    loc = float(sps.trim_mean(x, gamma)) if g else float(np.mean(x))
-    return loc, float(np.var(w, ddof=1)) / (1.0 - 2.0 * gamma) ** 2, n - 2 * g - 1
+    loc = float(sps.trim_mean(x, gamma)) if g else _mean(x)
+    return loc, _var(w) / (1.0 - 2.0 * gamma) ** 2, n - 2 * g - 1
 
 
 # --------------------------------------------------------------------------------- pooled variance
@@ -269,7 +298,14 @@ def _ties(var: float, scale: float, n: float) -> bool:
 
 def _scale(*groups: Sequence[float]) -> float:
     """The largest magnitude among the values (0 for none)."""
-    return max((float(np.max(np.abs(g))) for g in groups if len(g)), default=0.0)
+    return max((_magnitude(g) for g in groups if len(g)), default=0.0)
+
+
+def _magnitude(values: Sequence[float]) -> float:
+    """float(np.max(np.abs(values))) in plain Python (nan if any value is), for a few values."""
+    sizes = [abs(float(v)) for v in values]
+    total = sum(sizes)  # nan exactly when a value is
+    return math.nan if total != total else max(sizes)
 
 
 def _no_test(name: str, effect: float, nc: int, ni: int) -> TestResult:
@@ -299,8 +335,8 @@ def pooled_skewness(groups: Sequence[Sequence[float]]) -> tuple[float, float, fl
         x = np.asarray(group, float)
         if len(x) < 2:
             continue
-        r = x - x.mean()
-        cubes, squares = cubes + float(np.sum(r**3)), squares + float(np.sum(r**2))
+        r = x - _sum(x) / len(x)
+        cubes, squares = cubes + float(_sum(r**3)), squares + float(_sum(r**2))
         weight, df = weight + (len(x) - 1) * (len(x) - 2) / len(x), df + len(x) - 1
     if weight <= 0.0 or squares <= 0.0:
         return math.nan, math.inf, weight
@@ -376,12 +412,12 @@ def paired_test(
         tied1 = df1 == 0 or _ties(var1, _scale(cand, *history_replicates), df1 + 1)
         se1 = math.inf if tied1 else math.sqrt(var1 * (1.0 / n + 1.0 / len(inc)))
         if se1 < se:
-            loc, se, df = sign * (float(np.mean(cand)) - float(np.mean(inc))), se1, df1
+            loc, se, df = sign * (_mean(np.asarray(cand, float)) - _mean(np.asarray(inc, float))), se1, df1
             name = "mean vs incumbent mean t (pooled var)"
     if not math.isfinite(se):
         return _no_test(name, loc, n, n + len(incumbent_only))
     t = (loc - delta) / se
-    return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)), effect=loc, se=se, df=df,
+    return TestResult(test=name, statistic=t, p_value=t_sf(t, df), effect=loc, se=se, df=df,
                       n_candidate=n, n_incumbent=n + len(incumbent_only))
 
 
@@ -391,9 +427,9 @@ def _welch_side(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, floa
     "winsor": the mean and variance of the winsorized values."""
     n = len(x)
     w = x if robust == "none" else _winsorize(x, trim)
-    v = float(np.var(w, ddof=1))
+    v = _var(w)
     if robust != "trim":
-        return float(np.mean(w)), v / n, n - 1, v
+        return _mean(w), v / n, n - 1, v
     h = n - 2 * int(math.floor(trim * n))
     return float(sps.trim_mean(x, trim)), (n - 1) * v / (h * (h - 1)) if h > 1 else math.nan, h - 1, v
 
@@ -428,7 +464,7 @@ def two_sample_test(
         se = math.sqrt(ec + ei)
         df = (ec + ei) ** 2 / (ec**2 / dc + ei**2 / di)  # Welch–Satterthwaite
         t = (effect - delta) / se
-        return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)), effect=effect, se=se, df=df,
+        return TestResult(test=name, statistic=t, p_value=t_sf(t, df), effect=effect, se=se, df=df,
                           n_candidate=nc, n_incumbent=ni)
     # Too few runs on a side for Welch, or history to lean on: pooled single-run variance, common σ.
     name = "two-sample t (pooled var)"
@@ -439,7 +475,7 @@ def two_sample_test(
         return _no_test(name, effect, nc, ni)
     se = math.sqrt(var * (1.0 / nc + 1.0 / ni))
     t = (effect - delta) / se
-    return TestResult(test=name, statistic=t, p_value=float(sps.t.sf(t, df)),
+    return TestResult(test=name, statistic=t, p_value=t_sf(t, df),
                       effect=effect, se=se, df=df, n_candidate=nc, n_incumbent=ni)
 
 def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float], direction: str,
