@@ -51,7 +51,7 @@ def run_transfer(directory: str | None, campaign: str | None, options: dict[str,
     from ledgerlab.cli.session import _stopping, _warn, console, only_runner
     from ledgerlab.core.project import Project
     from ledgerlab.core.registry import close_domain
-    from ledgerlab.core.transfer import Transfer
+    from ledgerlab.core.transfer_loop import Transfer
     from ledgerlab.storage.ledger import DuckDBLedger
     from ledgerlab.storage.server import serve_readers
     from ledgerlab.storage.signing import CheckpointSigner

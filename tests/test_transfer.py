@@ -155,7 +155,8 @@ def test_marketing_transfer_records_a_transfer_campaign_and_prints_its_table(sho
 
 def test_toy_transfer_killed_mid_way_resumes_from_its_events(toy: Path, tmp_path: Path, plugin_path: str) -> None:
     folder = _copy(toy, tmp_path)
-    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=0.3", "--seeds", "3", plugin=plugin_path)
+    # 9 runs of 1 s: killed after 3, with seconds to spare on a loaded machine.
+    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=1", "--seeds", "3", plugin=plugin_path)
 
     def some_finished() -> bool:
         moved = _transfers(folder) if (folder / ".ledgerlab").exists() else []
@@ -191,7 +192,8 @@ def test_toy_transfer_killed_mid_way_resumes_from_its_events(toy: Path, tmp_path
 
 def test_a_killed_transfer_is_not_taken_up_by_resume(toy: Path, tmp_path: Path, plugin_path: str) -> None:
     folder = _copy(toy, tmp_path)
-    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=0.3", plugin=plugin_path)
+    # 15 runs of 3 s: still running when the second runner asks (it is killed then).
+    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=3", plugin=plugin_path)
     try:
         until("a transfer run", lambda: bool(_transfers(folder)) and bool(_transfers(folder)[0].runs), proc)
         # A second runner in the folder is refused while the first holds it.
