@@ -234,3 +234,13 @@ def test_errors_are_one_line_and_exit_2(shop: Path, toy: Path, tmp_path: Path, p
 def test_the_verdict_rule(source: float | None, effect: float, low: float | None, high: float | None,
                           word: str) -> None:
     assert verdict_of(source, effect, low, high) == word
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_campaign_recorded_before_kinds_reads_as_a_search(version: int) -> None:
+    from ledgerlab.storage.events import CampaignStarted, decode
+
+    old = {"domain": "toy", "metric": {"name": "loss", "direction": "minimize"}, "baseline_files": {"a": "1"},
+           "baseline_candidate_id": "c0", "judge": {"kind": "stats"}}
+    started = decode("CampaignStarted", version, old)
+    assert isinstance(started, CampaignStarted) and started.kind == "search" and started.transfer is None
