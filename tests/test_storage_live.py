@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,6 +235,7 @@ def test_snapshot_opens_with_the_oldest_supported_duckdb(project: Path, tmp_path
 # --------------------------------------------------------------------------- a real campaign under attack
 
 # A reader process: connects to the campaign's socket, says so, then runs a query nobody will answer in time.
+LOCK_WAIT_S = 0.5  # the campaign's lock wait in this test: every attack below outlasts it
 HANGING_READER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -250,7 +252,7 @@ class Runner(host_processes.Runner):
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         super().__init__(folder, "run", "marketing", "--max-hypotheses", "300", "--option",
-                         "visitors_per_run=3000000", env=env)
+                         "visitors_per_run=1000000", env=env)
 
     def finished_runs(self) -> int:
         return sum(" finished: " in line for line in list(self.lines))
@@ -261,8 +263,9 @@ class Runner(host_processes.Runner):
 
 
 def test_no_reader_can_stop_a_running_campaign(tmp_path: Path) -> None:
-    """Lock wait 2 s: each attack lasts longer than that while the campaign goes on writing."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LEDGERLAB_LOCK_WAIT": "2", "LEDGERLAB_QUERY_TIMEOUT": "600"}
+    """Lock wait 0.5 s: each attack lasts longer than that while the campaign goes on writing."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LEDGERLAB_LOCK_WAIT": str(LOCK_WAIT_S),
+           "LEDGERLAB_QUERY_TIMEOUT": "600"}
     runner = Runner(tmp_path, env)
     path = Project.at(tmp_path).ledger_path
     readers: list[subprocess.Popen[str]] = []
@@ -282,7 +285,10 @@ def test_no_reader_can_stop_a_running_campaign(tmp_path: Path) -> None:
             readers.append(reader)
             assert reader.stdout is not None and reader.stdout.readline().strip() == "connected"
         until("a slow query running", lambda: held.ping()["queries"] >= 1, runner.proc)
-        runner.progress(3)  # the campaign writes while it runs
+        slow_since = time.monotonic()
+        runner.progress(3)  # the campaign writes while it runs, for longer than a writer would wait on a lock
+        until("the slow queries past the lock wait", lambda: time.monotonic() - slow_since > 2 * LOCK_WAIT_S,
+              runner.proc)
         for reader in readers:
             reader.send_signal(signal.SIGKILL)
             reader.wait()
