@@ -165,12 +165,12 @@ def autoresearch_rows(state: CampaignState) -> list[tuple[Any, ...]]:
     keep: the accepted ones, valued on their runs after selection (`kept_value`, what `status` shows); discard
     and crash: the mean of the hypothesis's own candidate runs (what that experiment measured).
     """
-    from ledgerlab.core.effects import finished, mean
+    from ledgerlab.core.effects import finished, mean, values
 
     assert state.started is not None
     base = state.started.baseline_candidate_id
     base_runs = finished(state, base)
-    rows: list[tuple[Any, ...]] = [(base[:7], _round(mean([r.value for r in base_runs])),  # type: ignore[misc]
+    rows: list[tuple[Any, ...]] = [(base[:7], _round(mean(values(base_runs))),
                                     _memory_gb(base_runs), "keep", "baseline")]
     for h in sorted(state.hypotheses.values(), key=lambda h: h.number):
         own = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id and r.role == "candidate"
@@ -180,7 +180,7 @@ def autoresearch_rows(state: CampaignState) -> list[tuple[Any, ...]]:
             value, used = kept_value(state, h)
             status = "keep"
         else:
-            value, used = mean([r.value for r in done]), done  # type: ignore[misc]
+            value, used = mean(values(done)), done
             status = "crash" if any(r.status not in ("finished", "running") for r in own) else "discard"
         rows.append(((h.candidate_id or "-------")[:7], _round(value), _memory_gb(used), status,
                      " ".join(h.rationale.split())))
@@ -190,11 +190,11 @@ def autoresearch_rows(state: CampaignState) -> list[tuple[Any, ...]]:
 def kept_value(state: CampaignState, h: HypothesisRecord) -> tuple[float | None, list[RunRecord]]:
     """An accepted candidate's value as `status` reports it: the mean of its runs after selection (the
     confirmation runs and any later replicates), or of the runs that selected it until there are some."""
-    from ledgerlab.core.effects import finished, fresh_runs, mean
+    from ledgerlab.core.effects import finished, fresh_runs, mean, values
 
     cid = h.candidate_id or ""
     runs = fresh_runs(state, cid) or finished(state, cid)
-    return mean([r.value for r in runs]), runs  # type: ignore[misc]
+    return mean(values(runs)), runs
 
 
 def autoresearch_tsv(directory: str | None, campaign: str | None) -> tuple[str, int]:

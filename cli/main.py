@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -24,6 +23,10 @@ from ledgerlab.cli import (
 )
 from ledgerlab.cli.marketing import marketing_app
 
+if TYPE_CHECKING:  # typer carries its own click, whose Context and HelpFormatter TyperGroup's methods take
+    from typer._click.core import Context
+    from typer._click.formatting import HelpFormatter
+
 # `ledgerlab --help` lists the commands in the order a new user meets them; any other command comes after.
 ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "import", "plot",
          "ui", "checkout", "verify", "sign", "snapshot", "domains", "marketing")
@@ -32,12 +35,12 @@ ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", 
 class Commands(TyperGroup):
     """The top-level group: commands in ORDER, each with its whole first sentence (click cuts it at ~45)."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         names = list(self.commands)
         rank = {name: i for i, name in enumerate(ORDER)}
         return sorted(names, key=lambda name: (rank.get(name, len(ORDER)), names.index(name)))
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = [(name, command.get_short_help_str(limit=1_000)) for name in self.list_commands(ctx)
                 if (command := self.get_command(ctx, name)) is not None and not command.hidden]
         if rows:

@@ -57,6 +57,11 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def values(runs: list[RunRecord]) -> list[float]:
+    """The runs' values, in order (a finished run has one; the others are left out)."""
+    return [float(r.value) for r in runs if r.value is not None]
+
+
 def compare(state: CampaignState, new: list[RunRecord], old: list[RunRecord]) -> Effect | None:
     """Effect of `new` over `old`: paired on matched seeds when there are 2 or more, else Welch."""
     if not new or not old:
@@ -67,7 +72,7 @@ def compare(state: CampaignState, new: list[RunRecord], old: list[RunRecord]) ->
     if len(common) >= 2:
         return one_sample([sign * (by_new[s] - by_old[s]) for s in common],
                           f"paired t on {len(common)} matched seeds")
-    a, b = [float(r.value) for r in new], [float(r.value) for r in old]  # type: ignore[arg-type]
+    a, b = values(new), values(old)
     effect = sign * (sum(a) / len(a) - sum(b) / len(b))
     method = f"Welch t, n={len(a)} vs n={len(b)}"
     if len(a) < 2 or len(b) < 2:
@@ -93,7 +98,8 @@ def confirmed(state: CampaignState, h: HypothesisRecord) -> Effect | None:
     windowed = [r for r in new if r.control_value is not None]
     if windowed and h.candidate_id != h.parent_candidate_id:
         return pooled_windows(state, windowed) or one_sample(
-            [_sign(state) * (r.value - r.control_value) for r in windowed],  # type: ignore[operator]
+            [_sign(state) * (r.value - r.control_value) for r in windowed
+             if r.value is not None and r.control_value is not None],
             f"same-window A/B on {len(windowed)} fresh runs")
     got = compare(state, new, [r for r in runs if r.candidate_id == h.parent_candidate_id])
     if got is None or not got.method.startswith("paired"):
@@ -126,8 +132,8 @@ def improvement(state: CampaignState, inc_fresh: list[RunRecord],
             return chained
     elif holdback_on(state):  # only the pairs no selection used; until they finish: not measured yet
         lift = holdback.current(state)
-        return lift and Effect(lift.effect, lift.low, lift.high, lift.method, lift.relative, lift.relative_low,
-                               lift.relative_high)
+        return None if lift is None else Effect(lift.effect, lift.low, lift.high, lift.method, lift.relative,
+                                                lift.relative_low, lift.relative_high)
     got = compare(state, inc_fresh, base_runs)
     return got and Effect(got.effect, got.low, got.high,
                           f"the incumbent's runs after selection vs the baseline's; {got.method}")
@@ -156,6 +162,7 @@ def lineage_sum(state: CampaignState) -> Effect | None:
     """The confirmed effects of the accepts from the baseline to the incumbent, added (None: one lacks it)."""
     assert state.started is not None
     links: list[Effect] = []
+    widths: list[float] = []  # each link's interval, high - low
     cid = state.incumbent_id
     while cid != state.started.baseline_candidate_id:
         origin = state.candidate_parent.get(cid)
@@ -166,6 +173,7 @@ def lineage_sum(state: CampaignState) -> Effect | None:
         if link is None or link.low is None or link.high is None:
             return None
         links.append(link)
+        widths.append(link.high - link.low)
         cid = origin[0]
     if not links:
         return None
@@ -173,7 +181,7 @@ def lineage_sum(state: CampaignState) -> Effect | None:
 
     z = float(stats.norm.isf(0.025))
     total = sum(e.effect for e in links)
-    se = sum(((e.high - e.low) / (2 * z)) ** 2 for e in links) ** 0.5  # type: ignore[operator]
+    se = sum((width / (2 * z)) ** 2 for width in widths) ** 0.5
     method = (f"sum of the {len(links)} accepted changes' effects, each confirmed on its own fresh "
               f"same-window A/B runs" if len(links) > 1 else links[0].method)
     return Effect(total, total - z * se, total + z * se, method)
@@ -229,5 +237,6 @@ def _sign(state: CampaignState) -> float:
 def _by_seed(runs: list[RunRecord]) -> dict[int, float]:
     values: dict[int, list[float]] = {}
     for r in runs:
-        values.setdefault(r.seed, []).append(r.value)  # type: ignore[arg-type]
+        if r.value is not None:  # every caller passes finished runs, which have one
+            values.setdefault(r.seed, []).append(r.value)
     return {seed: sum(v) / len(v) for seed, v in values.items()}

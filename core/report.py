@@ -25,6 +25,7 @@ from ledgerlab.core.effects import (
     improvement,
     mean,
     not_measured_reason,
+    values,
 )
 
 if TYPE_CHECKING:
@@ -98,10 +99,10 @@ def _incumbent_and_baseline(state: CampaignState) -> dict[str, Any]:
     assert state.started is not None
     baseline_id, incumbent_id = state.started.baseline_candidate_id, state.incumbent_id
     inc_fresh, base_runs = fresh_runs(state, incumbent_id), finished(state, baseline_id)
-    value, basis, n = mean([r.value for r in inc_fresh]), "after_selection", len(inc_fresh)  # type: ignore[misc]
+    value, basis, n = mean(values(inc_fresh)), "after_selection", len(inc_fresh)
     if value is None and finished(state, incumbent_id):  # no run after selection yet: the selecting ones
         selecting = finished(state, incumbent_id)
-        value, basis, n = mean([r.value for r in selecting]), "selection_runs_optimistic", len(selecting)  # type: ignore[misc]
+        value, basis, n = mean(values(selecting)), "selection_runs_optimistic", len(selecting)
     origin = state.candidate_parent.get(incumbent_id)
     number = state.hypotheses[origin[1]].number if origin and origin[1] in state.hypotheses else None
     if incumbent_id == baseline_id:
@@ -114,7 +115,7 @@ def _incumbent_and_baseline(state: CampaignState) -> dict[str, Any]:
         "incumbent": {"candidate_id": incumbent_id, "is_baseline": incumbent_id == baseline_id,
                       "hypothesis_number": number, "value": value, "runs": n if value is not None else 0,
                       "basis": basis if value is not None else None},
-        "baseline": {"candidate_id": baseline_id, "value": mean([r.value for r in base_runs]),  # type: ignore[misc]
+        "baseline": {"candidate_id": baseline_id, "value": mean(values(base_runs)),
                      "runs": len(base_runs)},
         "improvement": gain,
     }
