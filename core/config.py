@@ -73,8 +73,9 @@ class AgentConfig(ProposerConfig):
 class ExecutorConfig(_Section):
     """Where runs execute."""
 
-    kind: Literal["local", "ray"] = Field(default="local", description=(
-        "where runs execute: local (a process pool on this machine) or ray (a cluster)"))
+    kind: str = Field(default="local", description=(
+        "where runs execute: local (a process pool on this machine), ray (a cluster), or a plug-in from the "
+        "ledgerlab.executors entry-point group"))
     workers: int = Field(default=1, ge=1, description="runs in flight at once (one per GPU on GPU machines)")
     ray_address: str | None = Field(default=None, examples=["ray://head-node:10001"], description=(
         "ray: the cluster's address"))
@@ -86,6 +87,13 @@ class ExecutorConfig(_Section):
         "warning), strict (refuse to run without the sandbox), or process (never sandbox)"))
     keep_workdirs: bool = Field(default=False, description=(
         "keep each run's working copy after it ends (for debugging; logs are kept either way)"))
+
+    @field_validator("kind")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        from ledgerlab.core.registry import EXECUTOR_GROUP, known_name
+
+        return known_name(EXECUTOR_GROUP, value, "executor")
 
 
 class CampaignConfig(_Section):

@@ -41,16 +41,18 @@ lucky run blocks the useless changes after it: in campaigns of 50 greedy keeps a
 from __future__ import annotations
 
 import math
-from typing import Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from ledgerlab.core import stats
 from ledgerlab.core.judge_settings import FDR_TARGET, GREEDY_DEFAULTS, JudgeSettings, judge_settings
 from ledgerlab.core.protocols import MetricSpec
+from ledgerlab.core.registry import load_judge
 
-__all__ = ["FDR_TARGET", "GREEDY_DEFAULTS", "Evidence", "GreedyJudge", "Judge", "JudgeSettings", "Judgement",
-           "StatsJudge", "judge_settings", "make_judge", "n_candidate_runs", "pooled_test"]
+__all__ = ["FDR_TARGET", "GREEDY_DEFAULTS", "Evidence", "FixedJudge", "GreedyJudge", "Judge", "JudgeBase",
+           "JudgeSettings", "Judgement", "StatsJudge", "judge_settings", "make_judge", "n_candidate_runs",
+           "pooled_test"]
 
 # ----------------------------------------------------------------------------------------- values
 
@@ -108,6 +110,25 @@ class Judge(Protocol):
         ...
 
 
+class JudgeBase:
+    """What the settings read from a judge's class before any judge exists (core/judge_settings.py).
+
+    A judge registers under the entry-point group `ledgerlab.judges` (built-ins: pyproject.toml) as a class
+    called with the resolved JudgeSettings; subclassing this base gives it the defaults below.
+    """
+
+    # [judge] keys this judge sets when the table leaves them unset (greedy: autoresearch's loop).
+    defaults: ClassVar[dict[str, Any]] = {}
+    # Whether an unset alpha_policy becomes "fdr" on concurrent designs (a test at a level alpha decides;
+    # greedy and the fixed-n test are compared with autoresearch's rule at a fixed alpha).
+    fdr_by_default: ClassVar[bool] = False
+
+    @classmethod
+    def most_runs(cls, settings: JudgeSettings) -> int:
+        """The most candidate replicates a hypothesis can get; the seed rotation is at least this wide."""
+        return settings.looks[-1]
+
+
 # ------------------------------------------------------------------------------------- helpers
 
 
@@ -160,12 +181,14 @@ def _finite(x: float | None) -> float | None:
 # ------------------------------------------------------------------------------------ stats judge
 
 
-class StatsJudge:
+class StatsJudge(JudgeBase):
     """Group-sequential one-sided test with a futility bound (also the one-look "fixed" judge).
 
     Futility is non-binding by default: the levels take credit for it only with `futility_min_df = 0`
     (see `JudgeSettings.futility_min_df`), so with the defaults α holds whichever way a futility check goes.
     """
+
+    fdr_by_default = True
 
     def __init__(self, settings: JudgeSettings, name: str = "stats") -> None:
         self.settings = settings
@@ -261,10 +284,31 @@ class StatsJudge:
 # ----------------------------------------------------------------------------------- greedy judge
 
 
-class GreedyJudge:
+class FixedJudge(StatsJudge):
+    """The same test once, at `fixed_n` replicates and the full alpha (no futility stop)."""
+
+    fdr_by_default = False
+
+    def __init__(self, settings: JudgeSettings) -> None:
+        super().__init__(settings.model_copy(update={"looks": (settings.fixed_n,), "futility": False}), name="fixed")
+
+    @classmethod
+    def most_runs(cls, settings: JudgeSettings) -> int:
+        return settings.fixed_n
+
+
+class GreedyJudge(JudgeBase):
     """autoresearch's rule: one run, kept when better than the incumbent (no margin, no test)."""
 
     name = "greedy"
+    defaults = GREEDY_DEFAULTS
+
+    def __init__(self, settings: JudgeSettings | None = None) -> None:
+        self.settings = settings
+
+    @classmethod
+    def most_runs(cls, settings: JudgeSettings) -> int:
+        return 1
 
     def first_n(self) -> int:
         return 1
@@ -294,10 +338,5 @@ class GreedyJudge:
 
 
 def make_judge(settings: JudgeSettings) -> Judge:
-    """The judge that `settings.kind` names."""
-    if settings.kind == "greedy":
-        return GreedyJudge()
-    if settings.kind == "fixed":
-        one_look = settings.model_copy(update={"looks": (settings.fixed_n,), "futility": False})
-        return StatsJudge(one_look, name="fixed")
-    return StatsJudge(settings)
+    """The judge that `settings.kind` names, from the `ledgerlab.judges` entry-point group."""
+    return load_judge(settings)

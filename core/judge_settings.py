@@ -37,10 +37,12 @@ class JudgeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["stats", "greedy", "fixed"] = Field(default="stats", description=(
+    # A name in the `ledgerlab.judges` entry-point group (core/registry.py): built-in or a plug-in.
+    kind: str = Field(default="stats", description=(
         "stats: sequential one-sided test that keeps a change only when it is shown to be better by more than "
         "delta; fixed: one test at fixed_n runs; greedy: autoresearch's rule (one run, keep if better; in "
-        "campaigns of 50 it keeps about a quarter of useless changes, half with A/B runs)"))
+        "campaigns of 50 it keeps about a quarter of useless changes, half with A/B runs); or a plug-in from the "
+        "ledgerlab.judges entry-point group"))
     alpha: float | None = Field(default=None, gt=0, lt=1, examples=[0.01], description=(
         "false-accept level: per hypothesis (alpha_policy fixed) or the FDR target (fdr, lord); unset: 0.1 "
         "with fdr, else the domain's level (0.01, marketing 0.05)"))
@@ -139,6 +141,13 @@ class JudgeSettings(BaseModel):
         "independent designs: compare the candidate's mean with the incumbent's mean only while the "
         "incumbents' runs are skewed toward improvement by at most this (inf: always)"))
 
+    @field_validator("kind")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        from ledgerlab.core.registry import JUDGE_GROUP, known_name
+
+        return known_name(JUDGE_GROUP, value, "judge")
+
     @field_validator("looks", mode="before")
     @classmethod
     def _default_looks(cls, value: Any) -> Any:
@@ -169,7 +178,9 @@ class JudgeSettings(BaseModel):
         (1, no rotation, when `incumbent_seeds` is 0)."""
         if self.incumbent_seeds == 0:
             return 1
-        most = {"stats": self.looks[-1], "fixed": self.fixed_n, "greedy": 1}[self.kind]
+        from ledgerlab.core.registry import judge_class
+
+        most = judge_class(self.kind).most_runs(self)
         return max(self.incumbent_seeds, most)
 
 
@@ -183,15 +194,16 @@ def judge_settings(config: CampaignConfig, metric: MetricSpec | None = None,
     where a key was not set.
     """
     from ledgerlab.core.config import validated
+    from ledgerlab.core.registry import judge_class
 
     table = config.judge
+    judge = judge_class(table.kind)  # its traits: `fdr_by_default`, `defaults` (core/judge.py's JudgeBase)
     data = table.model_dump()
     if data["alpha_policy"] is None:
-        data["alpha_policy"] = "fdr" if design == "concurrent" and table.kind == "stats" else "fixed"
+        data["alpha_policy"] = "fdr" if design == "concurrent" and judge.fdr_by_default else "fixed"
     if data["alpha"] is None:
         fdr = data["alpha_policy"] == "fdr"
         data["alpha"] = FDR_TARGET if fdr else metric.alpha if metric is not None and metric.alpha is not None \
             else 0.01
-    if table.kind == "greedy":
-        data.update({k: v for k, v in GREEDY_DEFAULTS.items() if k not in table.model_fields_set})
+    data.update({k: v for k, v in judge.defaults.items() if k not in table.model_fields_set})
     return validated(JudgeSettings, data, "[judge]")

@@ -1,23 +1,67 @@
-"""Plug-ins found through entry-point groups: domains (`ledgerlab.domains`) and proposers (`ledgerlab.proposers`)."""
+"""Plug-ins found through entry-point groups, one per kind; the built-ins register the same way (pyproject.toml).
+
+    ledgerlab.domains     a Domain class, called with the [domain] options          load_domain(name, options)
+    ledgerlab.proposers   a Proposer class, called with its ProposerConfig          load_proposer(config)
+    ledgerlab.judges      a Judge class (core/judge.py's JudgeBase), called with    load_judge(settings)
+                          the resolved JudgeSettings
+    ledgerlab.executors   a factory (config, domain, domain_name, domain_options,   load_executor(config, ...)
+                          **extra) -> Executor
+
+An unknown name is a one-line ConfigError (UnknownDomainError for domains) that lists the installed ones.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core.domain_base import as_domain
-from ledgerlab.core.protocols import Domain, Proposer
+from ledgerlab.core.protocols import Domain, Executor, Proposer
 from ledgerlab.errors import ConfigError, DomainError, UnknownDomainError
 
 if TYPE_CHECKING:
-    from ledgerlab.core.config import ProposerConfig
+    from ledgerlab.core.config import ExecutorConfig, ProposerConfig
+    from ledgerlab.core.judge import Judge, JudgeBase
+    from ledgerlab.core.judge_settings import JudgeSettings
 
 GROUP = "ledgerlab.domains"
+PROPOSER_GROUP = "ledgerlab.proposers"
+JUDGE_GROUP = "ledgerlab.judges"
+EXECUTOR_GROUP = "ledgerlab.executors"
+
+
+def installed(group: str) -> dict[str, EntryPoint]:
+    """The plug-ins of one group by name, without importing them."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+@cache  # names only, for validating settings (JudgeSettings is built often): entry_points() scans every package
+def _names(group: str) -> tuple[str, ...]:
+    return tuple(sorted(installed(group)))
+
+
+def known_name(group: str, name: str, what: str) -> str:
+    """`name` when a plug-in of `group` has it; else ValueError listing the installed ones (for a validator)."""
+    if name not in _names(group) and name not in installed(group):  # installed(): one installed since
+        raise ValueError(f"unknown {what} {name!r} (installed: {', '.join(map(repr, _names(group))) or 'none'})")
+    return name
+
+
+def _entry_point(group: str, name: str, what: str, hint: str) -> EntryPoint:
+    found = installed(group)
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise ConfigError(f"unknown {what} {name!r} (installed: {known}); {hint}")
+    return found[name]
+
+
+# ------------------------------------------------------------------------------------------ domains
 
 
 def domain_entry_points() -> dict[str, EntryPoint]:
     """Installed domains by name, without importing them."""
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return installed(GROUP)
 
 
 def load_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
@@ -44,21 +88,41 @@ def close_domain(domain: Domain) -> None:
     as_domain(domain).close()
 
 
-PROPOSER_GROUP = "ledgerlab.proposers"
+# ---------------------------------------------------------------------------------------- proposers
 
 
 def proposer_entry_points() -> dict[str, EntryPoint]:
     """Installed proposers by name, without importing them."""
-    return {ep.name: ep for ep in entry_points(group=PROPOSER_GROUP)}
+    return installed(PROPOSER_GROUP)
 
 
 def load_proposer(settings: ProposerConfig) -> Proposer:
     """Instantiate the proposer `settings.kind` (knob, random, llm, or a plug-in) with its settings."""
-    found = proposer_entry_points()
-    if settings.kind not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise ConfigError(
-            f"unknown proposer {settings.kind!r} (installed: {known}); set [proposer] kind in ledgerlab.toml "
-            f"or pass --proposer with one of those"
-        )
-    return found[settings.kind].load()(settings)
+    hint = "set [proposer] kind in ledgerlab.toml or pass --proposer with one of those"
+    return _entry_point(PROPOSER_GROUP, settings.kind, "proposer", hint).load()(settings)
+
+
+# ------------------------------------------------------------------------------------------- judges
+
+
+@cache  # the loop reads a judge's traits on every pass (JudgeSettings.seed_window): look the class up once
+def judge_class(kind: str) -> type[JudgeBase]:
+    """The judge class `kind` names (stats, fixed, greedy, or a plug-in), imported."""
+    hint = "set [judge] kind in ledgerlab.toml or pass --judge with one of those"
+    return _entry_point(JUDGE_GROUP, kind, "judge", hint).load()
+
+
+def load_judge(settings: JudgeSettings) -> Judge:
+    """The judge `settings.kind` names, built on the resolved settings."""
+    return judge_class(settings.kind)(settings)  # type: ignore[call-arg]
+
+
+# ---------------------------------------------------------------------------------------- executors
+
+
+def load_executor(config: ExecutorConfig, domain: Domain | None, domain_name: str,
+                  domain_options: dict[str, Any] | None = None, **extra: Any) -> Executor:
+    """The executor `config.kind` names (local, ray, or a plug-in), with `config.workers` slots."""
+    hint = "set [executor] kind in ledgerlab.toml or pass --executor with one of those"
+    factory = _entry_point(EXECUTOR_GROUP, config.kind, "executor", hint).load()
+    return factory(config, domain, domain_name, dict(domain_options or {}), **extra)

@@ -33,7 +33,8 @@ from ledgerlab.storage import events as ev
 
 runner = CliRunner(env={"COLUMNS": "160"})
 # Values the derivation below cannot guess (the constraint is between fields, or the type is free text).
-CHOSEN: dict[str, Any] = {"judge.looks": (1, 3, 5), "proposer.kind": "llm", "budgets.time_limit": "90m"}
+CHOSEN: dict[str, Any] = {"judge.looks": (1, 3, 5), "proposer.kind": "llm", "budgets.time_limit": "90m",
+                          "judge.kind": "greedy", "executor.kind": "ray"}
 
 
 def table(section: str) -> type[BaseModel]:

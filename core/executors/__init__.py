@@ -14,26 +14,15 @@ from typing import Any
 from ledgerlab.core.config import ExecutorConfig
 from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.protocols import Domain, Executor
-from ledgerlab.errors import ExecutorError
+from ledgerlab.core.registry import load_executor
 
 __all__ = ["LocalExecutor", "make_executor"]
 
 
 def make_executor(config: ExecutorConfig, domain: Domain, domain_name: str,
                   domain_options: dict[str, Any] | None = None, **extra: Any) -> Executor:
-    """The executor `config.kind` names, with `config.workers` slots.
+    """The executor `config.kind` names, with `config.workers` slots (core/registry.py's `load_executor`).
 
     `extra` goes to the executor's constructor (e.g. `gpus=[]` for local, `domain_ref=`/`num_cpus=` for ray).
     """
-    if config.kind == "local":
-        return LocalExecutor(domain, config.workers, **extra)
-    if config.kind == "ray":
-        try:
-            import ray  # noqa: F401 - only to tell a missing extra apart from other failures
-        except ImportError:
-            raise ExecutorError("the ray executor needs the extra: pip install 'ledgerlab[ray]'") from None
-        from ledgerlab.core.executors.ray import RayExecutor
-
-        address = None if config.ray_address in (None, "", "local") else config.ray_address
-        return RayExecutor(domain_name, domain_options or {}, config.workers, address, **extra)
-    raise ExecutorError(f"unknown executor {config.kind!r}; use local or ray")
+    return load_executor(config, domain, domain_name, domain_options, **extra)

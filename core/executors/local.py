@@ -24,11 +24,15 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.outcomes import traceback_tail
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from ledgerlab.core.config import ExecutorConfig
 
 # ------------------------------------------------------------------------------------------- resources
 
@@ -156,6 +160,12 @@ class LocalExecutor:
             return safe_run(self.domain, self.assign(request, slot))
         finally:
             self._free.put(slot)
+
+
+def from_config(config: ExecutorConfig, domain: Domain, domain_name: str, domain_options: dict[str, Any],
+                **extra: Any) -> LocalExecutor:
+    """The `local` entry of the `ledgerlab.executors` group: `config.workers` slots in this process."""
+    return LocalExecutor(domain, config.workers, **extra)
 
 
 def safe_run(domain: Domain, request: RunRequest) -> RunResult:

@@ -27,11 +27,14 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core.executors.inflight import InFlight
 from ledgerlab.core.protocols import Domain, RunRequest, RunResult
 from ledgerlab.errors import ExecutorError
+
+if TYPE_CHECKING:
+    from ledgerlab.core.config import ExecutorConfig
 
 try:
     import ray
@@ -234,3 +237,14 @@ def _quiet(fn: Any, *args: Any, **kwargs: Any) -> None:
         fn(*args, **kwargs)
     except Exception:  # noqa: BLE001 - best effort while stopping
         pass
+
+
+def from_config(config: ExecutorConfig, domain: Domain | None, domain_name: str, domain_options: dict[str, Any],
+                **extra: Any) -> RayExecutor:
+    """The `ray` entry of the `ledgerlab.executors` group: Ray tasks that rebuild the domain by name."""
+    try:
+        import ray as _ray  # noqa: F401 - imported afresh: tells a missing extra apart from other failures
+    except ImportError:
+        raise ExecutorError(INSTALL_HINT) from None
+    address = None if config.ray_address in (None, "", "local") else config.ray_address
+    return RayExecutor(domain_name, domain_options, config.workers, address, **extra)
