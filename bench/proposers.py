@@ -31,6 +31,7 @@ from typing import Any
 from ledgerlab.bench import _campaigns as cb
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.knobs import read_knob
+from ledgerlab.core.registry import close_domain
 from ledgerlab.core.state import CampaignState
 
 PROPOSERS = ("knob", "random")
@@ -121,9 +122,7 @@ def one_campaign(kind: Any, proposer: str, seed: int, args: argparse.Namespace) 
     try:
         state = cb.run_campaign(domain, config)
     finally:
-        close = getattr(domain, "close", None)
-        if callable(close):
-            close()
+        close_domain(domain)
     final = cb.files_of(state, state.incumbent_id)
     checkpoints = sorted({*range(args.checkpoint, args.hypotheses + 1, args.checkpoint), args.hypotheses})
     return {

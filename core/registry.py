@@ -29,6 +29,9 @@ GROUP = "ledgerlab.domains"
 PROPOSER_GROUP = "ledgerlab.proposers"
 JUDGE_GROUP = "ledgerlab.judges"
 EXECUTOR_GROUP = "ledgerlab.executors"
+# An empty group means the installed metadata predates it (or a stale ledgerlab.egg-info in the working folder
+# shadows it): even the built-ins register by entry point.
+STALE = "reinstall ledgerlab (`pip install -e .` in a checkout) to register its own"
 
 
 def installed(group: str) -> dict[str, EntryPoint]:
@@ -44,14 +47,15 @@ def _names(group: str) -> tuple[str, ...]:
 def known_name(group: str, name: str, what: str) -> str:
     """`name` when a plug-in of `group` has it; else ValueError listing the installed ones (for a validator)."""
     if name not in _names(group) and name not in installed(group):  # installed(): one installed since
-        raise ValueError(f"unknown {what} {name!r} (installed: {', '.join(map(repr, _names(group))) or 'none'})")
+        known = ", ".join(map(repr, _names(group))) or f"none: {STALE}"
+        raise ValueError(f"unknown {what} {name!r} (installed: {known})")
     return name
 
 
 def _entry_point(group: str, name: str, what: str, hint: str) -> EntryPoint:
     found = installed(group)
     if name not in found:
-        known = ", ".join(sorted(found)) or "none"
+        known = ", ".join(sorted(found)) or f"none: {STALE}"
         raise ConfigError(f"unknown {what} {name!r} (installed: {known}); {hint}")
     return found[name]
 
