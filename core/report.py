@@ -49,7 +49,7 @@ def status_report(state: CampaignState, *, now: datetime, run_started_at: Mappin
     """
     started = state.started
     assert started is not None
-    status = state.status
+    status: str = state.status  # the fold's, or STOPPED where the ledger and the folder's lock disagree
     if status == "running" and runner_alive is False:
         status = STOPPED
     metric = state.metric

@@ -8,6 +8,7 @@ from functools import singledispatchmethod
 from typing import Any
 
 from ledgerlab.core.protocols import Guardrail, MetricSpec
+from ledgerlab.kinds import CampaignStatus, HypothesisStatus, RunRole, RunStatus
 from ledgerlab.storage import events as ev
 
 # Verdicts that are not statistical tests (a failed run, a stale parent) spend no alpha.
@@ -21,11 +22,11 @@ class RunRecord:
     run_id: str
     candidate_id: str
     hypothesis_id: str | None
-    role: str
+    role: RunRole
     seed: int
     attempt: int
     shared_window: str | None = None  # A/B/n: the runs sharing one window and control have one id
-    status: str = "running"
+    status: RunStatus = "running"
     value: float | None = None
     control_value: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -48,7 +49,7 @@ class HypothesisRecord:
     parent_candidate_id: str
     diff: str
     changes: dict[str, Any]
-    status: str = "proposed"  # proposed, patch_rejected, testing, accepted, rejected
+    status: HypothesisStatus = "proposed"
     candidate_id: str | None = None
     verdict: ev.VerdictReached | None = None
     reason: str = ""
@@ -69,7 +70,7 @@ class CampaignState:
     campaign_id: str
     version: int = 0
     started: ev.CampaignStarted | None = None
-    status: str = "new"  # new, running, paused, finished
+    status: CampaignStatus = "new"
     finish_reason: str | None = None
     pause_reason: str | None = None
     incumbent_id: str = ""

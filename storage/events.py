@@ -17,6 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from ledgerlab.kinds import Design, FailStatus, RunRole, VerdictDecision
+
 # --------------------------------------------------------------------------------------------- base
 
 
@@ -29,9 +31,6 @@ class Event(BaseModel):
     type: str
 
 
-RunStatus = Literal["finished", "crashed", "timeout", "diverged", "invalid"]
-Decision = Literal["accept", "reject", "more"]
-
 # ----------------------------------------------------------------------------------------- campaign
 
 
@@ -42,7 +41,7 @@ class CampaignStarted(Event):
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
-    design: Literal["independent", "concurrent"] = "independent"
+    design: Design = "independent"
     config: dict[str, Any] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
@@ -134,7 +133,7 @@ class RunStarted(Event):
     run_id: str
     candidate_id: str
     hypothesis_id: str | None = None  # None for incumbent/baseline replicates
-    role: Literal["candidate", "incumbent", "holdback"] = "candidate"
+    role: RunRole = "candidate"
     seed: int
     worker: str = "local"
     attempt: int = 1
@@ -158,7 +157,7 @@ class RunFinished(Event):
 class RunFailed(Event):
     type: Literal["RunFailed"] = "RunFailed"
     run_id: str
-    status: Literal["crashed", "timeout", "diverged", "invalid"]
+    status: FailStatus
     error: str
     log_tail: str = ""
     duration_s: float = 0.0
@@ -171,7 +170,7 @@ class RunFailed(Event):
 class VerdictReached(Event):
     type: Literal["VerdictReached"] = "VerdictReached"
     hypothesis_id: str
-    decision: Literal["accept", "reject"]
+    decision: VerdictDecision
     reason: str = ""
     test: str
     statistic: float | None = None
