@@ -244,6 +244,8 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
         src = r.source or {}
         basis = {"confirmed": "confirmed", "selected": "as selected", "improvement": "vs baseline"}.get(
             src.get("basis", ""), "")
+        if src.get("sum_of"):
+            basis = f"{'+'.join(src['sum_of'])} {basis}"
         source = _effect(src.get("effect"), src.get("ci_low"), src.get("ci_high")) + (f" {basis}" if basis else "")
         new = _effect(r.effect, r.ci_low, r.ci_high) if r.effect is not None else (r.note or "–")
         verdict = r.verdict + (f" ({r.note})" if r.note and r.effect is not None else "")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from ledgerlab.core.config import CampaignConfig
@@ -47,6 +48,8 @@ PROPOSER = "transfer"  # the `proposer` of an arm's hypothesis; its agent is "tr
 ALPHA = 0.025  # one-sided: the fixed-n test's interval at 1 − 2α is the 95% interval the table shows
 FINAL = "final incumbent"
 VERDICTS = ("holds", "shrinks", "reverses", "unclear")
+PENDING = "pending"  # an arm with no test yet (fewer than 2 finished pairs while the transfer runs)
+REEXPRESSED = "its patch does not apply to the baseline"  # how an arm's note starts when made through its knobs
 
 
 # ------------------------------------------------------------------------------------------ starting
@@ -86,8 +89,7 @@ def start_events(source: CampaignState, domain: Domain, domain_name: str, config
         label = f"#{h.number}"
         shown = ", ".join(f"{k} = {v!r}" for k, v in h.changes.items())
         arms.append(_arm(hid, label, h, _source_effect(source, h),
-                         _note(made, label, files, f"its patch does not apply to the baseline: made there as "
-                                                   f"{shown}" if note else "")))
+                         _note(made, label, files, f"{REEXPRESSED}: made there as {shown}" if note else "")))
         note = note.replace("this incumbent", "the baseline")
         later += _arm_events(hid, source, f"{label} on its own: {h.rationale}{note}", h.diff, h.changes,
                              base, files, reason)
@@ -199,6 +201,38 @@ def arms(state: CampaignState) -> list[dict[str, Any]]:
     return list(state.started.transfer.get("arms", []))
 
 
+def folded(recorded: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The earlier accepted changes arm `index` carries besides its own: a change re-expressed through its knobs
+    sets them to their values after it, so on the baseline it also makes every earlier accepted step on those
+    knobs (EMBED_LR 2e-3 → 8e-3 made on a baseline at 1e-3 is 1e-3 → 2e-3 → 8e-3)."""
+    arm = recorded[index]
+    knobs = set(arm.get("changes") or {})
+    if not knobs or not str(arm.get("note", "")).startswith(REEXPRESSED):
+        return []
+    return [a for a in recorded[:index] if a.get("source_hypothesis_id") and knobs & set(a.get("changes") or {})]
+
+
+def source_of(recorded: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+    """The source effect to compare arm `index` with: its own, or the sum of those of the steps it carries.
+
+    A sum's interval adds the parts' variances (the parts were measured on separate runs), each part's
+    half-width read as a 95% one (an "as selected" interval is wider than that: the sum's is then wider too).
+    """
+    arm, carried = recorded[index], folded(recorded, index)
+    if not carried:
+        return arm.get("source_effect")
+    parts = [a.get("source_effect") for a in (*carried, arm)]
+    if any(p is None or p.get("ci_low") is None or p.get("ci_high") is None for p in parts):
+        return None
+    z = NormalDist().inv_cdf(0.975)
+    total = sum(float(p["effect"]) for p in parts)  # type: ignore[index]
+    se = sum(((float(p["ci_high"]) - float(p["ci_low"])) / (2 * z)) ** 2 for p in parts) ** 0.5  # type: ignore[index]
+    labels = [a["label"] for a in (*carried, arm)]
+    basis = "confirmed" if all(p["basis"] == "confirmed" for p in parts) else "selected"  # type: ignore[index]
+    return {"effect": total, "ci_low": total - z * se, "ci_high": total + z * se, "basis": basis,
+            "sum_of": labels, "method": f"the sum of {' + '.join(labels)}'s effects, variances added"}
+
+
 def evidence(state: CampaignState, cid: str) -> Evidence | None:
     """The arm's finished runs against the baseline: matched seeds, or same-window A/B runs."""
     assert state.started is not None
@@ -241,11 +275,14 @@ def verdict_of(source: float | None, effect: float | None, low: float | None, hi
 def table(state: CampaignState) -> list[Row]:
     """The transfer table from the events: each arm's recorded verdict, or its runs so far while it runs."""
     rows = []
-    for arm in arms(state):
+    recorded = arms(state)
+    for i, arm in enumerate(recorded):
         h = state.hypotheses.get(arm["hypothesis_id"])
-        src = arm.get("source_effect")
+        src = source_of(recorded, i)
         s = src.get("effect") if src else None
         label, rationale, about = arm["label"], arm.get("rationale", ""), arm.get("note", "")
+        if carried := folded(recorded, i):
+            about += f"; so it carries {', '.join(a['label'] for a in carried)} too"
         if h is None or h.candidate_id is None:
             note = h.reason if h is not None else "not started"
             rows.append(Row(label, rationale, src, None, None, None, 0, "", "unclear", f"not run: {note}", about))
@@ -257,8 +294,8 @@ def table(state: CampaignState) -> list[Row]:
         n = v.n_candidate if v else j.n_candidate if j else 0
         test = v.test if v else j.test if j else ""
         note = "" if v is not None else "so far"
-        rows.append(Row(label, rationale, src, effect, low, high, n, test, verdict_of(s, effect, low, high), note,
-                        about))
+        word = verdict_of(s, effect, low, high) if v is not None or j is not None else PENDING
+        rows.append(Row(label, rationale, src, effect, low, high, n, test, word, note, about))
     return rows
 
 

@@ -23,7 +23,7 @@ from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
 from ledgerlab.core.state import CampaignState, fold
-from ledgerlab.core.transfer import VERDICTS, arms, table, verdict_event
+from ledgerlab.core.transfer import VERDICTS, arms, source_of, table, verdict_event
 from ledgerlab.errors import CampaignError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
@@ -167,7 +167,8 @@ class Transfer:
         self._append(*outcomes.run_events([run_id], result))
 
     def _finish(self) -> None:
-        sources = {arm["hypothesis_id"]: arm.get("source_effect") for arm in arms(self.state)}
+        recorded = arms(self.state)
+        sources = {arm["hypothesis_id"]: source_of(recorded, i) for i, arm in enumerate(recorded)}
         verdicts = [verdict_event(self.state, h, sources.get(h.hypothesis_id))
                     for h in self.state.hypotheses.values() if h.status == "testing"]
         if verdicts:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ledgerlab.core.state import CampaignState, fold
-from ledgerlab.core.transfer import VERDICTS, table, verdict_of
+from ledgerlab.core.transfer import REEXPRESSED, VERDICTS, source_of, table, verdict_of
 from ledgerlab.storage.events import StoredEvent
 from ledgerlab.storage.ledger import read_only_connection, to_stored
 from tests.host_processes import until
@@ -184,7 +184,12 @@ def test_toy_transfer_killed_mid_way_resumes_from_its_events(toy: Path, tmp_path
     assert len(pairs) == 3 * len(distinct)
     # The toy's changes move X toward the bowl's floor: each holds at the new setting, by a paired t.
     assert all(v.test.startswith("paired") for v in moved.verdicts)
-    assert [r.verdict for r in table(moved)].count("holds") >= 1
+    rows = table(moved)
+    assert rows.count(rows[0]) == 1 and [r.verdict for r in rows].count("holds") >= 1
+    # The second step on X, made on the baseline through its knob (X = 6), carries the first: it is compared
+    # with the sum of both steps' effects in the source.
+    carried = [r for r in rows if r.source and r.source.get("sum_of")]
+    assert carried and "carries" in carried[0].about and "X = 6" in carried[0].about
     # `ledgerlab run` in the folder starts a new search: it never takes up a transfer campaign.
     status = _cli("status", "--dir", str(folder), plugin=plugin_path)
     assert status.returncode == 0 and "final incumbent" in status.stdout
@@ -244,3 +249,18 @@ def test_a_campaign_recorded_before_kinds_reads_as_a_search(version: int) -> Non
            "baseline_candidate_id": "c0", "judge": {"kind": "stats"}}
     started = decode("CampaignStarted", version, old)
     assert isinstance(started, CampaignStarted) and started.kind == "search" and started.transfer is None
+
+
+def test_a_re_expressed_change_is_compared_with_the_steps_it_carries() -> None:
+    def arm(label: str, changes: dict[str, float], effect: float, half: float, note: str = "") -> dict[str, object]:
+        return {"label": label, "source_hypothesis_id": f"h-{label}", "changes": changes, "note": note,
+                "source_effect": {"effect": effect, "ci_low": effect - half, "ci_high": effect + half,
+                                  "basis": "confirmed"}}
+
+    recorded = [arm("#2", {"EMBED_LR": 0.002}, 0.2, 0.3), arm("#5", {"LR": 0.0005}, 0.05, 0.04),
+                arm("#3", {"EMBED_LR": 0.008}, 0.06, 0.4, note=REEXPRESSED + ": made there as EMBED_LR = 0.008"),
+                arm("#6", {"LR": 0.00025}, 0.01, 0.02)]  # its patch applied: only its own step
+    summed = source_of(recorded, 2)
+    assert summed is not None and summed["sum_of"] == ["#2", "#3"]
+    assert summed["effect"] == pytest.approx(0.26) and summed["ci_high"] - 0.26 == pytest.approx(0.5)  # √(.3²+.4²)
+    assert source_of(recorded, 3) == recorded[3]["source_effect"] and source_of(recorded, 0) == recorded[0]["source_effect"]
