@@ -3,6 +3,7 @@ subclass it (the adapter is the one place the loop falls back on a missing hook)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,20 @@ from ledgerlab.errors import InvalidCandidate
 from ledgerlab.testing import ToyDomain
 from ledgerlab.testing.domain_contract import DomainContract
 from tests.window_domain import WindowDomain
+
+
+def _docs_example() -> type:
+    """docs/domains.md's PricingDomain, from the page's first python block (as tests/test_docs_domain.py reads it)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "domains.md").read_text(encoding="utf-8")
+    namespace: dict[str, Any] = {}
+    exec(compile(re.findall(r"```python\n(.*?)```", text, re.S)[0], "docs/domains.md", "exec"), namespace)
+    return namespace["PricingDomain"]
+
+
+class TestDocsExampleContract(DomainContract):
+    @pytest.fixture
+    def domain(self) -> Any:
+        return _docs_example()(noise=5.0)
 
 
 class TestToyContract(DomainContract):
