@@ -68,6 +68,9 @@ def run_transfer(directory: str | None, campaign: str | None, options: dict[str,
         printer = _printer(quiet, project.runs_dir)
         job = Transfer(store, domain, config, executor, project.runs_dir, campaign_id, config.domain or "",
                        start=start, on_event=printer, signer=CheckpointSigner(warn=_warn))
+        if job.state.started is not None:  # resuming: the lines name the baseline and the arms as before
+            printer.baseline = job.state.started.baseline_candidate_id
+            printer.numbers.update({h.hypothesis_id: h.number for h in job.state.hypotheses.values()})
         verb = "resuming" if resuming else "starting"
         console.print(f"[bold]{verb}[/bold] transfer campaign {campaign_id} ({config.domain}, "
                       f"{executor.slots} worker(s)) in {project.root}")
