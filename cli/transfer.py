@@ -69,7 +69,7 @@ def run_transfer(directory: str | None, campaign: str | None, options: dict[str,
         job = Transfer(store, domain, config, executor, project.runs_dir, campaign_id, config.domain or "",
                        start=start, on_event=printer, signer=CheckpointSigner(warn=_warn))
         if job.state.started is not None:  # resuming: the lines name the baseline and the arms as before
-            printer.baseline = job.state.started.baseline_candidate_id
+            printer.baseline, printer.metric = job.state.started.baseline_candidate_id, job.state.metric.name
             printer.numbers.update({h.hypothesis_id: h.number for h in job.state.hypotheses.values()})
         verb = "resuming" if resuming else "starting"
         console.print(f"[bold]{verb}[/bold] transfer campaign {campaign_id} ({config.domain}, "
