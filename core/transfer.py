@@ -30,6 +30,7 @@ from typing import Any
 
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.discoveries import express
+from ledgerlab.core.domain_base import as_domain
 from ledgerlab.core.effects import confirmed, finished, fresh_runs, improvement
 from ledgerlab.core.holdback import recorded_settings
 from ledgerlab.core.judge import Evidence, Judgement, make_judge
@@ -98,7 +99,7 @@ def start_events(source: CampaignState, domain: Domain, domain_name: str, config
     arms.append(_arm(hid, FINAL, None, _final_effect(source), _note(made, FINAL, final, "")))
     later += _arm_events(hid, source, f"the final incumbent {source.incumbent_id[:12]}: every accepted change",
                          make_diff(base, final), {}, base, final, "")
-    environment = dict(getattr(domain, "environment", lambda: {})())
+    environment = dict(as_domain(domain).environment())
     if design := run_design(domain):
         environment["run_design"] = design
     environment["isolation"] = isolation

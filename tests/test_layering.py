@@ -1,6 +1,6 @@
 """The package's layers, read from every import statement (function-level ones too) and checked at import time.
 
-    errors   <- storage <- core <- domains, testing <- cli, ui, api
+    base (errors.py, kinds.py: modules at the root) <- storage <- core <- domains, testing <- cli, ui, api
 A lower layer never imports a higher one; nothing shipped imports tests/ or bench/ (neither is installed);
 tests/ reaches bench/ only to test a bench script, through pytest.importorskip (docs/architecture.md).
 """
@@ -8,6 +8,7 @@ tests/ reaches bench/ only to test a bench script, through pytest.importorskip (
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +16,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# What each top-level part of the package may import from ledgerlab (itself always).
+# The bottom layer: modules at the package root that every layer shares (the exceptions, the event words).
+BASE = sorted(p.stem for p in ROOT.glob("*.py") if p.stem not in ("__init__", "__main__", "api"))
+# What each part of the package may import from ledgerlab (itself always).
 ALLOWED = {
-    "errors.py": set(),
-    "storage": {"errors"},
-    "core": {"errors", "storage"},
-    "domains": {"errors", "core"},
-    "testing": {"errors", "core", "storage"},
+    "base": set(),
+    "storage": {"base"},
+    "core": {"base", "storage"},
+    "domains": {"base", "core"},
+    "testing": {"base", "core", "storage"},
 }
-SHIPPED = ("errors.py", "storage", "core", "domains", "testing", "cli", "ui", "api.py", "__init__.py",
-           "__main__.py")
+SHIPPED = ("base", "storage", "core", "domains", "testing", "cli", "ui", "api.py", "__init__.py", "__main__.py")
 BENCH_SCRIPT_TESTS = {"test_judge_sim.py", "test_swarm_bench.py"}
 
 
@@ -40,6 +42,8 @@ def imports(path: Path) -> set[str]:
 
 
 def files(part: str) -> list[Path]:
+    if part == "base":
+        return [ROOT / f"{name}.py" for name in BASE]
     where = ROOT / part
     return [where] if where.is_file() else sorted(p for p in where.rglob("*.py") if "template" not in p.parts)
 
@@ -51,13 +55,13 @@ def layer(module: str) -> str | None:
         return parts[0]
     if parts[0] != "ledgerlab" or len(parts) == 1:
         return None
-    return "errors.py" if parts[1] == "errors" else parts[1]
+    return "base" if parts[1] in BASE else parts[1]
 
 
 @pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_a_layer_imports_only_the_layers_below_it(part: str) -> None:
     wrong = sorted(f"{path.relative_to(ROOT)} imports {module}" for path in files(part) for module in imports(path)
-                   if (found := layer(module)) not in (None, part) and found.removesuffix(".py") not in ALLOWED[part])
+                   if layer(module) not in (None, part, *ALLOWED[part]))
     assert not wrong, "\n".join(wrong)
 
 
@@ -93,3 +97,13 @@ def test_importing_storage_loads_no_core() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('ledgerlab.core', 'ledgerlab.domains'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_domain_hooks_are_read_only_through_domain_base() -> None:
+    # core/domain_base.py's as_domain is the one place a missing optional hook falls back to its default.
+    from ledgerlab.core.domain_base import HOOKS
+
+    pattern = re.compile(rf"(getattr|hasattr)\([^)]*[\"']({'|'.join(HOOKS)})[\"']")
+    wrong = sorted(f"{path.relative_to(ROOT)}: {m.group(0)}" for part in SHIPPED for path in files(part)
+                   if path.name != "domain_base.py" for m in pattern.finditer(path.read_text(encoding="utf-8")))
+    assert not wrong, "call the hook through as_domain(domain):\n" + "\n".join(wrong)
