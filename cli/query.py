@@ -174,8 +174,6 @@ def summarize(event_type: str, payload: str) -> str:
                                     f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
         "ProposerFailed": lambda: f"agent {p.get('agent')} ({p.get('proposer')}) failed, {p.get('consecutive')} in a "
                                   f"row: {clip(p.get('error'))}",
-        "ProposerFailed": lambda: f"agent {p.get('agent')} ({p.get('proposer')}) failed, {p.get('consecutive')} in a "
-                                  f"row: {clip(p.get('error'))}",
         "CheckpointSigned": lambda: f"signed head seq {p.get('head_seq')} {short('head_hash')} by key {p.get('key_id')}",
     }
     make = lines.get(event_type)
