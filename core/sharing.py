@@ -113,8 +113,7 @@ class ShareFolder:
                 write_atomically(path, bundle_text({**body, "discoveries": [found]}))
             except OSError as exc:
                 self._once(str(path), f"cannot publish #{found['number']} to {path}: {exc.strerror or exc}; "
-                                      "the campaign goes on, and the next accept tries again")
-                self._accepts = -1
+                                      "the campaign goes on, and its next accept tries again")
 
     # ---------------------------------------------------------------------------------------- import
 
