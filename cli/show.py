@@ -101,7 +101,7 @@ def _runs_table(state: CampaignState, h: HypothesisRecord, width: int) -> list[A
     runs: list[RunRecord] = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
     names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
     ordered = sorted(runs, key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id))
-    cells = {
+    cells: dict[Col, list[str]] = {
         Col("run", "id", 5): [r.run_id[:SHORT] for r in ordered],
         Col("candidate", "id", 3): [names.get(r.candidate_id) or r.candidate_id[:8] for r in ordered],
         Col("seed", "num", 4): [str(r.seed) for r in ordered],

@@ -49,6 +49,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ledgerlab.errors import ConfigError
+
 if TYPE_CHECKING:
     from ledgerlab.core.judge import JudgeSettings
 
@@ -115,7 +117,7 @@ def history(entries: Sequence[tuple[int, float | None, bool | None]], lam: float
 
 def addis_alpha(settings: JudgeSettings, history: str) -> float:
     """ADDIS level of the hypothesis that starts after `history` (one letter per earlier tested hypothesis)."""
-    alpha, lam, tau = settings.alpha, settings.fdr_lambda, settings.fdr_tau
+    alpha, lam, tau = campaign_alpha(settings), settings.fdr_lambda, settings.fdr_tau
     w0 = settings.fdr_w0 * alpha
     # One pass from the end: the costs after each accept, and after the start.
     costs, costs_after = 0, []
@@ -137,6 +139,13 @@ def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], his
     if settings.alpha_policy == "fdr":
         return addis_alpha(settings, history)
     if settings.alpha_policy == "lord":
-        return lord_alpha(settings.alpha, index, accepted)
+        return lord_alpha(campaign_alpha(settings), index, accepted)
     # "fixed", or unset on settings built without judge_settings (which resolves it): a level per hypothesis
+    return campaign_alpha(settings)
+
+
+def campaign_alpha(settings: JudgeSettings) -> float:
+    """The campaign's alpha: judge_settings resolves it (from the domain) before anything is judged."""
+    if settings.alpha is None:
+        raise ConfigError("the judge's alpha is not set: resolve the settings with judge_settings first")
     return settings.alpha

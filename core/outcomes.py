@@ -7,6 +7,7 @@ import traceback
 from collections.abc import Sequence
 
 from ledgerlab.core.protocols import RunResult
+from ledgerlab.kinds import FailStatus
 from ledgerlab.storage import events as ev
 
 
@@ -19,16 +20,16 @@ def run_events(run_ids: Sequence[str], result: RunResult) -> list[ev.Event]:
 def run_event(run_id: str, result: RunResult) -> ev.Event:
     """RunFinished, or RunFailed (a finished run whose metric is not a finite number diverged)."""
     value = result.value
-    if result.status == "finished" and (value is None or not math.isfinite(value)):
-        result = result.model_copy(update={"status": "diverged", "error": f"metric is {value}"})
-    if result.status == "finished":
+    if result.status == "finished" and value is not None and math.isfinite(value):
         return ev.RunFinished(
-            run_id=run_id, value=float(value), metrics=dict(result.metrics),  # type: ignore[arg-type]
+            run_id=run_id, value=float(value), metrics=dict(result.metrics),
             control_value=result.control_value, control_metrics=dict(result.control_metrics),
             duration_s=result.duration_s, log_path=result.log_path,
         )
+    status: FailStatus = "diverged" if result.status == "finished" else result.status
+    error = f"metric is {value}" if result.status == "finished" else result.error or result.status
     return ev.RunFailed(
-        run_id=run_id, status=result.status, error=result.error or result.status,  # type: ignore[arg-type]
+        run_id=run_id, status=status, error=error,
         log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
     )
 

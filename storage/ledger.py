@@ -436,7 +436,8 @@ def select_events(
     campaign_id: str | None, after_seq: int, types: Sequence[str] | None, limit: int | None
 ) -> tuple[str, list[Any]]:
     """The SELECT over `events` that `read` runs, with its parameters."""
-    where, params = ["seq > ?"], [after_seq]
+    where: list[str] = ["seq > ?"]
+    params: list[Any] = [after_seq]
     if campaign_id is not None:
         where.append("campaign_id = ?")
         params.append(campaign_id)

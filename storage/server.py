@@ -28,6 +28,7 @@ should read a snapshot (storage/snapshot.py), which this server also writes on r
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import socket
@@ -37,7 +38,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.errors import LedgerlabError, QueryError
 from ledgerlab.storage import wire
@@ -230,7 +231,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Query:
     """One query: checked, run in a read-only transaction under a watchdog, streamed back in chunks."""
 
-    def __init__(self, owner: QueryServer, sock: socket.socket, out: BinaryIO, request: dict[str, Any]) -> None:
+    def __init__(self, owner: QueryServer, sock: socket.socket, out: io.BufferedIOBase, request: dict[str, Any]) -> None:
         self.owner, self.sock, self.out = owner, sock, out
         self.sql = str(request.get("sql", ""))
         self.params = request.get("params")
@@ -360,7 +361,7 @@ def _error(exc: Exception) -> dict[str, Any]:
     return {"ok": False, "error": str(exc), "kind": type(exc).__name__}
 
 
-def _send(out: BinaryIO, message: dict[str, Any]) -> int:
+def _send(out: io.BufferedIOBase, message: dict[str, Any]) -> int:
     line = wire.dumps(message)
     out.write(line)
     return len(line)

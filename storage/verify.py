@@ -256,7 +256,8 @@ class LedgerReport:
     @property
     def ok(self) -> bool:
         heads = self.kept_head is None or self.kept_head.ok
-        return self.chain.ok and heads and all(c.ok for c in (*self.checkpoints, *self.derived))
+        return (self.chain.ok and heads and all(c.ok for c in self.checkpoints)
+                and all(d.ok for d in self.derived))
 
     @property
     def signed_up_to(self) -> int:

@@ -181,8 +181,7 @@ class Dashboard:
             return Response(status_code=204)
         sides = self._sides(request)
         seq = self._compare_seq(sides)
-        side = self.env.get_template("parts.html").make_module().side
-        parts = {f"side-{k}": str(side(side=s, k=k)) for k, s in enumerate(sides)}
+        parts = {f"side-{k}": self.parts("parts.html", ["side"], side=s, k=k)["side"] for k, s in enumerate(sides)}
         return JSONResponse({"seq": seq, "parts": parts,
                              "figures": {f"chart-{k}": s["page"].figure for k, s in enumerate(sides)}})
 

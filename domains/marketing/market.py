@@ -191,7 +191,7 @@ def _window(start_hour: int, visitors: int, per_hour: float) -> int:
     """Whole hours from `start_hour` until the expected traffic reaches `visitors` (at least one)."""
     mean = TRAFFIC.mean()
     expected = np.cumsum(np.resize(np.roll(TRAFFIC, -(start_hour % WEEK)), WEEK * 60)) / mean * per_hour
-    return int(min(len(expected), np.searchsorted(expected, visitors) + 1))
+    return min(len(expected), int(np.searchsorted(expected, visitors)) + 1)
 
 
 def _shares(names: list[str], split: Mapping[str, float] | None) -> dict[str, float]:

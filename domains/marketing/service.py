@@ -171,6 +171,7 @@ class MarketServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server's address: (host, port)
         return f"http://{host}:{port}"
 
     def start(self) -> MarketServer:

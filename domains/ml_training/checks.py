@@ -30,6 +30,7 @@ def validate_files(files: Mapping[str, str]) -> None:
     source = files[ARTIFACT]
     try:
         tree = compile(source, ARTIFACT, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        assert isinstance(tree, ast.Module)  # what "exec" with PyCF_ONLY_AST returns
         compile(tree, ARTIFACT, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise InvalidCandidate(f"{ARTIFACT} does not compile: {exc.msg} (line {exc.lineno})") from None

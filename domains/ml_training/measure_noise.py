@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ledgerlab.core.knobs import read_knob, write_knob
 from ledgerlab.core.protocols import RunRequest
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     base = domain.baseline()
     embed_lr = float(read_knob(base, next(k for k in KNOBS if k.name == "EMBED_LR")))
     configs = {"baseline": base, "embed_lr_x2": variant(base, EMBED_LR=2 * embed_lr)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for name, files in configs.items():
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
 
-    report = {"budget_s": domain.budget_s, "budget_tokens": domain.budget_tokens, "rows": rows}
+    report: dict[str, Any] = {"budget_s": domain.budget_s, "budget_tokens": domain.budget_tokens, "rows": rows}
     values = {name: [r["val_bpb"] for r in rows if r["config"] == name and r["val_bpb"] is not None]
               for name in configs}
     for name, vals in values.items():
