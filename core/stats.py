@@ -54,7 +54,7 @@ import struct
 from collections.abc import Sequence
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -163,7 +163,7 @@ def _location_scale(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, 
 
 
 def pooled_variance(
-    own: Sequence[float],
+    own: Sequence[float] | np.ndarray,
     history_diffs: Sequence[Sequence[float]] = (),
     history_replicates: Sequence[Sequence[float]] = (),
     *,
@@ -234,12 +234,11 @@ def sequential_levels(
     dens: np.ndarray | None = None  # its (sub-)density: mass = P(continue through all looks so far)
     for k, (n, step) in enumerate(zip(looks, steps)):
         sd = math.sqrt(step)
-        if dens is None:
-            def tail(c: float) -> float:
+
+        def tail(c: float, g: np.ndarray | None = s_grid, d: np.ndarray | None = dens) -> float:
+            if g is None or d is None:  # the first look
                 return float(sps.norm.sf(c))
-        else:
-            def tail(c: float, g=s_grid, d=dens) -> float:
-                return float(np.trapezoid(d * sps.norm.sf((c * math.sqrt(n) - g) / sd), g))
+            return float(np.trapezoid(d * sps.norm.sf((c * math.sqrt(n) - g) / sd), g))
         reach = tail(-12.0)
         if reach <= spend[k]:
             c = z_floor
@@ -250,7 +249,7 @@ def sequential_levels(
             break
         lo = max(bounds[k], -10.0) * math.sqrt(n)
         new_grid = np.linspace(lo, c * math.sqrt(n), grid)
-        if dens is None:
+        if dens is None or s_grid is None:
             new_dens = sps.norm.pdf(new_grid / sd) / sd
         else:
             kernel = sps.norm.pdf((new_grid[:, None] - s_grid[None, :]) / sd) / sd
@@ -296,12 +295,12 @@ def _ties(var: float, scale: float, n: float) -> bool:
     return not var > 64.0 * max(n, 1.0) * _EPS * scale * scale
 
 
-def _scale(*groups: Sequence[float]) -> float:
+def _scale(*groups: Sequence[float] | np.ndarray) -> float:
     """The largest magnitude among the values (0 for none)."""
     return max((_magnitude(g) for g in groups if len(g)), default=0.0)
 
 
-def _magnitude(values: Sequence[float]) -> float:
+def _magnitude(values: Sequence[float] | np.ndarray) -> float:
     """float(np.max(np.abs(values))) in plain Python (nan if any value is), for a few values."""
     sizes = [abs(float(v)) for v in values]
     total = sum(sizes)  # nan exactly when a value is
@@ -505,7 +504,7 @@ def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float],
         se = math.sqrt(vc / nc + vi / ni)
         df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
     # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain two-sample test.
-    res = sps.ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), nc, mi, math.sqrt(vi), ni,
+    res = sps.ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), int(nc), mi, math.sqrt(vi), int(ni),
                                    equal_var=one_unit, alternative="greater" if sign > 0 else "less")
     return TestResult(test=name, statistic=sign * float(res.statistic), p_value=float(res.pvalue),
                       effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
@@ -532,7 +531,7 @@ class _Scalar:
     sqrt, arccos, cos, maximum, minimum = math.sqrt, math.acos, math.cos, max, min
 
 
-def _edge(s: _Num, n_s: _Num, n_o: _Num, m: type = np) -> _Num:  # type: ignore[assignment]
+def _edge(s: _Num, n_s: _Num, n_o: _Num, m: Any = np) -> _Num:  # m: numpy, or _Scalar for floats
     """Where the restricted rate of an arm of n_s with no successes comes off 0, against s successes of
     n_o in the other arm, as q_o = −δ: the score equation at the bound, s/q − (n_o − s)/(1 − q) = n_s,
     is the quadratic n_s·q² − (n_s + n_o)·q + s = 0."""
@@ -541,7 +540,7 @@ def _edge(s: _Num, n_s: _Num, n_o: _Num, m: type = np) -> _Num:  # type: ignore[
 
 
 def _restricted_rates(x1: _Num, n1: _Num, x2: _Num, n2: _Num, delta: float,
-                      m: type = np) -> tuple[_Num, _Num]:  # type: ignore[assignment]
+                      m: Any = np) -> tuple[_Num, _Num]:  # m: numpy, or _Scalar for floats
     """The rates (q1, q2) maximizing the binomial likelihood subject to q1 − q2 = δ (δ ≠ 0): the root of
     Farrington & Manning's cubic in closed (trigonometric) form, elementwise on arrays.
 
@@ -605,7 +604,7 @@ def _norm_sf(z: float) -> float:
 
 def _raw_p(x1: int, n1: int, x2: int, n2: int, delta: float) -> float:
     """P(Z > z) for the score statistic of H0: p1 − p2 ≤ δ; 1 with no variance at all (no evidence)."""
-    z = _score_z(x1, n1, x2, n2, delta)[0]
+    z = float(_score_z(x1, n1, x2, n2, delta)[0])  # counts in, a float out
     return 1.0 if math.isnan(z) else _norm_sf(z)
 
 
@@ -623,7 +622,7 @@ def _peaks(x1: int, n1: int, x2: int, n2: int) -> tuple[tuple[float, float], ...
     m = _Scalar
     cases = ((x1 == 0, -_edge(x2, n1, n2, m)), (x2 == 0, _edge(x1, n2, n1, m)),
              (x1 == n1, _edge(n2 - x2, n1, n2, m)), (x2 == n2, -_edge(n1 - x1, n2, n1, m)))
-    edges = [e for hit, e in cases if hit]
+    edges = [float(e) for hit, e in cases if hit]  # floats: _Scalar's math on counts
     seen, pool = x1 / n1 - x2 / n2, (x1 + x2 + 1.0) / (n1 + n2 + 2.0)
     se = math.sqrt(pool * (1.0 - pool) * (1.0 / n1 + 1.0 / n2))
     grid = np.concatenate([np.linspace(-1.0, 1.0, 1001), seen + se * np.linspace(-30.0, 30.0, 1201), edges])
@@ -739,13 +738,13 @@ def proportion_test(
     x1, n1, x2, n2 = counts
     p1, p2 = x1 / n1, x2 / n2
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2) or None
-    common = dict(effect=p1 - p2, se=se, df=None, n_candidate=cand_trials, n_incumbent=inc_trials,
-                  counts=counts)
+    common: dict[str, Any] = dict(effect=p1 - p2, se=se, df=None, n_candidate=cand_trials,
+                                  n_incumbent=inc_trials, counts=counts)
     table = np.array([[x1, n1 - x1], [x2, n2 - x2]])
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
     if delta == 0 and expected.min() < min_expected:
         _, p = sps.fisher_exact(table, alternative="greater")
         return TestResult(test="fisher exact", statistic=None, p_value=float(p), **common)
-    z = _score_z(x1, n1, x2, n2, delta)[0]
+    z = float(_score_z(x1, n1, x2, n2, delta)[0])
     return TestResult(test=name, statistic=None if math.isnan(z) else z,
                       p_value=_score_p(x1, n1, x2, n2, delta), **common)
