@@ -17,6 +17,9 @@ confirmation run; holdback: a pair of the incumbent and the baseline on seeds no
 FailStatus = Literal["crashed", "timeout", "diverged", "invalid"]
 """How a run ended without a value (RunFailed)."""
 
+RunOutcome = Literal["finished", "crashed", "timeout", "diverged", "invalid"]
+"""How an executed run ended (core/protocols.py's RunResult): finished, or a FailStatus."""
+
 RunStatus = Literal["running", "finished", "crashed", "timeout", "diverged", "invalid"]
 """Where a run stands in the fold: running until its RunFinished (finished) or RunFailed (a FailStatus)."""
 

@@ -41,7 +41,7 @@ lucky run blocks the useless changes after it: in campaigns of 50 greedy keeps a
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +49,7 @@ from ledgerlab.core import stats
 from ledgerlab.core.judge_settings import FDR_TARGET, GREEDY_DEFAULTS, JudgeSettings, judge_settings
 from ledgerlab.core.protocols import MetricSpec
 from ledgerlab.core.registry import load_judge
+from ledgerlab.kinds import Decision, Design
 
 __all__ = ["FDR_TARGET", "GREEDY_DEFAULTS", "Evidence", "FixedJudge", "GreedyJudge", "Judge", "JudgeBase",
            "JudgeSettings", "Judgement", "StatsJudge", "judge_settings", "make_judge", "n_candidate_runs",
@@ -63,7 +64,7 @@ class Evidence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: MetricSpec
-    design: Literal["independent", "concurrent"]
+    design: Design
     pairs: tuple[tuple[float, float], ...] = ()  # (candidate, incumbent) values on matched seeds
     candidate_only: tuple[float, ...] = ()  # candidate values with no matched incumbent run
     incumbent_only: tuple[float, ...] = ()  # incumbent values with no matched candidate run
@@ -80,7 +81,7 @@ class Judgement(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    decision: Literal["accept", "reject", "more"]
+    decision: Decision
     need: int  # when "more": total candidate replicates wanted before the next look
     test: str
     statistic: float | None
@@ -237,10 +238,10 @@ class StatsJudge(JudgeBase):
         if r.p_value is None:
             return self._no_variance(r, k, last, spent, delta, where)
         ci_low, ci_high = r.interval(1.0 - 2.0 * a_k)
-        verdict = dict(test=r.test, statistic=_finite(r.statistic), p_value=r.p_value,
-                       effect=_finite(r.effect), ci_low=_finite(ci_low), ci_high=_finite(ci_high),
-                       ci_level=1.0 - 2.0 * a_k, n_candidate=r.n_candidate, n_incumbent=r.n_incumbent,
-                       alpha_spent=spent, look=k + 1, need=0)
+        verdict: dict[str, Any] = dict(
+            test=r.test, statistic=_finite(r.statistic), p_value=r.p_value, effect=_finite(r.effect),
+            ci_low=_finite(ci_low), ci_high=_finite(ci_high), ci_level=1.0 - 2.0 * a_k, n_candidate=r.n_candidate,
+            n_incumbent=r.n_incumbent, alpha_spent=spent, look=k + 1, need=0)  # Judgement's fields but three
         head = f"{r.test}: effect {_fmt(r.effect)}, p={_fmt(r.p_value)}"
         if can_accept and r.p_value <= a_k:
             return Judgement(decision="accept", **verdict,

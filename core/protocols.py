@@ -8,6 +8,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledgerlab.kinds import Design, RunOutcome
+
 Files = Mapping[str, str]  # an artifact: file name -> text
 
 
@@ -107,7 +109,7 @@ class RunRequest(Value):
 class RunResult(Value):
     """The outcome of a run: finished with a value, or failed with a kind and the log's tail."""
 
-    status: Literal["finished", "crashed", "timeout", "diverged", "invalid"]
+    status: RunOutcome
     value: float | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     control_value: float | None = None
@@ -127,7 +129,7 @@ class Domain(Protocol):
 
     name: str
     metric: MetricSpec
-    design: Literal["independent", "concurrent"]
+    design: Design
     description: str  # instructions for proposers: what may change and what may not (program.md)
     # The optional hooks (guardrails, budget_unit, candidates_per_run, runs_generated_code, environment(),
     # run_design(), option_defaults(), cancel_all(), close()) and their defaults are core/domain_base.py's
