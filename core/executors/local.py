@@ -182,5 +182,6 @@ def _outcome(future: cf.Future[RunResult]) -> RunResult:
         return RunResult(status="crashed", error="cancelled: the executor stopped before the run started")
     exc = future.exception()
     if exc is not None:
-        return RunResult(status="crashed", error=f"the executor failed: {type(exc).__name__}: {exc}")
+        return RunResult(status="crashed", error=f"the executor failed: {type(exc).__name__}: {exc}",
+                         log_tail=traceback_tail(exc))
     return future.result()
