@@ -395,7 +395,7 @@ class Campaign:
         window = run_ids[0] if len(specs) > 1 else None
         self._append(*(ev.RunStarted(
             run_id=run_id, candidate_id=spec.candidate_id, hypothesis_id=spec.hypothesis_id, role=spec.role,
-            seed=spec.seed, worker=self.executor.name, attempt=attempt, shared_window=window,  # type: ignore[arg-type]
+            seed=spec.seed, worker=self.executor.name, attempt=attempt, shared_window=window,
         ) for spec, run_id in zip(specs, run_ids)))
         first = specs[0]
         control = self._files_of(first.control_id) if first.control_id else None
@@ -418,6 +418,7 @@ class Campaign:
         if run.role == "candidate":
             return self.state.candidate_parent[run.candidate_id][0]
         if run.role == holdback.ROLE:
+            assert self.state.started is not None  # runs start after CampaignStarted
             return self.state.started.baseline_candidate_id
         return self.state.incumbent_parent.get(run.candidate_id, run.candidate_id)
 

@@ -35,12 +35,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ledgerlab.kinds import RunRole
+
 if TYPE_CHECKING:
     from ledgerlab.core.judge import JudgeSettings
     from ledgerlab.core.protocols import MetricSpec
     from ledgerlab.core.state import CampaignState, RunRecord
 
-ROLE = "holdback"
+ROLE: RunRole = "holdback"
 SEED_OFFSET = 500_000  # holdback seeds sit in the upper half of the campaign's seed range (planner.SEED_STRIDE)
 SEEDS_PER_INCUMBENT = 64  # the k-th incumbent of the lineage uses seeds offset + 64 k ... (cap: max runs ≤ 64)
 Z95 = 1.959963984540054
@@ -203,7 +205,7 @@ def typical_seconds(state: CampaignState) -> float:
     own = [r.seconds for r in state.runs.values() if r.status == "finished" and r.seconds is not None
            and r.candidate_id in pair]
     chosen = own or done
-    return statistics.fmean(chosen) if chosen else 0.0  # type: ignore[arg-type]
+    return statistics.fmean(chosen) if chosen else 0.0
 
 
 # ------------------------------------------------------------------------------- independent designs
@@ -245,7 +247,7 @@ def pair_noise(state: CampaignState, own: list[float], min_diff_df: int) -> tupl
 def baseline_noise(state: CampaignState) -> tuple[float, int]:
     """The variance of one baseline run (every finished one) and its df: the ratio's denominator noise."""
     assert state.started is not None
-    values = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)  # type: ignore[arg-type]
+    values = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)
               if r.value is not None]
     return (statistics.variance(values), len(values) - 1) if len(values) >= 2 else (math.nan, 0)
 
@@ -290,7 +292,7 @@ def pairs_needed(state: CampaignState, settings: JudgeSettings, uninformed: int 
     """
     assert state.started is not None
     cap = min(settings.holdback_max_pairs, SEEDS_PER_INCUMBENT)
-    base = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)  # type: ignore[arg-type]
+    base = [float(r.value) for r in state.finished_runs(state.started.baseline_candidate_id)
             if r.value is not None]
     pairs = paired(state, state.incumbent_id)
     var_d, df_d = pair_noise(state, [a - b for a, b in pairs], settings.min_diff_df)
@@ -298,7 +300,7 @@ def pairs_needed(state: CampaignState, settings: JudgeSettings, uninformed: int 
         return cap if uninformed is None else uninformed
     sign = -1.0 if state.metric.direction == "minimize" else 1.0
     m0, var_0 = statistics.fmean(base), statistics.variance(base)
-    ours = [a for a, _ in pairs] or [float(r.value) for r in state.finished_runs(state.incumbent_id)  # type: ignore[arg-type]
+    ours = [a for a, _ in pairs] or [float(r.value) for r in state.finished_runs(state.incumbent_id)
                                      if r.value is not None] or [m0]
     relative = sign * (statistics.fmean(ours) - m0) / abs(m0)
     cross = sign * math.copysign(1.0, m0) * relative * min(var_d, 2 * math.sqrt(var_d * var_0))

@@ -23,6 +23,7 @@ from ledgerlab.core import holdback
 from ledgerlab.core.judge import Evidence
 from ledgerlab.core.protocols import MetricSpec
 from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
+from ledgerlab.kinds import RunRole
 
 MAX_INCUMBENT_ATTEMPTS = 3  # an incumbent run failing this often on one seed pauses the campaign
 
@@ -32,7 +33,7 @@ class RunSpec:
     """A run the campaign needs: which candidate, in which role, on which seed (and against which control)."""
 
     candidate_id: str
-    role: str  # candidate | incumbent | holdback
+    role: RunRole
     seed: int
     hypothesis_id: str | None = None
     control_id: str | None = None  # concurrent designs: the arm it shares its window with
