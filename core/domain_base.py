@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ledgerlab.core.protocols import Domain, Files, Guardrail, Knob, MetricSpec, RunRequest, RunResult
+from ledgerlab.kinds import Design
 
 HOOKS = ("guardrails", "budget_unit", "candidates_per_run", "runs_generated_code", "environment", "run_design",
          "option_defaults", "cancel_all", "close")
@@ -29,7 +30,7 @@ class DomainBase(ABC):
     # --- required (core/protocols.py's Domain)
     name: str
     metric: MetricSpec
-    design: Literal["independent", "concurrent"]
+    design: Design
     description: str  # instructions for proposers: what may change and what may not (program.md)
 
     # --- optional attributes: override as class attributes or set them per instance in __init__
@@ -102,20 +103,20 @@ class DomainAdapter(DomainBase):
     def _attribute(self, name: str) -> Any:
         return getattr(self.wrapped, name, getattr(DomainBase, name))
 
-    @property  # type: ignore[override]
-    def guardrails(self) -> tuple[Guardrail, ...]:
+    @property
+    def guardrails(self) -> tuple[Guardrail, ...]:  # type: ignore[override]  # read through to the wrapped domain
         return self._attribute("guardrails")
 
-    @property  # type: ignore[override]
-    def budget_unit(self) -> str:
+    @property
+    def budget_unit(self) -> str:  # type: ignore[override]  # read through to the wrapped domain
         return self._attribute("budget_unit")
 
-    @property  # type: ignore[override]
-    def candidates_per_run(self) -> int:
+    @property
+    def candidates_per_run(self) -> int:  # type: ignore[override]  # read through to the wrapped domain
         return self._attribute("candidates_per_run")
 
-    @property  # type: ignore[override]
-    def runs_generated_code(self) -> bool:
+    @property
+    def runs_generated_code(self) -> bool:  # type: ignore[override]  # read through to the wrapped domain
         return self._attribute("runs_generated_code")
 
     def baseline(self) -> dict[str, str]:

@@ -124,10 +124,22 @@ class JudgeBase:
     # greedy and the fixed-n test are compared with autoresearch's rule at a fixed alpha).
     fdr_by_default: ClassVar[bool] = False
 
+    name: str  # what verdicts and `status` call it
+
+    def __init__(self, settings: JudgeSettings) -> None:
+        """A judge is built on the resolved settings (core/registry.py's load_judge)."""
+
     @classmethod
     def most_runs(cls, settings: JudgeSettings) -> int:
         """The most candidate replicates a hypothesis can get; the seed rotation is at least this wide."""
         return settings.looks[-1]
+
+    # The `Judge` members every judge defines.
+    def first_n(self) -> int:
+        raise NotImplementedError
+
+    def judge(self, evidence: Evidence, alpha: float) -> Judgement:
+        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------- helpers

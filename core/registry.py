@@ -118,7 +118,7 @@ def judge_class(kind: str) -> type[JudgeBase]:
 
 def load_judge(settings: JudgeSettings) -> Judge:
     """The judge `settings.kind` names, built on the resolved settings."""
-    return judge_class(settings.kind)(settings)  # type: ignore[call-arg]
+    return judge_class(settings.kind)(settings)
 
 
 # ---------------------------------------------------------------------------------------- executors
