@@ -168,7 +168,7 @@ def config_text(domain: str, options: dict[str, Any]) -> str:
             lines.append(f"#   {name} (unset by default)")
     for section in SECTIONS:
         model = getattr(defaults, section)
-        lines += ["", f"# {type(model).__doc__.strip().splitlines()[0]}", f"[{section}]"]
+        lines += ["", f"# {(type(model).__doc__ or section).strip().splitlines()[0]}", f"[{section}]"]
         for field in type(model).model_fields:
             help_text, example = help_of[f"{section}.{field}"]
             default = getattr(model, field)

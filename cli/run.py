@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperOption
 
 from ledgerlab.cli.common import DirOption, user_errors
 from ledgerlab.errors import ConfigError
@@ -50,8 +50,8 @@ class FieldHelp(TyperCommand):
         described, key_of, defaults = help_table(), {flag: key for key, flag in FLAGS.items()}, CampaignConfig()
         for param in self.params:
             key = next((key_of[opt] for opt in param.opts if opt in key_of), None)
-            text = described[key][0] if key in described else ""
-            if text and param.param_type_name == "option":
+            text = described[key][0] if key is not None and key in described else ""
+            if key is not None and text and isinstance(param, TyperOption):
                 section, _, name = key.rpartition(".")
                 default = getattr(getattr(defaults, section) if section else defaults, name)
                 shown = "" if default is None else f", default {default}"
@@ -99,7 +99,8 @@ def _no_events(ledger: Any) -> bool:
         return True
     try:
         with duckdb.connect(str(ledger), read_only=True) as con:
-            return not con.execute("SELECT count(*) FROM events").fetchone()[0]
+            row = con.execute("SELECT count(*) FROM events").fetchone()
+            return row is not None and not row[0]
     except duckdb.Error:
         return False  # not readable as an empty ledger: leave it for a person to look at
 

@@ -199,7 +199,7 @@ class _Printer:
             return []
         # Its first run, its patch's rejection or its verdict (not CandidateCreated, which comes at once).
         release = isinstance(e, (ev.RunStarted, ev.PatchRejected, ev.VerdictReached)) and hypothesis in self.held
-        lines = [self.held.pop(hypothesis)] if release else []
+        lines = [self.held.pop(hypothesis)] if release and hypothesis is not None else []
         line = self._line(e, escape)
         return [x for x in (*lines, line) if x]
 

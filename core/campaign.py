@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ledgerlab.core import alpha, discoveries, holdback, outcomes, planner, proposals, verdicts
 from ledgerlab.core import budgets as budget_rules
@@ -45,7 +45,7 @@ from ledgerlab.core.protocols import (
     RunResult,
 )
 from ledgerlab.core.run_design import keep_run_design, run_design
-from ledgerlab.core.sandbox import resolve_isolation
+from ledgerlab.core.sandbox import Isolation, resolve_isolation
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.errors import CampaignError, LedgerLockedError
 from ledgerlab.storage import events as ev
@@ -61,7 +61,7 @@ CHECKPOINT_EVERY = 200
 PAUSE_WAIT_S = 60.0
 
 
-def run_isolation(domain: Domain, policy: str) -> str:
+def run_isolation(domain: Domain, policy: str) -> Isolation | Literal["none"]:
     """How this machine isolates the domain's runs: "bwrap", "process", or "none" when its artifact is data.
 
     Raises IsolationUnavailable when `policy` is "strict" and the sandbox cannot be used here.

@@ -151,6 +151,7 @@ class DomainAdapter(DomainBase):
         return hook() if callable(hook) else getattr(DomainBase, name)(self)
 
 
-def as_domain(domain: Domain | DomainBase) -> DomainBase:
-    """`domain` with every optional hook callable: itself when it subclasses DomainBase, else adapted."""
+def as_domain(domain: Domain | DomainBase | object) -> DomainBase:
+    """`domain` with every optional hook callable: itself when it subclasses DomainBase, else adapted (any
+    object: what it lacks reads as the defaults, so a check such as guardrails_of sees what it has)."""
     return domain if isinstance(domain, DomainBase) else DomainAdapter(domain)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Literal
 
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.discoveries import express
@@ -44,7 +44,7 @@ from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
 from ledgerlab.errors import CampaignError
 from ledgerlab.storage import events as ev
 
-KIND = "transfer"
+KIND: Literal["transfer"] = "transfer"
 PROPOSER = "transfer"  # the `proposer` of an arm's hypothesis; its agent is "transfer:<source campaign>"
 ALPHA = 0.025  # one-sided: the fixed-n test's interval at 1 − 2α is the 95% interval the table shows
 FINAL = "final incumbent"
@@ -222,14 +222,15 @@ def source_of(recorded: list[dict[str, Any]], index: int) -> dict[str, Any] | No
     arm, carried = recorded[index], folded(recorded, index)
     if not carried:
         return arm.get("source_effect")
-    parts = [a.get("source_effect") for a in (*carried, arm)]
-    if any(p is None or p.get("ci_low") is None or p.get("ci_high") is None for p in parts):
+    found = [a.get("source_effect") for a in (*carried, arm)]
+    parts = [p for p in found if p is not None and p.get("ci_low") is not None and p.get("ci_high") is not None]
+    if len(parts) < len(found):
         return None
     z = NormalDist().inv_cdf(0.975)
-    total = sum(float(p["effect"]) for p in parts)  # type: ignore[index]
-    se = sum(((float(p["ci_high"]) - float(p["ci_low"])) / (2 * z)) ** 2 for p in parts) ** 0.5  # type: ignore[index]
+    total = sum(float(p["effect"]) for p in parts)
+    se = sum(((float(p["ci_high"]) - float(p["ci_low"])) / (2 * z)) ** 2 for p in parts) ** 0.5
     labels = [a["label"] for a in (*carried, arm)]
-    basis = "confirmed" if all(p["basis"] == "confirmed" for p in parts) else "selected"  # type: ignore[index]
+    basis = "confirmed" if all(p["basis"] == "confirmed" for p in parts) else "selected"
     return {"effect": total, "ci_low": total - z * se, "ci_high": total + z * se, "basis": basis,
             "sum_of": labels, "method": f"the sum of {' + '.join(labels)}'s effects, variances added"}
 

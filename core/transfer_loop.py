@@ -25,6 +25,7 @@ from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
 from ledgerlab.core.state import CampaignState, fold
 from ledgerlab.core.transfer import VERDICTS, arms, source_of, table, verdict_event
 from ledgerlab.errors import CampaignError
+from ledgerlab.kinds import RunRole
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
 from ledgerlab.storage.signing import CheckpointSigner
@@ -136,13 +137,13 @@ class Transfer:
     def _submit(self, spec: Spec, run_id: str, attempt: int) -> None:
         assert self.state.started is not None
         if attempt == 1:
-            role = "incumbent" if spec.hypothesis_id is None else "candidate"
+            role: RunRole = "incumbent" if spec.hypothesis_id is None else "candidate"
             self._append(ev.RunStarted(run_id=run_id, candidate_id=spec.candidate_id, hypothesis_id=spec.hypothesis_id,
-                                       role=role, seed=spec.seed, worker=self.executor.name))  # type: ignore[arg-type]
+                                       role=role, seed=spec.seed, worker=self.executor.name))
         else:
             old = self.state.runs[run_id]
             self._append(ev.RunStarted(run_id=run_id, candidate_id=old.candidate_id, hypothesis_id=old.hypothesis_id,
-                                       role=old.role, seed=old.seed, worker=self.executor.name,  # type: ignore[arg-type]
+                                       role=old.role, seed=old.seed, worker=self.executor.name,
                                        attempt=attempt))
         base = self.state.started.baseline_files
         concurrent = self.state.started.design == "concurrent"

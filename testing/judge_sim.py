@@ -127,13 +127,13 @@ def play(judge: Judge, camp: Campaign, effect: float, alpha: float, metric: Metr
     new_inc = 0
     need = judge.first_n()
     while True:
-        for j in range(len(cand), need):
-            seed = seeds[j]
+        for k in range(len(cand), need):
+            seed = seeds[k]
             cand.append(camp.value(true, seed))
             if seed not in camp.incumbent_runs:
                 camp.incumbent_runs[seed] = camp.value(camp.true_incumbent, seed)
                 new_inc += 1
-        pairs = tuple((c, camp.incumbent_runs[seeds[j]]) for j, c in enumerate(cand))
+        pairs = tuple((c, camp.incumbent_runs[seeds[i]]) for i, c in enumerate(cand))
         matched = set(seeds[: len(cand)])
         others = tuple(v for s, v in camp.incumbent_runs.items() if s not in matched)[-camp.history_cap:]
         ev = Evidence(metric=metric, design="independent", pairs=pairs, incumbent_only=others,
