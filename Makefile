@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: setup demo demo-marketing test test-slow test-all bench clean
+.PHONY: setup demo demo-marketing test test-slow test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ test-slow: $(VENV)/.installed
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) -m "slow or not slow"
+
+# ruff, then mypy ([tool.mypy] in pyproject.toml). mypy reads the package under the name it is imported by,
+# `ledgerlab`; the repository root is that package, so a link named ledgerlab in a folder of its own puts it on
+# mypy's path (the editable install's import hook is invisible to mypy).
+TYPES_ROOT = $(VENV)/typecheck
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	mkdir -p $(TYPES_ROOT) && ln -sfn "$(CURDIR)" $(TYPES_ROOT)/ledgerlab
+	MYPYPATH=$(TYPES_ROOT) $(VENV)/bin/mypy --cache-dir $(VENV)/mypy-cache -p ledgerlab
 
 bench: $(VENV)/.installed
 	for b in ledger judge judge_frontier overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done

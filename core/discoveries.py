@@ -275,7 +275,7 @@ def _imported(bundle: Bundle, found: Discovery, origin: str) -> ev.DiscoveryImpo
         hypothesis_id=new_hypothesis_id(), source_campaign_id=body.source.campaign_id,
         source_hypothesis_id=found.hypothesis_id, source_number=found.number, domain=body.domain.name,
         rationale=found.rationale, diff=found.diff, changes=dict(found.changes), effect=effect.get("effect"),
-        ci_low=effect.get("ci_low"), ci_high=effect.get("ci_high"), effect_basis=basis,  # type: ignore[arg-type]
+        ci_low=effect.get("ci_low"), ci_high=effect.get("ci_high"), effect_basis=basis,
         provenance={
             "bundle": origin, "content_hash": bundle.content_hash, "exported_at": body.exported_at,
             "source_agent": found.agent, "source_proposer": found.proposer, "verdict": found.verdict,

@@ -315,7 +315,7 @@ def concurrent_evidence(runs: list[RunRecord], metric: MetricSpec) -> Evidence:
     if metric.sums:  # pairs stay for the greedy judge, which compares one run's values
         sums = tuple(tuple(float(arm[key]) for arm in (r.metrics, r.control_metrics) for key in metric.sums)
                      for r in runs)
-        return Evidence(metric=metric, design="concurrent", sums=sums, pairs=pairs)  # type: ignore[arg-type]
+        return Evidence(metric=metric, design="concurrent", sums=sums, pairs=pairs)
     return Evidence(metric=metric, design="concurrent", pairs=pairs)
 
 

@@ -25,7 +25,7 @@ def verdict_events(record: HypothesisRecord, j: Judgement, *, alpha: float, judg
     if vetoed:
         details["guardrail_veto"] = True
     verdict = ev.VerdictReached(
-        hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,  # type: ignore[arg-type]
+        hypothesis_id=record.hypothesis_id, decision=j.decision, reason=j.reason,
         test=j.test, statistic=j.statistic, p_value=j.p_value, effect=j.effect, ci_low=j.ci_low,
         ci_high=j.ci_high, n_candidate=j.n_candidate, n_incumbent=j.n_incumbent,
         alpha_spent=j.alpha_spent, looks=max(j.look, 1), details=details,
