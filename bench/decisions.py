@@ -153,7 +153,7 @@ def improvement_quality(rs: list[dict]) -> dict[str, Any]:
 
 
 def print_improvement(summary: dict[str, dict]) -> None:
-    pct = dict(scale=100, digits=1)
+    pct: dict[str, Any] = dict(scale=100, digits=1)
     rows = []
     for name, s in summary.items():
         q = s.get("improvement")
@@ -224,7 +224,7 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
 
 
 def print_tables(summary: dict[str, dict], aa: dict[str, dict] | None, args: argparse.Namespace) -> None:
-    pct = dict(scale=100, digits=1)
+    pct: dict[str, Any] = dict(scale=100, digits=1)
     header = ["judge", "accepts/camp.", "false disc. (share of accepts)", "true lift of final",
               "gap to optimum (pp)", "reachable lift captured", "vs greedy (lift, pp)", "tested/camp."]
     rows = []
@@ -282,7 +282,7 @@ def by_length(rows: dict[str, list[dict]], lengths: list[int]) -> dict[str, dict
 
 
 def print_by_length(got: dict[str, dict[str, Any]]) -> None:
-    pct = dict(scale=100, digits=1)
+    pct: dict[str, Any] = dict(scale=100, digits=1)
     rows = [[name, length, cb.fmt_ci(s["accepts_per_campaign"], digits=1),
              f"{s['fd']}/{s['accepts']} = " + cb.fmt_ci(s["fd_share_wilson"], suffix="%", **pct),
              cb.fmt_ci(s["lift_rel"], suffix="%", **pct)]
@@ -334,7 +334,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         args.budget = budget
         rows, _ = run_judges(args, null=False, campaigns=args.campaigns)
         out[f"{budget:.0f}"] = {"summary": summarize(rows), "targets": verdicts(summarize(rows))}
-    pct = dict(scale=100, digits=1)
+    pct: dict[str, Any] = dict(scale=100, digits=1)
     header = ["visitors", *(f"{name} lift" for name in args.judges), "ours - greedy (pp)",
               *(f"{name} false disc." for name in args.judges)]
     table = []
@@ -420,7 +420,8 @@ def main() -> None:
         return
     rows, optima = run_judges(args, null=False, campaigns=args.campaigns)
     summary = summarize(rows)
-    aa_rows, aa_summary = ({}, None)
+    aa_rows: dict[str, list[dict]] = {}
+    aa_summary = None
     if aa_campaigns:
         aa_rows, _ = run_judges(args, null=True, campaigns=aa_campaigns)
         aa_summary = summarize(aa_rows)

@@ -39,6 +39,7 @@ import argparse
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def bench_one(settings: JudgeSettings, hypotheses: int, rho: float, alpha: float
 
     def play(effects: list[tuple[float, float]], n: int, offset: int, **kw: object) -> list[sim.Outcome]:
         return sim.simulate(judge, effects=effects, hypotheses=n, rho=rho, alpha=alpha, seed=seed + offset,
-                            noise=noise, **{**loop, **kw})  # type: ignore[arg-type]
+                            noise=noise, **{**loop, **kw})
 
     null, power, power2 = play([(1.0, 0.0)], hypotheses, 0), play([(1.0, 1.0)], hypotheses, 1), \
         play([(1.0, 2.0)], hypotheses, 2)
@@ -83,13 +84,14 @@ def bench_greedy(hypotheses: int, alpha: float, seed: int) -> list[dict]:
     run has its own control arm (conversion 5%, 25,000 visitors per arm and run: a tie is not "better").
     """
     s = sim.cli_settings("greedy")
-    judge, rows = make_judge(s), []
+    judge = make_judge(s)
+    rows: list[dict[str, Any]] = []
     for i, per_campaign in enumerate((10, 50, 200)):
         for name, effects in (("all useless", [(1.0, 0.0)]), ("90% useless", MIX)):
             # At least 200 campaigns: the campaign is the unit of its interval (clustered_rate).
             out = sim.simulate(judge, effects=effects, hypotheses=max(hypotheses, 200 * per_campaign), rho=0.0,
                                alpha=alpha, seed=seed + 100 + 10 * i + len(rows), per_campaign=per_campaign,
-                               **sim.loop_params(s))  # type: ignore[arg-type]
+                               **sim.loop_params(s))
             exact = sim.greedy_useless_kept(per_campaign) if name == "all useless" else None
             rows.append({"design": "independent", "stream": name, "per_campaign": per_campaign,
                          "useless_kept": sim.clustered_rate(out, per_campaign), "exact": exact})
@@ -118,7 +120,7 @@ def print_greedy(rows: list[dict]) -> None:
 # (noise, metric) of the --skew false-accept cells: both directions of the issue's two families, and a
 # moderately skewed maximized metric (skewness 1.75), where the skew check has less to go on.
 SKEW_CELLS = [(n, m) for n in ("lognormal", "t3") for m in (sim.GAIN, sim.LOSS)] + [("lognormal-0.5", sim.GAIN)]
-SKEW_JUDGES = {  # the --skew rows: the defaults and the judges before them, on the same seeds
+SKEW_JUDGES: dict[str, dict[str, Any]] = {  # the --skew rows: the defaults and the judges before them, on the same seeds
     "accept_from=1": {"accept_from": 1, "skew_max": float("inf")},
     "accept_from=3": {"skew_max": float("inf")},
     "defaults": {},

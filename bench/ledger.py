@@ -101,7 +101,9 @@ def synthetic(total: int) -> Iterator[tuple[str, list[ev.Event]]]:
 def single_tx_rates(folder: Path, rounds: int = 3, count: int = 1000) -> tuple[float, float, float]:
     """Median single-event append transactions/s: of an event with no derived row (CampaignPaused), of one
     with a `run_events` row (RunStarted, storage/derived.py), and bare DuckDB single-row INSERTs."""
-    ledger_rates, derived_rates, bare_rates = [], [], []
+    ledger_rates: list[float] = []
+    derived_rates: list[float] = []
+    bare_rates: list[float] = []
     event = ev.CampaignPaused(reason="bench")
     row = ev.seal("s", [event], first_seq=1, first_version=1, prev_hash=ev.GENESIS_HASH)[0]
     for n in range(rounds):
@@ -154,7 +156,8 @@ def bare_batched_rate(folder: Path, total: int) -> float:
     The storage floor of `fill` on this disk at this moment: the gap to it is the ledger's Python work
     (encoding, hashing, caches), and the two side by side show how noisy the machine is.
     """
-    sealed, versions, seq, head = [], {}, 0, ev.GENESIS_HASH
+    sealed, seq, head = [], 0, ev.GENESIS_HASH
+    versions: dict[str, int] = {}
     for cid, batch in synthetic(total):
         rows = ev.seal(cid, batch, first_seq=seq + 1, first_version=versions.get(cid, 0) + 1, prev_hash=head)
         sealed.append(rows)

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
@@ -28,6 +29,7 @@ from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.knobs import read_knob
 from ledgerlab.core.protocols import Knob, MetricSpec, RunRequest, RunResult
 from ledgerlab.core.registry import load_proposer
+from ledgerlab.kinds import Design
 from ledgerlab.storage.ledger import DuckDBLedger
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +41,7 @@ class FreeDomain:
 
     name = "free"
     metric = MetricSpec(name="loss", direction="minimize", delta=0.0)
-    design = "independent"
+    design: Design = "independent"
     description = "Tune K0..K5."
 
     def __init__(self, sleep_s: float = 0.0) -> None:
@@ -63,7 +65,7 @@ class FreeDomain:
         return RunResult(status="finished", value=x + 0.1 * noise, duration_s=self.sleep_s)
 
 
-def measure(hypotheses: int, sleep_s: float) -> dict[str, float]:
+def measure(hypotheses: int, sleep_s: float) -> dict[str, Any]:
     """One campaign on a fresh DuckDB ledger; the loop's seconds per run beyond the runs themselves."""
     with tempfile.TemporaryDirectory() as tmp:
         domain = FreeDomain(sleep_s)

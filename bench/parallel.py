@@ -32,6 +32,7 @@ from typing import Any
 
 from ledgerlab.core.executors import LocalExecutor
 from ledgerlab.core.protocols import RunRequest
+from ledgerlab.kinds import VerdictDecision
 from ledgerlab.testing.sleep_domain import REF as SLEEP_REF
 from ledgerlab.testing.sleep_domain import SleepDomain
 
@@ -138,16 +139,14 @@ def decisions_unchanged(workers_list: list[int]) -> dict[str, Any]:
     are rejected as stale (never judged against a stale comparison); every hypothesis that got a
     statistical verdict at each worker count must get the same one.
     """
+    from ledgerlab.bench.overhead import FreeDomain  # the bench's zero-cost deterministic domain
     from ledgerlab.core.campaign import Agent, Campaign
     from ledgerlab.core.config import CampaignConfig
     from ledgerlab.storage.memory import InMemoryLedger
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from overhead import FreeDomain  # noqa: PLC0415 - the bench's zero-cost deterministic domain
-
     steps = [{"K0": 3.0}, {"K1": 6.0}, {"K2": 5.5}, {"K3": 3.0}, {"K4": 7.0}, {"K5": 4.9}, {"K1": 4.0},
              {"K2": 3.0}, {"K4": 5.1}, {"K5": 3.5}, {"K3": 8.0}, {"K0": 2.0}]
-    verdicts: dict[int, dict[str, str]] = {}
+    verdicts: dict[int, dict[str, VerdictDecision]] = {}
     stale: dict[int, int] = {}
     for workers in workers_list:
         domain = FreeDomain(sleep_s=0.05)

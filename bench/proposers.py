@@ -71,7 +71,8 @@ class Marketing:
     def __init__(self, args: argparse.Namespace) -> None:
         from ledgerlab.domains.marketing.market import Market
 
-        self.args, self._market, self._optima = args, Market.seeded, {}
+        self.args, self._market = args, Market.seeded
+        self._optima: dict[int, dict[str, Any]] = {}  # seed -> the market's optimum
 
     def options(self, seed: int) -> dict[str, Any]:
         return {"market_seed": seed, "visitors_per_run": self.args.visitors_per_run}
@@ -205,7 +206,8 @@ def main() -> None:
     table = []
     for name, res in results.items():
         s = res["summary"]
-        unit = dict(scale=1, digits=3, suffix="") if name == "toy" else dict(scale=100, digits=1, suffix="%")
+        unit: dict[str, Any] = dict(scale=1, digits=3, suffix="") if name == "toy" else dict(scale=100, digits=1,
+                                                                                            suffix="%")
         label = "true loss (lower is better)" if name == "toy" else "true conversion lift (higher is better)"
         for p in PROPOSERS:
             table.append([name, p, label, cb.fmt_ci(s[p]["value"], **unit),
@@ -224,8 +226,8 @@ def main() -> None:
     for name, res in results.items():
         s = res["summary"]
         d = s["knob_minus_random"]
-        unit = (1, 3, "") if name == "toy" else (100, 1, " pp")
-        print(f"{name}: the knob proposer {s['verdict']} (knob − random = {cb.fmt_ci(d, *unit)}; "
+        scale = (1, 3, "") if name == "toy" else (100, 1, " pp")
+        print(f"{name}: the knob proposer {s['verdict']} (knob − random = {cb.fmt_ci(d, *scale)}; "
               f"{res['better']} is better; knob better on {s['knob_better_seeds']} of {args.seeds} seeds)")
     print(f"\n{elapsed:.0f} s in all")
     cb.write_json(args.out, {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

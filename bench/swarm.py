@@ -178,6 +178,7 @@ def adopt(member: Member, item: ev.DiscoveryImported, domain: Any) -> None:
     # rejected the same candidate itself. Only a return to an earlier incumbent is refused (its lineage).
     files = apply_diff(files_of(record.parent_candidate_id), record.diff)
     cid = candidate_id(files)
+    assert member.state.started is not None
     if cid in member.state.incumbent_parent or cid == member.state.started.baseline_candidate_id:
         member.append(ev.PatchRejected(hypothesis_id=item.hypothesis_id, reason="returns to an earlier incumbent"))
         return
@@ -234,7 +235,8 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
     rate = lambda files: market.true_effects(files)["conversion_rate"]  # noqa: E731
     base = rate(template_variant())
     state = CampaignState(campaign_id=member.campaign_id)
-    changes, round_no = [], 1
+    changes: list[dict[str, Any]] = []
+    round_no = 1
     for row in member.store.read(member.campaign_id):
         state.apply(row)
         event = row.event()
@@ -376,7 +378,7 @@ def targets(summary: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> d
 
 
 def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.Namespace) -> None:
-    pct = dict(scale=100, digits=1)
+    pct: dict[str, Any] = dict(scale=100, digits=1)
     header = ["arm", "true lift of final", "changes/camp.", "false disc. (share of changes)", "own / shared FD",
               "false accepts spread", "reached a real change", "visitors to first real", "its round"]
     rows = []
@@ -405,7 +407,7 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
           f"{cb.fmt_ci(v['real_imports_accepted'], suffix='%', **pct)} of {v['real_imports_tested']} "
           f"({v['real_imports_futility']} stopped for futility), false ones accepted "
           f"{cb.fmt_ci(v['false_imports_accepted'], suffix='%', **pct)} of {v['false_imports_tested']}")
-    pp = dict(scale=100, digits=2)
+    pp: dict[str, Any] = dict(scale=100, digits=2)
     print(f"\nGoal: {'MET' if goal['met'] else 'MISSED'}")
     print(f"  verify lift >= blind lift: {goal['verify_lift_ge_blind']} "
           f"(verify - blind {cb.fmt_ci(goal['verify_minus_blind'], **pp)} pp, paired by market)")
