@@ -138,8 +138,8 @@ def help_table() -> dict[str, tuple[str, Any]]:
 
     table = {"seed": (CampaignConfig.model_fields["seed"].description or "", None)}
     for section in SECTIONS:
-        model = CampaignConfig.model_fields[section].annotation
-        for name, field in model.model_fields.items():  # type: ignore[union-attr]
+        model = type(getattr(CampaignConfig(), section))  # the section's settings class
+        for name, field in model.model_fields.items():
             table[f"{section}.{name}"] = (field.description or "", (field.examples or [None])[0])
     return table
 

@@ -84,7 +84,8 @@ def check_candidate(record: HypothesisRecord, state: CampaignState, domain: Doma
     except PatchError as exc:
         return f"patch does not apply: {exc}", None
     cid = candidate_id(files)
-    if cid in state.candidate_parent or cid == state.started.baseline_candidate_id:  # type: ignore[union-attr]
+    assert state.started is not None  # proposals come after CampaignStarted
+    if cid in state.candidate_parent or cid == state.started.baseline_candidate_id:
         return f"duplicate: candidate {cid[:12]} was already tested", None
     try:
         domain.validate(files)

@@ -204,11 +204,16 @@ def _near_miss_pairs(seen: list[Seen], incumbent_id: str,
         if (s.item.parent_candidate_id == incumbent_id and s.item.status == "rejected" and len(s.new) == 1
                 and set(s.new) <= set(knobs) and (s.item.effect or 0.0) > 0):
             name = next(iter(s.new))
-            if name not in best or s.item.effect > best[name].item.effect:  # type: ignore[operator]
+            if name not in best or _gain(s) > _gain(best[name]):
                 best[name] = s
     # A few knobs only: pairs grow quadratically, and weaker misses are mostly noise.
-    top = sorted(best.values(), key=lambda s: -s.item.effect)[:NEAR_MISS_KNOBS]  # type: ignore[operator]
-    return sorted(combinations(top, 2), key=lambda p: -(p[0].item.effect + p[1].item.effect))  # type: ignore
+    top = sorted(best.values(), key=lambda s: -_gain(s))[:NEAR_MISS_KNOBS]
+    return sorted(combinations(top, 2), key=lambda p: -(_gain(p[0]) + _gain(p[1])))
+
+
+def _gain(s: Seen) -> float:
+    """A near-miss's effect (> 0: only those that helped are near-misses)."""
+    return s.item.effect or 0.0
 
 
 def _combine(context: ProposalContext, current: Mapping[str, tuple[Knob, Any]], seen: list[Seen],
