@@ -226,9 +226,10 @@ def paired(state: CampaignState, candidate_id: str) -> list[tuple[float, float]]
     """(incumbent, baseline) values on each of `candidate_id`'s holdback seeds where both runs finished."""
     assert state.started is not None
     block = set(seeds(state, candidate_id, SEEDS_PER_INCUMBENT))
-    ours = {r.seed: float(r.value) for r in runs_of(state, candidate_id) if r.seed in block}  # type: ignore[arg-type]
-    base = {r.seed: float(r.value) for r in runs_of(state, state.started.baseline_candidate_id)  # type: ignore[arg-type]
-            if r.seed in block}
+    # runs_of gives finished runs, each with a value (the `is not None` only says so to the type checker)
+    ours = {r.seed: float(r.value) for r in runs_of(state, candidate_id) if r.seed in block and r.value is not None}
+    base = {r.seed: float(r.value) for r in runs_of(state, state.started.baseline_candidate_id)
+            if r.seed in block and r.value is not None}
     return [(ours[s], base[s]) for s in sorted(set(ours) & set(base))]
 
 

@@ -242,8 +242,9 @@ def evidence(state: CampaignState, cid: str) -> Evidence | None:
     mine = _done(state, cid)
     if state.started.design == "concurrent":
         return concurrent_evidence(mine, metric) if mine else None
-    baseline = {r.seed: float(r.value) for r in _done(state, base)}  # type: ignore[arg-type]
-    pairs = tuple((float(r.value), baseline[r.seed]) for r in mine if r.seed in baseline)  # type: ignore[arg-type]
+    # _done gives finished runs, each with a value (the `is not None` only says so to the type checker)
+    baseline = {r.seed: float(r.value) for r in _done(state, base) if r.value is not None}
+    pairs = tuple((float(r.value), baseline[r.seed]) for r in mine if r.seed in baseline and r.value is not None)
     return Evidence(metric=metric, design="independent", pairs=pairs) if pairs else None
 
 
