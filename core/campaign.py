@@ -9,12 +9,9 @@ the ledger; proposers run in threads and executors run runs elsewhere, and both 
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +44,7 @@ from ledgerlab.core.protocols import (
 from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.sandbox import Isolation, resolve_isolation
 from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
+from ledgerlab.core.stop_signals import stop_on_signals
 from ledgerlab.errors import CampaignError, LedgerLockedError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
@@ -157,7 +155,7 @@ class Campaign:
         failed: str | None = None
         try:
             self._begin()
-            with self._signals():
+            with stop_on_signals(self._request_stop):
                 self._loop()
         except KeyboardInterrupt:
             self._stop = self._stop or "interrupted (Ctrl-C)"
@@ -243,20 +241,10 @@ class Campaign:
             metric = metric.model_copy(update={"delta": self.config.judge.delta})
         return metric
 
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM ask for a clean pause instead of killing the loop mid-step."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        def handler(signum: int, _frame: object) -> None:
-            self._stop = f"interrupted ({signal.Signals(signum).name})"
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
+
+    def _request_stop(self, reason: str) -> None:
+        """Stop at the next step, for `reason` (a signal: core/stop_signals.py)."""
+        self._stop = reason
 
     def _loop(self) -> None:
         while self._stop is None:

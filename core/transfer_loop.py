@@ -10,11 +10,8 @@ CampaignFinished. Ctrl-C or SIGTERM pauses it (CampaignPaused); `ledgerlab trans
 
 from __future__ import annotations
 
-import signal
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
 from ledgerlab.core.state import CampaignState, fold
+from ledgerlab.core.stop_signals import stop_on_signals
 from ledgerlab.core.transfer import VERDICTS, arms, source_of, table, verdict_event
 from ledgerlab.errors import CampaignError
 from ledgerlab.kinds import RunRole
@@ -91,7 +89,7 @@ class Transfer:
             raise CampaignError(f"transfer campaign {self.campaign_id} already finished")
         try:
             self._begin()
-            with self._signals():
+            with stop_on_signals(self._request_stop):
                 self._loop()
         except KeyboardInterrupt:
             self._stop = self._stop or "interrupted (Ctrl-C)"
@@ -182,19 +180,7 @@ class Transfer:
                                          detail=f"{len(words)} arm(s) re-measured at {options or 'the same setting'}: "
                                                 f"{counts}"))
 
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM pause the transfer cleanly (`ledgerlab transfer` again resumes it)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _request_stop(self, reason: str) -> None:
+        """Stop at the next step, for `reason` (a signal: core/stop_signals.py)."""
+        self._stop = reason
 
-        def handler(signum: int, _frame: object) -> None:
-            self._stop = f"interrupted ({signal.Signals(signum).name})"
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
