@@ -181,7 +181,7 @@ def test_marketing_runners_share_while_they_run_and_a_restart_imports_nothing_tw
             assert warnings_about(lines, name) == (2 if k == 0 else 1), "".join(lines)[-3000:]
         assert "Traceback" not in "".join(lines)
 
-    shown = Runner(folders[1], "hypotheses")
+    shown = Runner(folders[1], "hypotheses", env={"COLUMNS": "400"})  # at 80 columns the id is shortened (c-…54ff…)
     assert shown.wait() == 0 and f"imported from {ids[0]} #" in shown.output, shown.output
 
 
