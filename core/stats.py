@@ -59,11 +59,40 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import special
-from scipy import stats as sps
-from scipy.optimize import brentq, minimize_scalar
+
+# scipy.stats and scipy.optimize cost ≈ 0.6 s to import, on every command that loads the judge (an error
+# message included): the few functions that need them import them (a scipy.stats import there is cached).
 
 Robust = Literal["none", "trim", "winsor"]
 _EPS = float(np.finfo(float).eps)
+_NORM_PDF_C = np.sqrt(2 * np.pi)
+
+
+def _sps() -> Any:
+    """scipy.stats, imported on first use."""
+    from scipy import stats
+
+    return stats
+
+
+def _optimize() -> Any:
+    """scipy.optimize, imported on first use."""
+    from scipy import optimize
+
+    return optimize
+
+
+# The standard normal's tail, inverse tail and density as scipy.stats.norm computes them (the same ufuncs).
+def _z_sf(x: Any) -> Any:
+    return special.ndtr(np.negative(x))
+
+
+def _z_isf(q: Any) -> Any:
+    return -special.ndtri(q)
+
+
+def _z_pdf(x: Any) -> Any:
+    return np.exp(-np.square(x) / 2.0) / _NORM_PDF_C
 
 
 class TestResult(BaseModel):
@@ -97,7 +126,7 @@ class TestResult(BaseModel):
         if self.se is None or not math.isfinite(self.se):
             return None, None
         tail = (1.0 - level) / 2.0
-        q = float(sps.norm.isf(tail)) if self.df is None else t_isf(tail, self.df)
+        q = float(_z_isf(tail)) if self.df is None else t_isf(tail, self.df)
         return self.effect - q * self.se, self.effect + q * self.se
 
 
@@ -155,7 +184,7 @@ def _location_scale(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, 
         return _mean(w), _var(w), n - 1
     g = int(math.floor(trim * n))
     gamma = g / n  # the trimming actually done, not the nominal
-    loc = float(sps.trim_mean(x, gamma)) if g else _mean(x)
+    loc = float(_sps().trim_mean(x, gamma)) if g else _mean(x)
     return loc, _var(w) / (1.0 - 2.0 * gamma) ** 2, n - 2 * g - 1
 
 
@@ -227,8 +256,8 @@ def sequential_levels(
         bounds = [-math.inf] * len(looks)
     else:
         per_look = futility_p if isinstance(futility_p, tuple) else (futility_p,) * len(looks)
-        bounds = [float(sps.norm.isf(p)) for p in per_look]
-    z_floor = float(sps.norm.isf(alpha))
+        bounds = [float(_z_isf(p)) for p in per_look]
+    z_floor = float(_z_isf(alpha))
     levels: list[float] = []
     s_grid: np.ndarray | None = None  # grid of S over the continuation region after the previous look
     dens: np.ndarray | None = None  # its (sub-)density: mass = P(continue through all looks so far)
@@ -237,22 +266,22 @@ def sequential_levels(
 
         def tail(c: float, g: np.ndarray | None = s_grid, d: np.ndarray | None = dens) -> float:
             if g is None or d is None:  # the first look
-                return float(sps.norm.sf(c))
-            return float(np.trapezoid(d * sps.norm.sf((c * math.sqrt(n) - g) / sd), g))
+                return float(_z_sf(c))
+            return float(np.trapezoid(d * _z_sf((c * math.sqrt(n) - g) / sd), g))
         reach = tail(-12.0)
         if reach <= spend[k]:
             c = z_floor
         else:
-            c = max(z_floor, float(brentq(lambda x: tail(x) - spend[k], -12.0, 40.0, xtol=1e-10)))
-        levels.append(float(sps.norm.sf(c)))
+            c = max(z_floor, float(_optimize().brentq(lambda x: tail(x) - spend[k], -12.0, 40.0, xtol=1e-10)))
+        levels.append(float(_z_sf(c)))
         if k == len(looks) - 1:
             break
         lo = max(bounds[k], -10.0) * math.sqrt(n)
         new_grid = np.linspace(lo, c * math.sqrt(n), grid)
         if dens is None or s_grid is None:
-            new_dens = sps.norm.pdf(new_grid / sd) / sd
+            new_dens = _z_pdf(new_grid / sd) / sd
         else:
-            kernel = sps.norm.pdf((new_grid[:, None] - s_grid[None, :]) / sd) / sd
+            kernel = _z_pdf((new_grid[:, None] - s_grid[None, :]) / sd) / sd
             new_dens = np.trapezoid(kernel * dens[None, :], s_grid, axis=1)
         s_grid, dens = new_grid, new_dens
     return tuple(levels)
@@ -269,8 +298,8 @@ def futility_levels(futility_p: float, looks: tuple[int, ...], scale: str = "eff
     """
     if scale == "p":
         return tuple(futility_p for _ in looks)
-    z = float(sps.norm.isf(futility_p))
-    return tuple(float(sps.norm.sf(z * math.sqrt(n / looks[0]))) for n in looks)
+    z = float(_z_isf(futility_p))
+    return tuple(float(_z_sf(z * math.sqrt(n / looks[0]))) for n in looks)
 
 
 def look_spend(alpha: float, looks: tuple[int, ...], spending: str = "information") -> tuple[float, ...]:
@@ -430,7 +459,7 @@ def _welch_side(x: np.ndarray, robust: Robust, trim: float) -> tuple[float, floa
     if robust != "trim":
         return _mean(w), v / n, n - 1, v
     h = n - 2 * int(math.floor(trim * n))
-    return float(sps.trim_mean(x, trim)), (n - 1) * v / (h * (h - 1)) if h > 1 else math.nan, h - 1, v
+    return float(_sps().trim_mean(x, trim)), (n - 1) * v / (h * (h - 1)) if h > 1 else math.nan, h - 1, v
 
 
 def two_sample_test(
@@ -504,7 +533,7 @@ def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float],
         se = math.sqrt(vc / nc + vi / ni)
         df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
     # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain two-sample test.
-    res = sps.ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), int(nc), mi, math.sqrt(vi), int(ni),
+    res = _sps().ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), int(nc), mi, math.sqrt(vi), int(ni),
                                    equal_var=one_unit, alternative="greater" if sign > 0 else "less")
     return TestResult(test=name, statistic=sign * float(res.statistic), p_value=float(res.pvalue),
                       effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
@@ -630,7 +659,7 @@ def _peaks(x1: int, n1: int, x2: int, n2: int) -> tuple[tuple[float, float], ...
     p = np.array([_raw_p(x1, n1, x2, n2, float(d)) for d in grid])
     found = set(edges)
     for k in np.flatnonzero((p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])) + 1:
-        r = minimize_scalar(lambda d: -_raw_p(x1, n1, x2, n2, d), bounds=(grid[k - 1], grid[k + 1]),
+        r = _optimize().minimize_scalar(lambda d: -_raw_p(x1, n1, x2, n2, d), bounds=(grid[k - 1], grid[k + 1]),
                             method="bounded", options={"xatol": 1e-13})
         found.add(float(r.x) if -r.fun > p[k] else float(grid[k]))
     return tuple(sorted((d, _raw_p(x1, n1, x2, n2, d)) for d in found))
@@ -683,7 +712,7 @@ def _score_bound(x1: int, n1: int, x2: int, n2: int, tail: float, upper: bool) -
     a, b = max(lo, guess - 2.0 * se), min(hi, guess + 2.0 * se)
     if kept(a) != upper or kept(b) == upper:
         a, b = lo, hi
-    r = float(brentq(lambda d: _score_p(x1, n1, x2, n2, d, upper) - tail, a, b, xtol=1e-15))
+    r = float(_optimize().brentq(lambda d: _score_p(x1, n1, x2, n2, d, upper) - tail, a, b, xtol=1e-15))
     a, b = max(lo, r - 1e-14), min(hi, r + 1e-14)
     if kept(a) != upper or kept(b) == upper:
         a, b = lo, hi
@@ -743,7 +772,7 @@ def proportion_test(
     table = np.array([[x1, n1 - x1], [x2, n2 - x2]])
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
     if delta == 0 and expected.min() < min_expected:
-        _, p = sps.fisher_exact(table, alternative="greater")
+        _, p = _sps().fisher_exact(table, alternative="greater")
         return TestResult(test="fisher exact", statistic=None, p_value=float(p), **common)
     z = float(_score_z(x1, n1, x2, n2, delta)[0])
     return TestResult(test=name, statistic=None if math.isnan(z) else z,

@@ -22,6 +22,10 @@ from ledgerlab.errors import IsolationUnavailable
 PY_DIR = str(Path(sys.executable).parent)
 
 
+# The isolation is probed and recorded when the campaign starts; a run under each is in tests/test_ml_runs.py.
+NO_RUN = ("--time-limit", "0.001")
+
+
 def ledgerlab(folder: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path}
     return subprocess.run([sys.executable, "-m", "ledgerlab", *args, "--dir", str(folder)], env=env,
@@ -63,7 +67,7 @@ def test_strict_refuses_to_start_without_the_sandbox(tmp_path: Path) -> None:
 def test_auto_falls_back_with_one_warning_and_records_it(tmp_path: Path) -> None:
     folder = tmp_path / "camp"
     configure(folder, "auto")
-    done = ledgerlab(folder, "run", "--max-runs", "1", path=without_bwrap(tmp_path))
+    done = ledgerlab(folder, "run", *NO_RUN, path=without_bwrap(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     warnings = [line for line in done.stdout.splitlines() if "not sandboxed" in line]
     assert len(warnings) == 1 and "bubblewrap is not installed" in warnings[0]
@@ -74,7 +78,7 @@ def test_auto_falls_back_with_one_warning_and_records_it(tmp_path: Path) -> None
 def test_a_sandboxed_campaign_records_bwrap_and_warns_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "camp"
     configure(folder, "strict")
-    done = ledgerlab(folder, "run", "--max-runs", "1", path=os.environ["PATH"])
+    done = ledgerlab(folder, "run", *NO_RUN, path=os.environ["PATH"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not sandboxed" not in done.stdout and isolation_of(folder) == "bwrap"
 

@@ -155,15 +155,15 @@ def test_marketing_transfer_records_a_transfer_campaign_and_prints_its_table(sho
 
 def test_toy_transfer_killed_mid_way_resumes_from_its_events(toy: Path, tmp_path: Path, plugin_path: str) -> None:
     folder = _copy(toy, tmp_path)
-    # 9 runs of 1 s: killed after 3, with seconds to spare on a loaded machine.
-    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=1", "--seeds", "3", plugin=plugin_path)
+    # 9 runs of 0.6 s: killed after 2, with 4 s to spare (runs sleep: load slows them only).
+    proc = _spawn("transfer", "--dir", str(folder), "--option", "sleep_s=0.6", "--seeds", "3", plugin=plugin_path)
 
     def some_finished() -> bool:
         moved = _transfers(folder) if (folder / ".ledgerlab").exists() else []
-        return bool(moved) and sum(r.status == "finished" for r in moved[0].runs.values()) >= 3
+        return bool(moved) and sum(r.status == "finished" for r in moved[0].runs.values()) >= 2
 
     try:
-        until("three transfer runs finished", some_finished, proc)
+        until("two transfer runs finished", some_finished, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
