@@ -1,6 +1,6 @@
 """Shared pytest fixtures: a private signing key folder, a ledger path in a fresh folder, a store of each kind.
 
-Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) most tests are spread one by one over the workers.
+Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) most tests are spread one by one over the workers.
 A module with a module-scoped fixture keeps to one worker: such a fixture builds something once per module (a
 campaign, a server, the tiny model, a browser), which a split would build once per worker. Everything that
 starts Ray shares one group, so no two Ray instances run at once.
@@ -21,6 +21,7 @@ def _builds_once_per_module(item: pytest.Item) -> bool:
     return info is not None and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = item.path.stem
@@ -28,6 +29,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("ray"))
         elif _builds_once_per_module(item):
             item.add_marker(pytest.mark.xdist_group(module))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly where xdist drops the groups (it did with pytest 9.2: constraints.txt pins pytest below it)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        raise pytest.UsageError(f"pytest-xdist ignored the xdist_group marks under pytest {pytest.__version__} "
+                                "(pytest-dev/pytest-xdist#1386): install with `-c constraints.txt`")
 
 
 @pytest.fixture(scope="session", autouse=True)

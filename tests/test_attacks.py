@@ -126,6 +126,9 @@ sys.exit(1)
     assert result.status == "crashed"
 
 
+# slow: an ML run. Fast: tests/test_ml_harness.py refuses a peeking model (`not causal`) without a run, and
+# test_a_model_that_reads_the_other_windows_of_its_batch_is_invalid drives the same probe through a run.
+@pytest.mark.slow
 def test_a_model_that_peeks_at_later_bytes_is_invalid(tmp_path: Path) -> None:
     source = UNIFORM + """
 class Peek(torch.nn.Module):

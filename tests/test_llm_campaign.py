@@ -403,6 +403,9 @@ def lr_edit() -> str:
     )
 
 
+# slow: two ML runs. Fast: test_prompt and test_proposer_llm refuse edits outside the artifact,
+# test_the_sandbox_environment_has_no_key and test_attacks' secret tests keep the key out of a run.
+@pytest.mark.slow
 def test_ml_training_campaign_rejects_a_harness_edit_and_tests_a_train_py_edit(
     tmp_path: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

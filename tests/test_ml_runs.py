@@ -68,11 +68,18 @@ def test_end_to_end_runs_finish_with_the_evaluators_val_bpb(domain: MLTrainingDo
     assert "reported_steps: 32" in Path(result.log_path).read_text()
     assert "--- evaluator ---" in result.log_tail and '"status": "finished"' in result.log_tail
 
-    # The same seed in the other isolation gives the same number; keep_workdir keeps the working copy.
-    kept = _workdir(tmp_path)
+
+# slow: two ML runs. Fast: the run above (sandboxed where bubblewrap is) and test_nan_loss_diverges_at_the_first_step
+# (the "process" fallback) each run the harness and its checks end to end.
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_val_bpb_in_either_isolation(domain: MLTrainingDomain, tiny: str,
+                                                                  tmp_path: Path) -> None:
+    first = _run(domain, tmp_path, tiny, seed=3)
+    assert first.status == "finished", first.error + first.log_tail
+    kept = _workdir(tmp_path)  # keep_workdir keeps the working copy
     again = _run(domain, tmp_path, tiny, seed=3, workdir=kept, isolation="process", keep_workdir=True)
     assert again.status == "finished", again.error + again.log_tail
-    assert again.metrics["isolation"] == "process" and again.value == result.value
+    assert again.metrics["isolation"] == "process" and again.value == first.value
     assert {"harness.py", "model.pt2", "train.py"} <= {p.name for p in kept.iterdir()}
 
 
@@ -132,11 +139,13 @@ def test_infinite_loop_times_out_and_its_processes_die(tmp_path: Path) -> None:
 def test_nan_loss_diverges_at_the_first_step(tiny: str, tmp_path: Path) -> None:
     domain = MLTrainingDomain(device="cpu", budget_s=120, eval_tokens=4096, threads=1)
     source = tiny.replace(LOOP_LINE, "    loss = loss * float('nan')\n" + LOOP_LINE)
-    result = _run(domain, tmp_path, source)
+    result = _run(domain, tmp_path, source, isolation="process")  # the fallback (the other runs are sandboxed)
     assert result.status == "diverged" and "at step 1" in result.error
     assert result.duration_s < 100  # did not wait for the 120 s budget
 
 
+# slow: an ML run. Fast: tests/test_sandbox.py's test_memory_limit_stops_a_huge_allocation (the same limit).
+@pytest.mark.slow
 def test_huge_allocation_is_out_of_memory(tiny: str, tmp_path: Path) -> None:
     domain = MLTrainingDomain(device="cpu", budget_tokens=4096, threads=1, memory_limit_mb=1024)
     source = tiny.replace("model = GPT(", "hog = torch.ones(3 * 2**30, dtype=torch.uint8)\nmodel = GPT(")

@@ -47,6 +47,8 @@ class _IsolatedRay:
             os.environ["RAY_AUTH_TOKEN"] = self._old
 
 
+# slow: a second Ray instance. Fast: the module's local_ray fixture starts one the same way.
+@pytest.mark.slow
 def test_starts_and_stops_its_own_instance(tmp_path):
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")

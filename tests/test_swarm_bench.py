@@ -16,6 +16,10 @@ from ledgerlab.storage import events as ev
 cb = pytest.importorskip("ledgerlab.bench._campaigns", reason="bench/ is scripts in the source tree, not part of the installed package")
 sw = pytest.importorskip("ledgerlab.bench.swarm", reason="bench/ is scripts in the source tree, not part of the installed package")
 
+# slow: three swarms of real campaigns. Fast: tests/test_discoveries.py and tests/test_share.py import accepts
+# and re-test them with the importer's judge; this checks the bench's arms and scores.
+pytestmark = pytest.mark.slow
+
 # Market 4 with these seeds makes an accept in the first round (checked below), so there is something to share.
 MARKET = 4
 ARGS = ["--k", "2", "--budget", "1000000", "--rounds", "2"]

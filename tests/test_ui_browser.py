@@ -136,6 +136,8 @@ def test_campaign_page_updates_while_the_campaign_runs(browser: Any, served: dic
     shot(browser, tmp_path, "campaign")
 
 
+# slow: browser interactions. Fast: test_index_lists_both_campaigns and the live campaign page.
+@pytest.mark.slow
 def test_chart_hover_and_click_open_the_hypothesis(browser: Any, served: dict[str, Any]) -> None:
     load(browser, served, served["evil"])
     until("the chart drawn", lambda: chart_points(browser) > 0)
@@ -152,6 +154,9 @@ def test_chart_hover_and_click_open_the_hypothesis(browser: Any, served: dict[st
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Hypothesis #")
 
 
+# slow: browser interactions. Fast: tests/test_ui.py's test_campaign_page checks the page's hypotheses,
+# and the index and the live campaign page load here.
+@pytest.mark.slow
 def test_hypotheses_table_sorts_and_filters(browser: Any, served: dict[str, Any]) -> None:
     load(browser, served, served["evil"])
     numbers = lambda: [int(td.text.lstrip("#")) for td in browser.find_elements(  # noqa: E731
