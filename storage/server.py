@@ -94,6 +94,7 @@ class QueryServer:
         self._clients: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._closing = False
+        self._busy = 0  # requests between enter() and leave_request(): close() waits for them
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -132,8 +133,10 @@ class QueryServer:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # Wait for every request to leave DuckDB: a thread still in a query when the interpreter exits is
+        # ended inside DuckDB's C++ frames, which aborts the process (SIGABRT after a clean pause).
         deadline = time.monotonic() + 5.0
-        while self._interrupt_all() and time.monotonic() < deadline:
+        while (self._interrupt_all() or self._requests()) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.ledger.keep_open(False)
 
@@ -161,6 +164,24 @@ class QueryServer:
         for cursor in cursors:
             cursor.interrupt()
         return bool(cursors)
+
+    # --- requests
+
+    def enter(self) -> bool:
+        """Count a query or snapshot request in; False once closing (the client then reads the file)."""
+        with self._guard:
+            if self._closing:
+                return False
+            self._busy += 1
+            return True
+
+    def leave_request(self) -> None:
+        with self._guard:
+            self._busy -= 1
+
+    def _requests(self) -> int:
+        with self._guard:
+            return self._busy
 
     # --- clients
 
@@ -220,10 +241,17 @@ class _Handler(socketserver.StreamRequestHandler):
         op = request.get("op")
         if op == "ping":
             _send(self.wfile, {"ok": True, "pid": os.getpid(), "queries": owner.active_queries()})
-        elif op == "query":
-            _Query(owner, self.connection, self.wfile, request).answer()
-        elif op == "snapshot":
-            _send(self.wfile, _snapshot(owner, request))
+        elif op in ("query", "snapshot"):
+            if not owner.enter():  # closing: hang up, so the client reads the file instead
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            try:
+                if op == "query":
+                    _Query(owner, self.connection, self.wfile, request).answer()
+                else:
+                    _send(self.wfile, _snapshot(owner, request))
+            finally:
+                owner.leave_request()
         else:
             _send(self.wfile, _error(QueryError(f"unknown op {op!r}")))
 
