@@ -43,7 +43,7 @@ from ledgerlab.core.protocols import (
 )
 from ledgerlab.core.run_design import keep_run_design, run_design
 from ledgerlab.core.sandbox import Isolation, resolve_isolation
-from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
+from ledgerlab.core.state import CampaignState, HypothesisRecord, append_events, fold
 from ledgerlab.core.stop_signals import stop_on_signals
 from ledgerlab.errors import CampaignError, LedgerLockedError
 from ledgerlab.storage import events as ev
@@ -122,11 +122,7 @@ class Campaign:
     # ---------------------------------------------------------------------------------------- events
 
     def _append(self, *events: ev.Event) -> None:
-        stored = self.store.append(self.campaign_id, list(events), expected_version=self.state.version)
-        for row in stored:
-            self.state.apply(row)
-            if self.on_event is not None:
-                self.on_event(row)
+        stored = append_events(self.store, self.state, events, self.on_event)
         if stored:
             self._head, self._unsigned = (stored[-1].seq, stored[-1].hash), self._unsigned + len(stored)
             if self._unsigned >= CHECKPOINT_EVERY:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import singledispatchmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerlab.core.protocols import Guardrail, MetricSpec
 from ledgerlab.kinds import CampaignStatus, HypothesisStatus, RunRole, RunStatus
 from ledgerlab.storage import events as ev
+
+if TYPE_CHECKING:
+    from ledgerlab.storage.ledger import EventStore
 
 # Verdicts that are not statistical tests (a failed run, a stale parent) spend no alpha.
 NOT_TESTS = frozenset({"run-failed", "stale"})
@@ -284,3 +288,14 @@ def fold(campaign_id: str, stored: list[ev.StoredEvent]) -> CampaignState:
     for row in stored:
         state.apply(row)
     return state
+
+
+def append_events(store: EventStore, state: CampaignState, events: Sequence[ev.Event],
+           on_event: Callable[[ev.StoredEvent], None] | None = None) -> list[ev.StoredEvent]:
+    """Append `events` to the state's stream at its version, fold each stored row in, and pass it to `on_event`."""
+    stored = store.append(state.campaign_id, list(events), expected_version=state.version)
+    for row in stored:
+        state.apply(row)
+        if on_event is not None:
+            on_event(row)
+    return stored

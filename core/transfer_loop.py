@@ -19,7 +19,7 @@ from ledgerlab.core import outcomes
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.lineage import candidate_files
 from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
-from ledgerlab.core.state import CampaignState, fold
+from ledgerlab.core.state import CampaignState, append_events, fold
 from ledgerlab.core.stop_signals import stop_on_signals
 from ledgerlab.core.transfer import VERDICTS, arms, source_of, table, verdict_event
 from ledgerlab.errors import CampaignError
@@ -70,11 +70,7 @@ class Transfer:
         self._head: tuple[int, str] | None = None
 
     def _append(self, *events: ev.Event) -> None:
-        stored = self.store.append(self.campaign_id, list(events), expected_version=self.state.version)
-        for row in stored:
-            self.state.apply(row)
-            if self.on_event is not None:
-                self.on_event(row)
+        stored = append_events(self.store, self.state, events, self.on_event)
         if stored:
             self._head = (stored[-1].seq, stored[-1].hash)
 
