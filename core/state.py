@@ -291,7 +291,7 @@ def fold(campaign_id: str, stored: list[ev.StoredEvent]) -> CampaignState:
 
 
 def append_events(store: EventStore, state: CampaignState, events: Sequence[ev.Event],
-           on_event: Callable[[ev.StoredEvent], None] | None = None) -> list[ev.StoredEvent]:
+                  on_event: Callable[[ev.StoredEvent], None] | None = None) -> list[ev.StoredEvent]:
     """Append `events` to the state's stream at its version, fold each stored row in, and pass it to `on_event`."""
     stored = store.append(state.campaign_id, list(events), expected_version=state.version)
     for row in stored:

@@ -82,7 +82,8 @@ def _optimize() -> Any:
     return optimize
 
 
-# The standard normal's tail, inverse tail and density as scipy.stats.norm computes them (the same ufuncs).
+# The standard normal's tail, inverse tail and density as scipy.stats.norm computes them (the same ufuncs, on
+# arrays too); `_norm_sf` below is the scalar tail the score test's root finding calls thousands of times.
 def _z_sf(x: Any) -> Any:
     return special.ndtr(np.negative(x))
 
@@ -534,7 +535,7 @@ def sums_test(cand: tuple[float, float, float], inc: tuple[float, float, float],
         df = (vc / nc + vi / ni) ** 2 / ((vc / nc) ** 2 / (nc - 1) + (vi / ni) ** 2 / (ni - 1))
     # Shifting the candidate's mean by δ turns H0: improvement ≤ δ into a plain two-sample test.
     res = _sps().ttest_ind_from_stats(mc - sign * delta, math.sqrt(vc), int(nc), mi, math.sqrt(vi), int(ni),
-                                   equal_var=one_unit, alternative="greater" if sign > 0 else "less")
+                                      equal_var=one_unit, alternative="greater" if sign > 0 else "less")
     return TestResult(test=name, statistic=sign * float(res.statistic), p_value=float(res.pvalue),
                       effect=effect, se=se, df=df, n_candidate=int(nc), n_incumbent=int(ni))
 
@@ -660,7 +661,7 @@ def _peaks(x1: int, n1: int, x2: int, n2: int) -> tuple[tuple[float, float], ...
     found = set(edges)
     for k in np.flatnonzero((p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:])) + 1:
         r = _optimize().minimize_scalar(lambda d: -_raw_p(x1, n1, x2, n2, d), bounds=(grid[k - 1], grid[k + 1]),
-                            method="bounded", options={"xatol": 1e-13})
+                                        method="bounded", options={"xatol": 1e-13})
         found.add(float(r.x) if -r.fun > p[k] else float(grid[k]))
     return tuple(sorted((d, _raw_p(x1, n1, x2, n2, d)) for d in found))
 
