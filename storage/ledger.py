@@ -39,9 +39,11 @@ after a kill -9 (≈ 1 s for a full 128 MiB WAL, ≈ 350,000 events).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -73,6 +75,21 @@ _MANY_ROWS = (
     "INSERT INTO events SELECT seq, event_id, $campaign_id, version, type, schema_version, payload, $recorded_at, "
     "prev_hash, hash FROM _ledgerlab_batch"
 )
+
+# Every writer not yet garbage: closed before the interpreter starts to finalize (see _close_at_exit).
+_open_ledgers: weakref.WeakSet[DuckDBLedger] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the writers a program left open, while threads still run normally.
+
+    A lease closed later, by its daemon thread during finalization, would be ended inside DuckDB's C++ frames:
+    the process aborts ("terminate called after throwing …", SIGABRT) after its work is done.
+    """
+    for ledger in list(_open_ledgers):
+        if ledger.pid == os.getpid():  # a forked child never closes (and checkpoints) its parent's file
+            ledger.close()
 
 
 @runtime_checkable
@@ -203,9 +220,13 @@ class DuckDBLedger:
         self._last_used = 0.0
         self._resume_at = 0.0
         self._keep_open = False
+        self._lease_no = 0  # which lease a reaper watches: it never holds the connection itself (see _reap)
+        self._reaper: threading.Thread | None = None
         self._head: tuple[int, str] | None = None
         self._versions: dict[str, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid = os.getpid()
+        _open_ledgers.add(self)
         with self._lock:
             install(self._lease())
 
@@ -228,7 +249,8 @@ class DuckDBLedger:
             self._con.execute("SET enable_progress_bar = false")
             self._lease_started_ns = time.time_ns()
             self._head, self._versions = None, {}
-            threading.Thread(target=self._reap, args=(self._con,), daemon=True, name="ledger-lease").start()
+            self._lease_no += 1
+            self._start_reaper()
         self._last_used = time.monotonic()
         return self._con
 
@@ -245,11 +267,19 @@ class DuckDBLedger:
         if yield_to_reader:
             self._resume_at = time.monotonic() + self.yield_s
 
-    def _reap(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Close the lease after `idle_s` without use, or at once when a reader waits."""
+    def _start_reaper(self) -> None:
+        self._reaper = threading.Thread(target=self._reap, args=(self._lease_no,), daemon=True, name="ledger-lease")
+        self._reaper.start()
+
+    def _reap(self, lease_no: int) -> None:
+        """Close the lease after `idle_s` without use, or at once when a reader waits.
+
+        It holds the lease's number, not its connection: a daemon thread that dropped the last reference to a
+        DuckDB connection while the interpreter exits would be ended inside DuckDB's destructor (SIGABRT).
+        """
         while True:
             with self._lock:
-                if self._con is not con or self._keep_open:
+                if self._con is None or self._lease_no != lease_no or self._keep_open:
                     return  # closed, or held open for a campaign's whole life (keep_open restarts the reaper)
                 idle = time.monotonic() - self._last_used
                 if idle >= self.idle_s or self._reader_waiting():
@@ -270,7 +300,7 @@ class DuckDBLedger:
                 self._lease().execute("SET threads = 1")
             elif self._con is not None:
                 self._con.execute("RESET threads")
-                threading.Thread(target=self._reap, args=(self._con,), daemon=True, name="ledger-lease").start()
+                self._start_reaper()
 
     def reader_cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the open database, for one reader's query (close it with close_cursor)."""
@@ -342,10 +372,13 @@ class DuckDBLedger:
             return self._chain_head(self._lease())
 
     def close(self) -> None:
-        """Release the file now (the store reopens it if used again)."""
+        """Release the file now and wait for the lease's thread to end (the store reopens the file if used again)."""
         with self._lock:
             self._keep_open = False
             self._release()
+            reaper, self._reaper = self._reaper, None
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join()  # it sees the lease gone at its next look (≤ 20 ms): no thread of ours outlives close()
 
     def __enter__(self) -> DuckDBLedger:
         return self

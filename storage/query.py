@@ -44,7 +44,11 @@ _PRAGMAS = {"table_info", "show", "show_tables", "show_tables_expanded", "databa
 _PRAGMA = re.compile(r"\s*PRAGMA\s+(\w+)\s*(\(\s*'[^']*'\s*\))?\s*;?\s*$", re.IGNORECASE)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*$")
 _SNAPSHOT_HINT = "query a snapshot for that (`ledgerlab snapshot OUT`)"
-_parsers = threading.local()
+# One in-memory connection, only for parsing (it never sees the ledger), shared under a lock. Not one per thread:
+# a query-server thread ending as the interpreter exits would destroy its connection inside DuckDB's C++ frames,
+# which aborts the process (SIGABRT). This one is the module's, destroyed by the main thread.
+_parse_lock = threading.Lock()
+_parse_con: list[duckdb.DuckDBPyConnection] = []
 
 
 @dataclass(frozen=True)
@@ -73,23 +77,24 @@ def run_query(path: str | os.PathLike[str], sql: str, wait_s: float | None = Non
             raise as_query_error(exc) from None
 
 
-def _parser() -> duckdb.DuckDBPyConnection:
-    """An in-memory connection of this thread's own that only parses: it never sees the ledger."""
-    con = getattr(_parsers, "con", None)
-    if con is None:
-        import duckdb
+def _parse(sql: str, serialize: bool = False) -> Any:
+    """`sql`'s statements (DuckDB's parser), or with `serialize` the JSON syntax tree of one statement."""
+    import duckdb
 
-        con = _parsers.con = duckdb.connect(":memory:")
-    return con
+    with _parse_lock:
+        if not _parse_con:
+            _parse_con.append(duckdb.connect(":memory:"))
+        con = _parse_con[0]
+        if serialize:
+            return con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
+        try:
+            return list(con.extract_statements(sql))
+        except duckdb.Error as exc:
+            raise as_query_error(exc) from None
 
 
 def _statements(sql: str) -> list[Any]:
-    import duckdb
-
-    try:
-        return list(_parser().extract_statements(sql))
-    except duckdb.Error as exc:
-        raise as_query_error(exc) from None
+    return _parse(sql)
 
 
 def _single_read(sql: str) -> str:
@@ -125,7 +130,7 @@ def live_read(sql: str) -> str:
 
 def _check_sources(statement: str) -> None:
     """Refuse table functions off the list and FROM 'file' scans, anywhere in the statement's syntax tree."""
-    tree = json.loads(_parser().execute("SELECT json_serialize_sql(?)", [statement]).fetchone()[0])  # type: ignore[index]
+    tree = json.loads(_parse(statement, serialize=True))
     if tree.get("error"):
         raise ReadOnlyQueryError(f"the ledger is read-only: this statement cannot be checked while a campaign runs "
                                  f"({tree.get('error_message')}); {_SNAPSHOT_HINT}")

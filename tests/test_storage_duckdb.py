@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -9,9 +14,10 @@ import duckdb
 import pytest
 from fixtures_events import append_stream, fixture_stream
 
-from ledgerlab.errors import LedgerError, LedgerLockedError
+from ledgerlab.errors import LedgerError, LedgerLockedError, ReadOnlyQueryError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger, read_only_connection
+from ledgerlab.storage.query import live_read
 from ledgerlab.storage.verify import verify_ledger
 from ledgerlab.storage.views import VIEWS_VERSION, views_version
 
@@ -157,3 +163,66 @@ def test_upcaster_applies_on_read(ledger_path: Path, monkeypatch: pytest.MonkeyP
         events = [row.event() for row in ledger.read()]
     assert events == [ev.CampaignPaused(reason="new"), ev.CampaignPaused(reason="old")]
     assert verify_ledger(ledger_path).ok
+
+
+def _lease_threads(ledger: DuckDBLedger) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ledger-lease" and t.is_alive() and t is ledger._reaper]
+
+
+def test_close_leaves_no_thread_behind(ledger_path: Path) -> None:
+    # The lease's thread ends before close() returns, after a plain lease and after a campaign's keep_open: a
+    # daemon thread still in DuckDB as the interpreter exits aborts the process (SIGABRT after the work is done).
+    for hold in (False, True):
+        ledger = DuckDBLedger(ledger_path, idle_s=30)
+        reaper = ledger._reaper
+        assert reaper is not None and reaper.is_alive()
+        if hold:
+            ledger.keep_open(True)
+            ledger.keep_open(False)  # starts a new lease thread, as the query server does when it closes
+            reaper = ledger._reaper
+        ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=ledger.version("a"))
+        ledger.close()
+        assert reaper is not None and not reaper.is_alive()
+        assert not _lease_threads(ledger)
+
+
+def test_a_program_that_never_closes_its_ledger_has_it_closed_before_exit(ledger_path: Path) -> None:
+    # The check is registered before ledgerlab is imported, so it runs after ledgerlab's own exit hook (atexit
+    # runs last-in first-out) and while threads still run normally: by then the file must be closed.
+    script = textwrap.dedent(f"""
+        import atexit, sys, threading
+
+        def check():
+            alive = [t.name for t in threading.enumerate() if t.name == "ledger-lease"]
+            print("open" if ledger._con is not None else "closed", alive, flush=True)
+        atexit.register(check)
+
+        from ledgerlab.storage import events as ev
+        from ledgerlab.storage.ledger import DuckDBLedger
+        ledger = DuckDBLedger({str(ledger_path)!r}, idle_s=30)
+        ledger.append("a", [ev.CampaignPaused(reason="x")], expected_version=0)
+        sys.exit(0)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "closed []", done.stdout + done.stderr
+    with read_only_connection(ledger_path, wait_s=0) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+def test_live_reads_are_checked_the_same_from_many_threads() -> None:
+    # The query server's handler threads share one parsing connection under a lock (none is a thread's own).
+    sql = "SELECT count(*) FROM runs WHERE status = 'ok'"
+    expected = live_read(sql)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: live_read(sql), range(200))) == {expected}
+        refused = list(pool.map(lambda _: _refusal("SELECT * FROM read_csv('x.csv')"), range(50)))
+    assert all("read_csv() is not answered" in r for r in refused)
+
+
+def _refusal(sql: str) -> str:
+    try:
+        live_read(sql)
+    except ReadOnlyQueryError as exc:
+        return str(exc)
+    return ""
