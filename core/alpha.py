@@ -144,6 +144,24 @@ def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], his
     return campaign_alpha(settings)
 
 
+def stream_alpha(settings: JudgeSettings, imported: bool,
+                 stream: Sequence[tuple[int, float | None, bool | None]]) -> float:
+    """Level of a hypothesis tested apart by stream (`import_alpha` > 0), from its stream's earlier entries.
+
+    `stream` is (alpha index, p-value, accepted) in stream order, of the imports' stream when `imported`, else
+    of the campaign's own ideas (CampaignState.stream_before). Imports get `import_alpha` as their target and
+    `import_flat` as their decay's flat stretch; LORD numbers each stream's tests 1, 2, 3… on its own.
+    """
+    s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat}) \
+        if imported else settings
+    if s.alpha_policy == "fdr":
+        return addis_alpha(s, history(stream, s.fdr_lambda, s.fdr_tau))
+    if s.alpha_policy == "lord":
+        accepted = [t for t, (_, _, ok) in enumerate(stream, start=1) if ok]
+        return lord_alpha(campaign_alpha(s), len(stream) + 1, accepted)
+    return campaign_alpha(s)
+
+
 def campaign_alpha(settings: JudgeSettings) -> float:
     """The campaign's alpha: judge_settings resolves it (from the domain) before anything is judged."""
     if settings.alpha is None:

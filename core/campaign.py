@@ -102,6 +102,9 @@ class Campaign:
         self.settings = holdback.recorded_settings(started.judge) if started \
             else judge_settings(config, domain.metric, domain.design)
         self.judge: Judge = make_judge(self.settings)
+        # Imports earn the runs their claimed effect needs: a looser look-1 futility bound (JudgeSettings).
+        self._import_judge: Judge = make_judge(self.settings.model_copy(
+            update={"futility_p": self.settings.import_futility_p}))
         if started is not None:
             keep_run_design(started.environment.get("run_design"), run_design(domain))
         recorded = self.state.guardrails if started else None
@@ -435,7 +438,8 @@ class Campaign:
             evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
             if evidence is None or len(runs) < self._need(record, index):
                 continue
-            judgement = self.judge.judge(evidence, self._alpha(record))
+            judge = self._import_judge if record.hypothesis_id in self.state.imports else self.judge
+            judgement = judge.judge(evidence, self._alpha(record))
             if judgement.decision == "more":
                 self._needs[record.hypothesis_id] = judgement.need
             else:
@@ -445,10 +449,17 @@ class Campaign:
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
-        if self.settings.alpha_policy != "fdr":
-            return next_alpha(self.settings, record.alpha_index, record.accepts_known)
+        """The hypothesis's level, fixed at its start: imports in a stream of their own once there are any."""
+        s = self.settings
+        if s.import_alpha > 0 and self.state.imports:
+            if record.hypothesis_id not in self._levels:
+                imported = record.hypothesis_id in self.state.imports
+                stream = self.state.stream_before(record, imported=imported)
+                self._levels[record.hypothesis_id] = alpha.stream_alpha(s, imported, stream)
+            return self._levels[record.hypothesis_id]
+        if s.alpha_policy != "fdr":
+            return next_alpha(s, record.alpha_index, record.accepts_known)
         if record.hypothesis_id not in self._levels:  # fixed at its start: computed once
-            s = self.settings
             seen = alpha.history(self.state.stream_before(record), s.fdr_lambda, s.fdr_tau)
             self._levels[record.hypothesis_id] = next_alpha(s, record.alpha_index, record.accepts_known, seen)
         return self._levels[record.hypothesis_id]

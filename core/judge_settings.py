@@ -141,6 +141,22 @@ class JudgeSettings(BaseModel):
         "independent designs: compare the candidate's mean with the incumbent's mean only while the "
         "incumbents' runs are skewed toward improvement by at most this (inf: always)"))
 
+    # Imported discoveries (core/discoveries.py) come with another campaign's evidence, so far more of them are
+    # real than of a campaign's own ideas; tested in the campaign's own ADDIS stream they met its first levels
+    # (≈ 0.0015) and a look-1 futility stop, and importers kept 9% of real imports (docs/discoveries.md).
+    # Tested apart, the campaign's false discovery rate is at most alpha + import_alpha (the share of false
+    # accepts among both streams is at most the sum of each stream's share), and its own ideas keep their levels.
+    import_alpha: float = Field(default=0.05, ge=0, lt=1, description=(
+        "imported discoveries are tested in a stream of their own at this level (fdr, lord: its FDR target; "
+        "fixed: each import's level), so a campaign that imports keeps its false discovery rate under alpha + "
+        "this; 0: imports are tested in the campaign's own stream like its own ideas"))
+    import_flat: int = Field(default=2, ge=1, description=(
+        "fdr: the imports' stream keeps its levels flat over this many costly imports, then decays (imports "
+        "are few, so their first levels are higher than the campaign's own)"))
+    import_futility_p: float = Field(default=0.5, gt=0, le=1, description=(
+        "an import is dropped at its first look only when its p-value is above this (0.5: its effect points "
+        "the wrong way); its claimed effect earns it the runs to show it"))
+
     @field_validator("kind")
     @classmethod
     def _installed(cls, value: str) -> str:

@@ -65,6 +65,7 @@ class HypothesisRecord:
     # the indices of the hypotheses then in flight (whose p-values it must not see).
     verdicts_known: int = 0
     in_flight_at_start: tuple[int, ...] = ()
+    in_flight_ids: tuple[str, ...] = ()  # the same hypotheses by id (which stream each is in: imports or own)
 
 
 @dataclass
@@ -141,14 +142,20 @@ class CampaignState:
         in_flight = (h.alpha_index for h in self.hypotheses.values() if h.status == "testing")
         return 1 + max(self.tested_max_index, *in_flight, 0)
 
-    def stream_before(self, record: HypothesisRecord) -> list[tuple[int, float | None, bool | None]]:
+    def stream_before(self, record: HypothesisRecord,
+                      imported: bool | None = None) -> list[tuple[int, float | None, bool | None]]:
         """The tested hypotheses ahead of `record` in the stream as it saw them when it started, in stream order.
 
         Each is (alpha index, p-value, accepted); p-value and accepted are None for those then in flight.
+        `imported` True or False keeps only the imports' stream or only the campaign's own ideas.
         """
-        seen: list[tuple[int, float | None, bool | None]] = [(i, None, None) for i in record.in_flight_at_start]
+        def kept(hypothesis_id: str) -> bool:
+            return imported is None or (hypothesis_id in self.imports) == imported
+
+        seen: list[tuple[int, float | None, bool | None]] = [
+            (i, None, None) for i, h in zip(record.in_flight_at_start, record.in_flight_ids, strict=True) if kept(h)]
         for verdict in self.verdicts[:record.verdicts_known]:
-            if verdict.test not in NOT_TESTS:
+            if verdict.test not in NOT_TESTS and kept(verdict.hypothesis_id):
                 seen.append((self.hypotheses[verdict.hypothesis_id].alpha_index, verdict.p_value,
                              verdict.decision == "accept"))
         return sorted(seen, key=lambda item: item[0])
@@ -216,7 +223,9 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.CandidateCreated, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
-        record.in_flight_at_start = tuple(h.alpha_index for h in self.hypotheses.values() if h.status == "testing")
+        in_flight = [h for h in self.hypotheses.values() if h.status == "testing"]
+        record.in_flight_at_start = tuple(h.alpha_index for h in in_flight)
+        record.in_flight_ids = tuple(h.hypothesis_id for h in in_flight)
         record.alpha_index, record.accepts_known = self.next_alpha_index(), tuple(self.accepted_indices)
         record.verdicts_known = len(self.verdicts)
         record.status, record.candidate_id = "testing", event.candidate_id

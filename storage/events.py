@@ -37,7 +37,8 @@ class Event(BaseModel):
 class CampaignStarted(Event):
     # v2: seed_base. v3: `judge` holds every JudgeSettings field and `guardrails` is a list unless the judge
     # checked its domain's (both upcast from older payloads: what the campaign ran with, never today's defaults).
-    SCHEMA_VERSION: ClassVar[int] = 3
+    # v4: the judge's import_* settings (imports tested in a stream of their own).
+    SCHEMA_VERSION: ClassVar[int] = 4
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
@@ -320,6 +321,14 @@ def _campaign_started_v2_v3(data: dict[str, Any]) -> dict[str, Any]:
     if guardrails is None and not judge["guardrails"]:
         guardrails = []  # recorded before guardrails were, by a judge that checked none
     return {**data, "judge": judge, "guardrails": guardrails}
+
+
+@upcaster("CampaignStarted", 3)
+def _campaign_started_v3_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Before v4 an import was tested in the campaign's own stream, with its futility bound."""
+    judge = dict(data.get("judge") or {})
+    old = {"import_alpha": 0.0, "import_flat": 2, "import_futility_p": judge.get("futility_p", 0.2)}
+    return {**data, "judge": {**old, **judge}}
 
 
 def encode(event: Event) -> tuple[str, int, str]:

@@ -255,3 +255,41 @@ def test_imports_wait_for_the_budget_and_the_finish_says_so(toy_bundle: Path, tm
     with DuckDBLedger(ledger(target)) as store:
         finished = [row.event() for row in store.read(state.campaign_id, types=["CampaignFinished"])]
     assert "1 imported discovery(ies) left untested" in finished[0].detail  # type: ignore[attr-defined]
+
+
+def _first_level(alpha: float, flat: int) -> float:
+    """ADDIS's level with nothing ahead in its stream: (τ − λ)·w0·alpha·γ_1, γ ∝ min(1, flat/j)² (defaults)."""
+    norm = sum(min(1.0, flat / j) ** 2 for j in range(1, 200_000)) + flat**2 / 200_000  # + the tail ≈ ∫
+    return (0.7 - 0.05) * 0.9 * alpha / norm
+
+
+@pytest.mark.parametrize("import_alpha", [0.05, 0.0])
+def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path: Path, import_alpha: float) -> None:
+    from ledgerlab.core.campaign import open_campaign_id
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "ledgerlab.toml").write_text('[domain]\nname = "toy"\n')
+    assert cli("import", str(toy_bundle), "--dir", str(target)).exit_code == 0
+    domain = ToyDomain(seed_noise=0.0)
+    config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 3},
+                            judge={"alpha_policy": "fdr", "import_alpha": import_alpha})
+    with DuckDBLedger(ledger(target)) as store:
+        state = Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer([{"MODE": "fancy"}], consume=True))],
+                         executor=LocalExecutor(domain), runs_dir=tmp_path / "runs",
+                         campaign_id=open_campaign_id(store)).run()
+    ordered = sorted(state.hypotheses.values(), key=lambda h: h.number)
+    x5, y5 = [h for h in ordered if h.hypothesis_id in state.imports]
+    (own,) = [h for h in ordered if h.agent == "agent-0"]
+    assert x5.status == y5.status == "accepted", (x5.reason, y5.reason)
+    levels = [h.verdict.details["alpha"] for h in (x5, y5, own)]  # type: ignore[union-attr]
+    first_import, first_own = _first_level(0.05, 2), _first_level(0.1, 20)
+    if import_alpha:
+        # Each stream starts at its own first level; y5 starts after x5's accept, which returns wealth to the
+        # imports' stream (W0·γ_1 + (alpha − W0)·γ_1 = alpha·γ_1). The campaign's own idea, proposed after that
+        # accept, meets its own stream's first level: an import neither spends nor earns the own ideas' wealth.
+        assert levels == pytest.approx([first_import, first_import / 0.9, first_own], rel=1e-6)
+    else:
+        # One stream, as before v4: the imports meet the campaign's first level, and x5's accept raises the level
+        # of everything after it, the own idea included.
+        assert levels == pytest.approx([first_own, first_own / 0.9, first_own / 0.9], rel=1e-6)

@@ -28,11 +28,14 @@ from ledgerlab.testing import ScriptedProposer, ToyDomain
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
 SIGNER = "81361b8db27e28a4884f5a60582bc54cd39be585bc9fa33473a899ef93e8f5d2"  # signed the fixtures' checkpoints
+SIGNERS = {"v3-3232053.duckdb.gz": "cb247a6a8dba4ff41b7b389bad55519e3b83c79612e8af8593f489e4790fa578"}  # the others: SIGNER
 # The fixture's script (hypotheses 1-3 are in the ledger), then what the resumed campaign proposes.
 SCRIPT = [{"X": 5.0}, {"Y": 3}, {"MODE": "fancy"}, {"X": 4.0}, {"Y": 2}, {"MODE": "fancy", "X": 6.0}]
 # The ledgers, by the version of their CampaignStarted, and whether that commit rotated seeds.
 LEDGERS = {"v1-75186f4.duckdb.gz": (1, False), "v2-ee90f34.duckdb.gz": (2, True),
-           "v2-f3d0b51.duckdb.gz": (2, True)}
+           "v2-f3d0b51.duckdb.gz": (2, True), "v3-3232053.duckdb.gz": (3, True)}
+# The ledgers whose commit recorded every judge setting of its day (accept_from 3, the holdbacks).
+COMPLETE = {"v2-f3d0b51.duckdb.gz", "v3-3232053.duckdb.gz"}
 # Every judge setting the first campaign loop (899ffd9) recorded; any later one needs an upcaster.
 FIRST_RECORDED = {"kind", "alpha", "alpha_policy", "looks", "fixed_n", "futility", "futility_p", "spending", "robust",
                   "trim", "delta", "min_diff_df", "min_expected", "confirm_runs", "calibration_runs"}
@@ -77,6 +80,11 @@ def test_settings_a_campaign_predates_read_back_as_it_ran() -> None:
     assert settings.accept_from == 1 and settings.skew_max == math.inf and settings.futility_scale == "p"
     assert settings.futility_min_df == 0 and settings.holdback_max_pairs == settings.holdback_max_runs == 0
     assert settings.guardrails and old.guardrails is None  # type: ignore[attr-defined]  # its domain's
+    # v3: imports were tested in the campaign's own stream, dropped at look 1 like its own ideas.
+    assert settings.import_alpha == 0 and settings.import_futility_p == settings.futility_p
+    judge_v3 = {k: v for k, v in old.judge.items() if not k.startswith("import_")}  # type: ignore[attr-defined]
+    v3 = ev.decode("CampaignStarted", 3, {**old.model_dump(), "judge": {**judge_v3, "futility_p": 0.3}})
+    assert holdback.recorded_settings(v3.judge).import_futility_p == 0.3  # type: ignore[attr-defined]
     recorded = {"judge": {"incumbent_seeds": 16, "accept_from": 3, "holdback_max_pairs": 6}}
     now = ev.decode("CampaignStarted", 2, {**old.model_dump(), **recorded})
     assert holdback.recorded_settings(now.judge).model_dump(include=set(recorded["judge"])) == recorded["judge"]  # type: ignore[attr-defined]
@@ -95,7 +103,7 @@ def test_a_broken_recorded_judge_is_one_config_error_line() -> None:
 @pytest.mark.parametrize("name", sorted(LEDGERS))
 def test_an_old_ledger_verifies_and_shows_its_status(tmp_path: Path, name: str) -> None:
     root = _project(tmp_path, name)
-    verified = CliRunner().invoke(app, ["verify", "--dir", str(root), "--trust", SIGNER])
+    verified = CliRunner().invoke(app, ["verify", "--dir", str(root), "--trust", SIGNERS.get(name, SIGNER)])
     assert verified.exit_code == 0, verified.output
     assert "chain intact" in verified.output
     status = CliRunner().invoke(app, ["status", "--dir", str(root)])
@@ -118,7 +126,8 @@ def test_an_old_campaign_resumes_with_the_judge_it_ran_with(tmp_path: Path, name
                         executor=LocalExecutor(domain), runs_dir=root / "runs", campaign_id=opening.campaign_id)
         assert camp.settings.seed_window == (16 if rotated else 1)
         assert (camp.settings.accept_from, camp.settings.holdback_max_pairs) == \
-            ((3, 6) if name == "v2-f3d0b51.duckdb.gz" else (1, 0))
+            ((3, 6) if name in COMPLETE else (1, 0))
+        assert camp.settings.import_alpha == 0  # every fixture predates the imports' own stream
         old_hypotheses = set(camp.state.hypotheses)
         state = camp.run()
         assert _opening(store) == opening  # the stored event is untouched: upcasting is on read
@@ -131,8 +140,8 @@ def test_an_old_campaign_resumes_with_the_judge_it_ran_with(tmp_path: Path, name
         assert any(seeds[0] != base for seeds, base in zip(starts, bases))
     else:  # replicate i on the incumbent's seed i, as before rotation
         assert all(seeds == list(range(base, base + len(seeds))) for seeds, base in zip(starts, bases))
-    assert any(r.role == holdback.ROLE for r in state.runs.values()) == (name == "v2-f3d0b51.duckdb.gz")
-    verified = CliRunner().invoke(app, ["verify", "--dir", str(root), "--trust", SIGNER])
+    assert any(r.role == holdback.ROLE for r in state.runs.values()) == (name in COMPLETE)
+    verified = CliRunner().invoke(app, ["verify", "--dir", str(root), "--trust", SIGNERS.get(name, SIGNER)])
     assert verified.exit_code == 0, verified.output
 
 
