@@ -61,4 +61,4 @@ bench: $(VENV)/.installed
 	for b in ledger judge judge_frontier overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-marketing
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-marketing ledgerlab.egg-info build  # a stale egg-info hides new entry points

@@ -60,6 +60,17 @@ def _entry_point(group: str, name: str, what: str, hint: str) -> EntryPoint:
     return found[name]
 
 
+def _load(entry: EntryPoint, what: str) -> Any:
+    """Import what an entry point names; a broken plug-in is one ConfigError line naming its package."""
+    try:
+        return entry.load()
+    except Exception as exc:  # noqa: BLE001 - any failure inside a plug-in's import is that plug-in's
+        package = f" of package {entry.dist.name!r}" if entry.dist is not None else ""
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(f"{what} {entry.name!r} ({entry.value}{package}) cannot be loaded: "
+                          f"{type(exc).__name__}: {detail}; fix or reinstall that package") from None
+
+
 # ------------------------------------------------------------------------------------------ domains
 
 
@@ -77,7 +88,7 @@ def load_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
             f"unknown domain {name!r} (installed: {known}); see `ledgerlab domains`, or install a package "
             f"that registers one under the entry-point group {GROUP!r}"
         )
-    factory = found[name].load()
+    factory = _load(found[name], "domain")
     try:
         domain = factory(**(options or {}))
     except TypeError as exc:
@@ -103,7 +114,7 @@ def proposer_entry_points() -> dict[str, EntryPoint]:
 def load_proposer(settings: ProposerConfig) -> Proposer:
     """Instantiate the proposer `settings.kind` (knob, random, llm, or a plug-in) with its settings."""
     hint = "set [proposer] kind in ledgerlab.toml or pass --proposer with one of those"
-    return _entry_point(PROPOSER_GROUP, settings.kind, "proposer", hint).load()(settings)
+    return _load(_entry_point(PROPOSER_GROUP, settings.kind, "proposer", hint), "proposer")(settings)
 
 
 # ------------------------------------------------------------------------------------------- judges
@@ -113,7 +124,7 @@ def load_proposer(settings: ProposerConfig) -> Proposer:
 def judge_class(kind: str) -> type[JudgeBase]:
     """The judge class `kind` names (stats, fixed, greedy, or a plug-in), imported."""
     hint = "set [judge] kind in ledgerlab.toml or pass --judge with one of those"
-    return _entry_point(JUDGE_GROUP, kind, "judge", hint).load()
+    return _load(_entry_point(JUDGE_GROUP, kind, "judge", hint), "judge")
 
 
 def load_judge(settings: JudgeSettings) -> Judge:
@@ -128,5 +139,5 @@ def load_executor(config: ExecutorConfig, domain: Domain | None, domain_name: st
                   domain_options: dict[str, Any] | None = None, **extra: Any) -> Executor:
     """The executor `config.kind` names (local, ray, or a plug-in), with `config.workers` slots."""
     hint = "set [executor] kind in ledgerlab.toml or pass --executor with one of those"
-    factory = _entry_point(EXECUTOR_GROUP, config.kind, "executor", hint).load()
+    factory = _load(_entry_point(EXECUTOR_GROUP, config.kind, "executor", hint), "executor")
     return factory(config, domain, domain_name, dict(domain_options or {}), **extra)

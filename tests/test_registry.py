@@ -6,6 +6,9 @@ put on sys.path, exactly what `pip install` leaves behind.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +101,20 @@ def test_a_plugin_judge_and_executor_are_found_by_name(plugin: None, tmp_path: P
         assert isinstance(executor, LocalExecutor) and executor.slots == 1
     finally:
         executor.shutdown()
+
+
+def test_a_broken_plugin_is_one_line_naming_its_package(tmp_path: Path) -> None:
+    # Installed, but its module is gone (an uninstall half done, a renamed module): `ledgerlab run` says which
+    # package to fix in one line, exit 2, and leaves no `.ledgerlab` behind in the folder it was given.
+    info = tmp_path / "site" / "ll_broken-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ll-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ledgerlab.domains]\nbroken = ll_no_such_module:Domain\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "ledgerlab", "run", "broken", "--dir", str(tmp_path / "p")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == ("error: domain 'broken' (ll_no_such_module:Domain of package 'll-broken') cannot "
+                                   "be loaded: ModuleNotFoundError: No module named 'll_no_such_module'; fix or "
+                                   "reinstall that package"), done.stderr
+    assert not (tmp_path / "p" / ".ledgerlab").exists()
