@@ -76,6 +76,7 @@ _MANY_ROWS = (
     "prev_hash, hash FROM _ledgerlab_batch"
 )
 
+_lockdown = threading.Lock()  # one thread at a time checks and locks down a read-only database instance
 # Every writer not yet garbage: closed before the interpreter starts to finalize (see _close_at_exit).
 _open_ledgers: weakref.WeakSet[DuckDBLedger] = weakref.WeakSet()
 
@@ -193,9 +194,14 @@ def open_read_only(file: Path, wait_s: float | None = None) -> Any:
     con = connect_with_retry(file, read_only=True, wait_s=wait_s, remote=RemoteConnection.connect)
     if isinstance(con, RemoteConnection):
         return con
-    con.execute("SET enable_external_access = false")
-    con.execute("SET enable_progress_bar = false")  # a long query would draw it on stdout, into the output
-    con.execute("SET lock_configuration = true")
+    # DuckDB shares one database instance between a process's connections to a file: when another of ours has
+    # locked it down already, this one inherits that (and may change nothing).
+    with _lockdown:
+        if con.execute("SELECT current_setting('lock_configuration'), "
+                       "current_setting('enable_external_access')").fetchone() != (True, False):
+            con.execute("SET enable_external_access = false")
+            con.execute("SET enable_progress_bar = false")  # a long query would draw it on stdout, into the output
+            con.execute("SET lock_configuration = true")
     return con
 
 

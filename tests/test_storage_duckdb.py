@@ -226,3 +226,19 @@ def _refusal(sql: str) -> str:
     except ReadOnlyQueryError as exc:
         return str(exc)
     return ""
+
+
+def test_threads_of_one_process_read_the_same_file_at_once(filled: Path) -> None:
+    # DuckDB gives them one shared database instance; the second finds it locked down by the first.
+    barrier = threading.Barrier(4)
+
+    def count(_: int) -> int:
+        with read_only_connection(filled, wait_s=60) as con:
+            barrier.wait(timeout=60)  # all four connections open together
+            return int(con.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(count, range(4)))
+    assert len(set(counts)) == 1 and counts[0] > 0
+    with read_only_connection(filled, wait_s=0) as con, pytest.raises(duckdb.Error, match="locked"):
+        con.execute("SET enable_external_access = true")  # still locked down
