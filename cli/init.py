@@ -27,7 +27,8 @@ app = typer.Typer()  # joined to the `ledgerlab` command in cli/main.py
 
 @app.command()
 def domains() -> None:
-    """List the installed domains (entry-point group ledgerlab.domains) with their metric."""
+    """List the installed domains with their metric, then the installed proposers, judges and executors."""
+    from ledgerlab.core import registry
     from ledgerlab.core.registry import close_domain, domain_entry_points, load_domain
 
     found = domain_entry_points()
@@ -57,6 +58,11 @@ def domains() -> None:
     print_fitted(fitted.table, console)
     if fitted.dropped:
         console.print(fitted.note(), style="dim", markup=False)
+    for group, what, key in ((registry.PROPOSER_GROUP, "proposers", "[proposer] kind, --proposer"),
+                             (registry.JUDGE_GROUP, "judges", "[judge] kind, --judge"),
+                             (registry.EXECUTOR_GROUP, "executors", "[executor] kind, --executor")):
+        names = ", ".join(sorted(registry.installed(group))) or f"none ({registry.STALE})"
+        console.print(f"{what}: {names}  ({key})", markup=False, soft_wrap=True)
 
 
 def first_line(text: str) -> str:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # typer carries its own click, whose Context and HelpFormatte
     from typer._click.formatting import HelpFormatter
 
 # `ledgerlab --help` lists the commands in the order a new user meets them; any other command comes after.
-ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "import", "plot",
-         "ui", "checkout", "verify", "sign", "snapshot", "domains", "marketing")
+ORDER = ("init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export", "import",
+         "transfer", "plot", "ui", "checkout", "verify", "sign", "snapshot", "domains", "marketing")
 
 
 class Commands(TyperGroup):

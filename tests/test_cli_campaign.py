@@ -156,6 +156,9 @@ def test_domains_lists_builtins_with_metric() -> None:
     for word in ("ml_training", "val_bpb", "minimize", "marketing", "conversion_rate", "maximize"):
         assert word in result.output
     assert "make a small byte-level GPT" in result.output.replace("\n", " ") or "byte-level" in result.output
+    # The other plug-in kinds, by the names `[proposer|judge|executor] kind` take.
+    for line in ("proposers: knob, llm, random", "judges: fixed, greedy, stats", "executors: local, ray"):
+        assert line in result.output, result.output
 
 
 def test_domains_do_not_import_torch() -> None:

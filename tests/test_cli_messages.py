@@ -70,6 +70,9 @@ def test_top_level_help_lists_commands_in_order_and_whole() -> None:
               if line.startswith("  ") and not line.startswith("   ")]
     first = ["init", "run", "resume", "status", "hypotheses", "show", "log", "sql", "schema", "export"]
     assert listed[: len(first)] == first and {"verify", "sign", "domains", "plot", "checkout"} <= set(listed)
+    from ledgerlab.cli.main import ORDER
+
+    assert listed == list(ORDER), "a new command gets its place in cli/main.py's ORDER, not the end by accident"
     flat = " ".join(out.split())
     assert "..." not in out.split("Commands:")[1] and "after Ctrl-C or a crash (unfinished runs are re-run)" in flat
 
