@@ -88,8 +88,19 @@ def status_report(state: CampaignState, *, now: datetime, run_started_at: Mappin
         "active_seconds": state.elapsed(now),
         "last_event_seconds_ago": (now - state.last_at).total_seconds() if state.last_at else 0.0,
         "running_now": _running_now(state, now, run_started_at or {}, interrupted=status != "running"),
+        "kind": started.kind,
+        "transfer": _transfer_rows(state) if started.kind == "transfer" else None,
     }
     return _finite(report)
+
+
+def _transfer_rows(state: CampaignState) -> list[dict[str, Any]]:
+    """A transfer campaign's table (core/transfer.py), one dict per row, as `ledgerlab status` prints it."""
+    from dataclasses import asdict
+
+    from ledgerlab.core.transfer import table
+
+    return [asdict(row) for row in table(state)]
 
 
 # ---------------------------------------------------------------------------------------- effects

@@ -7,6 +7,7 @@ another setting, killed mid-transfer and resumed, and its table is read back fro
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -149,6 +150,9 @@ def test_marketing_transfer_records_a_transfer_campaign_and_prints_its_table(sho
     status = _cli("status", "--dir", str(folder))
     assert status.returncode == 0 and "transfer of " + source.campaign_id in status.stdout
     assert all(row.label in status.stdout for row in rows)
+    report = json.loads(_cli("status", "--dir", str(folder), "--format", "json").stdout)
+    assert report["kind"] == "transfer" and [r["label"] for r in report["transfer"]] == [r.label for r in rows]
+    assert [(r["verdict"], r["n"]) for r in report["transfer"]] == [(r.verdict, r.n) for r in rows]
     checked = _cli("verify", "--dir", str(folder)).stdout  # (signed by the module's key: not this test's)
     assert "chain intact" in checked and "hypothesis_events" in checked and "differ" not in checked
 
