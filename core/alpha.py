@@ -144,16 +144,16 @@ def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], his
     return campaign_alpha(settings)
 
 
-def stream_alpha(settings: JudgeSettings, imported: bool,
-                 stream: Sequence[tuple[int, float | None, bool | None]]) -> float:
-    """Level of a hypothesis tested apart by stream (`import_alpha` > 0), from its stream's earlier entries.
+def import_level(settings: JudgeSettings, stream: Sequence[tuple[int, float | None, bool | None]]) -> float:
+    """Level of an imported discovery, in the imports' own stream (`import_alpha` > 0).
 
-    `stream` is (alpha index, p-value, accepted) in stream order, of the imports' stream when `imported`, else
-    of the campaign's own ideas (CampaignState.stream_before). Imports get `import_alpha` as their target and
-    `import_flat` as their decay's flat stretch; LORD numbers each stream's tests 1, 2, 3… on its own.
+    `stream`: the earlier imports tested, as (alpha index, p-value, accepted) in stream order
+    (CampaignState.stream_before). The stream's target is `import_alpha` and its decay's flat stretch
+    `import_flat`; LORD numbers its tests 1, 2, 3… on its own. The campaign's own ideas keep their stream
+    (their levels read only their own history and accepts), so a campaign that imports holds its false
+    discovery rate under alpha + import_alpha: the false share of a union is at most the sum of the shares.
     """
-    s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat}) \
-        if imported else settings
+    s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat})
     if s.alpha_policy == "fdr":
         return addis_alpha(s, history(stream, s.fdr_lambda, s.fdr_tau))
     if s.alpha_policy == "lord":

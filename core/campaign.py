@@ -449,20 +449,22 @@ class Campaign:
             index = planner.RunIndex.of(self.state)
 
     def _alpha(self, record: HypothesisRecord) -> float:
-        """The hypothesis's level, fixed at its start: imports in a stream of their own once there are any."""
-        s = self.settings
-        if s.import_alpha > 0 and self.state.imports:
-            if record.hypothesis_id not in self._levels:
-                imported = record.hypothesis_id in self.state.imports
-                stream = self.state.stream_before(record, imported=imported)
-                self._levels[record.hypothesis_id] = alpha.stream_alpha(s, imported, stream)
-            return self._levels[record.hypothesis_id]
-        if s.alpha_policy != "fdr":
-            return next_alpha(s, record.alpha_index, record.accepts_known)
-        if record.hypothesis_id not in self._levels:  # fixed at its start: computed once
-            seen = alpha.history(self.state.stream_before(record), s.fdr_lambda, s.fdr_tau)
-            self._levels[record.hypothesis_id] = next_alpha(s, record.alpha_index, record.accepts_known, seen)
+        """The hypothesis's level, fixed at its start (computed once)."""
+        if record.hypothesis_id not in self._levels:
+            self._levels[record.hypothesis_id] = self._level(record)
         return self._levels[record.hypothesis_id]
+
+    def _level(self, record: HypothesisRecord) -> float:
+        """Imports, once there are any, in a stream of their own (core/alpha.py's `import_level`); the campaign's
+        own ideas in theirs, which an import neither spends from nor earns for."""
+        s = self.settings
+        split = s.import_alpha > 0 and bool(self.state.imports)
+        if split and record.hypothesis_id in self.state.imports:
+            return alpha.import_level(s, self.state.stream_before(record, imported=True))
+        stream = self.state.stream_before(record, imported=False if split else None)
+        accepted = [i for i, _, ok in stream if ok] if split else record.accepts_known
+        history = alpha.history(stream, s.fdr_lambda, s.fdr_tau) if s.alpha_policy == "fdr" else ""
+        return next_alpha(s, record.alpha_index, accepted, history)
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
         if not self.guardrails:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledgerlab.core.alpha import gamma, lord_alpha, next_alpha
+from ledgerlab.core.alpha import addis_alpha, gamma, lord_alpha, next_alpha
 from ledgerlab.core.judge import JudgeSettings
 from ledgerlab.core.state import CampaignState
 from ledgerlab.storage import events as ev
@@ -131,3 +131,20 @@ def test_a_level_uses_only_accepts_decided_before_it_started() -> None:
     assert stream.state.hypotheses[second].accepts_known == ()
     assert stream.state.hypotheses[third].accepts_known == (1,)
     assert stream.level(third) == pytest.approx(lord_alpha(0.05, 3, [1]))
+
+
+def test_the_imports_stream_has_its_own_target_and_numbering() -> None:
+    from ledgerlab.core.alpha import import_level
+
+    accept, cost = (1, 0.001, True), (2, 0.4, False)
+    fixed = JudgeSettings(alpha=0.01, alpha_policy="fixed", import_alpha=0.05)
+    assert import_level(fixed, [accept, cost]) == 0.05  # each import at import_alpha, whatever came before
+    lord = JudgeSettings(alpha=0.1, alpha_policy="lord", import_alpha=0.05)
+    # Its own tests numbered 1, 2, … (the campaign's index of each does not matter), at its own target.
+    assert import_level(lord, [(7, 0.001, True), (9, 0.4, False)]) == lord_alpha(0.05, 3, [1])
+    fdr = JudgeSettings(alpha=0.1, alpha_policy="fdr", import_alpha=0.05, import_flat=2)
+    first = import_level(fdr, [])
+    assert first == addis_alpha(fdr.model_copy(update={"alpha": 0.05, "fdr_flat": 2}), "")
+    # Flat over two costly imports, then falling; an accept returns wealth to this stream.
+    assert import_level(fdr, [cost]) == first > import_level(fdr, [cost, (3, 0.5, False)])
+    assert import_level(fdr, [accept]) > first
