@@ -29,7 +29,7 @@ source already sent it to everyone). Afterwards, and only then, the market's tru
 Means carry Student-t 95% intervals over markets × campaigns, shares Wilson intervals, arm differences a
 t interval over markets (each market's campaigns averaged: a market's campaigns share what they adopt).
 
-    python bench/swarm.py                 # 20 markets x 4 campaigns x 3 arms, 1,000,000 visitors each (~16 min)
+    python bench/swarm.py                 # 20 markets x 4 campaigns x 3 arms, 1M visitors each (4 min idle, 16 loaded)
     python bench/swarm.py --quick         # 3 markets, a smoke test
 
 Writes bench/results/swarm.json (or --out).
