@@ -45,6 +45,7 @@ class RunIndex:
 
     incumbent: dict[tuple[str, int], list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
     by_hypothesis: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
+    by_candidate: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))  # candidate role
 
     @classmethod
     def of(cls, state: CampaignState) -> RunIndex:
@@ -54,7 +55,15 @@ class RunIndex:
                 index.incumbent[(run.candidate_id, run.seed)].append(run)
             elif run.hypothesis_id is not None:
                 index.by_hypothesis[run.hypothesis_id].append(run)
+            if run.role == "candidate":
+                index.by_candidate[run.candidate_id].append(run)
         return index
+
+    def seeds_tested_before(self, record: HypothesisRecord) -> set[int]:
+        """The seeds the record's candidate ran on for an earlier hypothesis (a re-tested import's)."""
+        assert record.candidate_id is not None
+        return {r.seed for r in self.by_candidate.get(record.candidate_id, ())
+                if r.hypothesis_id != record.hypothesis_id}
 
     def incumbent_run(self, candidate_id: str, seed: int) -> RunRecord | None:
         """The finished incumbent-role run of `candidate_id` on `seed`, else a running one, else None."""
@@ -244,6 +253,12 @@ def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record
     # Seeds already run count toward `need` wherever they are (a campaign resumed under other settings).
     order = rotation_seeds(base, offset, max(window, need)) if design == "independent" else \
         list(range(base, base + need))
+    if used := index.seeds_tested_before(record):
+        # A re-test (an import this campaign had rejected as its own idea) gets data its first test did not
+        # see: a seed replays its visitors (A/B) or its training run (independent, deterministic per seed).
+        fresh = [seed for seed in order if seed not in used]
+        beyond = (seed for seed in range(base + len(order), base + len(order) + need + len(used)) if seed not in used)
+        order = fresh + [next(beyond) for _ in range(max(0, need - len(fresh)))]
     seeds = [seed for seed in order if seed in started][:need]
     seeds += [seed for seed in order if seed not in started][: need - len(seeds)]
     specs: list[RunSpec] = []

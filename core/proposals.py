@@ -85,7 +85,7 @@ def check_candidate(record: HypothesisRecord, state: CampaignState, domain: Doma
         return f"patch does not apply: {exc}", None
     cid = candidate_id(files)
     assert state.started is not None  # proposals come after CampaignStarted
-    if cid in state.candidate_parent or cid == state.started.baseline_candidate_id:
+    if cid == state.started.baseline_candidate_id or (cid in state.candidate_parent and not _retest(record, cid, state)):
         return f"duplicate: candidate {cid[:12]} was already tested", None
     try:
         domain.validate(files)
@@ -94,6 +94,17 @@ def check_candidate(record: HypothesisRecord, state: CampaignState, domain: Doma
     except Exception as exc:  # noqa: BLE001 - a bug in a domain's validate() rejects, never crashes
         return f"invalid candidate: validate() raised {type(exc).__name__}: {exc}", None
     return None, files
+
+
+def _retest(record: HypothesisRecord, cid: str, state: CampaignState) -> bool:
+    """Whether an import may test a candidate this campaign rejected before, on fresh seeds (core/planner.py).
+
+    Another campaign's accept is new evidence: the earlier rejection was often a look-1 futility stop. Only
+    imports, only a rejected candidate (not one in test, accepted or the incumbent), once per import.
+    """
+    earlier = state.hypotheses.get(state.candidate_parent[cid][1])
+    return record.hypothesis_id in state.imports and earlier is not None and earlier.status == "rejected" \
+        and earlier.hypothesis_id != record.hypothesis_id and cid != state.incumbent_id
 
 
 def history_item(h: HypothesisRecord) -> HistoryItem:

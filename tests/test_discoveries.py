@@ -293,3 +293,32 @@ def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path:
         # One stream, as before v4: the imports meet the campaign's first level, and x5's accept raises the level
         # of everything after it, the own idea included.
         assert levels == pytest.approx([first_own, first_own / 0.9, first_own / 0.9], rel=1e-6)
+
+
+def test_an_import_this_campaign_rejected_is_re_tested_on_fresh_seeds(toy_bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    domain = ToyDomain(noise=3.0, seed_noise=0.0)  # so noisy that X = 5 (a real gain) fails its first test here
+
+    def campaign(store: Any, script: list[Step], hypotheses: int, campaign_id: str | None = None) -> Campaign:
+        # No seed rotation: every hypothesis's replicate i would be on the incumbent's seed i (as on A/B designs).
+        config = CampaignConfig(domain="toy", budgets={"max_hypotheses": hypotheses}, judge={"incumbent_seeds": 0})
+        return Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer(script, consume=True))],
+                        executor=LocalExecutor(domain), runs_dir=tmp_path / "runs", campaign_id=campaign_id)
+
+    with DuckDBLedger(ledger(target)) as store:
+        camp = campaign(store, [{"X": 5.0}], 2)
+        camp.on_event = lambda row: camp.request_stop("test") if row.type == "VerdictReached" else None
+        assert camp.run().status == "paused"
+    assert cli("import", str(toy_bundle), "--dir", str(target)).exit_code == 0
+    with DuckDBLedger(ledger(target)) as store:
+        state = campaign(store, [], 3, campaign_id=camp.campaign_id).run()
+    own, x5, _ = sorted(state.hypotheses.values(), key=lambda h: h.number)
+    assert own.agent == "agent-0" and own.status == "rejected", own.reason
+    # The same candidate, imported: another campaign's accept earns it a second test, on seeds the first did not
+    # use (a seed would replay the same data), decided by the imports' stream.
+    assert x5.hypothesis_id in state.imports and x5.candidate_id == own.candidate_id
+    assert x5.status in ("accepted", "rejected") and x5.verdict is not None, x5.reason
+    seeds = {h: {r.seed for r in state.runs.values() if r.hypothesis_id == h and r.role == "candidate"}
+             for h in (own.hypothesis_id, x5.hypothesis_id)}
+    assert seeds[own.hypothesis_id] and seeds[x5.hypothesis_id]
+    assert not seeds[own.hypothesis_id] & seeds[x5.hypothesis_id]
