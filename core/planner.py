@@ -256,9 +256,9 @@ def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record
     if used := index.seeds_tested_before(record):
         # A re-test (an import this campaign had rejected as its own idea) gets data its first test did not
         # see: a seed replays its visitors (A/B) or its training run (independent, deterministic per seed).
-        fresh = [seed for seed in order if seed not in used]
-        beyond = (seed for seed in range(base + len(order), base + len(order) + need + len(used)) if seed not in used)
-        order = fresh + [next(beyond) for _ in range(max(0, need - len(fresh)))]
+        # Past `order`, need + len(used) seeds hold at least `need` unused ones; the order stays stable as need grows.
+        beyond = range(base + len(order), base + len(order) + need + len(used))
+        order = [seed for seed in [*order, *beyond] if seed not in used]
     seeds = [seed for seed in order if seed in started][:need]
     seeds += [seed for seed in order if seed not in started][: need - len(seeds)]
     specs: list[RunSpec] = []

@@ -100,11 +100,11 @@ def _retest(record: HypothesisRecord, cid: str, state: CampaignState) -> bool:
     """Whether an import may test a candidate this campaign rejected before, on fresh seeds (core/planner.py).
 
     Another campaign's accept is new evidence: the earlier rejection was often a look-1 futility stop. Only
-    imports, only a rejected candidate (not one in test, accepted or the incumbent), once per import.
+    imports, only a rejected candidate (not one in test, accepted or the incumbent).
     """
     earlier = state.hypotheses.get(state.candidate_parent[cid][1])
     return record.hypothesis_id in state.imports and earlier is not None and earlier.status == "rejected" \
-        and earlier.hypothesis_id != record.hypothesis_id and cid != state.incumbent_id
+        and cid != state.incumbent_id
 
 
 def history_item(h: HypothesisRecord) -> HistoryItem:

@@ -64,8 +64,7 @@ class HypothesisRecord:
     # For policies that read earlier p-values (ADDIS): how many verdicts were reached before it started, and
     # the indices of the hypotheses then in flight (whose p-values it must not see).
     verdicts_known: int = 0
-    in_flight_at_start: tuple[int, ...] = ()
-    in_flight_ids: tuple[str, ...] = ()  # the same hypotheses by id (which stream each is in: imports or own)
+    in_flight_at_start: tuple[str, ...] = ()  # their hypothesis ids (their alpha indices were fixed at their start)
 
 
 @dataclass
@@ -153,7 +152,7 @@ class CampaignState:
             return imported is None or (hypothesis_id in self.imports) == imported
 
         seen: list[tuple[int, float | None, bool | None]] = [
-            (i, None, None) for i, h in zip(record.in_flight_at_start, record.in_flight_ids, strict=True) if kept(h)]
+            (self.hypotheses[h].alpha_index, None, None) for h in record.in_flight_at_start if kept(h)]
         for verdict in self.verdicts[:record.verdicts_known]:
             if verdict.test not in NOT_TESTS and kept(verdict.hypothesis_id):
                 seen.append((self.hypotheses[verdict.hypothesis_id].alpha_index, verdict.p_value,
@@ -223,9 +222,7 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.CandidateCreated, at: datetime) -> None:
         record = self.hypotheses[event.hypothesis_id]
-        in_flight = [h for h in self.hypotheses.values() if h.status == "testing"]
-        record.in_flight_at_start = tuple(h.alpha_index for h in in_flight)
-        record.in_flight_ids = tuple(h.hypothesis_id for h in in_flight)
+        record.in_flight_at_start = tuple(h.hypothesis_id for h in self.hypotheses.values() if h.status == "testing")
         record.alpha_index, record.accepts_known = self.next_alpha_index(), tuple(self.accepted_indices)
         record.verdicts_known = len(self.verdicts)
         record.status, record.candidate_id = "testing", event.candidate_id

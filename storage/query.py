@@ -15,10 +15,13 @@ twice either way:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +51,6 @@ _SNAPSHOT_HINT = "query a snapshot for that (`ledgerlab snapshot OUT`)"
 # a query-server thread ending as the interpreter exits would destroy its connection inside DuckDB's C++ frames,
 # which aborts the process (SIGABRT). This one is the module's, destroyed by the main thread.
 _parse_lock = threading.Lock()
-_parse_con: list[duckdb.DuckDBPyConnection] = []
 
 
 @dataclass(frozen=True)
@@ -77,24 +79,28 @@ def run_query(path: str | os.PathLike[str], sql: str, wait_s: float | None = Non
             raise as_query_error(exc) from None
 
 
-def _parse(sql: str, serialize: bool = False) -> Any:
-    """`sql`'s statements (DuckDB's parser), or with `serialize` the JSON syntax tree of one statement."""
+@functools.cache
+def _parse_connection() -> duckdb.DuckDBPyConnection:
     import duckdb
 
+    return duckdb.connect(":memory:")
+
+
+@contextmanager
+def _parser() -> Iterator[duckdb.DuckDBPyConnection]:
+    """The shared parsing connection, for this thread alone while the block runs."""
     with _parse_lock:
-        if not _parse_con:
-            _parse_con.append(duckdb.connect(":memory:"))
-        con = _parse_con[0]
-        if serialize:
-            return con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
+        yield _parse_connection()
+
+
+def _statements(sql: str) -> list[Any]:
+    import duckdb
+
+    with _parser() as con:
         try:
             return list(con.extract_statements(sql))
         except duckdb.Error as exc:
             raise as_query_error(exc) from None
-
-
-def _statements(sql: str) -> list[Any]:
-    return _parse(sql)
 
 
 def _single_read(sql: str) -> str:
@@ -130,7 +136,8 @@ def live_read(sql: str) -> str:
 
 def _check_sources(statement: str) -> None:
     """Refuse table functions off the list and FROM 'file' scans, anywhere in the statement's syntax tree."""
-    tree = json.loads(_parse(statement, serialize=True))
+    with _parser() as con:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement]).fetchone()[0])  # type: ignore[index]
     if tree.get("error"):
         raise ReadOnlyQueryError(f"the ledger is read-only: this statement cannot be checked while a campaign runs "
                                  f"({tree.get('error_message')}); {_SNAPSHOT_HINT}")
