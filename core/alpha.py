@@ -153,13 +153,37 @@ def import_level(settings: JudgeSettings, stream: Sequence[tuple[int, float | No
     (their levels read only their own history and accepts), so a campaign that imports holds its false
     discovery rate under alpha + import_alpha: the false share of a union is at most the sum of the shares.
     """
-    s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat})
+    s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat,
+                                        "alpha_policy": settings.import_alpha_policy or settings.alpha_policy})
     if s.alpha_policy == "fdr":
         return addis_alpha(s, history(stream, s.fdr_lambda, s.fdr_tau))
     if s.alpha_policy == "lord":
         accepted = [t for t, (_, _, ok) in enumerate(stream, start=1) if ok]
         return lord_alpha(campaign_alpha(s), len(stream) + 1, accepted)
     return campaign_alpha(s)
+
+
+def investing_level(settings: JudgeSettings, spent: Sequence[tuple[float, bool | None]]) -> float:
+    """Alpha-investing level of the next import, given the earlier imports' (level, accepted or None while in
+    flight) in stream order (Foster & Stine 2008, "α-investing: a procedure for sequential control of expected
+    false discoveries").
+
+    The stream starts with wealth W0 = `import_wealth`. An accepted import earns ω = `import_alpha`; any other
+    pays α/(1 − α) for its level α, and one still in flight is counted as paid (the worst case, so concurrent
+    imports never stake the same wealth twice). The next import stakes the share b = `import_bet` of the
+    wealth W: α = b·W/(1 + b·W), whose price b·W never takes the wealth below zero. With W0 = ω·η this keeps
+    the imports' marginal FDR, E[V]/(E[R] + η), at most ω whatever the imports are (independent tests): a
+    stream of useless imports, however long, gets at most W0/(1 − ω) of them accepted on average, each failure
+    shrinking the next level, while a stream of real ones keeps earning its levels back.
+    """
+    q = settings.import_alpha
+    wealth = settings.import_wealth
+    for level, accepted in spent:
+        wealth += q if accepted else -level / (1.0 - level)
+    stake = settings.import_bet * max(wealth, 0.0)
+    # Each failure keeps 1 − import_bet of the wealth, so it never reaches 0; the floor only stops a float
+    # underflow (after a thousand failures) from handing the judge a level of 0.
+    return max(stake / (1.0 + stake), 1e-300)
 
 
 def campaign_alpha(settings: JudgeSettings) -> float:

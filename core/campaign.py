@@ -455,16 +455,28 @@ class Campaign:
         return self._levels[record.hypothesis_id]
 
     def _level(self, record: HypothesisRecord) -> float:
-        """Imports, once there are any, in a stream of their own (core/alpha.py's `import_level`); the campaign's
-        own ideas in theirs, which an import neither spends from nor earns for."""
+        """Imports, once there are any, in a stream of their own (core/alpha.py's `investing_level`, or
+        `import_level` for the other policies); the campaign's own ideas in theirs, which an import neither spends
+        from nor earns for."""
         s = self.settings
         split = s.import_alpha > 0 and bool(self.state.imports)
         if split and record.hypothesis_id in self.state.imports:
+            if s.import_alpha_policy == "investing":
+                return alpha.investing_level(s, self._spent_by_imports_before(record))
             return alpha.import_level(s, self.state.stream_before(record, imported=True))
         stream = self.state.stream_before(record, imported=False if split else None)
         accepted = [i for i, _, ok in stream if ok] if split else record.accepts_known
         history = alpha.history(stream, s.fdr_lambda, s.fdr_tau) if s.alpha_policy == "fdr" else ""
         return next_alpha(s, record.alpha_index, accepted, history)
+
+    def _spent_by_imports_before(self, record: HypothesisRecord) -> list[tuple[float, bool | None]]:
+        """The earlier imports' (level, accepted) as `record` saw them at its start. Levels are filled in stream
+        order, so each one's own earlier levels are known (no recursion, however many imports)."""
+        earlier = [h for h in self.state.hypotheses.values()
+                   if h.hypothesis_id in self.state.imports and 0 < h.alpha_index < record.alpha_index]
+        for h in sorted(earlier, key=lambda h: h.alpha_index):
+            self._alpha(h)
+        return [(self._alpha(self.state.hypotheses[h]), ok) for h, ok in self.state.imports_before(record)]
 
     def _guardrail_checks(self, record: HypothesisRecord, index: planner.RunIndex) -> list[GuardrailCheck]:
         if not self.guardrails:

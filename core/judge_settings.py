@@ -141,18 +141,32 @@ class JudgeSettings(BaseModel):
         "independent designs: compare the candidate's mean with the incumbent's mean only while the "
         "incumbents' runs are skewed toward improvement by at most this (inf: always)"))
 
-    # Imported discoveries (core/discoveries.py) come with another campaign's evidence, so far more of them are
-    # real than of a campaign's own ideas; tested in the campaign's own ADDIS stream they met its first levels
-    # (≈ 0.0015) and a look-1 futility stop, and importers kept 9% of real imports (docs/discoveries.md).
-    # Tested apart, the campaign's false discovery rate is at most alpha + import_alpha (the share of false
-    # accepts among both streams is at most the sum of each stream's share), and its own ideas keep their levels.
-    import_alpha: float = Field(default=0.05, ge=0, lt=1, description=(
-        "imported discoveries are tested in a stream of their own at this level (fdr, lord: its FDR target; "
-        "fixed: each import's level), so a campaign that imports keeps its false discovery rate under alpha + "
-        "this; 0: imports are tested in the campaign's own stream like its own ideas"))
+    # Imported discoveries (core/discoveries.py) come with another campaign's accept behind them, so far more of
+    # them are real than of a campaign's own ideas. Tested in the campaign's own ADDIS stream they met its first
+    # levels (≈ 0.0015) and importers kept 9% of real imports; in an ADDIS stream of their own (v4), 29%; both
+    # far behind blind adoption (docs/discoveries.md). Alpha-investing (v5, core/alpha.py's `investing_level`)
+    # stakes a share of a wealth that each accepted import refills and each failed one pays from, so a stream of
+    # real imports is tested near 0.2 and a flood of useless ones drains it: the imports' marginal FDR stays
+    # E[V]/(E[R] + import_wealth/import_alpha) ≤ import_alpha, whatever the imports are.
+    import_alpha_policy: Literal["investing", "fdr", "lord", "fixed"] | None = Field(
+        default="investing", examples=["investing"], description=(
+            "how imported discoveries are tested, in a stream of their own: investing (alpha-investing: each "
+            "import stakes import_bet of a wealth that starts at import_wealth, grows by import_alpha per "
+            "accepted import and pays for each failed one), fdr or lord (online FDR at import_alpha), fixed "
+            "(each import at import_alpha)"))
+    import_alpha: float = Field(default=0.1, ge=0, lt=1, description=(
+        "the imports' stream: investing, the reward per accepted import and the level of its marginal FDR; "
+        "fdr, lord: its FDR target; fixed: each import's level; 0: imports are tested in the campaign's own "
+        "stream like its own ideas"))
+    import_wealth: float = Field(default=0.5, gt=0, description=(
+        "investing: the imports' alpha wealth before any import (a stream of useless imports, however long, "
+        "gets at most import_wealth / (1 - import_alpha) of them accepted on average)"))
+    import_bet: float = Field(default=0.5, gt=0, lt=1, description=(
+        "investing: the share of the imports' wealth one import stakes (0.5 with the defaults: the first "
+        "import is tested at 0.2)"))
     import_flat: int = Field(default=2, ge=1, description=(
-        "fdr: the imports' stream keeps its levels flat over this many costly imports, then decays (imports "
-        "are few, so their first levels are higher than the campaign's own)"))
+        "import_alpha_policy fdr: the imports' stream keeps its levels flat over this many costly imports, then "
+        "decays"))
     import_futility_p: float = Field(default=0.5, gt=0, le=1, description=(
         "an import is dropped at its first look only when its p-value is above this (0.5: its effect points "
         "the wrong way); its claimed effect earns it the runs to show it"))

@@ -148,16 +148,24 @@ class CampaignState:
         Each is (alpha index, p-value, accepted); p-value and accepted are None for those then in flight.
         `imported` True or False keeps only the imports' stream or only the campaign's own ideas.
         """
+        return [(self.hypotheses[h].alpha_index, p, ok) for h, p, ok in self._seen(record, imported)]
+
+    def imports_before(self, record: HypothesisRecord) -> list[tuple[str, bool | None]]:
+        """The imports tested ahead of `record` as it saw them when it started: (hypothesis id, accepted or None
+        while in flight), in stream order."""
+        return [(h, ok) for h, _, ok in self._seen(record, imported=True)]
+
+    def _seen(self, record: HypothesisRecord,
+              imported: bool | None) -> list[tuple[str, float | None, bool | None]]:
         def kept(hypothesis_id: str) -> bool:
             return imported is None or (hypothesis_id in self.imports) == imported
 
-        seen: list[tuple[int, float | None, bool | None]] = [
-            (self.hypotheses[h].alpha_index, None, None) for h in record.in_flight_at_start if kept(h)]
+        seen: list[tuple[str, float | None, bool | None]] = [
+            (h, None, None) for h in record.in_flight_at_start if kept(h)]
         for verdict in self.verdicts[:record.verdicts_known]:
             if verdict.test not in NOT_TESTS and kept(verdict.hypothesis_id):
-                seen.append((self.hypotheses[verdict.hypothesis_id].alpha_index, verdict.p_value,
-                             verdict.decision == "accept"))
-        return sorted(seen, key=lambda item: item[0])
+                seen.append((verdict.hypothesis_id, verdict.p_value, verdict.decision == "accept"))
+        return sorted(seen, key=lambda item: self.hypotheses[item[0]].alpha_index)
 
     def finished_runs(self, candidate_id: str) -> list[RunRecord]:
         return [r for r in self.runs.values() if r.candidate_id == candidate_id and r.status == "finished"]

@@ -37,8 +37,9 @@ class Event(BaseModel):
 class CampaignStarted(Event):
     # v2: seed_base. v3: `judge` holds every JudgeSettings field and `guardrails` is a list unless the judge
     # checked its domain's (both upcast from older payloads: what the campaign ran with, never today's defaults).
-    # v4: the judge's import_* settings (imports tested in a stream of their own).
-    SCHEMA_VERSION: ClassVar[int] = 4
+    # v4: the judge's import_* settings (imports tested in a stream of their own). v5: import_alpha_policy,
+    # import_wealth, import_bet (the imports' stream by alpha-investing).
+    SCHEMA_VERSION: ClassVar[int] = 5
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
@@ -328,6 +329,14 @@ def _campaign_started_v3_v4(data: dict[str, Any]) -> dict[str, Any]:
     """Before v4 an import was tested in the campaign's own stream, with its futility bound."""
     judge = dict(data.get("judge") or {})
     old = {"import_alpha": 0.0, "import_flat": 2, "import_futility_p": judge.get("futility_p", 0.2)}
+    return {**data, "judge": {**old, **judge}}
+
+
+@upcaster("CampaignStarted", 4)
+def _campaign_started_v4_v5(data: dict[str, Any]) -> dict[str, Any]:
+    """Before v5 the imports' stream followed the campaign's alpha policy (None), at the import_alpha recorded."""
+    judge = dict(data.get("judge") or {})
+    old = {"import_alpha_policy": None, "import_wealth": 0.5, "import_bet": 0.5}  # the last two unread under None
     return {**data, "judge": {**old, **judge}}
 
 

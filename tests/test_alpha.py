@@ -137,14 +137,76 @@ def test_the_imports_stream_has_its_own_target_and_numbering() -> None:
     from ledgerlab.core.alpha import import_level
 
     accept, cost = (1, 0.001, True), (2, 0.4, False)
-    fixed = JudgeSettings(alpha=0.01, alpha_policy="fixed", import_alpha=0.05)
+    fixed = JudgeSettings(alpha=0.01, alpha_policy="fixed", import_alpha_policy=None, import_alpha=0.05)
     assert import_level(fixed, [accept, cost]) == 0.05  # each import at import_alpha, whatever came before
-    lord = JudgeSettings(alpha=0.1, alpha_policy="lord", import_alpha=0.05)
+    lord = JudgeSettings(alpha=0.1, alpha_policy="lord", import_alpha_policy="lord", import_alpha=0.05)
     # Its own tests numbered 1, 2, … (the campaign's index of each does not matter), at its own target.
     assert import_level(lord, [(7, 0.001, True), (9, 0.4, False)]) == lord_alpha(0.05, 3, [1])
-    fdr = JudgeSettings(alpha=0.1, alpha_policy="fdr", import_alpha=0.05, import_flat=2)
+    fdr = JudgeSettings(alpha=0.1, alpha_policy="fdr", import_alpha_policy=None, import_alpha=0.05, import_flat=2)
     first = import_level(fdr, [])
     assert first == addis_alpha(fdr.model_copy(update={"alpha": 0.05, "fdr_flat": 2}), "")
     # Flat over two costly imports, then falling; an accept returns wealth to this stream.
     assert import_level(fdr, [cost]) == first > import_level(fdr, [cost, (3, 0.5, False)])
     assert import_level(fdr, [accept]) > first
+
+
+INVESTING = JudgeSettings(alpha=0.1, alpha_policy="fdr")  # the default imports' stream: W0 0.5, ω 0.1, b 0.5
+
+
+def test_alpha_investing_earns_on_accepts_and_pays_for_failures() -> None:
+    from ledgerlab.core.alpha import investing_level
+
+    assert INVESTING.import_alpha_policy == "investing"
+    first = investing_level(INVESTING, [])
+    assert first == pytest.approx(0.25 / 1.25)  # half of W0 = 0.5 staked
+    assert investing_level(INVESTING, [(first, True)]) == pytest.approx(0.3 / 1.3)  # W = 0.5 + 0.1
+    failed = 0.5 - first / (1 - first)  # the price of a failure at `first`: b·W = 0.25
+    assert investing_level(INVESTING, [(first, False)]) == pytest.approx(0.5 * failed / (1 + 0.5 * failed))
+    # One still in flight is counted as paid: two concurrent imports never stake the same wealth.
+    assert investing_level(INVESTING, [(first, None)]) == investing_level(INVESTING, [(first, False)])
+    # A thousand failures shrink the level but never to zero (a judge cannot test at 0).
+    level, spent = first, []
+    for _ in range(1100):
+        spent.append((level, False))
+        level = investing_level(INVESTING, spent)
+    assert 0 < level < 1e-200
+
+
+def _investing_stream(rng: random.Random, n: int, real_share: float) -> tuple[int, int]:
+    """False and total accepts of `n` imports tested in turn by alpha-investing: a useless one is accepted with
+    probability equal to its level (a uniform p-value), a real one with the power of a z-test at effect 2."""
+    from statistics import NormalDist
+
+    from ledgerlab.core.alpha import investing_level
+
+    z = NormalDist()
+    spent: list[tuple[float, bool | None]] = []
+    false = total = 0
+    for _ in range(n):
+        level = investing_level(INVESTING, spent)
+        real = rng.random() < real_share
+        p = 1 - z.cdf(rng.gauss(2.0 if real else 0.0, 1.0))
+        accepted = p <= level
+        false += accepted and not real
+        total += accepted
+        spent.append((level, accepted))
+    return false, total
+
+
+def test_alpha_investing_keeps_a_flood_of_useless_imports_to_its_bound() -> None:
+    # E[V] ≤ ω·(E[R] + η), η = W0/ω = 5: with only useless imports (V = R), E[V] ≤ W0/(1 − ω) = 0.556,
+    # however many there are. 4,000 streams of 200: the mean's standard error is about 0.012.
+    rng = random.Random(20261203)
+    runs = [_investing_stream(rng, 200, 0.0) for _ in range(4000)]
+    mean_false = sum(v for v, _ in runs) / len(runs)
+    assert 0.45 < mean_false <= 0.5 / 0.9 + 0.04  # measured 0.54: the bound is nearly reached
+
+
+@pytest.mark.parametrize("real_share", [0.5, 0.9])
+def test_alpha_investing_holds_its_marginal_fdr_on_mixed_streams(real_share: float) -> None:
+    rng = random.Random(7 + int(real_share * 10))
+    runs = [_investing_stream(rng, 40, real_share) for _ in range(3000)]
+    mean_v = sum(v for v, _ in runs) / len(runs)
+    mean_r = sum(r for _, r in runs) / len(runs)
+    assert mean_v <= 0.1 * (mean_r + 5) + 0.03
+    assert mean_r > 0.4 * real_share * 40  # and real imports are still found: 46% and 91% of them here

@@ -263,8 +263,9 @@ def _first_level(alpha: float, flat: int) -> float:
     return (0.7 - 0.05) * 0.9 * alpha / norm
 
 
-@pytest.mark.parametrize("import_alpha", [0.05, 0.0])
-def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path: Path, import_alpha: float) -> None:
+@pytest.mark.parametrize(("policy", "import_alpha"), [("investing", 0.1), ("fdr", 0.05), ("investing", 0.0)])
+def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path: Path, policy: str,
+                                                     import_alpha: float) -> None:
     from ledgerlab.core.campaign import open_campaign_id
 
     target = tmp_path / "target"
@@ -273,7 +274,7 @@ def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path:
     assert cli("import", str(toy_bundle), "--dir", str(target)).exit_code == 0
     domain = ToyDomain(seed_noise=0.0)
     config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 3},
-                            judge={"alpha_policy": "fdr", "import_alpha": import_alpha})
+                            judge={"alpha_policy": "fdr", "import_alpha_policy": policy, "import_alpha": import_alpha})
     with DuckDBLedger(ledger(target)) as store:
         state = Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer([{"MODE": "fancy"}], consume=True))],
                          executor=LocalExecutor(domain), runs_dir=tmp_path / "runs",
@@ -283,16 +284,21 @@ def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path:
     (own,) = [h for h in ordered if h.agent == "agent-0"]
     assert x5.status == y5.status == "accepted", (x5.reason, y5.reason)
     levels = [h.verdict.details["alpha"] for h in (x5, y5, own)]  # type: ignore[union-attr]
-    first_import, first_own = _first_level(0.05, 2), _first_level(0.1, 20)
-    if import_alpha:
-        # Each stream starts at its own first level; y5 starts after x5's accept, which returns wealth to the
-        # imports' stream (W0·γ_1 + (alpha − W0)·γ_1 = alpha·γ_1). The campaign's own idea, proposed after that
-        # accept, meets its own stream's first level: an import neither spends nor earns the own ideas' wealth.
-        assert levels == pytest.approx([first_import, first_import / 0.9, first_own], rel=1e-6)
-    else:
+    first_own = _first_level(0.1, 20)
+    if not import_alpha:
         # One stream, as before v4: the imports meet the campaign's first level, and x5's accept raises the level
         # of everything after it, the own idea included.
         assert levels == pytest.approx([first_own, first_own / 0.9, first_own / 0.9], rel=1e-6)
+    elif policy == "investing":
+        # x5 stakes half of the initial wealth 0.5: 0.25 / 1.25. y5 starts after x5's accept, which earned the
+        # stream 0.1: half of 0.6 staked. The own idea meets its own stream's first level.
+        assert levels == pytest.approx([0.2, 0.3 / 1.3, first_own], rel=1e-9)
+    else:
+        # Each stream starts at its own first level; y5 starts after x5's accept, which returns wealth to the
+        # imports' stream (W0·γ_1 + (alpha − W0)·γ_1 = alpha·γ_1). The campaign's own idea, proposed after that
+        # accept, meets its own stream's first level: an import neither spends nor earns the own ideas' wealth.
+        first_import = _first_level(0.05, 2)
+        assert levels == pytest.approx([first_import, first_import / 0.9, first_own], rel=1e-6)
 
 
 def test_an_import_this_campaign_rejected_is_re_tested_on_fresh_seeds(toy_bundle: Path, tmp_path: Path) -> None:

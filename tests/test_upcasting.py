@@ -85,6 +85,12 @@ def test_settings_a_campaign_predates_read_back_as_it_ran() -> None:
     judge_v3 = {k: v for k, v in old.judge.items() if not k.startswith("import_")}  # type: ignore[attr-defined]
     v3 = ev.decode("CampaignStarted", 3, {**old.model_dump(), "judge": {**judge_v3, "futility_p": 0.3}})
     assert holdback.recorded_settings(v3.judge).import_futility_p == 0.3  # type: ignore[attr-defined]
+    # v4: the imports' stream followed the campaign's alpha policy, at the import_alpha recorded.
+    v4_judge = {k: v for k, v in holdback.recorded_settings(v3.judge).model_dump().items()  # type: ignore[attr-defined]
+                if k not in ("import_alpha_policy", "import_wealth", "import_bet")}
+    v4 = ev.decode("CampaignStarted", 4, {**old.model_dump(), "judge": {**v4_judge, "import_alpha": 0.05}})
+    as_run = holdback.recorded_settings(v4.judge)  # type: ignore[attr-defined]
+    assert as_run.import_alpha_policy is None and as_run.import_alpha == 0.05
     recorded = {"judge": {"incumbent_seeds": 16, "accept_from": 3, "holdback_max_pairs": 6}}
     now = ev.decode("CampaignStarted", 2, {**old.model_dump(), **recorded})
     assert holdback.recorded_settings(now.judge).model_dump(include=set(recorded["judge"])) == recorded["judge"]  # type: ignore[attr-defined]
