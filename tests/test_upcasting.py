@@ -28,14 +28,15 @@ from ledgerlab.testing import ScriptedProposer, ToyDomain
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
 SIGNER = "81361b8db27e28a4884f5a60582bc54cd39be585bc9fa33473a899ef93e8f5d2"  # signed the fixtures' checkpoints
-SIGNERS = {"v3-3232053.duckdb.gz": "cb247a6a8dba4ff41b7b389bad55519e3b83c79612e8af8593f489e4790fa578"}  # the others: SIGNER
+SIGNERS = {"v3-3232053.duckdb.gz": "cb247a6a8dba4ff41b7b389bad55519e3b83c79612e8af8593f489e4790fa578",
+           "v4-b8885da.duckdb.gz": "4090ecc666d6cad73adf3133e76457f92b1aa80ac5be3456dad60e42b3e6b28d"}  # others: SIGNER
 # The fixture's script (hypotheses 1-3 are in the ledger), then what the resumed campaign proposes.
 SCRIPT = [{"X": 5.0}, {"Y": 3}, {"MODE": "fancy"}, {"X": 4.0}, {"Y": 2}, {"MODE": "fancy", "X": 6.0}]
 # The ledgers, by the version of their CampaignStarted, and whether that commit rotated seeds.
 LEDGERS = {"v1-75186f4.duckdb.gz": (1, False), "v2-ee90f34.duckdb.gz": (2, True),
-           "v2-f3d0b51.duckdb.gz": (2, True), "v3-3232053.duckdb.gz": (3, True)}
+           "v2-f3d0b51.duckdb.gz": (2, True), "v3-3232053.duckdb.gz": (3, True), "v4-b8885da.duckdb.gz": (4, True)}
 # The ledgers whose commit recorded every judge setting of its day (accept_from 3, the holdbacks).
-COMPLETE = {"v2-f3d0b51.duckdb.gz", "v3-3232053.duckdb.gz"}
+COMPLETE = {"v2-f3d0b51.duckdb.gz", "v3-3232053.duckdb.gz", "v4-b8885da.duckdb.gz"}
 # Every judge setting the first campaign loop (899ffd9) recorded; any later one needs an upcaster.
 FIRST_RECORDED = {"kind", "alpha", "alpha_policy", "looks", "fixed_n", "futility", "futility_p", "spending", "robust",
                   "trim", "delta", "min_diff_df", "min_expected", "confirm_runs", "calibration_runs"}
@@ -133,7 +134,9 @@ def test_an_old_campaign_resumes_with_the_judge_it_ran_with(tmp_path: Path, name
         assert camp.settings.seed_window == (16 if rotated else 1)
         assert (camp.settings.accept_from, camp.settings.holdback_max_pairs) == \
             ((3, 6) if name in COMPLETE else (1, 0))
-        assert camp.settings.import_alpha == 0  # every fixture predates the imports' own stream
+        # Every fixture predates alpha-investing for imports; all but v4 predate the imports' own stream.
+        assert camp.settings.import_alpha == (0.05 if version == 4 else 0)
+        assert camp.settings.import_alpha_policy is None
         old_hypotheses = set(camp.state.hypotheses)
         state = camp.run()
         assert _opening(store) == opening  # the stored event is untouched: upcasting is on read
