@@ -39,6 +39,10 @@ The guarantees assume independent p-values (hypotheses that share the incumbent'
 dependent) and, for ADDIS, take the p-value a sequential test ended on as the hypothesis's p-value (a
 futility stop ends on its first look's) — bench/decisions.py measures the result on the marketing market.
 
+Imported discoveries (core/discoveries.py) form a stream of their own, by default tested by alpha-investing
+(`investing_level`), which bounds the expected number of false accepts rather than their share: an online
+FDR procedure cannot give its first test more than its target, and imports, mostly real, need more.
+
 Each level is rebuilt from the events only: the campaign state is a fold over its events.
 """
 
