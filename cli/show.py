@@ -127,6 +127,18 @@ def _pct(x: Any) -> str:
     return f"{x:+.1%}" if isinstance(x, (int, float)) else "n/a"
 
 
+def _level(state: CampaignState, h: HypothesisRecord) -> str:
+    """The level the hypothesis was tested at, and the stream it came from."""
+    level = h.verdict.details.get("alpha") if h.verdict is not None else None
+    if level is None:
+        return "n/a"
+    judge = state.started.judge if state.started is not None else {}
+    if h.hypothesis_id in state.imports and judge.get("import_alpha", 0):
+        policy = judge.get("import_alpha_policy") or judge.get("alpha_policy")
+        return f"{fmt(level)} (the imports' stream, {policy})"
+    return f"{fmt(level)} (the campaign's own stream, {judge.get('alpha_policy')})"
+
+
 def _verdict_table(state: CampaignState, h: HypothesisRecord) -> Any:
     from rich.table import Table
 
@@ -141,6 +153,7 @@ def _verdict_table(state: CampaignState, h: HypothesisRecord) -> Any:
     table.add_row("decision", v.decision + (f" ({v.reason})" if v.reason else ""))
     table.add_row("test", f"{v.test}, statistic {fmt(v.statistic)}, p = {fmt(v.p_value)}, looks {v.looks}")
     table.add_row("effect", f"{fmt(v.effect)} {interval(v.ci_low, v.ci_high)}  (> 0 is better)")
+    table.add_row("level", _level(state, h))
     table.add_row("alpha spent", fmt(v.alpha_spent))
     table.add_row("runs used", f"candidate n={v.n_candidate}, incumbent n={v.n_incumbent}")
     for guard in v.details.get("guardrails", []):

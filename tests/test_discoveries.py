@@ -126,6 +126,9 @@ def test_imports_are_tested_by_this_campaigns_judge_on_its_own_runs(source: Path
     assert f"imported from {src} #" in listing.output, listing.output
     shown = cli("show", "1", "--dir", str(target))
     assert "imported from" in shown.output and "provenance" in shown.output and "signed checkpoint" in shown.output
+    assert "0.2 (the imports' stream, investing)" in shown.output  # the first import stakes half of W0 = 0.5
+    own = cli("show", str(count + 1), "--dir", str(target)).output
+    assert "(the campaign's own stream, fdr)" in own, own
     logged = cli("log", "--type", "DiscoveryImported", "--dir", str(target))
     assert logged.exit_code == 0 and "DiscoveryImported" in logged.output
     assert "DiscoveryImported" in cli("schema").output
@@ -299,6 +302,49 @@ def test_imports_are_tested_in_a_stream_of_their_own(toy_bundle: Path, tmp_path:
         # accept, meets its own stream's first level: an import neither spends nor earns the own ideas' wealth.
         first_import = _first_level(0.05, 2)
         assert levels == pytest.approx([first_import, first_import / 0.9, first_own], rel=1e-6)
+
+
+def _comment_diff(k: int) -> str:
+    """A change that does nothing: a comment line added to the toy's params.py."""
+    return ('diff --git a/params.py b/params.py\n--- a/params.py\n+++ b/params.py\n@@ -2,2 +2,3 @@\n Y = 3\n'
+            f' MODE = "plain"\n+# tuned {k}\n')
+
+
+def test_a_flood_of_useless_imports_drains_the_imports_wealth(toy_bundle: Path, tmp_path: Path) -> None:
+    from ledgerlab.core.campaign import open_campaign_id
+    from ledgerlab.core.state import NOT_TESTS
+
+    # A forged bundle: ten "accepted" changes that do nothing. Its content hash is recomputed (anyone can), so
+    # the import takes it; only the importer's judge stands between the flood and its incumbent.
+    body = json.loads(toy_bundle.read_text())["body"]
+    template = body["discoveries"][0]
+    body["discoveries"] = [{**template, "hypothesis_id": f"h-forged-{k}", "number": k + 1, "changes": {},
+                            "rationale": f"forged {k}", "diff": _comment_diff(k)} for k in range(10)]
+    forged = tmp_path / "forged.json"
+    forged.write_text(bundle_text(body))
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "ledgerlab.toml").write_text('[domain]\nname = "toy"\n')
+    assert "10 discoveries queued" in cli("import", str(forged), "--dir", str(target)).output
+    domain = ToyDomain()  # noise on every run: a null change's runs differ from the incumbent's by chance
+    config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 11}, judge={"alpha_policy": "fdr"})
+    with DuckDBLedger(ledger(target)) as store:
+        state = Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer([{"X": 6.0}], consume=True))],
+                         executor=LocalExecutor(domain), runs_dir=tmp_path / "runs",
+                         campaign_id=open_campaign_id(store)).run()
+    tested = sorted((h for h in state.hypotheses.values() if h.hypothesis_id in state.imports
+                     and h.verdict is not None and h.verdict.test not in NOT_TESTS), key=lambda h: h.alpha_index)
+    assert len(tested) == 10
+    levels = [h.verdict.details["alpha"] for h in tested]  # type: ignore[union-attr]
+    accepted = sum(h.status == "accepted" for h in tested)
+    assert levels[0] == pytest.approx(0.2) and accepted == 0
+    # Tested one at a time, each failure halves the wealth (the price of a level α is α/(1 − α) = half of it):
+    # 0.5, 0.25, 0.125… so the levels fall geometrically and sum to less than W0 = 0.5 whatever their number.
+    expected = [0.5 * 0.5**k * 0.5 / (1 + 0.5 * 0.5**k * 0.5) for k in range(10)]
+    assert levels == pytest.approx(expected, rel=1e-9)
+    assert sum(a / (1 - a) for a in levels) < 0.5
+    own = [h for h in state.hypotheses.values() if h.agent == "agent-0"]
+    assert [h.status for h in own] == ["accepted"]  # the campaign's own idea still got through, at its own level
 
 
 def test_an_import_this_campaign_rejected_is_re_tested_on_fresh_seeds(toy_bundle: Path, tmp_path: Path) -> None:
