@@ -55,9 +55,11 @@ def source_body(ledger: Path, campaign: str | None) -> dict[str, Any]:
 def export_discoveries(directory: str | None, campaign: str | None, out: Path | None) -> None:
     """Write the campaign's discoveries bundle to `out` (default: stdout)."""
     from ledgerlab.core.discoveries import bundle_text
+    from ledgerlab.storage.signing import usable_key
 
     body = source_body(Project.at(directory).ledger_path, campaign)
-    text = bundle_text(body)
+    key = usable_key(lambda line: typer.echo(f"warning: {line}", err=True), "the bundle is")
+    text = bundle_text(body, key)
     count = len(body["discoveries"])
     if out is None:
         typer.echo(text, nl=False)
@@ -67,32 +69,45 @@ def export_discoveries(directory: str | None, campaign: str | None, out: Path | 
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise LedgerlabError(f"cannot write {out}: {exc.strerror or exc}") from None
+    signed = f", signed by key {key.key_id} (public key {key.public_key})" if key is not None else ", not signed"
     typer.echo(f"wrote {count} accepted change{'' if count == 1 else 's'} of campaign "
-               f"{body['source']['campaign_id']} ({body['domain']['name']}) to {out}", err=True)
+               f"{body['source']['campaign_id']} ({body['domain']['name']}) to {out}{signed}", err=True)
 
 
 # ------------------------------------------------------------------------------------------- import
 
 
-def load_source(path: Path, campaign: str | None) -> tuple[Bundle, str]:
-    """The bundle at `path`, or one made now from a project folder or ledger file; and a name for messages."""
+def load_source(path: Path, campaign: str | None, trusted: frozenset[str] = frozenset()) -> tuple[Bundle, str]:
+    """The bundle at `path`, or one made now from a project folder or ledger file; and a name for messages.
+    With keys to trust (`--trust`), only a bundle file that one of them signed."""
+    from ledgerlab.core.discoveries import check_trusted
+
+    bundle, name, is_file = _load(path.expanduser(), campaign)
+    if trusted and not is_file:
+        raise LedgerlabError(f"--trust checks a bundle file's signature, and {name} is a project or a ledger: "
+                             "`ledgerlab verify --trust KEY` checks its checkpoints; then import it without --trust")
+    check_trusted(bundle, trusted, name)
+    return bundle, name
+
+
+def _load(path: Path, campaign: str | None) -> tuple[Bundle, str, bool]:
+    """The bundle, a name for messages, and whether it was a bundle file (not made now from a ledger)."""
     from ledgerlab.core.discoveries import bundle_text, read_bundle
 
-    path = path.expanduser()
     if path.is_dir():
         ledger = Project.at(path).ledger_path
         if not ledger.exists():
             raise LedgerlabError(f"{path} is neither a bundle nor a project with a ledger (no {ledger})")
-        return read_bundle(bundle_text(source_body(ledger, campaign)), str(path)), str(path)
+        return read_bundle(bundle_text(source_body(ledger, campaign)), str(path)), str(path), False
     try:
         head = path.read_bytes()[:64]
     except OSError as exc:
         raise LedgerlabError(f"cannot read {path}: {exc.strerror or exc}") from None
     if head.lstrip()[:1] != b"{":  # not JSON: a ledger file to export from
-        return read_bundle(bundle_text(source_body(path, campaign)), str(path)), str(path)
+        return read_bundle(bundle_text(source_body(path, campaign)), str(path)), str(path), False
     if campaign is not None:
         raise LedgerlabError("--from-campaign picks a campaign of a ledger; a bundle holds one campaign already")
-    return read_bundle(path.read_text(encoding="utf-8", errors="replace"), str(path)), str(path)
+    return read_bundle(path.read_text(encoding="utf-8", errors="replace"), str(path)), str(path), True
 
 
 def target_domain(project: Project, state: CampaignState, store: Any) -> str:
@@ -119,6 +134,9 @@ def import_(
         "A bundle (`ledgerlab export --format discoveries`), or another project's folder or ledger file."))],
     from_campaign: Annotated[str | None, typer.Option(
         "--from-campaign", help="The source campaign, when importing from a ledger (default: its latest).")] = None,
+    trust: Annotated[list[str] | None, typer.Option(
+        "--trust", metavar="KEY", help=("Import the bundle only if this Ed25519 public key (64 hex digits, as "
+                                        "`ledgerlab verify` prints it) signed it; repeatable."))] = None,
     dir: DirOption = None,
 ) -> None:
     """Queue another campaign's accepted changes as hypotheses this campaign's judge tests on its own runs."""
@@ -127,9 +145,11 @@ def import_(
     from ledgerlab.core.discoveries import import_events
     from ledgerlab.core.state import fold
     from ledgerlab.storage.ledger import DuckDBLedger
+    from ledgerlab.storage.signing import normalize_public_key
 
     with user_errors():
-        bundle, name = load_source(source, from_campaign)  # checked before anything in this folder is touched
+        trusted = frozenset(normalize_public_key(key) for key in trust or [])
+        bundle, name = load_source(source, from_campaign, trusted)  # checked before this folder is touched
         project = Project.at(dir)
         if not project.config_path.exists() and not project.ledger_path.exists():
             raise LedgerlabError(f"{project.root} is not a ledgerlab project: `ledgerlab init "
@@ -164,6 +184,11 @@ def _report(bundle: Bundle, new: list[Any], skipped: list[Any], campaign_id: str
                    f"{item.effect_basis} there at {fmt(item.effect)} {interval(item.ci_low, item.ci_high)}".rstrip())
     for found in skipped:
         typer.echo(f"already imported: #{found.number} of {source}: {clip(found.rationale, 80)}")
+    if bundle.signer is not None:
+        from ledgerlab.storage.signing import key_id
+
+        typer.echo(f"bundle signed by key {key_id(bundle.signer)} (public key {bundle.signer}; `--trust` it to "
+                   "import only what that key signed)")
     when = "resume" if started else "run"
     typer.echo(f"{len(new)} discover{'y' if len(new) == 1 else 'ies'} queued in campaign {campaign_id}"
                + (f", {len(skipped)} already there" if skipped else "")

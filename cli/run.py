@@ -26,6 +26,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summa
 ShareOption = Annotated[Path | None, typer.Option("--share", metavar="DIR", help=(
     "Publish each accept to the folder DIR and import other campaigns' accepts from it as they appear; "
     "this campaign's judge re-tests them (docs/discoveries.md)."))]
+TrustOption = Annotated[list[str] | None, typer.Option("--trust", metavar="KEY", help=(
+    "With --share: import only bundles signed by this Ed25519 public key (64 hex digits, as `ledgerlab verify` "
+    "prints it); repeatable."))]
 
 
 # The ledgerlab.toml key each option sets, so that an error about its value names the option that was typed.
@@ -154,6 +157,7 @@ def run(
                                                      help="Domain option; repeat for several.")] = None,
     new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if one is unfinished.")] = False,
     share: ShareOption = None,
+    trust: TrustOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a campaign (or continue the unfinished one in this folder)."""
@@ -173,7 +177,7 @@ def run(
         with _tidy_new_folder(directory), _named_as_typed():
             _check_values(overrides)
             code = run_session(directory, overrides, agents=agents, new=new, resume_only=False, quiet=quiet,
-                               share=share)
+                               share=share, trust=trust or [])
     raise typer.Exit(code)
 
 
@@ -187,6 +191,7 @@ def resume(
     max_units: MaxUnitsOption = None,
     workers: WorkersOption = None,
     share: ShareOption = None,
+    trust: TrustOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Continue the unfinished campaign after Ctrl-C or a crash (unfinished runs are re-run)."""
@@ -198,5 +203,5 @@ def resume(
         with _tidy_new_folder(directory), _named_as_typed():
             _check_values(overrides)
             code = run_session(directory, overrides, agents=None, new=False, resume_only=True, quiet=quiet,
-                               share=share)
+                               share=share, trust=trust or [])
     raise typer.Exit(code)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ console = make_console(highlight=False)
 
 
 def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int | None, new: bool,
-                resume_only: bool, quiet: bool, share: Path | None = None) -> int:
+                resume_only: bool, quiet: bool, share: Path | None = None, trust: Sequence[str] = ()) -> int:
     """Start or resume the project's campaign; returns the exit code (0 finished or interrupted, 1 paused)."""
     from ledgerlab.core.campaign import Campaign, open_campaign_id
     from ledgerlab.storage.ledger import DuckDBLedger
@@ -29,7 +29,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
-    shared = _share(share)
+    shared = _share(share, trust)
     # serve_readers: the file stays open for the whole campaign and other processes' queries are answered on
     # its socket (storage/server.py), so no reader can lock the campaign out of its ledger.
     with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store, \
@@ -75,13 +75,18 @@ def only_runner(project: Project) -> Iterator[RunnerLock]:
         yield lock
 
 
-def _share(folder: Path | None) -> Any:
-    """`--share DIR`: the share folder this runner publishes to and imports from (core/sharing.py)."""
+def _share(folder: Path | None, trust: Sequence[str]) -> Any:
+    """`--share DIR`: the share folder this runner publishes to and imports from (core/sharing.py); with
+    `--trust KEY`s, it imports only bundles those keys signed."""
     if folder is None:
+        if trust:
+            raise ConfigError("--trust picks whose bundles a share folder's campaign imports: give --share DIR too")
         return None
     from ledgerlab.core.sharing import open_share
+    from ledgerlab.storage.signing import normalize_public_key
 
-    return open_share(folder.expanduser(), warn=_warn)
+    trusted = frozenset(normalize_public_key(key) for key in trust)
+    return open_share(folder.expanduser(), warn=_warn, trusted=trusted)
 
 
 def _stopping(reason: str) -> None:

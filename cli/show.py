@@ -91,7 +91,15 @@ def import_rows(item: Any) -> list[tuple[str, str]]:
     return [("imported from", f"campaign {item.source_campaign_id}, hypothesis #{item.source_number} "
                               f"({item.source_hypothesis_id}) by {p.get('source_agent') or '?'}"),
             ("there", f"{there} (> 0 is better; here it is tested afresh)"),
-            ("provenance", f"{trail}; bundle {str(p.get('content_hash', ''))[:23]}… {p.get('bundle') or ''}".rstrip())]
+            ("provenance", f"{trail}; bundle {str(p.get('content_hash', ''))[:23]}… {p.get('bundle') or ''}".rstrip()
+             + f", {_signed_by(p.get('signer'))}")]
+
+
+def _signed_by(signer: Any) -> str:
+    """Who signed the bundle an import came from (imports recorded before bundles were signed: not signed)."""
+    from ledgerlab.storage.signing import key_id
+
+    return f"signed by key {key_id(signer)}" if isinstance(signer, str) and signer else "the bundle not signed"
 
 
 def _runs_table(state: CampaignState, h: HypothesisRecord, width: int) -> list[Any]:

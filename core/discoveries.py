@@ -3,8 +3,9 @@ campaign of the same domain as hypotheses its own judge tests against its own in
 
     body = bundle_body(rows, head, checkpoint)           # from one campaign's stored events
     body = store_body(store, campaign_id)                # the same, read from an in-process event store
-    text = bundle_text(body)                             # {"format", "version", "content_hash", "body"} as JSON
-    bundle = read_bundle(text, "shop.json")              # IntegrityError when the body does not match its hash
+    text = bundle_text(body, key)                        # {"format", "version", "content_hash", "signature", "body"}
+    bundle = read_bundle(text, "shop.json")              # IntegrityError: body ≠ its hash, or a bad signature
+    check_trusted(bundle, trusted, "shop.json")          # IntegrityError unless one of `trusted` signed it
     events, skipped = import_events(bundle, state, "marketing")   # one DiscoveryImported per new discovery
     proposal_events(item, state, domain, files_of)       # the loop: HypothesisProposed (+ PatchRejected)
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -30,6 +31,9 @@ from ledgerlab.core.state import CampaignState, HypothesisRecord, fold
 from ledgerlab.errors import CampaignError, IntegrityError, LedgerlabError, PatchError
 from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import EventStore
+
+if TYPE_CHECKING:
+    from ledgerlab.storage.signing import SigningKey
 
 FORMAT = "ledgerlab-discoveries"
 VERSION = 1
@@ -95,10 +99,12 @@ class Body(_Model):
 
 
 class Bundle(_Model):
-    """A bundle read back and checked: its body, and the hash that body has."""
+    """A bundle read back and checked: its body, the hash that body has, and the public key (hex) whose valid
+    signature it carries, if any."""
 
     content_hash: str
     body: Body
+    signer: str | None = None
 
 
 def canonical(body: dict[str, Any]) -> str:
@@ -111,9 +117,11 @@ def content_hash(body: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
-def bundle_text(body: dict[str, Any]) -> str:
-    """The bundle file: format, version, the body's content hash, and the body."""
-    bundle = {"format": FORMAT, "version": VERSION, "content_hash": content_hash(body), "body": body}
+def bundle_text(body: dict[str, Any], key: SigningKey | None = None) -> str:
+    """The bundle file: format, version, the body's content hash, its signature by `key` if given, the body."""
+    digest = content_hash(body)
+    signature = {"signature": key.sign_bundle(digest)} if key is not None else {}
+    bundle = {"format": FORMAT, "version": VERSION, "content_hash": digest, **signature, "body": body}
     return json.dumps(bundle, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -223,7 +231,30 @@ def read_bundle(text: str, name: str) -> Bundle:
     checkpoint = parsed.source.checkpoint
     if checkpoint is not None:
         _check_signature(checkpoint, name)
-    return Bundle(content_hash=actual, body=parsed)
+    return Bundle(content_hash=actual, body=parsed, signer=_signer(data, actual, name))
+
+
+def _signer(data: dict[str, Any], digest: str, name: str) -> str | None:
+    """The public key of the bundle's signature; a signature that does not verify means an edited bundle."""
+    from ledgerlab.storage.signing import bundle_signature_valid
+
+    if "signature" not in data:
+        return None
+    if not bundle_signature_valid(data["signature"], digest):
+        raise IntegrityError(f"{name} carries a signature that does not verify: it was changed after it was "
+                             "signed; nothing was imported")
+    return str(data["signature"]["public_key"])
+
+
+def check_trusted(bundle: Bundle, trusted: frozenset[str], name: str) -> None:
+    """With keys to trust (`--trust`), refuse a bundle that none of them signed; one line saying whose it is."""
+    if not trusted or bundle.signer in trusted:
+        return
+    from ledgerlab.storage.signing import key_id
+
+    whose = f"signed by key {key_id(bundle.signer)}, which is not trusted" if bundle.signer else "not signed"
+    raise IntegrityError(f"{name} is {whose}: nothing was imported; --trust the key of its source "
+                         "(`ledgerlab verify` there prints it), or leave out --trust")
 
 
 def _check_signature(checkpoint: dict[str, Any], name: str) -> None:
@@ -281,7 +312,7 @@ def _imported(bundle: Bundle, found: Discovery, origin: str) -> ev.DiscoveryImpo
             "source_agent": found.agent, "source_proposer": found.proposer, "verdict": found.verdict,
             "confirmed": found.confirmed, "events": found.events, "head": body.source.head,
             "checkpoint": body.source.checkpoint, "metric": body.domain.metric,
-            "run_design": body.domain.run_design, "design": body.domain.design,
+            "run_design": body.domain.run_design, "design": body.domain.design, "signer": bundle.signer,
         },
     )
 

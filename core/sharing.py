@@ -11,7 +11,9 @@ folder, fsynced and renamed, so a reader sees a whole file or none, on one machi
 whose rename is atomic. Its name is `<campaign id>-<seq of its VerdictReached>.json`: two campaigns never write
 the same name, and publishing an accept again writes the same name (an existing one is left as it is). What
 this campaign imported is remembered in its own ledger (each DiscoveryImported holds its bundle's content
-hash, and its source campaign and hypothesis), so a restarted runner imports nothing twice.
+hash, and its source campaign and hypothesis), so a restarted runner imports nothing twice. Each bundle is
+signed with the runner's key (its checkpoints' key); with `trusted` keys (`--trust`), only bundles one of them
+signed are imported, the others skipped with one warning each.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ledgerlab.core.discoveries import PROPOSER, Bundle, bundle_body, bundle_text, import_events, read_bundle
+from ledgerlab.core.discoveries import (
+    PROPOSER,
+    Bundle,
+    bundle_body,
+    bundle_text,
+    check_trusted,
+    import_events,
+    read_bundle,
+)
 from ledgerlab.core.state import CampaignState
 from ledgerlab.errors import LedgerlabError
 from ledgerlab.storage.ledger import EventStore
+from ledgerlab.storage.signing import SigningKey, usable_key
 
 SUFFIX = ".json"
 # An idle loop (its agents busy, its runs in flight) lists the folder at most this often; a hypothesis decided
@@ -68,8 +79,11 @@ class ShareFolder:
     """One runner's view of a share folder: what it published and which files it has read (this process only;
     what it imported is in the ledger)."""
 
-    def __init__(self, folder: Path, warn: Warn | None = None, scan_every_s: float = SCAN_EVERY_S) -> None:
-        self.folder, self.scan_every_s = folder, scan_every_s
+    def __init__(self, folder: Path, warn: Warn | None = None, scan_every_s: float = SCAN_EVERY_S,
+                 trusted: frozenset[str] = frozenset()) -> None:
+        self.folder, self.scan_every_s, self.trusted = folder, scan_every_s, trusted
+        self._key: SigningKey | None = None
+        self._key_tried = False  # a key that cannot be loaded is warned about once, then bundles go unsigned
         self._warn = warn or (lambda _line: None)
         self._warned: set[str] = set()
         self._seen: dict[str, tuple[int, int]] = {}  # file name -> (mtime_ns, size) when it was read
@@ -110,10 +124,17 @@ class ShareFolder:
             if path.exists():
                 continue
             try:
-                write_atomically(path, bundle_text({**body, "discoveries": [found]}))
+                write_atomically(path, bundle_text({**body, "discoveries": [found]}, self._signing_key()))
             except OSError as exc:
                 self._once(str(path), f"cannot publish #{found['number']} to {path}: {exc.strerror or exc}; "
                                       "the campaign goes on, and its next accept tries again")
+
+    def _signing_key(self) -> SigningKey | None:
+        """The runner's key (the one its checkpoints use), loaded once; without one, bundles go out unsigned."""
+        if not self._key_tried:
+            self._key_tried = True
+            self._key = usable_key(self._warn, f"bundles published to {self.folder} are")
+        return self._key
 
     # ---------------------------------------------------------------------------------------- import
 
@@ -144,7 +165,9 @@ class ShareFolder:
 
     def _read(self, path: Path) -> Bundle | None:
         try:
-            return read_bundle(path.read_bytes().decode("utf-8", errors="replace"), str(path))
+            bundle = read_bundle(path.read_bytes().decode("utf-8", errors="replace"), str(path))
+            check_trusted(bundle, self.trusted, path.name)
+            return bundle
         except OSError as exc:
             self._once(path.name, f"share folder: skipped {path.name}: {exc.strerror or exc}")
         except LedgerlabError as exc:
@@ -180,7 +203,7 @@ def _version() -> str:
 
 
 
-def open_share(path: Path, warn: Warn | None = None) -> ShareFolder:
+def open_share(path: Path, warn: Warn | None = None, trusted: frozenset[str] = frozenset()) -> ShareFolder:
     """The share folder at `path` (made when missing), or a one-line error when this runner cannot use it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -188,4 +211,4 @@ def open_share(path: Path, warn: Warn | None = None) -> ShareFolder:
         raise LedgerlabError(f"--share {path}: cannot make the share folder: {exc.strerror or exc}") from None
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise LedgerlabError(f"--share {path}: this user cannot read and write that folder")
-    return ShareFolder(path.resolve(), warn)
+    return ShareFolder(path.resolve(), warn, trusted=trusted)

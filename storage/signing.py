@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 KEY_NAME = "signing_key"
 DOMAIN = b"ledgerlab-checkpoint-v1|"  # no signature over a checkpoint is valid for any other message
+BUNDLE_DOMAIN = b"ledgerlab-bundle-v1|"  # nor one over a discoveries bundle (core/discoveries.py)
 
 
 # ------------------------------------------------------------------------------------------ the key
@@ -70,6 +71,11 @@ class SigningKey:
         signature = self.private.sign(checkpoint_message(head_seq, head_hash)).hex()
         return CheckpointSigned(head_seq=head_seq, head_hash=head_hash, public_key=self.public_key,
                                 key_id=self.key_id, signature=signature)
+
+    def sign_bundle(self, content_hash: str) -> dict[str, str]:
+        """A discoveries bundle's signature over its content hash: {"public_key", "key_id", "signature"}."""
+        signature = self.private.sign(BUNDLE_DOMAIN + content_hash.encode("ascii")).hex()
+        return {"public_key": self.public_key, "key_id": self.key_id, "signature": signature}
 
 
 def load_or_create_key(path: Path | None = None) -> SigningKey:
@@ -189,6 +195,22 @@ def signature_valid(event: CheckpointSigned) -> bool:
     return key_id(event.public_key) == event.key_id
 
 
+def bundle_signature_valid(signature: object, content_hash: str) -> bool:
+    """Whether a bundle's `signature` ({"public_key", "key_id", "signature"}) is its key's over `content_hash`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if not isinstance(signature, dict):
+        return False
+    try:
+        public_key, signed = str(signature["public_key"]), str(signature["signature"])
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+        public.verify(bytes.fromhex(signed), BUNDLE_DOMAIN + content_hash.encode("ascii"))
+    except (KeyError, InvalidSignature, ValueError, UnicodeEncodeError):
+        return False
+    return key_id(public_key) == signature.get("key_id")
+
+
 # ---------------------------------------------------------------------------------- for a campaign
 
 
@@ -215,6 +237,15 @@ class CheckpointSigner:
             self._failed = True
             self.warn(f"the ledger's checkpoints are not signed in this session: {exc}")
             return None
+
+
+def usable_key(warn: Callable[[str], None], unsigned: str) -> SigningKey | None:
+    """The local key, or None after one warning that says what goes out unsigned (`unsigned`) and why."""
+    try:
+        return load_or_create_key()
+    except SigningKeyError as exc:
+        warn(f"{unsigned} not signed: {exc}")
+        return None
 
 
 def _to_stderr(message: str) -> None:

@@ -134,6 +134,42 @@ def test_imports_are_tested_by_this_campaigns_judge_on_its_own_runs(source: Path
     assert "DiscoveryImported" in cli("schema").output
 
 
+def test_an_exported_bundle_is_signed_and_trust_picks_whose_bundles_are_imported(
+        bundle: Path, source: Path, tmp_path: Path, session_key_dir: Path) -> None:
+    from ledgerlab.storage.signing import load_or_create_key
+
+    mine = load_or_create_key(session_key_dir / "signing_key")  # the key the module's fixtures exported with
+    other = load_or_create_key(tmp_path / "elsewhere" / "signing_key").public_key
+    data = json.loads(bundle.read_text())
+    assert data["signature"]["public_key"] == mine.public_key and data["signature"]["key_id"] == mine.key_id
+
+    def imported(target: Path, *args: str) -> Any:
+        assert cli("init", "marketing", "--dir", str(target)).exit_code == 0
+        return cli("import", *args, "--dir", str(target))
+
+    def nothing_recorded(target: Path) -> bool:
+        return not ledger(target).exists() or not any(s.imports for s in states(target))
+
+    refused = imported(tmp_path / "t1", str(bundle), "--trust", other)
+    assert refused.exit_code != 0 and f"signed by key {mine.key_id}, which is not trusted" in refused.output
+    assert "Traceback" not in refused.output and nothing_recorded(tmp_path / "t1")
+    taken = imported(tmp_path / "t2", str(bundle), "--trust", other, "--trust", mine.public_key.upper())
+    assert taken.exit_code == 0 and f"bundle signed by key {mine.key_id}" in taken.output, taken.output
+    assert all(i.provenance["signer"] == mine.public_key for i in states(tmp_path / "t2")[-1].imports.values())
+
+    unsigned = tmp_path / "unsigned.json"
+    unsigned.write_text(json.dumps({k: v for k, v in data.items() if k != "signature"}))
+    assert "is not signed" in imported(tmp_path / "t3", str(unsigned), "--trust", mine.public_key).output
+    assert imported(tmp_path / "t4", str(unsigned)).exit_code == 0  # without --trust: the content hash only
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({**data, "signature": {**data["signature"], "public_key": other}}))
+    said = imported(tmp_path / "t5", str(forged)).output
+    assert "signature that does not verify" in said and nothing_recorded(tmp_path / "t5")
+    from_folder = imported(tmp_path / "t6", str(source), "--trust", mine.public_key).output
+    assert "checks a bundle file's signature" in from_folder and "ledgerlab verify --trust" in from_folder
+    assert "64 hex digits" in imported(tmp_path / "t7", str(bundle), "--trust", "nope").output
+
+
 def test_a_tampered_bundle_is_refused_and_nothing_is_recorded(bundle: Path, tmp_path: Path) -> None:
     target = tmp_path / "target"
     assert cli("init", "marketing", "--dir", str(target)).exit_code == 0

@@ -95,6 +95,38 @@ def test_a_bundle_of_another_domain_is_skipped_with_one_warning(tmp_path: Path) 
     assert len(said) == 1 and "domain 'toy'" in said[0] and a.campaign_id in said[0]
 
 
+def test_published_bundles_are_signed_and_trust_picks_whose_are_imported(tmp_path: Path) -> None:
+    from ledgerlab.storage.signing import load_or_create_key
+
+    share = tmp_path / "share"
+    with DuckDBLedger(tmp_path / "a.duckdb") as store:
+        a = toy(store, tmp_path / "a", [{"X": 5.0}], open_share(share)).run()
+    (published,) = share.glob("c-*.json")
+    mine = load_or_create_key()  # the runner's key: the one its checkpoints use (LEDGERLAB_KEY_DIR here)
+    assert json.loads(published.read_text())["signature"]["public_key"] == mine.public_key
+    other = load_or_create_key(tmp_path / "elsewhere" / "signing_key").public_key
+    got: list[Any] = []
+    said: list[str] = []
+    untrusting = ShareFolder(share, said.append, trusted=frozenset({other}))
+    for _ in range(2):
+        untrusting.scan(CampaignState(campaign_id="c-other"), "toy", got.extend)
+    assert not got and len(said) == 1 and f"signed by key {mine.key_id}, which is not trusted" in said[0]
+    ShareFolder(share, trusted=frozenset({other, mine.public_key})).scan(CampaignState(campaign_id="c-other"), "toy",
+                                                                        lambda *e: got.extend(e))
+    assert [item.source_campaign_id for item in got] == [a.campaign_id]
+    assert got[0].provenance["signer"] == mine.public_key
+
+
+def test_trust_without_a_share_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ledgerlab.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", "toy", "--dir", str(tmp_path / "p"), "--trust", "ab" * 32])
+    assert result.exit_code == 2 and "give --share DIR too" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_share_path_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(LedgerlabError, match="--share"):
