@@ -47,7 +47,7 @@ def _trusted(key_files: list[Path], keys: list[str]) -> tuple[dict[str, str], st
         public = read_public_key(local)
         given.pop(key_id(public), None)
         trusted = {key_id(public): public, **given}
-        line = f"keys: trusting the local key {key_id(public)} ({local})"
+        line = f"keys: trusting the local key {key_id(public)} ({local}; public key {public})"
     return trusted, line + (f" and {', '.join(given)} (given)" if given else "")
 
 
@@ -70,4 +70,5 @@ def sign(dir: DirOption = None) -> None:
                 raise LedgerError("the ledger is empty: nothing to sign")
             campaign_id = store.read(after_seq=seq - 1, limit=1)[0].campaign_id  # the head's stream takes it
             row = store.append(campaign_id, [key.checkpoint(seq, digest)], store.version(campaign_id))[0]
-    typer.echo(f"signed seq {seq} ({digest}) with key {key.key_id} ({key.path}); the checkpoint is seq {row.seq}")
+    typer.echo(f"signed seq {seq} ({digest}) with key {key.key_id} ({key.path}; public key {key.public_key}); "
+               f"the checkpoint is seq {row.seq}")

@@ -139,6 +139,7 @@ def test_a_finished_campaign_is_signed_by_a_private_key_outside_the_project(proj
     assert result.exit_code == 0, result.output
     assert "chain intact" in result.output and f"OK: events 1-{rows[-2].seq} are as" in result.output
     assert f"trusting the local key {checkpoint.key_id}" in result.output
+    assert f"public key {checkpoint.public_key}" in result.output  # what another machine's --trust takes
 
 
 def test_rewriting_a_payload_and_every_later_hash_is_caught_by_the_checkpoint(project: Path) -> None:
@@ -206,6 +207,7 @@ def test_sign_appends_a_checkpoint_of_the_head_but_not_while_a_run_holds_the_fol
     assert result.exit_code == 0 and f"signed seq {head.seq}" in result.output, result.output
     last = rows_of(project)[-1]
     assert last.type == "CheckpointSigned" and last.campaign_id == head.campaign_id
+    assert f"public key {last.event().public_key}" in result.output  # type: ignore[attr-defined]
     assert (last.event().head_seq, last.event().head_hash) == (head.seq, head.hash)  # type: ignore[attr-defined]
     assert invoke("verify", "--dir", str(project)).exit_code == 0
     with only_runner(Project.at(project)):
