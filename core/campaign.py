@@ -271,14 +271,15 @@ class Campaign:
         """The budgets hypothesis work runs under: `max_units`, `max_runs`, `time_limit` less the holdback's reserve.
 
         Holdback runs (`spec`) may use the reserve, and only they: so the final measurement is never cut short
-        by the visitors or the time its reserve was kept for (`max_runs` still binds them: it is a count).
+        by the time its reserve was kept for. `max_units` and `max_runs` still bind them: a holdback that turns
+        out to need more windows than its reserve (its noise estimate grew) ends at the visitor budget.
         """
         budgets = self.config.budgets
         limited = budgets.max_units or budgets.max_runs or budgets.time_limit
         if not limited or not holdback.enabled(self.state, self.settings):
             return budgets
         if spec is not None and spec.role == holdback.ROLE:
-            return budgets.model_copy(update={"max_units": None, "time_limit": None})
+            return budgets.model_copy(update={"time_limit": None})
         if self._reserve[0] != self.state.version:  # it changes only with the ledger: once per new event
             self._reserve = (self.state.version, holdback.reserve(self.state, self.settings, self.executor.slots))
         held = self._reserve[1]
