@@ -92,7 +92,7 @@ def load_source(path: Path, campaign: str | None, trusted: frozenset[str] = froz
 
 def _load(path: Path, campaign: str | None) -> tuple[Bundle, str, bool]:
     """The bundle, a name for messages, and whether it was a bundle file (not made now from a ledger)."""
-    from ledgerlab.core.discoveries import bundle_text, read_bundle
+    from ledgerlab.core.discoveries import bundle_file_text, bundle_text, read_bundle
 
     if path.is_dir():
         ledger = Project.at(path).ledger_path
@@ -100,14 +100,15 @@ def _load(path: Path, campaign: str | None) -> tuple[Bundle, str, bool]:
             raise LedgerlabError(f"{path} is neither a bundle nor a project with a ledger (no {ledger})")
         return read_bundle(bundle_text(source_body(ledger, campaign)), str(path)), str(path), False
     try:
-        head = path.read_bytes()[:64]
+        with path.open("rb") as f:
+            head = f.read(64)  # a ledger may be gigabytes: only its first bytes tell it from a bundle
+        if head.lstrip()[:1] != b"{":  # not JSON: a ledger file to export from
+            return read_bundle(bundle_text(source_body(path, campaign)), str(path)), str(path), False
+        if campaign is not None:
+            raise LedgerlabError("--from-campaign picks a campaign of a ledger; a bundle holds one campaign already")
+        return read_bundle(bundle_file_text(path), str(path)), str(path), True
     except OSError as exc:
         raise LedgerlabError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if head.lstrip()[:1] != b"{":  # not JSON: a ledger file to export from
-        return read_bundle(bundle_text(source_body(path, campaign)), str(path)), str(path), False
-    if campaign is not None:
-        raise LedgerlabError("--from-campaign picks a campaign of a ledger; a bundle holds one campaign already")
-    return read_bundle(path.read_text(encoding="utf-8", errors="replace"), str(path)), str(path), True
 
 
 def target_domain(project: Project, state: CampaignState, store: Any) -> str:

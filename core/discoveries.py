@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 FORMAT = "ledgerlab-discoveries"
 VERSION = 1
 PROPOSER = "imported"  # the `proposer` of an imported hypothesis; its agent is "imported:<source campaign>"
+# A bundle is a diff and a few numbers per change: a campaign's worth is kilobytes. A file in a share folder is
+# anyone's to write, so one far larger than any bundle is refused before it is read into memory.
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 # The events that make an accepted change, whose seqs and hashes the bundle keeps as its provenance.
 LINKS = ("HypothesisProposed", "CandidateCreated", "VerdictReached", "IncumbentChanged")
 
@@ -203,12 +207,24 @@ def _checkpoint(row: ev.StoredEvent | None, newest: int) -> dict[str, Any] | Non
 # ------------------------------------------------------------------------------------------- import
 
 
+def bundle_file_text(path: Path) -> str:
+    """The text of the bundle file at `path`; a file larger than any bundle is refused unread (OSError passes)."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_BUNDLE_BYTES + 1)
+    if len(raw) > MAX_BUNDLE_BYTES:
+        raise LedgerlabError(f"{path} is larger than {MAX_BUNDLE_BYTES // 2**20} MiB, far more than a discoveries "
+                             "bundle holds: it was not read")
+    return raw.decode("utf-8", errors="replace")
+
+
 def read_bundle(text: str, name: str) -> Bundle:
     """The bundle in `text` (from `name`), its content hash checked; one-line errors a user can act on."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LedgerlabError(f"{name} is not a discoveries bundle: not JSON ({exc})") from None
+    except RecursionError:  # JSON nested thousands deep: no bundle is, and the parser gives up
+        raise LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LedgerlabError(f"{name} is not a discoveries bundle (no \"format\": \"{FORMAT}\"); write one with "
                              "`ledgerlab export --format discoveries`")

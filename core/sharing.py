@@ -28,6 +28,7 @@ from ledgerlab.core.discoveries import (
     PROPOSER,
     Bundle,
     bundle_body,
+    bundle_file_text,
     bundle_text,
     check_trusted,
     import_events,
@@ -165,7 +166,7 @@ class ShareFolder:
 
     def _read(self, path: Path) -> Bundle | None:
         try:
-            bundle = read_bundle(path.read_bytes().decode("utf-8", errors="replace"), str(path))
+            bundle = read_bundle(bundle_file_text(path), str(path))
             check_trusted(bundle, self.trusted, path.name)
             return bundle
         except OSError as exc:

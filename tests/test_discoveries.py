@@ -181,6 +181,9 @@ def test_a_tampered_bundle_is_refused_and_nothing_is_recorded(bundle: Path, tmp_
     cut = tmp_path / "cut.json"
     cut.write_text(bundle.read_text()[:300])
     one_line_error(cli("import", str(cut), "--dir", str(target)), "not a discoveries bundle")
+    deep = tmp_path / "deep.json"  # JSON nested past the parser's recursion limit: no bundle is
+    deep.write_text('{"format": "ledgerlab-discoveries", "version": 1, "body": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    one_line_error(cli("import", str(deep), "--dir", str(target)), "nested too deep")
     # A rehashed body whose signed checkpoint was edited is refused too.
     data = json.loads(bundle.read_text())
     data["body"]["source"]["checkpoint"]["head_seq"] += 1

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ledgerlab
+from ledgerlab.core import discoveries
 from ledgerlab.core.campaign import Agent, Campaign
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.executors.local import LocalExecutor
@@ -24,8 +25,10 @@ from ledgerlab.testing import ScriptedProposer, Step, ToyDomain
 from tests.host_processes import Runner, until
 
 # Files no runner may choke on: not JSON, a bundle cut short (what a writer without the rename leaves), a
-# bundle whose body was edited, and names a runner must not even read (a temporary file, another suffix).
-JUNK = {"broken.json": "{not json", "half.json": '{"format": "ledgerlab-discoveries", "version": 1, "content_ha'}
+# bundle whose body was edited, JSON nested past the parser's recursion limit, and names a runner must not even
+# read (a temporary file, another suffix).
+JUNK = {"broken.json": "{not json", "half.json": '{"format": "ledgerlab-discoveries", "version": 1, "content_ha',
+        "deep.json": '{"format": "ledgerlab-discoveries", "version": 1, "body": ' + "[" * 100_000 + "]" * 100_000 + "}"}
 
 
 def plant_junk(share: Path) -> None:
@@ -93,6 +96,21 @@ def test_a_bundle_of_another_domain_is_skipped_with_one_warning(tmp_path: Path) 
     for _ in range(3):
         folder.scan(CampaignState(campaign_id="c-other"), "marketing", lambda *e: None)
     assert len(said) == 1 and "domain 'toy'" in said[0] and a.campaign_id in said[0]
+
+
+def test_a_file_larger_than_any_bundle_is_skipped_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    share = tmp_path / "share"
+    with DuckDBLedger(tmp_path / "a.duckdb") as store:
+        a = toy(store, tmp_path / "a", [{"X": 5.0}], open_share(share)).run()
+    (published,) = share.glob("c-*.json")
+    monkeypatch.setattr(discoveries, "MAX_BUNDLE_BYTES", published.stat().st_size - 1)  # 64 MiB in earnest
+    said: list[str] = []
+    imported: list[Any] = []
+    ShareFolder(share, said.append).scan(CampaignState(campaign_id="c-other"), "toy", lambda *e: imported.extend(e))
+    assert not imported and len(said) == 1 and "larger than" in said[0] and published.name in said[0]
+    monkeypatch.undo()
+    ShareFolder(share, said.append).scan(CampaignState(campaign_id="c-other"), "toy", lambda *e: imported.extend(e))
+    assert [e.source_campaign_id for e in imported] == [a.campaign_id]  # the same file, within the cap
 
 
 def test_published_bundles_are_signed_and_trust_picks_whose_are_imported(tmp_path: Path) -> None:
