@@ -221,8 +221,8 @@ def read_bundle(text: str, name: str) -> Bundle:
     """The bundle in `text` (from `name`), its content hash checked; one-line errors a user can act on."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LedgerlabError(f"{name} is not a discoveries bundle: not JSON ({exc})") from None
+    except ValueError as exc:  # not JSON, or a number too long to convert
+        raise LedgerlabError(f"{name} is not a discoveries bundle: not JSON ({str(exc)[:120]})") from None
     except RecursionError:  # JSON nested thousands deep: no bundle is, and the parser gives up
         raise LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -234,7 +234,11 @@ def read_bundle(text: str, name: str) -> Bundle:
     body, claimed = data.get("body"), data.get("content_hash")
     if not isinstance(body, dict):
         raise IntegrityError(f"{name} has no body: it was cut or edited; export it again from the source")
-    actual = content_hash(body)
+    try:
+        actual = content_hash(body)
+    except ValueError:  # a lone surrogate (\ud800) parses but has no UTF-8: no export writes one
+        raise IntegrityError(f"{name} holds text that is not valid Unicode: it was not written by `ledgerlab "
+                             "export`; nothing was imported") from None
     if claimed != actual:
         raise IntegrityError(f"{name} fails its integrity check: its body hashes to {actual[:19]}…, not to the "
                              f"recorded {str(claimed)[:19]}…: it was changed after export; nothing was imported")

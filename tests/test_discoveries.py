@@ -184,6 +184,11 @@ def test_a_tampered_bundle_is_refused_and_nothing_is_recorded(bundle: Path, tmp_
     deep = tmp_path / "deep.json"  # JSON nested past the parser's recursion limit: no bundle is
     deep.write_text('{"format": "ledgerlab-discoveries", "version": 1, "body": ' + "[" * 100_000 + "]" * 100_000 + "}")
     one_line_error(cli("import", str(deep), "--dir", str(target)), "nested too deep")
+    head = '{"format": "ledgerlab-discoveries", "version": 1, "content_hash": "x", "body": '
+    for text, says in ((head + '{"a": "\\ud800"}}', "not valid Unicode"), (head + "1" * 5000 + "}", "not JSON")):
+        odd = tmp_path / "odd.json"  # a lone surrogate; an integer past Python's digit limit
+        odd.write_text(text)
+        one_line_error(cli("import", str(odd), "--dir", str(target)), says)
     # A rehashed body whose signed checkpoint was edited is refused too.
     data = json.loads(bundle.read_text())
     data["body"]["source"]["checkpoint"]["head_seq"] += 1
