@@ -239,6 +239,8 @@ def read_bundle(text: str, name: str) -> Bundle:
     except ValueError:  # a lone surrogate (\ud800) parses but has no UTF-8: no export writes one
         raise IntegrityError(f"{name} holds text that is not valid Unicode: it was not written by `ledgerlab "
                              "export`; nothing was imported") from None
+    except RecursionError:  # nested just shallow enough to parse, too deep to serialize from a deeper stack
+        raise LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read") from None
     if claimed != actual:
         raise IntegrityError(f"{name} fails its integrity check: its body hashes to {actual[:19]}…, not to the "
                              f"recorded {str(claimed)[:19]}…: it was changed after export; nothing was imported")
