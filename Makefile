@@ -17,7 +17,8 @@ setup: $(VENV)/.installed
 # A short campaign of the primary domain (a small GPT on the embedded corpus), offline, CPU only. Each run
 # trains a fixed number of tokens on one thread (load changes the wall time, not the result); two run at
 # once, one per core of a 2-core machine (DEMO_WORKERS=1 for one at a time). DEMO_TIME is a ceiling: on a
-# machine busy enough to reach it, no run starts after it and the campaign ends with what it has decided.
+# machine busy enough to reach it, no hypothesis's run starts after it and the campaign ends with what it has
+# decided (the final holdback pair, its time kept back from DEMO_TIME, may run past it).
 DEMO_WORKERS ?= 2
 DEMO_TIME ?= 7m
 demo: $(VENV)/.installed
