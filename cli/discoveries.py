@@ -99,6 +99,8 @@ def _load(path: Path, campaign: str | None) -> tuple[Bundle, str, bool]:
         if not ledger.exists():
             raise LedgerlabError(f"{path} is neither a bundle nor a project with a ledger (no {ledger})")
         return read_bundle(bundle_text(source_body(ledger, campaign)), str(path)), str(path), False
+    if path.exists() and not path.is_file():  # a FIFO or a device: opening it could block or never end
+        raise LedgerlabError(f"{path} is not a regular file: give a bundle, a ledger file or a project folder")
     try:
         with path.open("rb") as f:
             head = f.read(64)  # a ledger may be gigabytes: only its first bytes tell it from a bundle

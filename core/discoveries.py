@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,8 +210,12 @@ def _checkpoint(row: ev.StoredEvent | None, newest: int) -> dict[str, Any] | Non
 
 
 def bundle_file_text(path: Path) -> str:
-    """The text of the bundle file at `path`; a file larger than any bundle is refused unread (OSError passes)."""
-    with path.open("rb") as f:
+    """The text of the bundle file at `path`; anything but a regular file, or a file larger than any bundle, is
+    refused unread (OSError passes)."""
+    # Non-blocking: a FIFO planted in a share folder would otherwise hold the runner until someone writes to it.
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise LedgerlabError(f"{path} is not a regular file: it was not read")
         raw = f.read(MAX_BUNDLE_BYTES + 1)
     if len(raw) > MAX_BUNDLE_BYTES:
         raise LedgerlabError(f"{path} is larger than {MAX_BUNDLE_BYTES // 2**20} MiB, far more than a discoveries "

@@ -4,6 +4,7 @@ campaign's own judge test them (real marketing campaigns through the CLI, toy ca
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,8 @@ def test_a_tampered_bundle_is_refused_and_nothing_is_recorded(bundle: Path, tmp_
         odd = tmp_path / "odd.json"  # a lone surrogate; an integer past Python's digit limit
         odd.write_text(text)
         one_line_error(cli("import", str(odd), "--dir", str(target)), says)
+    os.mkfifo(tmp_path / "fifo.json")  # read the usual way, it would block until a writer came
+    one_line_error(cli("import", str(tmp_path / "fifo.json"), "--dir", str(target)), "not a regular file")
     # A rehashed body whose signed checkpoint was edited is refused too.
     data = json.loads(bundle.read_text())
     data["body"]["source"]["checkpoint"]["head_seq"] += 1

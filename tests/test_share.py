@@ -113,6 +113,16 @@ def test_a_file_larger_than_any_bundle_is_skipped_unread(tmp_path: Path, monkeyp
     assert [e.source_campaign_id for e in imported] == [a.campaign_id]  # the same file, within the cap
 
 
+def test_a_fifo_in_the_folder_is_skipped_without_blocking(tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    os.mkfifo(share / "c-x-000000000001.json")  # opened for reading the usual way, it blocks until a writer comes
+    said: list[str] = []
+    for _ in range(2):
+        ShareFolder(share, said.append).scan(CampaignState(campaign_id="c-other"), "toy", lambda *e: None)
+    assert len(said) == 2 and all("not a regular file" in line for line in said)  # once per runner
+
+
 def test_published_bundles_are_signed_and_trust_picks_whose_are_imported(tmp_path: Path) -> None:
     from ledgerlab.storage.signing import load_or_create_key
 
