@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,9 +56,13 @@ def bundle_name(campaign_id: str, seq: int) -> str:
 
 def write_atomically(path: Path, text: str) -> None:
     """`text` at `path`, all or nothing: a hidden temporary name in the same folder, fsync, then rename."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A fresh random name, created exclusively: whoever else writes to the folder cannot have planted a
+    # symlink there that would make this runner write through it into one of its own user's files.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = Path(name)
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the bundle from other users' campaigns
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -113,6 +113,21 @@ def test_a_file_larger_than_any_bundle_is_skipped_unread(tmp_path: Path, monkeyp
     assert [e.source_campaign_id for e in imported] == [a.campaign_id]  # the same file, within the cap
 
 
+def test_publishing_never_writes_through_a_planted_symlink(tmp_path: Path) -> None:
+    share, victim = tmp_path / "share", tmp_path / "victim.txt"
+    victim.write_text("the runner's user's file")
+    with DuckDBLedger(tmp_path / "a.duckdb") as store:
+        a = toy(store, tmp_path / "a", [{"X": 5.0}], open_share(share)).run()
+        (published,) = share.glob("c-*.json")
+        published.unlink()
+        # The temporary name an earlier version wrote through, which anyone who can write here could guess.
+        (share / f".{published.name}.{os.getpid()}.tmp").symlink_to(victim)
+        ShareFolder(share).publish(a, store)
+    assert victim.read_text() == "the runner's user's file"
+    assert published.is_file() and not published.is_symlink()
+    assert published.stat().st_mode & 0o044 == 0o044  # readable by the other users' campaigns
+
+
 def test_a_fifo_in_the_folder_is_skipped_without_blocking(tmp_path: Path) -> None:
     share = tmp_path / "share"
     share.mkdir()
