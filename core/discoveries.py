@@ -387,10 +387,12 @@ def proposal_events(item: ev.DiscoveryImported, state: CampaignState, domain: Do
 def express(item: ev.DiscoveryImported, base: dict[str, str],
             domain: Domain) -> tuple[dict[str, str] | None, str, str]:
     """(files, a note for the rationale, "") with the change made on `base`, or (None, "", why it cannot be)."""
-    try:
-        return apply_diff(base, item.diff), "", ""
-    except PatchError as exc:
-        failure = str(exc).removeprefix("patch does not apply: ")
+    failure = "the patch is empty"  # only a hand-made bundle has one; an empty diff "applies" as no change
+    if item.diff.strip():
+        try:
+            return apply_diff(base, item.diff), "", ""
+        except PatchError as exc:
+            failure = str(exc).removeprefix("patch does not apply: ")
     if not item.changes:
         return None, "", (f"imported patch does not apply to this incumbent ({failure}), and it has no knob "
                           "changes to re-express it through")

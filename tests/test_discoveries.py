@@ -19,6 +19,7 @@ from ledgerlab.core.executors.local import LocalExecutor
 from ledgerlab.core.knobs import write_knob
 from ledgerlab.core.protocols import Proposal, ProposalContext
 from ledgerlab.core.state import CampaignState, fold
+from ledgerlab.storage import events as ev
 from ledgerlab.storage.ledger import DuckDBLedger
 from ledgerlab.testing import KNOBS, ScriptedProposer, Step, ToyDomain
 
@@ -276,6 +277,20 @@ def test_toy_patches_that_no_longer_apply_are_re_expressed_or_rejected(toy_bundl
     # The imported Y = 5 has no knob changes and its diff expects Y = 3: rejected, saying why.
     assert y5.status == "patch_rejected" and "no knob changes" in y5.reason and "does not apply" in y5.reason
     assert not any(r.hypothesis_id == y5.hypothesis_id for r in state.runs.values())
+
+
+def test_an_empty_patch_is_re_expressed_through_its_knob_changes() -> None:
+    from ledgerlab.core.discoveries import express
+    from ledgerlab.testing import ToyDomain
+
+    domain = ToyDomain()
+    base = domain.baseline()
+    item = ev.DiscoveryImported(hypothesis_id="h-1", source_campaign_id="c-src", source_hypothesis_id="h-0",
+                                domain="toy", rationale="X = 5", diff="", changes={"X": 5.0})
+    files, note, reason = express(item, base, domain)
+    assert files is not None and files != base and "re-expressed" in note and reason == ""
+    files, _, reason = express(item.model_copy(update={"changes": {}}), base, domain)
+    assert files is None and "the patch is empty" in reason and "no knob changes" in reason
 
 
 def test_queued_imports_start_only_a_campaign_of_their_domain(bundle: Path, tmp_path: Path) -> None:
