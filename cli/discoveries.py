@@ -58,7 +58,7 @@ def export_discoveries(directory: str | None, campaign: str | None, out: Path | 
     from ledgerlab.storage.signing import usable_key
 
     body = source_body(Project.at(directory).ledger_path, campaign)
-    key = usable_key(lambda line: typer.echo(f"warning: {line}", err=True), "the bundle is")
+    key = usable_key(lambda line: typer.echo(f"warning: {line}", err=True), "the bundle is not signed")
     text = bundle_text(body, key)
     count = len(body["discoveries"])
     if out is None:

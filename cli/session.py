@@ -29,7 +29,8 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
     from ledgerlab.storage.signing import CheckpointSigner
 
     project = Project.at(directory)
-    shared = _share(share, trust)
+    signer = CheckpointSigner(warn=_warn)  # the runner's key: its checkpoints and the bundles it shares
+    shared = _share(share, trust, signer)
     # serve_readers: the file stays open for the whole campaign and other processes' queries are answered on
     # its socket (storage/server.py), so no reader can lock the campaign out of its ledger.
     with only_runner(project) as lock, DuckDBLedger(project.ledger_path, guard=lock.check) as store, \
@@ -45,7 +46,7 @@ def run_session(directory: str | None, overrides: dict[str, Any], *, agents: int
         printer = _Printer(quiet, project.runs_dir, domain.metric.name)
         camp = Campaign(store, domain, config, agents=team, executor=executor, runs_dir=project.runs_dir,
                         campaign_id=campaign_id, domain_name=config.domain, on_event=printer,
-                        signer=CheckpointSigner(warn=_warn), on_error=_stopping, share=shared)
+                        signer=signer, on_error=_stopping, share=shared)
         printer.numbers.update({h.hypothesis_id: h.number for h in camp.state.hypotheses.values()})  # resume: #n
         verb = "resuming" if camp.state.started else "starting"
         console.print(f"[bold]{verb}[/bold] campaign {camp.campaign_id} ({config.domain}, judge "
@@ -75,7 +76,7 @@ def only_runner(project: Project) -> Iterator[RunnerLock]:
         yield lock
 
 
-def _share(folder: Path | None, trust: Sequence[str]) -> Any:
+def _share(folder: Path | None, trust: Sequence[str], signer: Any) -> Any:
     """`--share DIR`: the share folder this runner publishes to and imports from (core/sharing.py); with
     `--trust KEY`s, it imports only bundles those keys signed."""
     if folder is None:
@@ -86,7 +87,7 @@ def _share(folder: Path | None, trust: Sequence[str]) -> Any:
     from ledgerlab.storage.signing import normalize_public_key
 
     trusted = frozenset(normalize_public_key(key) for key in trust)
-    return open_share(folder.expanduser(), warn=_warn, trusted=trusted)
+    return open_share(folder.expanduser(), warn=_warn, trusted=trusted, signer=signer)
 
 
 def _stopping(reason: str) -> None:

@@ -137,14 +137,16 @@ def _pct(x: Any) -> str:
 
 def _level(state: CampaignState, h: HypothesisRecord) -> str:
     """The level the hypothesis was tested at, and the stream it came from."""
+    from ledgerlab.core import alpha
+    from ledgerlab.core.holdback import recorded_settings
+
     level = h.verdict.details.get("alpha") if h.verdict is not None else None
-    if level is None:
+    if level is None or state.started is None:
         return "n/a"
-    judge = state.started.judge if state.started is not None else {}
-    if h.hypothesis_id in state.imports and judge.get("import_alpha", 0):
-        policy = judge.get("import_alpha_policy") or judge.get("alpha_policy")
-        return f"{fmt(level)} (the imports' stream, {policy})"
-    return f"{fmt(level)} (the campaign's own stream, {judge.get('alpha_policy')})"
+    settings = recorded_settings(state.started.judge)
+    if alpha.in_imports_stream(settings, state.imports, h.hypothesis_id):
+        return f"{fmt(level)} (the imports' stream, {alpha.imports_policy(settings)})"
+    return f"{fmt(level)} (the campaign's own stream, {settings.alpha_policy})"
 
 
 def _verdict_table(state: CampaignState, h: HypothesisRecord) -> Any:

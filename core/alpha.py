@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING
 
 from ledgerlab.errors import ConfigError
@@ -148,6 +148,16 @@ def next_alpha(settings: JudgeSettings, index: int, accepted: Sequence[int], his
     return campaign_alpha(settings)
 
 
+def in_imports_stream(settings: JudgeSettings, imports: Container[str], hypothesis_id: str) -> bool:
+    """Whether the hypothesis's level comes from the imports' stream: an import, where imports have one."""
+    return settings.import_alpha > 0 and hypothesis_id in imports
+
+
+def imports_policy(settings: JudgeSettings) -> str | None:
+    """The imports' stream's policy: its own, else (campaigns before v5) the campaign's."""
+    return settings.import_alpha_policy or settings.alpha_policy
+
+
 def import_level(settings: JudgeSettings, stream: Sequence[tuple[int, float | None, bool | None]]) -> float:
     """Level of an imported discovery, in the imports' own stream (`import_alpha` > 0).
 
@@ -158,7 +168,7 @@ def import_level(settings: JudgeSettings, stream: Sequence[tuple[int, float | No
     discovery rate under alpha + import_alpha: the false share of a union is at most the sum of the shares.
     """
     s = settings.model_copy(update={"alpha": settings.import_alpha, "fdr_flat": settings.import_flat,
-                                        "alpha_policy": settings.import_alpha_policy or settings.alpha_policy})
+                                        "alpha_policy": imports_policy(settings)})
     if s.alpha_policy == "fdr":
         return addis_alpha(s, history(stream, s.fdr_lambda, s.fdr_tau))
     if s.alpha_policy == "lord":

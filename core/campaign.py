@@ -461,8 +461,8 @@ class Campaign:
         from nor earns for."""
         s = self.settings
         split = s.import_alpha > 0 and bool(self.state.imports)
-        if split and record.hypothesis_id in self.state.imports:
-            if s.import_alpha_policy == "investing":
+        if alpha.in_imports_stream(s, self.state.imports, record.hypothesis_id):
+            if alpha.imports_policy(s) == "investing":
                 return alpha.investing_level(s, self._spent_by_imports_before(record))
             return alpha.import_level(s, self.state.stream_before(record, imported=True))
         stream = self.state.stream_before(record, imported=False if split else None)

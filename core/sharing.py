@@ -38,7 +38,7 @@ from ledgerlab.core.discoveries import (
 from ledgerlab.core.state import CampaignState
 from ledgerlab.errors import LedgerlabError
 from ledgerlab.storage.ledger import EventStore
-from ledgerlab.storage.signing import SigningKey, usable_key
+from ledgerlab.storage.signing import CheckpointSigner
 
 SUFFIX = ".json"
 # An idle loop (its agents busy, its runs in flight) lists the folder at most this often; a hypothesis decided
@@ -86,11 +86,11 @@ class ShareFolder:
     what it imported is in the ledger)."""
 
     def __init__(self, folder: Path, warn: Warn | None = None, scan_every_s: float = SCAN_EVERY_S,
-                 trusted: frozenset[str] = frozenset()) -> None:
+                 trusted: frozenset[str] = frozenset(), signer: CheckpointSigner | None = None) -> None:
         self.folder, self.scan_every_s, self.trusted = folder, scan_every_s, trusted
-        self._key: SigningKey | None = None
-        self._key_tried = False  # a key that cannot be loaded is warned about once, then bundles go unsigned
         self._warn = warn or (lambda _line: None)
+        # The runner's key, the one its checkpoints use (pass the campaign's signer: one load, one warning).
+        self.signer = signer or CheckpointSigner(warn=self._warn)
         self._warned: set[str] = set()
         self._seen: dict[str, tuple[int, int]] = {}  # file name -> (mtime_ns, size) when it was read
         self._accepts = -1  # accepts in the state at the last publish: -1 so a (re)started runner catches up
@@ -130,17 +130,10 @@ class ShareFolder:
             if path.exists():
                 continue
             try:
-                write_atomically(path, bundle_text({**body, "discoveries": [found]}, self._signing_key()))
+                write_atomically(path, bundle_text({**body, "discoveries": [found]}, self.signer.key()))
             except OSError as exc:
                 self._once(str(path), f"cannot publish #{found['number']} to {path}: {exc.strerror or exc}; "
                                       "the campaign goes on, and its next accept tries again")
-
-    def _signing_key(self) -> SigningKey | None:
-        """The runner's key (the one its checkpoints use), loaded once; without one, bundles go out unsigned."""
-        if not self._key_tried:
-            self._key_tried = True
-            self._key = usable_key(self._warn, f"bundles published to {self.folder} are")
-        return self._key
 
     # ---------------------------------------------------------------------------------------- import
 
@@ -209,7 +202,8 @@ def _version() -> str:
 
 
 
-def open_share(path: Path, warn: Warn | None = None, trusted: frozenset[str] = frozenset()) -> ShareFolder:
+def open_share(path: Path, warn: Warn | None = None, trusted: frozenset[str] = frozenset(),
+               signer: CheckpointSigner | None = None) -> ShareFolder:
     """The share folder at `path` (made when missing), or a one-line error when this runner cannot use it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -217,4 +211,4 @@ def open_share(path: Path, warn: Warn | None = None, trusted: frozenset[str] = f
         raise LedgerlabError(f"--share {path}: cannot make the share folder: {exc.strerror or exc}") from None
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise LedgerlabError(f"--share {path}: this user cannot read and write that folder")
-    return ShareFolder(path.resolve(), warn, trusted=trusted)
+    return ShareFolder(path.resolve(), warn, trusted=trusted, signer=signer)

@@ -224,27 +224,30 @@ class CheckpointSigner:
     def __init__(self, path: Path | None = None, warn: Callable[[str], None] | None = None) -> None:
         self.path, self.warn = path, warn or _to_stderr
         self._key: SigningKey | None = None
-        self._failed = False
+        self._tried = False
+
+    def key(self) -> SigningKey | None:
+        """The key, loaded once; None when there is none usable. A runner's shared bundles use it too
+        (core/sharing.py), so a missing key is one warning for both."""
+        if not self._tried:
+            self._tried = True
+            self._key = usable_key(self.warn, "the ledger's checkpoints (and any bundles it shares) are not "
+                                              "signed in this session", self.path)
+        return self._key
 
     def checkpoint(self, head_seq: int, head_hash: str) -> CheckpointSigned | None:
         """A signed checkpoint of the head, or None when there is no usable key."""
-        if self._failed:
-            return None
-        try:
-            self._key = self._key or load_or_create_key(self.path)
-            return self._key.checkpoint(head_seq, head_hash)
-        except Exception as exc:  # noqa: BLE001 - a missing signature is reported, never fatal
-            self._failed = True
-            self.warn(f"the ledger's checkpoints are not signed in this session: {exc}")
-            return None
+        key = self.key()
+        return key.checkpoint(head_seq, head_hash) if key is not None else None
 
 
-def usable_key(warn: Callable[[str], None], unsigned: str) -> SigningKey | None:
-    """The local key, or None after one warning that says what goes out unsigned (`unsigned`) and why."""
+def usable_key(warn: Callable[[str], None], unsigned: str, path: Path | None = None) -> SigningKey | None:
+    """The key at `path` (default: the local key), or None after one warning: `unsigned` (what goes out
+    unsigned), and why."""
     try:
-        return load_or_create_key()
-    except SigningKeyError as exc:
-        warn(f"{unsigned} not signed: {exc}")
+        return load_or_create_key(path)
+    except Exception as exc:  # noqa: BLE001 - a missing signature is reported, never fatal
+        warn(f"{unsigned}: {exc}")
         return None
 
 
