@@ -148,11 +148,10 @@ def import_(
     from ledgerlab.core.discoveries import import_events
     from ledgerlab.core.state import fold
     from ledgerlab.storage.ledger import DuckDBLedger
-    from ledgerlab.storage.signing import normalize_public_key
+    from ledgerlab.storage.signing import trusted_keys
 
     with user_errors():
-        trusted = frozenset(normalize_public_key(key) for key in trust or [])
-        bundle, name = load_source(source, from_campaign, trusted)  # checked before this folder is touched
+        bundle, name = load_source(source, from_campaign, trusted_keys(trust or []))  # checked before this folder is touched
         project = Project.at(dir)
         if not project.config_path.exists() and not project.ledger_path.exists():
             raise LedgerlabError(f"{project.root} is not a ledgerlab project: `ledgerlab init "

@@ -84,10 +84,9 @@ def _share(folder: Path | None, trust: Sequence[str], signer: Any) -> Any:
             raise ConfigError("--trust picks whose bundles a share folder's campaign imports: give --share DIR too")
         return None
     from ledgerlab.core.sharing import open_share
-    from ledgerlab.storage.signing import normalize_public_key
+    from ledgerlab.storage.signing import trusted_keys
 
-    trusted = frozenset(normalize_public_key(key) for key in trust)
-    return open_share(folder.expanduser(), warn=_warn, trusted=trusted, signer=signer)
+    return open_share(folder.expanduser(), warn=_warn, trusted=trusted_keys(trust), signer=signer)
 
 
 def _stopping(reason: str) -> None:

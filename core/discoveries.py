@@ -230,7 +230,7 @@ def read_bundle(text: str, name: str) -> Bundle:
     except ValueError as exc:  # not JSON, or a number too long to convert
         raise LedgerlabError(f"{name} is not a discoveries bundle: not JSON ({str(exc)[:120]})") from None
     except RecursionError:  # JSON nested thousands deep: no bundle is, and the parser gives up
-        raise LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read") from None
+        raise _too_deep(name) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LedgerlabError(f"{name} is not a discoveries bundle (no \"format\": \"{FORMAT}\"); write one with "
                              "`ledgerlab export --format discoveries`")
@@ -246,7 +246,7 @@ def read_bundle(text: str, name: str) -> Bundle:
         raise IntegrityError(f"{name} holds text that is not valid Unicode: it was not written by `ledgerlab "
                              "export`; nothing was imported") from None
     except RecursionError:  # nested just shallow enough to parse, too deep to serialize from a deeper stack
-        raise LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read") from None
+        raise _too_deep(name) from None
     if claimed != actual:
         raise IntegrityError(f"{name} fails its integrity check: its body hashes to {actual[:19]}…, not to the "
                              f"recorded {str(claimed)[:19]}…: it was changed after export; nothing was imported")
@@ -260,6 +260,10 @@ def read_bundle(text: str, name: str) -> Bundle:
     if checkpoint is not None:
         _check_signature(checkpoint, name)
     return Bundle(content_hash=actual, body=parsed, signer=_signer(data, actual, name))
+
+
+def _too_deep(name: str) -> LedgerlabError:
+    return LedgerlabError(f"{name} is not a discoveries bundle: its JSON is nested too deep to read")
 
 
 def _signer(data: dict[str, Any], digest: str, name: str) -> str | None:

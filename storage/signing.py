@@ -16,7 +16,7 @@ import hashlib
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,6 +161,11 @@ def _is_public_hex(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
+def trusted_keys(keys: Iterable[str]) -> frozenset[str]:
+    """The public keys given with `--trust`, normalized (SigningKeyError names one that is not a key)."""
+    return frozenset(normalize_public_key(key) for key in keys)
+
+
 def normalize_public_key(text: str) -> str:
     """A public key given on the command line (64 hex digits), lower-cased; SigningKeyError otherwise."""
     key = text.strip().lower()
@@ -184,31 +189,34 @@ def checkpoint_message(head_seq: int, head_hash: str) -> bytes:
 
 def signature_valid(event: CheckpointSigned) -> bool:
     """Whether the checkpoint's signature is its public key's over its head (says nothing of trust)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     try:
-        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(event.public_key))
-        public.verify(bytes.fromhex(event.signature), checkpoint_message(event.head_seq, event.head_hash))
-    except (InvalidSignature, ValueError, UnicodeEncodeError):
+        message = checkpoint_message(event.head_seq, event.head_hash)
+    except ValueError:  # a head hash that is not ASCII: no checkpoint ledgerlab wrote
         return False
-    return key_id(event.public_key) == event.key_id
+    return _verifies(event.public_key, event.signature, message) and key_id(event.public_key) == event.key_id
 
 
 def bundle_signature_valid(signature: object, content_hash: str) -> bool:
     """Whether a bundle's `signature` ({"public_key", "key_id", "signature"}) is its key's over `content_hash`."""
+    if not isinstance(signature, dict):
+        return False
+    public_key, signed = signature.get("public_key"), signature.get("signature")
+    if not isinstance(public_key, str) or not isinstance(signed, str):
+        return False
+    message = BUNDLE_DOMAIN + content_hash.encode("ascii")
+    return _verifies(public_key, signed, message) and key_id(public_key) == signature.get("key_id")
+
+
+def _verifies(public_key: str, signature: str, message: bytes) -> bool:
+    """Whether `signature` (hex) is the Ed25519 key `public_key`'s (hex) over `message`."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if not isinstance(signature, dict):
-        return False
     try:
-        public_key, signed = str(signature["public_key"]), str(signature["signature"])
-        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
-        public.verify(bytes.fromhex(signed), BUNDLE_DOMAIN + content_hash.encode("ascii"))
-    except (KeyError, InvalidSignature, ValueError, UnicodeEncodeError):
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(bytes.fromhex(signature), message)
+    except (InvalidSignature, ValueError):
         return False
-    return key_id(public_key) == signature.get("key_id")
+    return True
 
 
 # ---------------------------------------------------------------------------------- for a campaign
