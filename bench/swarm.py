@@ -23,6 +23,8 @@ source already sent it to everyone). Afterwards, and only then, the market's tru
 * false discoveries: incumbent changes (own accepts, adoptions, accepted imports) whose true lift over the
   incumbent they replaced is at most +0.1% (bench/decisions.py's FD_TOLERANCE); and how many of the false
   own accepts reached another campaign's incumbent ("spread");
+* true revenue per visitor of the final page (relative to the baseline's), and the changes that truly lowered it
+  by more than 0.1%: the revenue guardrail, on by default, exists to refuse those, and counts its vetoes;
 * time to a real discovery: the campaign's visitors (and round) when its incumbent first took a change of
   true lift above +0.1%, own or shared.
 
@@ -233,7 +235,8 @@ def swarm(index: int, arm: str, args: argparse.Namespace, domain: Any, tmp: Path
 def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[str, Any]:
     """The campaign against the truth: every incumbent change, when it came, whence, and its true lift."""
     rate = lambda files: market.true_effects(files)["conversion_rate"]  # noqa: E731
-    base = rate(template_variant())
+    rpv = lambda files: market.true_effects(files)["revenue_per_visitor"]  # noqa: E731
+    base, base_rpv = rate(template_variant()), rpv(template_variant())
     state = CampaignState(campaign_id=member.campaign_id)
     changes: list[dict[str, Any]] = []
     round_no = 1
@@ -245,38 +248,44 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
         if not isinstance(event, ev.IncumbentChanged):
             continue
         h = state.hypotheses[event.hypothesis_id]
-        before, after = rate(cb.files_of(state, event.previous_candidate_id)), rate(cb.files_of(state, event.candidate_id))
+        old, new = cb.files_of(state, event.previous_candidate_id), cb.files_of(state, event.candidate_id)
+        before, after = rate(old), rate(new)
         item = state.imports.get(h.hypothesis_id)
         changes.append({
             "hypothesis": h.number, "kind": _kind(h.proposer, h.agent), "changes": h.changes,
             "source": [item.source_campaign_id, item.source_hypothesis_id] if item else None,
             "hypothesis_id": h.hypothesis_id, "true_lift_rel": after / before - 1.0,
             "lift_rel_after": after / base - 1.0, "units": state.units, "round": round_no,
+            "true_rpv_rel": rpv(new) / rpv(old) - 1.0,
         })
-    final = rate(cb.files_of(member.state, member.state.incumbent_id))
+    final_files = cb.files_of(member.state, member.state.incumbent_id)
+    final = rate(final_files)
     real = [c for c in changes if c["true_lift_rel"] > FD_TOLERANCE]
     hyps = member.state.hypotheses.values()
     return {
         "arm": arm, "market": index, "campaign": k, "campaign_id": member.campaign_id, "seed": member.config.seed,
         **cb.campaign_counts(member.state), "base_rate": base, "final_rate": final, "lift_rel": final / base - 1.0,
+        "rpv_lift_rel": rpv(final_files) / base_rpv - 1.0,
         "changes": changes, "fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in changes),
         "imports": len(member.state.imports),
         "received": [[i.source_campaign_id, i.source_hypothesis_id, member.state.hypotheses[hid].status
                       if hid in member.state.hypotheses else "queued"] for hid, i in member.state.imports.items()],
         "imports_tested": sum(h.proposer == discoveries.PROPOSER and h.status in ("accepted", "rejected") for h in hyps),
         "imports_accepted": sum(h.proposer == discoveries.PROPOSER and h.status == "accepted" for h in hyps),
-        "tested_imports": tested_imports(member.state, rate),
+        "tested_imports": tested_imports(member.state, rate, rpv),
         "first_real_units": real[0]["units"] if real else None, "first_real_round": real[0]["round"] if real else None,
     }
 
 
-def tested_imports(state: CampaignState, rate: Any) -> list[dict[str, Any]]:
+def tested_imports(state: CampaignState, rate: Any, rpv: Any) -> list[dict[str, Any]]:
     """Each import this campaign's judge decided: its true lift over the incumbent it was tested against."""
     out = []
     for h in state.hypotheses.values():
         if h.proposer == discoveries.PROPOSER and h.candidate_id and h.verdict and h.verdict.test != "stale":
-            lift = rate(cb.files_of(state, h.candidate_id)) / rate(cb.files_of(state, h.parent_candidate_id)) - 1.0
-            out.append({"hypothesis": h.number, "status": h.status, "true_lift_rel": lift, "test": h.verdict.test,
+            new, old = cb.files_of(state, h.candidate_id), cb.files_of(state, h.parent_candidate_id)
+            out.append({"hypothesis": h.number, "status": h.status, "true_lift_rel": rate(new) / rate(old) - 1.0,
+                        "true_rpv_rel": rpv(new) / rpv(old) - 1.0, "test": h.verdict.test,
+                        "vetoed": bool(h.verdict.details.get("guardrail_veto")),
                         "looks": h.verdict.looks, "n_candidate": h.verdict.n_candidate,
                         "futility": h.verdict.reason.startswith("futility")})
     return out
@@ -317,6 +326,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     reached, chances = spread(rows)
     return {
         "campaigns": len(rows), "lift_rel": cb.mean_ci([r["lift_rel"] for r in rows]),
+        "rpv_lift_rel": cb.mean_ci([r["rpv_lift_rel"] for r in rows]),
+        "revenue_harms": sum(_harms(c) for c in changes), "shared_revenue_harms": sum(_harms(c) for c in shared),
         "changes_per_campaign": cb.mean_ci([len(r["changes"]) for r in rows]),
         "changes": len(changes), "fd": fd, "fd_share": cb.wilson(fd, len(changes)),
         "own_changes": len(changes) - len(shared),
@@ -333,6 +344,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _harms(change: dict[str, Any]) -> bool:
+    """Whether a change truly lowered revenue per visitor (by more than the FD tolerance): the revenue guardrail,
+    on by default in the marketing domain, is there to refuse such a change."""
+    return bool(change["true_rpv_rel"] < -FD_TOLERANCE)
+
+
 def reverified(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How the importers' judges met the imports they tested: real ones accepted, false ones rejected."""
     tests = [t for r in rows for t in r.get("tested_imports", [])]
@@ -343,15 +360,18 @@ def reverified(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "real_imports_futility": sum(t["futility"] for t in real),
             "false_imports_accepted": cb.wilson(sum(t["status"] == "accepted" for t in false), len(false)),
             "false_imports_tested": len(false),
-            "real_import_lift": cb.mean_ci([t["true_lift_rel"] for t in real])}
+            "real_import_lift": cb.mean_ci([t["true_lift_rel"] for t in real]),
+            "vetoed_imports": sum(t["vetoed"] for t in tests),
+            "vetoed_imports_harming": sum(t["vetoed"] and t["true_rpv_rel"] < -FD_TOLERANCE for t in tests)}
 
 
-def paired(rows: dict[str, list[dict[str, Any]]], a: str, b: str) -> tuple[float | None, float | None, float | None]:
-    """Lift of arm a minus arm b, each market's campaigns averaged, with a t interval over markets."""
+def paired(rows: dict[str, list[dict[str, Any]]], a: str, b: str,
+           key: str = "lift_rel") -> tuple[float | None, float | None, float | None]:
+    """Lift (or `key`) of arm a minus arm b, each market's campaigns averaged, with a t interval over markets."""
     def per_market(arm: str) -> dict[int, float]:
         out: dict[int, list[float]] = {}
         for r in rows[arm]:
-            out.setdefault(r["market"], []).append(r["lift_rel"])
+            out.setdefault(r["market"], []).append(r[key])
         return {m: sum(v) / len(v) for m, v in out.items()}
 
     ma, mb = per_market(a), per_market(b)
@@ -364,6 +384,7 @@ def targets(summary: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> d
     out = {
         "verify_lift_ge_blind": b["lift_rel"][0] >= a["lift_rel"][0],
         "verify_minus_blind": paired(rows, "verify", "blind"),
+        "verify_minus_blind_rpv": paired(rows, "verify", "blind", "rpv_lift_rel"),
         "verify_fd_le_10pct": b["fd_share"][0] is not None and b["fd_share"][0] <= FD_TARGET,
         "blind_spreads_every_false": a["false_spread"]["reached"] == a["false_spread"]["chances"],
         "blind_false_received": a["false_spread"]["chances"],
@@ -400,7 +421,16 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
     print("false discovery: an incumbent change of true lift <= +0.1% over the incumbent it replaced; "
           "spread: of the false accepts another campaign received (not a no-op there), those it adopted; "
           "95% intervals (t for means, Wilson for shares)")
+    revenue = [[arm, cb.fmt_ci(s["rpv_lift_rel"], suffix="%", **pct),
+                f"{s['revenue_harms']}/{s['changes']}", f"{s['shared_revenue_harms']}/{s['shared_changes']}"]
+               for arm, s in summary.items()]
+    print(cb.table(revenue, ["arm", "true revenue/visitor of final", "changes that cut revenue/visitor",
+                             "of them shared (adopted or accepted imports)"]))
+    print("the revenue guardrail (the marketing default) refuses a change that lowers revenue per visitor; a change "
+          "counts as cutting it when its true revenue per visitor is lower by more than 0.1%")
     v = summary["verify"]
+    print(f"verify: {v.get('vetoed_imports', 0)} imports vetoed by the importer's revenue guardrail after passing its "
+          f"conversion test ({v.get('vetoed_imports_harming', 0)} of them truly cut revenue per visitor)")
     print(f"verify: {v['imports']} imports, {v['imports_tested']} tested by the importer's judge, "
           f"{v['imports_accepted']} accepted; real ones (true lift there > +0.1%, mean "
           f"{cb.fmt_ci(v['real_import_lift'], suffix='%', **pct)}) accepted "
@@ -411,6 +441,9 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
     print(f"\nGoal: {'MET' if goal['met'] else 'MISSED'}")
     print(f"  verify lift >= blind lift: {goal['verify_lift_ge_blind']} "
           f"(verify - blind {cb.fmt_ci(goal['verify_minus_blind'], **pp)} pp, paired by market)")
+    if goal.get("verify_minus_blind_rpv"):
+        print(f"  (beside it, true revenue per visitor: verify - blind "
+              f"{cb.fmt_ci(goal['verify_minus_blind_rpv'], **pp)} pp)")
     print(f"  verify false discoveries <= {FD_TARGET:.0%}: {goal['verify_fd_le_10pct']} "
           f"({cb.fmt_ci(v['fd_share'], suffix='%', **pct)})")
     sp = summary["blind"]["false_spread"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,14 @@ def test_scores_and_summary(swarms: dict[str, list[sw.Member]]) -> None:
             assert kinds <= {"own", {"blind": "adopted", "verify": "imported", "none": "own"}[arm]}
             if r["changes"]:
                 assert r["lift_rel"] == pytest.approx(r["changes"][-1]["lift_rel_after"])
+            # The final page's revenue per visitor is the baseline's times each change's true ratio.
+            assert 1 + r["rpv_lift_rel"] == pytest.approx(math.prod(1 + c["true_rpv_rel"] for c in r["changes"]))
     summary = {arm: sw.summarize(rs) for arm, rs in rows.items()}
     reached, chances = summary["blind"]["false_spread"]["reached"], summary["blind"]["false_spread"]["chances"]
     assert reached == chances  # blind adoption spreads every false accept
+    for arm, rs in rows.items():
+        cuts = sum(c["true_rpv_rel"] < -sw.FD_TOLERANCE for r in rs for c in r["changes"])
+        assert summary[arm]["revenue_harms"] == cuts
     goal = sw.targets(summary, rows)
     assert isinstance(goal["met"], bool) and goal["verify_minus_blind"][0] is not None
+    assert goal["verify_minus_blind_rpv"][0] is not None
