@@ -267,14 +267,21 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
         **cb.campaign_counts(member.state), "base_rate": base, "final_rate": final, "lift_rel": final / base - 1.0,
         "rpv_lift_rel": rpv(final_files) / base_rpv - 1.0,
         "changes": changes, "fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in changes),
-        "imports": len(member.state.imports),
+        "imports": len(received(member.state)),
         "received": [[i.source_campaign_id, i.source_hypothesis_id, member.state.hypotheses[hid].status
-                      if hid in member.state.hypotheses else "queued"] for hid, i in member.state.imports.items()],
+                      if hid in member.state.hypotheses else "queued"] for hid, i in received(member.state).items()],
         "imports_tested": sum(h.proposer == discoveries.PROPOSER and h.status in ("accepted", "rejected") for h in hyps),
         "imports_accepted": sum(h.proposer == discoveries.PROPOSER and h.status == "accepted" for h in hyps),
         "tested_imports": tested_imports(member.state, rate, rpv),
         "first_real_units": real[0]["units"] if real else None, "first_real_round": real[0]["round"] if real else None,
     }
+
+
+def received(state: CampaignState) -> dict[str, ev.DiscoveryImported]:
+    """Each shared change the campaign imported, by its last attempt (an import whose test went stale is queued
+    again under a new hypothesis)."""
+    last = {(i.source_campaign_id, i.source_hypothesis_id): (hid, i) for hid, i in state.imports.items()}
+    return dict(last.values())
 
 
 def tested_imports(state: CampaignState, rate: Any, rpv: Any) -> list[dict[str, Any]]:

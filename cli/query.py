@@ -169,7 +169,8 @@ def summarize(event_type: str, payload: str) -> str:
         "IncumbentChanged": lambda: f"{short('candidate_id')} from {short('hypothesis_id')} "
                                     f"replaces {short('previous_candidate_id')}",
         "DiscoveryImported": lambda: f"{short('hypothesis_id')} from {p.get('source_campaign_id')} "
-                                     f"#{p.get('source_number')}: {clip(p.get('rationale'))}",
+                                     f"#{p.get('source_number')}: {clip(p.get('rationale'))}"
+                                     + (f" (again: {str(p['retry_of'])[:12]} went stale)" if p.get("retry_of") else ""),
         "LLMCallCompleted": lambda: f"{p.get('model')} {p.get('prompt_tokens')}+{p.get('completion_tokens')} tokens "
                                     f"{'ok' if p.get('ok') else 'error: ' + clip(p.get('error'))}",
         "ProposerFailed": lambda: f"agent {p.get('agent')} ({p.get('proposer')}) failed, {p.get('consecutive')} in a "

@@ -231,6 +231,9 @@ class _Printer:
         if isinstance(e, ev.VerdictReached):
             color = "green" if e.decision == "accept" else "red"
             return f"#{self.numbers.get(e.hypothesis_id, '?')} [{color}]{e.decision}[/{color}]: {q(clip(e.reason, 160))}"
+        if isinstance(e, ev.DiscoveryImported) and e.retry_of:
+            return (f"imported #{e.source_number} of {q(e.source_campaign_id)} queued again: the incumbent changed "
+                    f"while #{self.numbers.get(e.retry_of, '?')} tested it")
         if isinstance(e, ev.DiscoveryImported):  # from `ledgerlab import`, or a share folder while running
             return (f"imported #{e.source_number} of {q(e.source_campaign_id)}: {q(clip(e.rationale, 100))} "
                     f"(queued: this campaign's judge tests it)")

@@ -487,8 +487,14 @@ class Campaign:
     def _verdict(self, record: HypothesisRecord, j: Judgement, checks: Sequence[GuardrailCheck] = (),
                  vetoed: bool = False) -> None:
         seeds = (r.seed for r in self.state.runs.values())
-        self._append(*verdicts.verdict_events(record, j, alpha=self._alpha(record), judge=self.judge.name,
-                                              seeds=seeds, checks=checks, vetoed=vetoed))
+        events = verdicts.verdict_events(record, j, alpha=self._alpha(record), judge=self.judge.name,
+                                         seeds=seeds, checks=checks, vetoed=vetoed)
+        item = self.state.imports.get(record.hypothesis_id)
+        if item is not None and j.test == "stale":
+            # A stale test said nothing about the import (an own idea moved the incumbent first): queue it again,
+            # in the same append, so no crash can lose it between the two.
+            events.append(discoveries.retry(item))
+        self._append(*events)
 
     # ------------------------------------------------------------------------------------ proposing
 

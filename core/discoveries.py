@@ -362,6 +362,13 @@ def check_queued_domain(state: CampaignState, domain: str | None) -> None:
 
 
 
+def retry(item: ev.DiscoveryImported) -> ev.DiscoveryImported:
+    """The same import queued again, as a new hypothesis: its earlier attempt went stale, untested."""
+    from ledgerlab.core.proposals import new_hypothesis_id
+
+    return item.model_copy(update={"hypothesis_id": new_hypothesis_id(), "retry_of": item.hypothesis_id})
+
+
 def agent_of(item: ev.DiscoveryImported) -> str:
     """The agent an imported hypothesis is recorded under."""
     return f"imported:{item.source_campaign_id}"
@@ -373,6 +380,8 @@ def proposal_events(item: ev.DiscoveryImported, state: CampaignState, domain: Do
     incumbent = state.incumbent_id
     base = files_of(incumbent)
     files, note, reason = express(item, base, domain)
+    if item.retry_of in state.hypotheses:
+        note += f" (tested again: the incumbent changed while #{state.hypotheses[item.retry_of].number} tested it)"
 
     def proposed(diff: str, rationale: str) -> ev.HypothesisProposed:
         return ev.HypothesisProposed(hypothesis_id=item.hypothesis_id, agent=agent_of(item), proposer=PROPOSER,

@@ -222,6 +222,9 @@ class DiscoveryImported(Event):
     # Where it came from: the bundle's content hash, the source's event seqs and hashes, its ledger head and
     # last signed checkpoint, the source verdict and run design.
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # Set on a second attempt: the hypothesis of the attempt whose test went stale (this campaign's incumbent
+    # changed while it was tested), so the change had no verdict of its own here yet.
+    retry_of: str | None = None
 
 
 # -------------------------------------------------------------------------------------------- LLMs

@@ -302,3 +302,27 @@ def test_a_proposal_prints_when_its_first_run_starts_after_the_baseline(monkeypa
              for text in ("baseline base0000", "run r1 baseline", "val_bpb 4.0123", "#1", "run r2 candidate")]
     assert order == sorted(order), lines
     assert "run r2 finished: val_bpb 3.9 in 17.0 s" in buffer.getvalue()
+
+
+def test_an_import_queued_again_after_a_stale_test_says_so(monkeypatch: object) -> None:
+    from ledgerlab.cli import session
+    from ledgerlab.storage import events as ev
+
+    console, buffer = _console()
+    monkeypatch.setattr(session, "console", console)  # type: ignore[attr-defined]
+    printer = session._Printer(quiet=False, runs_dir=None)
+    item = ev.DiscoveryImported(hypothesis_id="h1", source_campaign_id="c-source", source_hypothesis_id="h-s",
+                                source_number=4, domain="toy", rationale="X: 2 → 5", diff="")
+    events = [ev.CampaignStarted(domain="toy", metric={"name": "loss"}, baseline_files={},
+                                 baseline_candidate_id="base0000"),
+              item,
+              ev.HypothesisProposed(hypothesis_id="h1", proposer="imported", rationale="X: 2 → 5",
+                                    parent_candidate_id="base0000", diff=""),
+              ev.VerdictReached(hypothesis_id="h1", decision="reject", test="stale", reason="stale: the incumbent moved"),
+              item.model_copy(update={"hypothesis_id": "h2", "retry_of": "h1"})]
+    for e in events:
+        printer(_stored(e))
+    printer.close()
+    out = buffer.getvalue()
+    assert "imported #4 of c-source: X: 2 → 5 (queued: this campaign's judge tests it)" in out
+    assert "imported #4 of c-source queued again: the incumbent changed while #1 tested it" in out

@@ -436,3 +436,48 @@ def test_an_import_this_campaign_rejected_is_re_tested_on_fresh_seeds(toy_bundle
              for h in (own.hypothesis_id, x5.hypothesis_id)}
     assert seeds[own.hypothesis_id] and seeds[x5.hypothesis_id]
     assert not seeds[own.hypothesis_id] & seeds[x5.hypothesis_id]
+
+
+def test_an_import_that_went_stale_is_tested_again_on_the_new_incumbent(toy_bundle: Path, tmp_path: Path) -> None:
+    from ledgerlab.core.campaign import open_campaign_id
+
+    target = tmp_path / "target"
+    domain = ToyDomain(seed_noise=0.0)
+
+    def campaign(store: Any, script: list[Step], campaign_id: str | None = None) -> Campaign:
+        config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 4})
+        # Two slots: an import is tested beside the campaign's own idea, so the own idea's accept can make the
+        # import's test stale (its incumbent is gone) before the import reaches a look.
+        return Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer(script, consume=True))],
+                        executor=LocalExecutor(domain, workers=2), runs_dir=tmp_path / "runs", campaign_id=campaign_id)
+
+    with DuckDBLedger(ledger(target)) as store:  # the own idea Y = 5 is half-way through its test
+        camp = campaign(store, [{"Y": 5}])
+        finished: list[str] = []
+
+        def pause_after_two_runs(row: ev.StoredEvent) -> None:
+            if row.type == "RunFinished":
+                finished.append(row.type)
+                if len(finished) == 3:  # the incumbent's first run and two of the candidate's
+                    camp.request_stop("test")
+
+        camp.on_event = pause_after_two_runs
+        assert camp.run().status == "paused"
+    assert cli("import", str(toy_bundle), "--dir", str(target)).exit_code == 0
+    with DuckDBLedger(ledger(target)) as store:
+        state = campaign(store, [], campaign_id=open_campaign_id(store)).run()
+        rows = list(store.read(state.campaign_id))
+    own = next(h for h in state.hypotheses.values() if h.agent == "agent-0")
+    assert own.status == "accepted", own.reason
+    x5 = [h for h in state.hypotheses.values() if h.hypothesis_id in state.imports and h.changes == {"X": 5.0}]
+    assert [h.verdict.test if h.verdict else None for h in x5][:1] == ["stale"], [h.reason for h in x5]
+    first, retry = x5[0], x5[1]
+    item = state.imports[retry.hypothesis_id]
+    assert item.retry_of == first.hypothesis_id and item.source_hypothesis_id == state.imports[first.hypothesis_id].source_hypothesis_id
+    # The retry was recorded with the stale verdict, in the same append (a kill -9 between them cannot lose it).
+    seq_of = {(row.type, row.event().hypothesis_id): row.seq for row in rows
+              if row.type in ("VerdictReached", "DiscoveryImported")}  # type: ignore[attr-defined]
+    assert seq_of[("DiscoveryImported", retry.hypothesis_id)] == seq_of[("VerdictReached", first.hypothesis_id)] + 1
+    assert retry.parent_candidate_id == own.candidate_id and retry.status == "accepted", retry.reason
+    assert f"#{first.number}" in retry.rationale
+
