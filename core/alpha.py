@@ -200,6 +200,21 @@ def investing_level(settings: JudgeSettings, spent: Sequence[tuple[float, bool |
     return max(stake / (1.0 + stake), 1e-300)
 
 
+def import_futility(settings: JudgeSettings, level: float) -> float:
+    """An import's first-look futility bound, given its level in the imports' stream.
+
+    Under alpha-investing the level tracks the stream's wealth: `import_futility_trust` at the first import's
+    level or above (imports have been paying off), falling linearly to `import_futility_p` as the level falls
+    toward 0 (imports keep failing, so runs on them are likely wasted). Other policies: `import_futility_p`.
+    Futility only ever drops a hypothesis, so no bound changes what a false accept costs.
+    """
+    low = settings.import_futility_p
+    if imports_policy(settings) != "investing":
+        return low
+    share = min(1.0, level / investing_level(settings, ()))
+    return low + (settings.import_futility_trust - low) * share
+
+
 def campaign_alpha(settings: JudgeSettings) -> float:
     """The campaign's alpha: judge_settings resolves it (from the domain) before anything is judged."""
     if settings.alpha is None:

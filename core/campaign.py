@@ -102,9 +102,7 @@ class Campaign:
         self.settings = holdback.recorded_settings(started.judge) if started \
             else judge_settings(config, domain.metric, domain.design)
         self.judge: Judge = make_judge(self.settings)
-        # Imports earn the runs their claimed effect needs: a looser look-1 futility bound (JudgeSettings).
-        self._import_judge: Judge = make_judge(self.settings.model_copy(
-            update={"futility_p": self.settings.import_futility_p}))
+        self._import_judges: dict[float, Judge] = {}  # by futility bound (core/alpha.py's `import_futility`)
         if started is not None:
             keep_run_design(started.environment.get("run_design"), run_design(domain))
         recorded = self.state.guardrails if started else None
@@ -439,8 +437,7 @@ class Campaign:
             evidence = planner.evidence_for(self.state, self.domain.design, index, record, metric)
             if evidence is None or len(runs) < self._need(record, index):
                 continue
-            judge = self._import_judge if record.hypothesis_id in self.state.imports else self.judge
-            judgement = judge.judge(evidence, self._alpha(record))
+            judgement = self._judge_of(record).judge(evidence, self._alpha(record))
             if judgement.decision == "more":
                 self._needs[record.hypothesis_id] = judgement.need
             else:
@@ -448,6 +445,15 @@ class Campaign:
                 final = veto(judgement, checks)
                 self._verdict(record, final, checks, vetoed=final is not judgement)
             index = planner.RunIndex.of(self.state)
+
+    def _judge_of(self, record: HypothesisRecord) -> Judge:
+        """The campaign's judge; for an import, the same with the import's looser look-1 futility bound."""
+        if record.hypothesis_id not in self.state.imports:
+            return self.judge
+        bound = alpha.import_futility(self.settings, self._alpha(record))
+        if bound not in self._import_judges:
+            self._import_judges[bound] = make_judge(self.settings.model_copy(update={"futility_p": bound}))
+        return self._import_judges[bound]
 
     def _alpha(self, record: HypothesisRecord) -> float:
         """The hypothesis's level, fixed at its start (computed once)."""

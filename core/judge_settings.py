@@ -170,6 +170,13 @@ class JudgeSettings(BaseModel):
     import_futility_p: float = Field(default=0.5, gt=0, le=1, description=(
         "an import is dropped at its first look only when its p-value is above this (0.5: its effect points "
         "the wrong way); its claimed effect earns it the runs to show it"))
+    # One 25,000-visitor run shows a +4.6% change at about 0.8 standard errors, so p > 0.5 dropped a real import
+    # one time in five (23 of 76 in bench/swarm.py). A laxer bound costs runs on useless imports, so it follows
+    # the imports' wealth: the runs go to imports while imports have been paying off (docs/discoveries.md).
+    import_futility_trust: float = Field(default=0.9, gt=0, le=1, description=(
+        "investing: an import's first-look futility bound while the imports' stream is at its starting level "
+        "(0.9: dropped only when its effect is significantly the wrong way); it falls toward "
+        "import_futility_p in proportion to the import's level, so failing imports are dropped as before"))
 
     @field_validator("kind")
     @classmethod

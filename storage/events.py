@@ -38,8 +38,8 @@ class CampaignStarted(Event):
     # v2: seed_base. v3: `judge` holds every JudgeSettings field and `guardrails` is a list unless the judge
     # checked its domain's (both upcast from older payloads: what the campaign ran with, never today's defaults).
     # v4: the judge's import_* settings (imports tested in a stream of their own). v5: import_alpha_policy,
-    # import_wealth, import_bet (the imports' stream by alpha-investing).
-    SCHEMA_VERSION: ClassVar[int] = 5
+    # import_wealth, import_bet (the imports' stream by alpha-investing). v6: import_futility_trust.
+    SCHEMA_VERSION: ClassVar[int] = 6
     type: Literal["CampaignStarted"] = "CampaignStarted"
     domain: str
     metric: dict[str, Any]  # MetricSpec as a dict: name, direction, kind, delta, unit
@@ -340,6 +340,14 @@ def _campaign_started_v4_v5(data: dict[str, Any]) -> dict[str, Any]:
     """Before v5 the imports' stream followed the campaign's alpha policy (None), at the import_alpha recorded."""
     judge = dict(data.get("judge") or {})
     old = {"import_alpha_policy": None, "import_wealth": 0.5, "import_bet": 0.5}  # the last two unread under None
+    return {**data, "judge": {**old, **judge}}
+
+
+@upcaster("CampaignStarted", 5)
+def _campaign_started_v5_v6(data: dict[str, Any]) -> dict[str, Any]:
+    """Before v6 every import's look-1 futility bound was import_futility_p, whatever the imports' wealth."""
+    judge = dict(data.get("judge") or {})
+    old = {"import_futility_trust": judge.get("import_futility_p", judge.get("futility_p", 0.2))}
     return {**data, "judge": {**old, **judge}}
 
 

@@ -210,3 +210,27 @@ def test_alpha_investing_holds_its_marginal_fdr_on_mixed_streams(real_share: flo
     mean_r = sum(r for _, r in runs) / len(runs)
     assert mean_v <= 0.1 * (mean_r + 5) + 0.03
     assert mean_r > 0.4 * real_share * 40  # and real imports are still found: 46% and 91% of them here
+
+
+def test_an_imports_futility_bound_follows_the_imports_wealth() -> None:
+    from ledgerlab.core.alpha import import_futility, investing_level
+
+    s = JudgeSettings(alpha=0.1)
+    first = investing_level(s, ())
+    assert first == pytest.approx(0.2) and import_futility(s, first) == pytest.approx(0.9)
+    # A flood of useless imports: each failure halves the wealth, so the bound falls back toward 0.5 and
+    # the flood's imports are soon dropped as fast as before (only the first ones get the runs of a real one).
+    spent: list[tuple[float, bool | None]] = []
+    bounds = []
+    for _ in range(8):
+        level = investing_level(s, spent)
+        bounds.append(import_futility(s, level))
+        spent.append((level, False))
+    assert all(a > b for a, b in zip(bounds, bounds[1:]))
+    assert bounds[1] == pytest.approx(0.5 + 0.4 * investing_level(s, spent[:1]) / first)
+    assert bounds[3] < 0.6 and bounds[-1] == pytest.approx(0.5, abs=0.01)
+    # Real imports earn their levels back, and with them the lax bound (never laxer than import_futility_trust).
+    assert import_futility(s, investing_level(s, [(first, True)])) == pytest.approx(0.9)
+    # Other policies, and campaigns recorded before v6 (trust = import_futility_p): one bound for every import.
+    assert import_futility(JudgeSettings(alpha=0.1, import_alpha_policy="fdr"), 0.2) == 0.5
+    assert import_futility(JudgeSettings(alpha=0.1, import_futility_trust=0.5), 0.01) == 0.5

@@ -391,9 +391,9 @@ def test_a_flood_of_useless_imports_drains_the_imports_wealth(toy_bundle: Path, 
     domain = ToyDomain()  # noise on every run: a null change's runs differ from the incumbent's by chance
     config = CampaignConfig(domain="toy", budgets={"max_hypotheses": 11}, judge={"alpha_policy": "fdr"})
     with DuckDBLedger(ledger(target)) as store:
-        state = Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer([{"X": 6.0}], consume=True))],
-                         executor=LocalExecutor(domain), runs_dir=tmp_path / "runs",
-                         campaign_id=open_campaign_id(store)).run()
+        camp = Campaign(store, domain, config, agents=[Agent("agent-0", ScriptedProposer([{"X": 6.0}], consume=True))],
+                        executor=LocalExecutor(domain), runs_dir=tmp_path / "runs", campaign_id=open_campaign_id(store))
+        state = camp.run()
     tested = sorted((h for h in state.hypotheses.values() if h.hypothesis_id in state.imports
                      and h.verdict is not None and h.verdict.test not in NOT_TESTS), key=lambda h: h.alpha_index)
     assert len(tested) == 10
@@ -405,6 +405,10 @@ def test_a_flood_of_useless_imports_drains_the_imports_wealth(toy_bundle: Path, 
     expected = [0.5 * 0.5**k * 0.5 / (1 + 0.5 * 0.5**k * 0.5) for k in range(10)]
     assert levels == pytest.approx(expected, rel=1e-9)
     assert sum(a / (1 - a) for a in levels) < 0.5
+    # Only the first imports get the lax futility bound of a stream that pays off; the flood's later ones are
+    # dropped at p > 0.5 or near it, as before v6, so a flood costs few runs per useless import.
+    bounds = [camp._judge_of(h).settings.futility_p for h in tested]  # type: ignore[attr-defined]
+    assert bounds[0] == pytest.approx(0.9) and all(a > b for a, b in zip(bounds, bounds[1:])) and bounds[-1] < 0.51
     own = [h for h in state.hypotheses.values() if h.agent == "agent-0"]
     assert [h.status for h in own] == ["accepted"]  # the campaign's own idea still got through, at its own level
 

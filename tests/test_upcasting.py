@@ -29,14 +29,16 @@ from ledgerlab.testing import ScriptedProposer, ToyDomain
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
 SIGNER = "81361b8db27e28a4884f5a60582bc54cd39be585bc9fa33473a899ef93e8f5d2"  # signed the fixtures' checkpoints
 SIGNERS = {"v3-3232053.duckdb.gz": "cb247a6a8dba4ff41b7b389bad55519e3b83c79612e8af8593f489e4790fa578",
-           "v4-b8885da.duckdb.gz": "4090ecc666d6cad73adf3133e76457f92b1aa80ac5be3456dad60e42b3e6b28d"}  # others: SIGNER
+           "v4-b8885da.duckdb.gz": "4090ecc666d6cad73adf3133e76457f92b1aa80ac5be3456dad60e42b3e6b28d",
+           "v5-cdd9a94.duckdb.gz": "e3ca926078ad64542e93fa3939123e8d8049470d2596ee4d1a8e421ac9c12910"}  # others: SIGNER
 # The fixture's script (hypotheses 1-3 are in the ledger), then what the resumed campaign proposes.
 SCRIPT = [{"X": 5.0}, {"Y": 3}, {"MODE": "fancy"}, {"X": 4.0}, {"Y": 2}, {"MODE": "fancy", "X": 6.0}]
 # The ledgers, by the version of their CampaignStarted, and whether that commit rotated seeds.
 LEDGERS = {"v1-75186f4.duckdb.gz": (1, False), "v2-ee90f34.duckdb.gz": (2, True),
-           "v2-f3d0b51.duckdb.gz": (2, True), "v3-3232053.duckdb.gz": (3, True), "v4-b8885da.duckdb.gz": (4, True)}
+           "v2-f3d0b51.duckdb.gz": (2, True), "v3-3232053.duckdb.gz": (3, True), "v4-b8885da.duckdb.gz": (4, True),
+           "v5-cdd9a94.duckdb.gz": (5, True)}
 # The ledgers whose commit recorded every judge setting of its day (accept_from 3, the holdbacks).
-COMPLETE = {"v2-f3d0b51.duckdb.gz", "v3-3232053.duckdb.gz", "v4-b8885da.duckdb.gz"}
+COMPLETE = {"v2-f3d0b51.duckdb.gz", "v3-3232053.duckdb.gz", "v4-b8885da.duckdb.gz", "v5-cdd9a94.duckdb.gz"}
 # Every judge setting the first campaign loop (899ffd9) recorded; any later one needs an upcaster.
 FIRST_RECORDED = {"kind", "alpha", "alpha_policy", "looks", "fixed_n", "futility", "futility_p", "spending", "robust",
                   "trim", "delta", "min_diff_df", "min_expected", "confirm_runs", "calibration_runs"}
@@ -92,6 +94,10 @@ def test_settings_a_campaign_predates_read_back_as_it_ran() -> None:
     v4 = ev.decode("CampaignStarted", 4, {**old.model_dump(), "judge": {**v4_judge, "import_alpha": 0.05}})
     as_run = holdback.recorded_settings(v4.judge)  # type: ignore[attr-defined]
     assert as_run.import_alpha_policy is None and as_run.import_alpha == 0.05
+    # v5: every import's look-1 futility bound was import_futility_p, whatever the imports' wealth.
+    v5_judge = {k: v for k, v in as_run.model_dump().items() if k != "import_futility_trust"}
+    v5 = ev.decode("CampaignStarted", 5, {**old.model_dump(), "judge": {**v5_judge, "import_futility_p": 0.4}})
+    assert holdback.recorded_settings(v5.judge).import_futility_trust == 0.4  # type: ignore[attr-defined]
     recorded = {"judge": {"incumbent_seeds": 16, "accept_from": 3, "holdback_max_pairs": 6}}
     now = ev.decode("CampaignStarted", 2, {**old.model_dump(), **recorded})
     assert holdback.recorded_settings(now.judge).model_dump(include=set(recorded["judge"])) == recorded["judge"]  # type: ignore[attr-defined]
@@ -134,9 +140,11 @@ def test_an_old_campaign_resumes_with_the_judge_it_ran_with(tmp_path: Path, name
         assert camp.settings.seed_window == (16 if rotated else 1)
         assert (camp.settings.accept_from, camp.settings.holdback_max_pairs) == \
             ((3, 6) if name in COMPLETE else (1, 0))
-        # Every fixture predates alpha-investing for imports; all but v4 predate the imports' own stream.
-        assert camp.settings.import_alpha == (0.05 if version == 4 else 0)
-        assert camp.settings.import_alpha_policy is None
+        # v1-v3 predate the imports' own stream, v4 alpha-investing for imports, every fixture the futility
+        # bound that follows the imports' wealth: each import's bound is the import_futility_p it recorded.
+        assert camp.settings.import_alpha == {4: 0.05, 5: 0.1}.get(version, 0)
+        assert camp.settings.import_alpha_policy == ("investing" if version == 5 else None)
+        assert camp.settings.import_futility_trust == camp.settings.import_futility_p
         old_hypotheses = set(camp.state.hypotheses)
         state = camp.run()
         assert _opening(store) == opening  # the stored event is untouched: upcasting is on read
