@@ -145,7 +145,8 @@ def _level(state: CampaignState, h: HypothesisRecord) -> str:
         return "n/a"
     settings = recorded_settings(state.started.judge)
     if alpha.in_imports_stream(settings, state.imports, h.hypothesis_id):
-        return f"{fmt(level)} (the imports' stream, {alpha.imports_policy(settings)})"
+        futility = alpha.import_futility(settings, float(level))
+        return f"{fmt(level)} (the imports' stream, {alpha.imports_policy(settings)}; look-1 futility at p > {fmt(futility)})"
     return f"{fmt(level)} (the campaign's own stream, {settings.alpha_policy})"
 
 

@@ -128,7 +128,8 @@ def test_imports_are_tested_by_this_campaigns_judge_on_its_own_runs(source: Path
     assert f"imported from {src} #" in listing.output, listing.output
     shown = cli("show", "1", "--dir", str(target))
     assert "imported from" in shown.output and "provenance" in shown.output and "signed checkpoint" in shown.output
-    assert "0.2 (the imports' stream, investing)" in shown.output  # the first import stakes half of W0 = 0.5
+    # The first import stakes half of W0 = 0.5, and meets the lax futility bound of a stream at its start.
+    assert "0.2 (the imports' stream, investing; look-1 futility at p > 0.9)" in shown.output
     own = cli("show", str(count + 1), "--dir", str(target)).output
     assert "(the campaign's own stream, fdr)" in own, own
     logged = cli("log", "--type", "DiscoveryImported", "--dir", str(target))

@@ -269,7 +269,11 @@ def check_shared(folder: Path, cid: str, share: Path, others: list[str]) -> None
     own = {seq for seq, p in payloads if p["type"] == "VerdictReached" and p["decision"] == "accept"
            and proposed[p["hypothesis_id"]]["proposer"] != "imported"}
     assert own and {bundle_name(cid, seq) for seq in own} == {p.name for p in share.glob(f"{cid}-*.json")}
-    imports = [p for _, p in payloads if p["type"] == "DiscoveryImported"]
+    # A retry (`retry_of`) queues again an import whose test went stale: the same bundle, not a second import.
+    stale = {p["hypothesis_id"] for _, p in payloads if p["type"] == "VerdictReached" and p["test"] == "stale"}
+    retries = [p for _, p in payloads if p["type"] == "DiscoveryImported" and p.get("retry_of")]
+    assert all(p["retry_of"] in stale for p in retries)
+    imports = [p for _, p in payloads if p["type"] == "DiscoveryImported" and not p.get("retry_of")]
     assert {p["source_campaign_id"] for p in imports} == set(others)  # never its own
     hashes = [p["provenance"]["content_hash"] for p in imports]
     assert len(hashes) == len(set(hashes))  # a bundle is imported once, restart or not
