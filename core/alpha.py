@@ -205,11 +205,12 @@ def import_futility(settings: JudgeSettings, level: float) -> float:
 
     Under alpha-investing the level tracks the stream's wealth: `import_futility_trust` at the first import's
     level or above (imports have been paying off), falling linearly to `import_futility_p` as the level falls
-    toward 0 (imports keep failing, so runs on them are likely wasted). Other policies: `import_futility_p`.
-    Futility only ever drops a hypothesis, so no bound changes what a false accept costs.
+    toward 0 (imports keep failing, so runs on them are likely wasted). Other policies, and imports tested in
+    the campaign's own stream (`import_alpha = 0`): `import_futility_p`. Futility only ever drops a hypothesis,
+    so no bound changes what a false accept costs.
     """
     low = settings.import_futility_p
-    if imports_policy(settings) != "investing":
+    if imports_policy(settings) != "investing" or settings.import_alpha <= 0:
         return low
     share = min(1.0, level / investing_level(settings, ()))
     return low + (settings.import_futility_trust - low) * share

@@ -234,3 +234,4 @@ def test_an_imports_futility_bound_follows_the_imports_wealth() -> None:
     # Other policies, and campaigns recorded before v6 (trust = import_futility_p): one bound for every import.
     assert import_futility(JudgeSettings(alpha=0.1, import_alpha_policy="fdr"), 0.2) == 0.5
     assert import_futility(JudgeSettings(alpha=0.1, import_futility_trust=0.5), 0.01) == 0.5
+    assert import_futility(JudgeSettings(alpha=0.1, import_alpha=0), 0.2) == 0.5  # in the campaign's own stream
