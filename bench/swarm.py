@@ -294,6 +294,7 @@ def tested_imports(state: CampaignState, rate: Any, rpv: Any) -> list[dict[str, 
                         "true_rpv_rel": rpv(new) / rpv(old) - 1.0, "test": h.verdict.test,
                         "vetoed": bool(h.verdict.details.get("guardrail_veto")),
                         "looks": h.verdict.looks, "n_candidate": h.verdict.n_candidate,
+                        "level": h.verdict.details.get("alpha"),
                         "futility": h.verdict.reason.startswith("futility")})
     return out
 
