@@ -352,7 +352,7 @@ class Campaign:
 
     def _need(self, record: HypothesisRecord, index: planner.RunIndex) -> int:
         # After a restart the judge's last "more" is rebuilt from the runs already started for it.
-        started = len(index.by_hypothesis.get(record.hypothesis_id, []))
+        started = len({run.seed for run in index.by_hypothesis.get(record.hypothesis_id, [])})
         return max(self._needs.get(record.hypothesis_id, self.judge.first_n()), started)
 
     def _per_run(self) -> int:
@@ -371,10 +371,8 @@ class Campaign:
             if budget_rules.run_limit(self._budgets(batch[0]), self.state, ev.utc_now()) is not None:
                 continue
             batch = batch[:budget_rules.runs_left(self.config.budgets, self.state) or len(batch)]
-            # A retried incumbent run counts its attempts, so a domain can vary what a retry may vary.
-            spec = batch[0]
-            failed = index.incumbent_failures(spec.candidate_id, spec.seed) if spec.role == "incumbent" else []
-            self._submit(batch, run_ids=[f"r-{uuid.uuid4().hex[:10]}" for _ in batch], attempt=1 + len(failed))
+            self._submit(batch, run_ids=[f"r-{uuid.uuid4().hex[:10]}" for _ in batch],
+                         attempt=planner.attempt(self.state, index, batch[0]))
 
     def _submit(self, specs: Sequence[planner.RunSpec], *, run_ids: Sequence[str], attempt: int) -> None:
         """Start one run (several candidate runs when they share a window: A/B/n), each an event first."""
@@ -430,7 +428,8 @@ class Campaign:
                 self._verdict(record, verdicts.stale(record, self.state.incumbent_id))
                 continue
             runs = planner.candidate_runs(index, record)
-            failed = [r for r in runs if r.status not in ("finished", "running")]
+            failed = [r for r in runs if r.status not in ("finished", "running")
+                      and not index.retry_due(record.hypothesis_id, r.seed)]
             if failed:
                 self._verdict(record, verdicts.run_failed(failed[0], len(runs)))
                 continue

@@ -31,6 +31,7 @@ def run_event(run_id: str, result: RunResult) -> ev.Event:
     return ev.RunFailed(
         run_id=run_id, status=status, error=error,
         log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
+        retryable=result.retryable and result.status != "finished",
     )
 
 

@@ -26,6 +26,10 @@ from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
 from ledgerlab.kinds import RunRole
 
 MAX_INCUMBENT_ATTEMPTS = 3  # an incumbent run failing this often on one seed pauses the campaign
+# A candidate run whose data is void (RunResult.retryable: a sample-ratio mismatch) is run this many times on
+# its seed, each attempt on new traffic, before the hypothesis is rejected for it. At SRM's 0.001 a window
+# mismatches by chance about once in a thousand, and took up to three hypotheses with it.
+MAX_VOID_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,18 @@ class RunIndex:
 
     def incumbent_failures(self, candidate_id: str, seed: int) -> list[RunRecord]:
         return [r for r in self.incumbent.get((candidate_id, seed), []) if r.status not in ("finished", "running")]
+
+    def candidate_failures(self, hypothesis_id: str | None, seed: int) -> list[RunRecord]:
+        """The hypothesis's failed candidate runs on `seed`, in the order they started."""
+        return [r for r in self.by_hypothesis.get(hypothesis_id or "", [])
+                if r.seed == seed and r.status not in ("finished", "running")]
+
+    def retry_due(self, hypothesis_id: str, seed: int) -> bool:
+        """Whether the hypothesis's run on `seed` is void and gets another attempt (MAX_VOID_ATTEMPTS)."""
+        runs = [r for r in self.by_hypothesis.get(hypothesis_id, []) if r.seed == seed]
+        failures = self.candidate_failures(hypothesis_id, seed)
+        return (len(failures) == len(runs) and len(failures) < MAX_VOID_ATTEMPTS
+                and all(r.retryable for r in failures))
 
 
 SEED_STRIDE = 1_000_000  # replicate seeds one campaign seed owns: campaign seed 11 runs 11,000,000, 11,000,001, ...
@@ -196,6 +212,17 @@ def _live(runs: list[RunRecord]) -> bool:
     return any(r.status in ("finished", "running") for r in runs)
 
 
+def attempt(state: CampaignState, index: RunIndex, spec: RunSpec) -> int:
+    """The attempt a new run of `spec` starts as: 1 + the runs of it that failed on its seed. A retry counts its
+    attempts so a domain can vary what a retry may vary (the marketing domain draws new traffic)."""
+    if spec.role == "incumbent":
+        return 1 + len(index.incumbent_failures(spec.candidate_id, spec.seed))
+    if spec.role == "holdback":
+        return 1 + sum(r.seed == spec.seed and r.status not in ("finished", "running")
+                       for r in holdback.runs_of(state, spec.candidate_id, finished_only=False))
+    return 1 + len(index.candidate_failures(spec.hypothesis_id, spec.seed))
+
+
 def failing_incumbent(index: RunIndex, specs: list[RunSpec]) -> str | None:
     """Why the campaign must pause when a needed incumbent run keeps failing on its seed, else None."""
     for spec in specs:
@@ -265,7 +292,7 @@ def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record
     for seed in seeds:
         if design == "independent":
             specs += _incumbent_spec(index, parent, seed, None, None)
-        if seed not in started:
+        if seed not in started or index.retry_due(record.hypothesis_id, seed):
             control = parent if design == "concurrent" else None
             specs.append(RunSpec(record.candidate_id, "candidate", seed, record.hypothesis_id, control))
     return specs
@@ -275,8 +302,14 @@ def _hypothesis_specs(state: CampaignState, design: str, index: RunIndex, record
 
 
 def candidate_runs(index: RunIndex, record: HypothesisRecord) -> list[RunRecord]:
-    """The hypothesis's candidate runs (latest attempt each), by seed."""
-    return sorted(index.by_hypothesis.get(record.hypothesis_id, []), key=lambda r: r.seed)
+    """The hypothesis's candidate runs, one per seed in seed order: the live one (finished or running) where a
+    void run was run again, else the latest (each run is its latest attempt)."""
+    by_seed: dict[int, RunRecord] = {}
+    for run in index.by_hypothesis.get(record.hypothesis_id, []):  # in the order they started
+        kept = by_seed.get(run.seed)
+        if kept is None or kept.status not in ("finished", "running"):
+            by_seed[run.seed] = run
+    return [by_seed[seed] for seed in sorted(by_seed)]
 
 
 def evidence_for(state: CampaignState, design: str, index: RunIndex, record: HypothesisRecord,

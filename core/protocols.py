@@ -118,6 +118,9 @@ class RunResult(Value):
     log_tail: str = ""
     duration_s: float = 0.0
     log_path: str | None = None
+    # A failure that says nothing about the candidate: its data is void (the traffic split broke: a sample-ratio
+    # mismatch). The loop runs it once more, as attempt 2 (new traffic), before it rejects the hypothesis for it.
+    retryable: bool = False
     # A/B/n: the further arms' results by run id (each with this run's control); an arm missing here
     # shares this result's failure.
     arms: dict[str, RunResult] = Field(default_factory=dict)

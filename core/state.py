@@ -36,6 +36,7 @@ class RunRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     control_metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    retryable: bool = False  # a failure that voids the run's data, not the candidate (RunFailed.retryable)
     started_at: datetime | None = None
     seconds: float | None = None  # wall-clock from its start to its end, as the ledger recorded them
     duration_s: float | None = None  # the run's own wall time, as its executor measured it (RunFinished)
@@ -256,7 +257,7 @@ class CampaignState:
     @_apply.register
     def _(self, event: ev.RunFailed, at: datetime) -> None:
         run = self.runs[event.run_id]
-        run.status, run.error = event.status, event.error
+        run.status, run.error, run.retryable = event.status, event.error, event.retryable
 
     @_apply.register
     def _(self, event: ev.VerdictReached, at: datetime) -> None:

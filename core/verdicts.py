@@ -48,8 +48,9 @@ def stale(record: HypothesisRecord, incumbent: str) -> Judgement:
 
 
 def run_failed(run: Any, n: int) -> Judgement:
-    """A reject for a hypothesis whose candidate run crashed, timed out or diverged (n: its runs)."""
-    return _reject("run-failed", n, f"candidate run {run.run_id} {run.status}: {run.error[:300]}")
+    """A reject for a hypothesis whose candidate run crashed, timed out, diverged or was invalid (n: its runs)."""
+    again = f" (attempt {run.attempt}: void on new traffic too)" if run.retryable else ""
+    return _reject("run-failed", n, f"candidate run {run.run_id} {run.status}{again}: {run.error[:300]}")
 
 
 def _reject(test: str, n_candidate: int, reason: str) -> Judgement:

@@ -164,6 +164,7 @@ class RunFailed(Event):
     log_tail: str = ""
     duration_s: float = 0.0
     log_path: str | None = None
+    retryable: bool = False  # void data, no fault of the candidate: run once more (core/protocols.py RunResult)
 
 
 # ---------------------------------------------------------------------------------------- decisions

@@ -159,6 +159,8 @@ def test_a_holdback_that_keeps_failing_ends_and_says_not_measured(tmp_path: Path
     failed = [r for r in _held(state) if r.candidate_id == state.incumbent_id]
     assert failed and all(r.status == "crashed" for r in failed)
     assert len({r.seed for r in failed}) <= 2 * 6  # gives up a seed after 3 tries, within 2 × the pairs asked
+    for seed in {r.seed for r in failed}:  # each try counts its attempt, so a domain can draw new data for it
+        assert sorted(r.attempt for r in failed if r.seed == seed) == [1, 2, 3]
     gain = status_report(state, now=state.last_at)["improvement"]
     assert gain["status"] == "not_measured" and gain["reason"].startswith("its holdback runs failed")
 

@@ -88,12 +88,25 @@ def test_missing_control_means_the_baseline(domain: MarketingDomain) -> None:
     assert domain.run(request).control_metrics == domain.run(_request(base, base, seed=2)).control_metrics
 
 
+def test_a_mismatch_by_chance_is_void_once_and_its_retry_gets_new_traffic(domain: MarketingDomain) -> None:
+    # Seed 166 is the first of 0, 1, 2… whose A/B window (this request's ids) splits 12,231 vs 12,769 visitors:
+    # p < 0.001 by chance alone, as one window in a thousand does. The loop's retry is attempt 2.
+    base = domain.baseline()
+    request = _request(base, base, seed=166, factorial=False, candidates_per_run=1, visitors_per_run=25_000)
+    void = domain.run(request)
+    assert void.status == "invalid" and void.retryable and "12,231 vs treatment 12,769" in void.error
+    again = domain.run(request.model_copy(update={"attempt": 2}))
+    assert again.status == "finished" and again.metrics["srm_p_value"] >= 0.001
+    assert again.metrics["trials"] != void.metrics["trials"]  # other visitors, not the same window replayed
+
+
 def test_sample_ratio_mismatch_invalidates_the_run(domain: MarketingDomain) -> None:
     base = domain.baseline()
     result = domain.run(_request(base, base, seed=5, srm_fault=0.05))
-    assert result.status == "invalid"
+    assert result.status == "invalid" and result.retryable  # the split broke, not the candidate
     assert "sample ratio mismatch" in result.error
     assert result.metrics["srm_p_value"] < 0.001
+    assert not domain.run(_request(base, base, seed=5)).retryable
     assert srm_p_value([5000, 5030], [0.5, 0.5]) > 0.5
     assert srm_p_value([5000, 5500], [0.5, 0.5]) < 0.001
     assert srm_p_value([7500, 2500], [3, 1]) == pytest.approx(1.0)
@@ -280,7 +293,7 @@ def test_an_ab_n_run_tests_several_candidates_against_one_control() -> None:
         # A sample-ratio mismatch over the four arms invalidates every candidate's run.
         srm = domain.run(request.model_copy(update={"options": {"srm_fault": 0.05}}))
         assert srm.status == "invalid" and "sample ratio mismatch" in srm.error
-        assert [r.status for r in srm.arms.values()] == ["invalid", "invalid"]
+        assert [(r.status, r.retryable) for r in srm.arms.values()] == [("invalid", True)] * 2
         # A broken variant in a further arm crashes the run (the loop gives every arm that failure).
         bad = {"variant.toml": base["variant.toml"].replace("form_fields = 6", "form_fields = 99")}
         broken = request.model_copy(update={"arms": (request.arms[0].model_copy(update={"files": bad}),)})

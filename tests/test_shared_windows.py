@@ -58,6 +58,9 @@ def test_run_events_give_every_arm_its_result_or_the_runs_failure() -> None:
     assert events[1].value == 0.2 and "no result for arm r-3" in events[2].error  # type: ignore[attr-defined]
     failed = run_events(["r-1", "r-2"], RunResult(status="invalid", error="sample ratio mismatch"))
     assert [(e.status, e.error) for e in failed] == [("invalid", "sample ratio mismatch")] * 2  # type: ignore[attr-defined]
+    assert not any(e.retryable for e in failed)  # type: ignore[attr-defined]
+    void = run_events(["r-1", "r-2"], RunResult(status="invalid", error="sample ratio mismatch", retryable=True))
+    assert all(e.retryable for e in void)  # type: ignore[attr-defined]
     nan = run_events(["r-1"], RunResult(status="finished", value=float("nan")))
     assert nan[0].status == "diverged"  # type: ignore[attr-defined]
 
@@ -100,6 +103,41 @@ def test_an_arm_the_domain_did_not_report_fails_only_that_hypothesis(tmp_path: P
     failed = [h for h in state.hypotheses.values() if h.verdict is not None and h.verdict.test == "run-failed"]
     assert failed and all("no result for arm" in h.verdict.reason for h in failed)  # type: ignore[union-attr]
     assert any(h.verdict is not None and h.verdict.test != "run-failed" for h in state.hypotheses.values())
+
+
+def test_a_void_window_is_run_again_on_new_traffic_and_its_hypotheses_judged(tmp_path: Path) -> None:
+    domain = WindowDomain(void_attempts=1)  # every window mismatches once, by chance
+    state = campaign(InMemoryLedger(), tmp_path, list(SCRIPT), domain=domain).run()
+    assert state.status == "finished"
+    decided = [h for h in state.hypotheses.values() if h.verdict is not None]
+    assert decided and not [h for h in decided if h.verdict.test == "run-failed"]  # type: ignore[union-attr]
+    for h in decided:
+        runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
+        for seed in {r.seed for r in runs}:  # one void run, then its retry (attempt 2) on the same seed
+            on_seed = [r for r in runs if r.seed == seed]
+            assert [(r.status, r.retryable, r.attempt) for r in on_seed] == \
+                [("invalid", True, 1), ("finished", False, 2)]
+        if h.verdict.test != "stale":  # judged on the retries alone: one replicate per seed
+            assert h.verdict.n_candidate == len({r.seed for r in runs})  # type: ignore[union-attr]
+    assert {c.attempt for c in domain.calls if c.arms} == {1, 2}
+
+
+def test_a_window_void_on_its_retry_too_rejects_its_hypotheses_after_two_attempts(tmp_path: Path) -> None:
+    state = campaign(InMemoryLedger(), tmp_path, list(SCRIPT), domain=WindowDomain(void_attempts=2)).run()
+    assert state.status == "finished"  # the incumbent's runs pass on their third attempt; nothing loops
+    decided = [h for h in state.hypotheses.values() if h.verdict is not None]
+    assert decided and all(h.verdict.test == "run-failed" for h in decided)  # type: ignore[union-attr]
+    for h in decided:
+        assert "(attempt 2: void on new traffic too)" in h.verdict.reason  # type: ignore[union-attr]
+        runs = [r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]
+        assert len(runs) == 2 and {r.seed for r in runs} == {runs[0].seed}
+
+
+def test_a_candidate_run_that_crashes_is_not_run_again(tmp_path: Path) -> None:
+    state = campaign(InMemoryLedger(), tmp_path, [{"MODE": "broken"}], domain=WindowDomain()).run()
+    [h] = state.hypotheses.values()
+    assert h.verdict is not None and h.verdict.test == "run-failed" and "crashed" in h.verdict.reason
+    assert len([r for r in state.runs.values() if r.hypothesis_id == h.hypothesis_id]) == 1
 
 
 def _window_steps(store: InMemoryLedger, campaign_id: str) -> range:

@@ -27,9 +27,10 @@ class WindowDomain(ToyDomain):
     budget_unit = "visitors"
 
     def __init__(self, candidates_per_run: int = 3, visitors: int = 20_000, drop_arm: bool = False,
-                 **kwargs: object) -> None:
+                 void_attempts: int = 0, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.candidates_per_run, self.visitors, self.drop_arm = candidates_per_run, visitors, drop_arm
+        self.void_attempts = void_attempts  # a window's attempts up to this one mismatch (a broken split)
 
     def run(self, request: RunRequest) -> RunResult:
         self.calls.append(request)
@@ -39,6 +40,9 @@ class WindowDomain(ToyDomain):
             return RunResult(status="invalid", error=str(exc))
         if read_knob(dict(request.files), KNOBS[2]) == "broken":
             return RunResult(status="crashed", error="Traceback: boom")
+        if request.attempt <= self.void_attempts:  # what the marketing domain returns for a sample-ratio mismatch
+            void = RunResult(status="invalid", error="sample ratio mismatch", retryable=True)
+            return void.model_copy(update={"arms": {a.run_id: void for a in request.arms}})
         key = (request.seed, request.candidate_id, request.attempt, tuple(a.candidate_id for a in request.arms))
         rng = random.Random(int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "big"))
         share = self.visitors // (2 + len(request.arms))

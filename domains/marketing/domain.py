@@ -345,11 +345,13 @@ def _window_result(names: Sequence[str], sides: Sequence[tuple[dict[str, Any], d
                    verdict: tuple[str, float | None], metric: str, duration_s: float) -> RunResult:
     """The first candidate's RunResult with the others' in `arms`; `sides`: (candidate, comparison, units)."""
     reason, p_value = verdict
+    # A broken split voids the window's data, not the candidates: the loop runs it again on new traffic once
+    # (traffic_seed), so a mismatch by chance (one window in a thousand at SRM_ALPHA) rejects nothing.
     results = {}
     for name, (treatment, control, units) in zip(names, sides):
         metrics = {**treatment, "units": units, **({"srm_p_value": p_value} if p_value is not None else {})}
         results[name] = RunResult(
-            status="invalid" if reason else "finished", error=reason, metrics=metrics,
+            status="invalid" if reason else "finished", error=reason, retryable=bool(reason), metrics=metrics,
             control_metrics={**control, "units": 0}, duration_s=duration_s, value=treatment[metric],
             control_value=control[metric],
         )
