@@ -346,7 +346,8 @@ def _window_result(names: Sequence[str], sides: Sequence[tuple[dict[str, Any], d
     """The first candidate's RunResult with the others' in `arms`; `sides`: (candidate, comparison, units)."""
     reason, p_value = verdict
     # A broken split voids the window's data, not the candidates: the loop runs it again on new traffic once
-    # (traffic_seed), so a mismatch by chance (one window in a thousand at SRM_ALPHA) rejects nothing.
+    # (traffic_seed), so a mismatch by chance (one window in a thousand at SRM_ALPHA) rejects a hypothesis only
+    # when its retry mismatches too (one in a million).
     results = {}
     for name, (treatment, control, units) in zip(names, sides):
         metrics = {**treatment, "units": units, **({"srm_p_value": p_value} if p_value is not None else {})}
