@@ -370,7 +370,7 @@ def reverified(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "false_imports_tested": len(false),
             "real_import_lift": cb.mean_ci([t["true_lift_rel"] for t in real]),
             "vetoed_imports": sum(t["vetoed"] for t in tests),
-            "vetoed_imports_harming": sum(t["vetoed"] and t["true_rpv_rel"] < -FD_TOLERANCE for t in tests)}
+            "vetoed_imports_harming": sum(t["vetoed"] and _harms(t) for t in tests)}
 
 
 def paired(rows: dict[str, list[dict[str, Any]]], a: str, b: str,

@@ -81,17 +81,14 @@ class RunIndex:
     def incumbent_failures(self, candidate_id: str, seed: int) -> list[RunRecord]:
         return [r for r in self.incumbent.get((candidate_id, seed), []) if r.status not in ("finished", "running")]
 
-    def candidate_failures(self, hypothesis_id: str | None, seed: int) -> list[RunRecord]:
-        """The hypothesis's failed candidate runs on `seed`, in the order they started."""
-        return [r for r in self.by_hypothesis.get(hypothesis_id or "", [])
-                if r.seed == seed and r.status not in ("finished", "running")]
+    def seed_runs(self, hypothesis_id: str | None, seed: int) -> list[RunRecord]:
+        """The hypothesis's candidate runs on `seed`, in the order they started (a void one, then its retry)."""
+        return [r for r in self.by_hypothesis.get(hypothesis_id or "", []) if r.seed == seed]
 
     def retry_due(self, hypothesis_id: str, seed: int) -> bool:
         """Whether the hypothesis's run on `seed` is void and gets another attempt (MAX_VOID_ATTEMPTS)."""
-        runs = [r for r in self.by_hypothesis.get(hypothesis_id, []) if r.seed == seed]
-        failures = self.candidate_failures(hypothesis_id, seed)
-        return (len(failures) == len(runs) and len(failures) < MAX_VOID_ATTEMPTS
-                and all(r.retryable for r in failures))
+        runs = self.seed_runs(hypothesis_id, seed)  # only a failed run is retryable
+        return 0 < len(runs) < MAX_VOID_ATTEMPTS and all(r.retryable for r in runs)
 
 
 SEED_STRIDE = 1_000_000  # replicate seeds one campaign seed owns: campaign seed 11 runs 11,000,000, 11,000,001, ...
@@ -213,14 +210,14 @@ def _live(runs: list[RunRecord]) -> bool:
 
 
 def attempt(state: CampaignState, index: RunIndex, spec: RunSpec) -> int:
-    """The attempt a new run of `spec` starts as: 1 + the runs of it that failed on its seed. A retry counts its
-    attempts so a domain can vary what a retry may vary (the marketing domain draws new traffic)."""
+    """The attempt a new run of `spec` starts as: 1 + its earlier runs on its seed (a run is specified again only
+    when all of those failed). A retry counts its attempts so a domain can vary what a retry may vary (the
+    marketing domain draws new traffic)."""
     if spec.role == "incumbent":
         return 1 + len(index.incumbent_failures(spec.candidate_id, spec.seed))
     if spec.role == "holdback":
-        return 1 + sum(r.seed == spec.seed and r.status not in ("finished", "running")
-                       for r in holdback.runs_of(state, spec.candidate_id, finished_only=False))
-    return 1 + len(index.candidate_failures(spec.hypothesis_id, spec.seed))
+        return 1 + sum(r.seed == spec.seed for r in holdback.runs_of(state, spec.candidate_id, finished_only=False))
+    return 1 + len(index.seed_runs(spec.hypothesis_id, spec.seed))
 
 
 def failing_incumbent(index: RunIndex, specs: list[RunSpec]) -> str | None:
