@@ -5,7 +5,9 @@
 It starts the campaign with the events core/transfer.py's `start_events` made (or resumes it: the runs that
 started and never ended are re-run under the same id, the next attempt), keeps up to `executor.slots` runs in
 flight, records each result as it comes (RunFinished / RunFailed), and ends with one VerdictReached per arm and
-CampaignFinished. Ctrl-C or SIGTERM pauses it (CampaignPaused); `ledgerlab transfer` again resumes it.
+CampaignFinished. A run whose data is void by chance (RunFailed.retryable: a marketing window whose split fails
+the sample-ratio test) is run once more on its seed as a new run, its next attempt (new traffic), as the search
+loop does (core/planner.py's MAX_VOID_ATTEMPTS), so one unlucky window does not cost an arm a pair. Ctrl-C or SIGTERM pauses it (CampaignPaused); `ledgerlab transfer` again resumes it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from ledgerlab.core import outcomes
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.lineage import candidate_files
+from ledgerlab.core.planner import MAX_VOID_ATTEMPTS
 from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
 from ledgerlab.core.state import CampaignState, append_events, fold
 from ledgerlab.core.stop_signals import stop_on_signals
@@ -31,17 +34,21 @@ from ledgerlab.storage.signing import CheckpointSigner
 
 @dataclass(frozen=True)
 class Spec:
-    """One run to start: a candidate (the baseline has no hypothesis) on a seed."""
+    """One run to start: a candidate (the baseline has no hypothesis) on a seed, as its `attempt` there."""
 
     candidate_id: str
     hypothesis_id: str | None
     seed: int
+    attempt: int = 1
 
 
 def needed(state: CampaignState) -> list[Spec]:
-    """Runs not started yet, seed by seed (so a stopped transfer has balanced arms): baseline first, then arms."""
+    """Runs not started yet, seed by seed (so a stopped transfer has balanced arms): baseline first, then arms;
+    and the retry of a void run (every earlier run on its seed void, fewer than MAX_VOID_ATTEMPTS of them)."""
     assert state.started is not None and state.started.transfer is not None
-    started = {(r.candidate_id, r.seed) for r in state.runs.values()}
+    earlier: dict[tuple[str, int], list[bool]] = {}
+    for r in state.runs.values():
+        earlier.setdefault((r.candidate_id, r.seed), []).append(r.retryable)  # only a failed run is retryable
     arms_by_cid: dict[str, str] = {}
     for h in state.hypotheses.values():  # one candidate can be two arms (the final incumbent of one accept)
         if h.candidate_id is not None:
@@ -51,7 +58,14 @@ def needed(state: CampaignState) -> list[Spec]:
         if state.started.design != "concurrent":  # A/B runs carry the baseline as their control arm
             specs.append(Spec(state.started.baseline_candidate_id, None, seed))
         specs += [Spec(cid, hid, seed) for cid, hid in arms_by_cid.items()]
-    return [s for s in specs if (s.candidate_id, s.seed) not in started]
+    due = []
+    for spec in specs:
+        void = earlier.get((spec.candidate_id, spec.seed), [])
+        if not void:
+            due.append(spec)
+        elif all(void) and len(void) < MAX_VOID_ATTEMPTS:
+            due.append(Spec(spec.candidate_id, spec.hypothesis_id, spec.seed, attempt=len(void) + 1))
+    return due
 
 
 class Transfer:
@@ -124,17 +138,20 @@ class Transfer:
         while self._stop is None and (todo or self._inflight):
             while todo and len(self._inflight) < self.executor.slots and self._stop is None:
                 spec = todo.pop(0)
-                self._submit(spec, f"r-{uuid.uuid4().hex[:10]}", 1)
-            for run_id, result in self.executor.wait(timeout=0.2):
+                self._submit(spec, f"r-{uuid.uuid4().hex[:10]}", spec.attempt)
+            results = list(self.executor.wait(timeout=0.2))
+            for run_id, result in results:
                 self._record(run_id, result)
+            if any(result.retryable for _, result in results):
+                todo = needed(self.state)  # the void run's retry joins the queue (started runs are left out)
 
     def _submit(self, spec: Spec, run_id: str, attempt: int) -> None:
         assert self.state.started is not None
-        if attempt == 1:
+        if run_id not in self.state.runs:  # a new run: a first attempt, or the retry of a void run on its seed
             role: RunRole = "incumbent" if spec.hypothesis_id is None else "candidate"
             self._append(ev.RunStarted(run_id=run_id, candidate_id=spec.candidate_id, hypothesis_id=spec.hypothesis_id,
-                                       role=role, seed=spec.seed, worker=self.executor.name))
-        else:
+                                       role=role, seed=spec.seed, worker=self.executor.name, attempt=attempt))
+        else:  # a run that started and never ended, resumed under its id
             old = self.state.runs[run_id]
             self._append(ev.RunStarted(run_id=run_id, candidate_id=old.candidate_id, hypothesis_id=old.hypothesis_id,
                                        role=old.role, seed=old.seed, worker=self.executor.name,
