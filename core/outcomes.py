@@ -31,8 +31,16 @@ def run_event(run_id: str, result: RunResult) -> ev.Event:
     return ev.RunFailed(
         run_id=run_id, status=status, error=error,
         log_tail=result.log_tail[-4000:], duration_s=result.duration_s, log_path=result.log_path,
-        retryable=result.retryable and result.status != "finished",
+        retryable=result.retryable and result.status != "finished", units=_units(result),
     )
+
+
+def _units(result: RunResult) -> float:
+    """The budget units a run reports it used (a void window's visitors were still shown a page), else 0."""
+    units = result.metrics.get("units", 0)
+    if isinstance(units, bool) or not isinstance(units, (int, float)) or not math.isfinite(units) or units < 0:
+        return 0.0
+    return float(units)
 
 
 def traceback_tail(exc: BaseException, frames: int = 5) -> str:

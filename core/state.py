@@ -37,6 +37,7 @@ class RunRecord:
     control_metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     retryable: bool = False  # a failure that voids the run's data, not the candidate (RunFailed.retryable)
+    failed_units: float = 0.0  # budget units a failed run used all the same (RunFailed.units)
     started_at: datetime | None = None
     seconds: float | None = None  # wall-clock from its start to its end, as the ledger recorded them
     duration_s: float | None = None  # the run's own wall time, as its executor measured it (RunFinished)
@@ -122,7 +123,7 @@ class CampaignState:
     @property
     def units(self) -> float:
         return sum(
-            float(r.metrics.get("units", 0) or 0) for r in self.runs.values() if r.status != "running"
+            float(r.metrics.get("units", 0) or 0) + r.failed_units for r in self.runs.values() if r.status != "running"
         )
 
     def open_hypotheses(self) -> list[HypothesisRecord]:
@@ -258,6 +259,7 @@ class CampaignState:
     def _(self, event: ev.RunFailed, at: datetime) -> None:
         run = self.runs[event.run_id]
         run.status, run.error, run.retryable = event.status, event.error, event.retryable
+        run.failed_units = event.units
 
     @_apply.register
     def _(self, event: ev.VerdictReached, at: datetime) -> None:

@@ -165,6 +165,7 @@ class RunFailed(Event):
     duration_s: float = 0.0
     log_path: str | None = None
     retryable: bool = False  # void data, no fault of the candidate: run once more (core/protocols.py RunResult)
+    units: float = 0.0  # budget units the failed run still used (a void window's visitors): they count in max_units
 
 
 # ---------------------------------------------------------------------------------------- decisions

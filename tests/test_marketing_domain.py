@@ -16,10 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ledgerlab.core.knobs import write_knob
+from ledgerlab.core.outcomes import run_event
 from ledgerlab.core.protocols import Arm, Domain, RunRequest
 from ledgerlab.domains.marketing.domain import MarketingDomain, srm_p_value
 from ledgerlab.domains.marketing.variant import KNOBS_BY_NAME
 from ledgerlab.errors import ConfigError
+from ledgerlab.storage import events as ev
 
 METRIC_KEYS = {"successes", "trials", "units", "revenue_per_visitor", "revenue_sum", "revenue_sumsq",
                "revenue_wsum", "revenue_wsumsq"}
@@ -98,6 +100,8 @@ def test_a_mismatch_by_chance_is_void_once_and_its_retry_gets_new_traffic(domain
     again = domain.run(request.model_copy(update={"attempt": 2}))
     assert again.status == "finished" and again.metrics["srm_p_value"] >= 0.001
     assert again.metrics["trials"] != void.metrics["trials"]  # other visitors, not the same window replayed
+    failed = run_event(request.run_id, void)  # the void window's visitors still count in the visitor budget
+    assert isinstance(failed, ev.RunFailed) and failed.retryable and failed.units == void.metrics["units"] > 0
 
 
 def test_sample_ratio_mismatch_invalidates_the_run(domain: MarketingDomain) -> None:

@@ -120,6 +120,10 @@ def test_a_void_window_is_run_again_on_new_traffic_and_its_hypotheses_judged(tmp
         if h.verdict.test != "stale":  # judged on the retries alone: one replicate per seed
             assert h.verdict.n_candidate == len({r.seed for r in runs})  # type: ignore[union-attr]
     assert {c.attempt for c in domain.calls if c.arms} == {1, 2}
+    void = [r for r in state.runs.values() if r.retryable]
+    assert void and all(r.failed_units > 0 for r in void)  # the void windows' visitors count in the budget
+    assert state.units == sum(float(r.metrics.get("units", 0)) for r in state.runs.values()) + \
+        sum(r.failed_units for r in void)
 
 
 def test_a_window_void_on_its_retry_too_rejects_its_hypotheses_after_two_attempts(tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ class WindowDomain(ToyDomain):
         if read_knob(dict(request.files), KNOBS[2]) == "broken":
             return RunResult(status="crashed", error="Traceback: boom")
         if request.attempt <= self.void_attempts:  # what the marketing domain returns for a sample-ratio mismatch
-            void = RunResult(status="invalid", error="sample ratio mismatch", retryable=True)
+            share = self.visitors // (2 + len(request.arms))  # the visitors it was shown all the same
+            void = RunResult(status="invalid", error="sample ratio mismatch", retryable=True,
+                             metrics={"units": 2 * share})
             return void.model_copy(update={"arms": {a.run_id: void for a in request.arms}})
         key = (request.seed, request.candidate_id, request.attempt, tuple(a.candidate_id for a in request.arms))
         rng = random.Random(int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "big"))
