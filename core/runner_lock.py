@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ledgerlab.core.project import Project
 from ledgerlab.errors import CampaignError, LedgerError
@@ -198,12 +200,13 @@ def _pid_from_file(project: Project) -> int | None:
 def _write_pid(project: Project) -> None:
     """`run.lock` := this pid, replaced atomically; only information, so a failure to write it is ignored."""
     path = project.state_dir / PID_FILE
-    tmp = path.with_name(f"{PID_FILE}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
+    tmp: Path | None = None
+    try:  # a new file of an unpredictable name (O_EXCL): never through a link planted at a guessable one
+        fd, name = tempfile.mkstemp(prefix=f"{PID_FILE}.", suffix=".tmp", dir=project.state_dir)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")
         os.replace(tmp, path)
     except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)

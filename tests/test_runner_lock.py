@@ -137,6 +137,19 @@ def test_a_runner_whose_folder_is_swapped_stops_instead_of_writing(tmp_path: Pat
         assert [r.event().reason for r in old.read("c")] == ["one"]  # type: ignore[attr-defined]
 
 
+def test_the_pid_file_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """A link at the pid file's old, guessable temporary name (run.lock.<pid>.tmp) must not be written through."""
+    project = Project.at(tmp_path)
+    project.state_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (project.state_dir / f"run.lock.{os.getpid()}.tmp").symlink_to(victim)
+    with hold(project):
+        assert holder_pid(project) == os.getpid()
+    assert victim.read_text() == "keep me\n"
+    assert not (project.state_dir / "run.lock").is_symlink()
+
+
 def test_the_lock_is_not_inherited_by_forked_workers(tmp_path: Path) -> None:
     """A worker forked by the runner and left alive after it must not keep the folder locked."""
     project = Project.at(tmp_path)
