@@ -29,6 +29,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ SITE = Path("/tmp/site")
 # The source campaign's CPU budget, kept on the GPU so that only the device differs (domains/ml_training).
 TRANSFER_OPTIONS = ("budget_tokens=49152", "eval_tokens=32768")
 NOISE_SEEDS, NOISE_BUDGET_S = 3, 15
+GRACE_S = 20  # a step out of time gets this long to stop after SIGTERM
+MIN_STEP_S = 20  # a step with less time than this left is skipped
 
 
 # ------------------------------------------------------------------------------------------------ prepare
@@ -111,26 +114,29 @@ class Steps:
         return self.end - time.monotonic()
 
     def run(self, name: str, argv: list[str], log: str | None = None, reserve_s: float = 0.0) -> int:
-        budget = self.left() - reserve_s
-        if budget < 20:
+        budget = self.left() - reserve_s - GRACE_S
+        if budget < MIN_STEP_S:
             self.records[name] = {"rc": None, "seconds": 0.0, "tail": f"skipped: {budget:.0f} s left"}
             return -1
         start = time.monotonic()
+        # Not from the repository root, which is the package's own folder: its modules would shadow others.
+        child = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 cwd=tempfile.gettempdir(), start_new_session=True)
         try:
-            # Not from the repository root, which is the package's own folder: its modules would shadow others.
-            done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=budget,
-                                  cwd=tempfile.gettempdir())
-            rc, text = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, text = 124, _text(exc.stdout) + _text(exc.stderr) + f"\n[killed after {budget:.0f} s]"
+            text, rc = child.communicate(timeout=budget)[0], child.returncode
+        except subprocess.TimeoutExpired:
+            # SIGTERM first: a transfer then pauses (CampaignPaused) and closes its ledger, which `run` copies.
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                text = child.communicate(timeout=GRACE_S)[0]
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                text = child.communicate()[0]
+            rc, text = 124, f"{text}\n[stopped after {budget:.0f} s]"
         if log:
             (self.out / log).write_text(text)
         self.records[name] = {"rc": rc, "seconds": round(time.monotonic() - start, 1), "tail": text[-3000:]}
         return rc
-
-
-def _text(value: str | bytes | None) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
 
 
 def install(stage: Path) -> tuple[dict[str, str], list[str]]:
@@ -201,8 +207,9 @@ def run(args: argparse.Namespace) -> int:
         # --noise-reserve: the noise step needs 2 × NOISE_SEEDS runs of NOISE_BUDGET_S, their start and evaluation.
         steps.run("transfer", [python, "-m", "ledgerlab", "transfer", "--dir", str(campaign), *options,
                                "--workers", str(args.workers)], log="transfer.log", reserve_s=args.noise_reserve)
-        steps.run("status", [python, "-m", "ledgerlab", "status", "--dir", str(campaign)], log=None)
-        shutil.copy(campaign / ".ledgerlab" / "ledger.duckdb", out / "ledger.duckdb")
+        for name in ("ledger.duckdb", "ledger.duckdb.wal"):  # committed events not yet checkpointed are in the WAL
+            if (campaign / ".ledgerlab" / name).exists():
+                shutil.copy(campaign / ".ledgerlab" / name, out / name)
     if "noise" in args.steps:
         steps.run("noise", [python, "-m", "ledgerlab.domains.ml_training.measure_noise", "--seeds", str(NOISE_SEEDS),
                             "--budget-s", str(NOISE_BUDGET_S), "--out", str(out / "noise.json")], log="noise.log")
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'step':10} {'rc':>5} {'seconds':>8}")
     for name, record in steps.records.items():
         print(f"{name:10} {record['rc']!s:>5} {record['seconds']:8.1f}")
-    print(steps.records.get("status", {}).get("tail", "")[-2500:])
+    print(steps.records.get("transfer", {}).get("tail", "")[-2500:])  # it ends with its table, done or paused
     print(f"wrote {out}")
     return 0 if all(r["rc"] == 0 for r in steps.records.values()) else 1
 

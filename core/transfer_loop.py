@@ -7,7 +7,8 @@ started and never ended are re-run under the same id, the next attempt), keeps u
 flight, records each result as it comes (RunFinished / RunFailed), and ends with one VerdictReached per arm and
 CampaignFinished. A run whose data is void by chance (RunFailed.retryable: a marketing window whose split fails
 the sample-ratio test) is run once more on its seed as a new run, its next attempt (new traffic), as the search
-loop does (core/planner.py's MAX_VOID_ATTEMPTS), so one unlucky window does not cost an arm a pair. Ctrl-C or SIGTERM pauses it (CampaignPaused); `ledgerlab transfer` again resumes it.
+loop does (core/planner.py's MAX_VOID_ATTEMPTS), so one unlucky window does not cost an arm a pair. Ctrl-C or
+SIGTERM pauses it (CampaignPaused); `ledgerlab transfer` again resumes it.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,30 @@ def test_a_step_that_fails_is_recorded_and_the_script_says_so(tmp_path: Path) ->
     assert done.returncode == 1
     report = json.loads((out / "gpu_profile.json").read_text())
     assert report["steps"]["facts"]["rc"] not in (0, None) and report["steps"]["facts"]["tail"]
+
+
+def test_a_step_out_of_time_is_stopped_with_sigterm_and_recorded(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    gp = _module()
+    monkeypatch.setattr(gp, "MIN_STEP_S", 0.5)
+    # 15 s for the step: time enough for the child to start on a loaded machine before it is stopped.
+    steps = gp.Steps(tmp_path, deadline_s=gp.GRACE_S + 15, env=dict(os.environ))
+    # The child says it started, then waits; SIGTERM makes it say so and exit as a paused transfer does.
+    child = ("import signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *a: (print('got SIGTERM', flush=True), sys.exit(3)))\n"
+             "print('started', flush=True)\n"
+             "time.sleep(600)\n")
+    assert steps.run("slow", [sys.executable, "-c", child], log="slow.log") == 124
+    record = steps.records["slow"]
+    assert "started" in record["tail"] and "got SIGTERM" in record["tail"] and "[stopped after" in record["tail"]
+    assert (tmp_path / "slow.log").read_text() == record["tail"]
+    assert steps.run("next", [sys.executable, "-c", "pass"]) == -1  # nothing left: skipped, and recorded so
+    assert steps.records["next"]["rc"] is None and "skipped" in steps.records["next"]["tail"]
+
+
+def _module() -> Any:
+    spec = importlib.util.spec_from_file_location("gpu_profile", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
