@@ -265,7 +265,7 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
     return {
         "arm": arm, "market": index, "campaign": k, "campaign_id": member.campaign_id, "seed": member.config.seed,
         **cb.campaign_counts(member.state), "base_rate": base, "final_rate": final, "lift_rel": final / base - 1.0,
-        "rpv_lift_rel": rpv(final_files) / base_rpv - 1.0,
+        "rpv_lift_rel": rpv(final_files) / base_rpv - 1.0, "guarded_lift_rel": guarded_lift(changes),
         "changes": changes, "fd": sum(c["true_lift_rel"] <= FD_TOLERANCE for c in changes),
         "imports": len(received(member.state)),
         "received": [[i.source_campaign_id, i.source_hypothesis_id, member.state.hypotheses[hid].status
@@ -275,6 +275,16 @@ def score(member: Member, market: Market, arm: str, index: int, k: int) -> dict[
         "tested_imports": tested_imports(member.state, rate, rpv),
         "first_real_units": real[0]["units"] if real else None, "first_real_round": real[0]["round"] if real else None,
     }
+
+
+def guarded_lift(changes: list[dict[str, Any]]) -> float:
+    """The true lift the changes that did not cut revenue per visitor brought: the final lift is the product of
+    every change's (1 + true lift over the incumbent it replaced), this the product over those alone."""
+    product = 1.0
+    for change in changes:
+        if not _harms(change):
+            product *= 1.0 + change["true_lift_rel"]
+    return product - 1.0
 
 
 def received(state: CampaignState) -> dict[str, ev.DiscoveryImported]:
@@ -335,6 +345,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "campaigns": len(rows), "lift_rel": cb.mean_ci([r["lift_rel"] for r in rows]),
         "rpv_lift_rel": cb.mean_ci([r["rpv_lift_rel"] for r in rows]),
+        "guarded_lift_rel": cb.mean_ci([r["guarded_lift_rel"] for r in rows]),
         "revenue_harms": sum(_harms(c) for c in changes), "shared_revenue_harms": sum(_harms(c) for c in shared),
         "changes_per_campaign": cb.mean_ci([len(r["changes"]) for r in rows]),
         "changes": len(changes), "fd": fd, "fd_share": cb.wilson(fd, len(changes)),
@@ -393,6 +404,7 @@ def targets(summary: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> d
         "verify_lift_ge_blind": b["lift_rel"][0] >= a["lift_rel"][0],
         "verify_minus_blind": paired(rows, "verify", "blind"),
         "verify_minus_blind_rpv": paired(rows, "verify", "blind", "rpv_lift_rel"),
+        "verify_minus_blind_guarded": paired(rows, "verify", "blind", "guarded_lift_rel"),
         "verify_fd_le_10pct": b["fd_share"][0] is not None and b["fd_share"][0] <= FD_TARGET,
         "blind_spreads_every_false": a["false_spread"]["reached"] == a["false_spread"]["chances"],
         "blind_false_received": a["false_spread"]["chances"],
@@ -430,10 +442,11 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
           "spread: of the false accepts another campaign received (not a no-op there), those it adopted; "
           "95% intervals (t for means, Wilson for shares)")
     revenue = [[arm, cb.fmt_ci(s["rpv_lift_rel"], suffix="%", **pct),
-                f"{s['revenue_harms']}/{s['changes']}", f"{s['shared_revenue_harms']}/{s['shared_changes']}"]
+                f"{s['revenue_harms']}/{s['changes']}", f"{s['shared_revenue_harms']}/{s['shared_changes']}",
+                cb.fmt_ci(s["guarded_lift_rel"], suffix="%", **pct)]
                for arm, s in summary.items()]
     print(cb.table(revenue, ["arm", "true revenue/visitor of final", "changes that cut revenue/visitor",
-                             "of them shared (adopted or accepted imports)"]))
+                             "of them shared (adopted or accepted imports)", "true lift of the others"]))
     print("the revenue guardrail (the marketing default) refuses a change that lowers revenue per visitor; a change "
           "counts as cutting it when its true revenue per visitor is lower by more than 0.1%")
     v = summary["verify"]
@@ -451,7 +464,8 @@ def print_tables(summary: dict[str, Any], goal: dict[str, Any], args: argparse.N
           f"(verify - blind {cb.fmt_ci(goal['verify_minus_blind'], **pp)} pp, paired by market)")
     if goal.get("verify_minus_blind_rpv"):
         print(f"  (beside it, true revenue per visitor: verify - blind "
-              f"{cb.fmt_ci(goal['verify_minus_blind_rpv'], **pp)} pp)")
+              f"{cb.fmt_ci(goal['verify_minus_blind_rpv'], **pp)} pp; in the lift of the changes that did not cut "
+              f"revenue per visitor {cb.fmt_ci(goal['verify_minus_blind_guarded'], **pp)} pp)")
     print(f"  verify false discoveries <= {FD_TARGET:.0%}: {goal['verify_fd_le_10pct']} "
           f"({cb.fmt_ci(v['fd_share'], suffix='%', **pct)})")
     sp = summary["blind"]["false_spread"]
