@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ledgerlab.core import holdback
@@ -87,8 +88,15 @@ class RunIndex:
 
     def retry_due(self, hypothesis_id: str, seed: int) -> bool:
         """Whether the hypothesis's run on `seed` is void and gets another attempt (MAX_VOID_ATTEMPTS)."""
-        runs = self.seed_runs(hypothesis_id, seed)  # only a failed run is retryable
-        return 0 < len(runs) < MAX_VOID_ATTEMPTS and all(r.retryable for r in runs)
+        return void_retry(self.seed_runs(hypothesis_id, seed)) is not None
+
+
+def void_retry(runs: Sequence[RunRecord]) -> int | None:
+    """The attempt that runs a candidate again on a seed where `runs` (all its runs there) were void, or None:
+    no run yet, one that was not void (only a failed run is retryable), or MAX_VOID_ATTEMPTS void already."""
+    if 0 < len(runs) < MAX_VOID_ATTEMPTS and all(r.retryable for r in runs):
+        return len(runs) + 1
+    return None
 
 
 SEED_STRIDE = 1_000_000  # replicate seeds one campaign seed owns: campaign seed 11 runs 11,000,000, 11,000,001, ...

@@ -21,9 +21,9 @@ from pathlib import Path
 from ledgerlab.core import outcomes
 from ledgerlab.core.config import CampaignConfig
 from ledgerlab.core.lineage import candidate_files
-from ledgerlab.core.planner import MAX_VOID_ATTEMPTS
+from ledgerlab.core.planner import void_retry
 from ledgerlab.core.protocols import Domain, Executor, RunRequest, RunResult
-from ledgerlab.core.state import CampaignState, append_events, fold
+from ledgerlab.core.state import CampaignState, RunRecord, append_events, fold
 from ledgerlab.core.stop_signals import stop_on_signals
 from ledgerlab.core.transfer import VERDICTS, arms, source_of, table, verdict_event
 from ledgerlab.errors import CampaignError
@@ -47,9 +47,9 @@ def needed(state: CampaignState) -> list[Spec]:
     """Runs not started yet, seed by seed (so a stopped transfer has balanced arms): baseline first, then arms;
     and the retry of a void run (every earlier run on its seed void, fewer than MAX_VOID_ATTEMPTS of them)."""
     assert state.started is not None and state.started.transfer is not None
-    earlier: dict[tuple[str, int], list[bool]] = {}
+    earlier: dict[tuple[str, int], list[RunRecord]] = {}
     for r in state.runs.values():
-        earlier.setdefault((r.candidate_id, r.seed), []).append(r.retryable)  # only a failed run is retryable
+        earlier.setdefault((r.candidate_id, r.seed), []).append(r)
     arms_by_cid: dict[str, str] = {}
     for h in state.hypotheses.values():  # one candidate can be two arms (the final incumbent of one accept)
         if h.candidate_id is not None:
@@ -61,11 +61,10 @@ def needed(state: CampaignState) -> list[Spec]:
         specs += [Spec(cid, hid, seed) for cid, hid in arms_by_cid.items()]
     due = []
     for spec in specs:
-        void = earlier.get((spec.candidate_id, spec.seed), [])
-        if not void:
-            due.append(spec)
-        elif all(void) and len(void) < MAX_VOID_ATTEMPTS:
-            due.append(Spec(spec.candidate_id, spec.hypothesis_id, spec.seed, attempt=len(void) + 1))
+        runs = earlier.get((spec.candidate_id, spec.seed), [])
+        retry = void_retry(runs)
+        if not runs or retry is not None:
+            due.append(Spec(spec.candidate_id, spec.hypothesis_id, spec.seed, attempt=retry or 1))
     return due
 
 
