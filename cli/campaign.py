@@ -118,13 +118,13 @@ def render_status(report: dict[str, Any]) -> None:
                                + (f"  ({label})" if label else "  (no runs yet)"))
     table.add_row("baseline", f"{base['candidate_id'][:SHORT]}  {name} {fmt(base['value'])}  "
                               f"(mean of {base['runs']} runs)")
-    table.add_row("improvement", _improvement_line(report["improvement"]))
+    table.add_row("improvement", _improvement_line(report["improvement"], report["status"] == "finished"))
     for k, h in enumerate(report["accepted"]):
         sel, check = h["selected"], h["confirmed"]
         line = (f"#{h['number']} {clip(h['rationale'], 40)}: selected at {fmt(sel['effect'])} "
                 f"{interval(sel['ci_low'], sel['ci_high'])} ({sel['test']}, p={fmt(sel['p_value'])})")
         line += (f"; confirmed {fmt(check['effect'])} {interval(check['ci_low'], check['ci_high'])} "
-                 f"({check['method']})" if check else "; not confirmed on fresh runs yet")
+                 f"({check['method']})" if check else f"; not confirmed: {h['unconfirmed_reason']}")
         table.add_row("" if k else "accepted", line)
 
     hyp, runs = report["hypotheses"], report["runs"]
@@ -164,11 +164,12 @@ def _status_line(report: dict[str, Any]) -> str:
     return line
 
 
-def _improvement_line(gain: dict[str, Any]) -> str:
+def _improvement_line(gain: dict[str, Any], finished: bool = False) -> str:
+    yet = "" if finished else " yet"  # a finished campaign runs nothing more: what is missing stays missing
     if gain["status"] == "baseline_is_incumbent":
-        return "none yet (the baseline is still the incumbent)"
+        return f"none{yet} (the baseline is still the incumbent)"
     if gain["status"] == "not_measured":
-        return f"not measured yet ({gain.get('reason') or 'needs baseline runs and incumbent runs after selection'})"
+        return f"not measured{yet} ({gain.get('reason') or 'needs baseline runs and incumbent runs after selection'})"
     ci = interval(gain["ci_low"], gain["ci_high"])
     level = f", {gain['ci_level']:.0%}" if gain["ci_level"] else ", too few runs for an interval"
     line = f"{fmt(gain['effect'])} {ci}  (> 0 is better; {gain['method']}{level})"

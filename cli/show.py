@@ -19,7 +19,7 @@ from ledgerlab.cli.campaign import (
     origin_of,
 )
 from ledgerlab.cli.common import Col, DirOption, clip, fit_table, make_console, print_fitted, user_errors
-from ledgerlab.core.effects import confirmed
+from ledgerlab.core.effects import confirmed, unconfirmed_reason
 
 if TYPE_CHECKING:
     from ledgerlab.core.state import CampaignState, HypothesisRecord, RunRecord
@@ -177,5 +177,5 @@ def _verdict_table(state: CampaignState, h: HypothesisRecord) -> Any:
         check = confirmed(state, h)
         table.add_row("confirmed", f"{fmt(check.effect)} {interval(check.low, check.high)}  "
                                    f"({check.method}, runs not used to select it)"
-                      if check else "not yet: confirmation runs pending")
+                      if check else f"not confirmed: {unconfirmed_reason(state, h)}")
     return table

@@ -145,15 +145,34 @@ def holdback_on(state: CampaignState) -> bool:
     return holdback.enabled(state, holdback.recorded_settings(state.started.judge))
 
 
-def not_measured_reason(state: CampaignState) -> str:
-    """Why the improvement is not measured yet, in words for `status`."""
+def unconfirmed_reason(state: CampaignState, h: HypothesisRecord) -> str:
+    """Why accepted `h` has no confirmed effect, in words for `status` (after "not confirmed")."""
     assert state.started is not None
+    if state.started.judge.get("confirm_runs") == 0:
+        return "its judge makes no confirmation runs (confirm_runs = 0)"
+    if h.candidate_id != state.incumbent_id:  # only the incumbent gets fresh runs
+        return "a later accept replaced it before its fresh runs finished"
+    if state.status == "finished":  # nothing runs any more: the accept came as a budget ran out
+        return "the campaign finished before its fresh runs"
+    return "its fresh runs are to come"
+
+
+def not_measured_reason(state: CampaignState) -> str:
+    """Why the improvement is not measured (yet, while the campaign can still run), in words for `status`."""
+    assert state.started is not None
+    finished = state.status == "finished"
     if state.started.design == "concurrent" or not holdback_on(state):
+        if finished and state.started.judge.get("confirm_runs") == 0:
+            return "its judge makes no runs after selection (confirm_runs = 0)"
+        if finished:
+            return "the campaign finished before the incumbent ran again after its selection"
         return "needs baseline runs and incumbent runs after selection"
     if any(r.role == holdback.ROLE and r.candidate_id == state.incumbent_id for r in state.runs.values()):
-        if state.status == "finished":
+        if finished:
             return "its holdback runs failed: `ledgerlab sql \"select * from runs where role = 'holdback'\"`"
         return "its holdback runs are under way: the incumbent and the baseline on fresh seeds"
+    if finished:
+        return "the campaign finished before its holdback ran"
     return ("measured by a holdback when the campaign has nothing else to run: the incumbent and the baseline "
             "on fresh seeds no judge reads")
 

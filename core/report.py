@@ -5,7 +5,8 @@
 Every number comes from core/effects.py; `improvement.method` and `accepted[].confirmed.method` name how each
 effect was computed (the holdback, paired on matched seeds, Welch, pooled same-window runs, or the sum of
 confirmed links), because which one applies changes as a campaign goes on; `improvement.reason` says why it
-is not measured yet, where it is not. `accepted[].selected` is the effect the judge selected the change at:
+is not measured (yet, while the campaign can still run), and `accepted[].unconfirmed_reason` why a change has
+no confirmed effect. `accepted[].selected` is the effect the judge selected the change at:
 the winner's curse makes it optimistic, hence its name. Non-finite numbers become None.
 """
 
@@ -25,6 +26,7 @@ from ledgerlab.core.effects import (
     improvement,
     mean,
     not_measured_reason,
+    unconfirmed_reason,
     values,
 )
 
@@ -154,6 +156,7 @@ def _accepted(state: CampaignState, h: HypothesisRecord) -> dict[str, Any]:
         "selected": {"effect": v.effect, "ci_low": v.ci_low, "ci_high": v.ci_high, "test": v.test,
                      "p_value": v.p_value},
         "confirmed": _effect(check) if check else None,
+        "unconfirmed_reason": None if check else unconfirmed_reason(state, h),
     }
 
 

@@ -272,6 +272,35 @@ def test_status_at_a_glance(project: Path) -> None:
     assert "1 interrupted, re-run on resume:" in out and "#5" in out
 
 
+def test_status_says_when_an_accept_will_never_be_confirmed(tmp_path: Path) -> None:
+    from ledgerlab.core.runner_lock import hold
+
+    events = campaign_events()
+    cut = 1 + next(i for i, e in enumerate(events) if isinstance(e, ev.IncumbentChanged) and e.hypothesis_id == H4)
+    running = build_project(tmp_path / "running", events[:cut])  # #4 accepted, its fresh runs not started
+    with hold(Project.at(running)):
+        out = " ".join(invoke("status", "--dir", str(running)).output.replace("│", " ").split())
+    assert "#4 more momentum: selected at 0.045" in out and "not confirmed: its fresh runs are to come" in out
+    assert "not measured yet (needs baseline runs and incumbent runs after selection)" in out
+    # A budget ran out right after the accept: the campaign finished, and nothing will run those fresh runs.
+    ended = build_project(tmp_path / "ended", [*events[:cut], ev.CampaignFinished(reason="time_limit")])
+    out = invoke("status", "--dir", str(ended)).output
+    assert "finished (time_limit)" in out and "yet" not in out
+    flat = " ".join(out.replace("│", " ").split())
+    assert "not confirmed: the campaign finished before its fresh runs" in flat
+    assert "not measured (the campaign finished before the incumbent ran again after its selection)" in flat
+    shown = " ".join(invoke("show", "4", "--dir", str(ended)).output.replace("│", " ").split())
+    assert "confirmed not confirmed: the campaign finished before its fresh runs" in shown
+    # #1's fresh runs never ran before #4 replaced it: only the incumbent gets them, so they never will.
+    dropped = {e.run_id for e in events if isinstance(e, ev.RunStarted) and e.hypothesis_id == H1
+               and e.role == "incumbent"}
+    replaced = build_project(tmp_path / "replaced", [e for e in events[:cut] if getattr(e, "run_id", None) not in dropped])
+    with hold(Project.at(replaced)):
+        out = " ".join(invoke("status", "--dir", str(replaced)).output.replace("│", " ").split())
+    assert "#1 double the learning rate: selected at 0.055 [0.035, 0.075] (paired-t, p=0.004); not confirmed: a " \
+           "later accept replaced it before its fresh runs finished" in out
+
+
 def test_status_intervals(project: Path) -> None:
     from scipy import stats
 

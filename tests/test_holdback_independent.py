@@ -109,7 +109,8 @@ def test_campaigns_recorded_without_it_and_greedy_keep_no_pairs(tmp_path: Path) 
     state = _campaign(InMemoryLedger(), tmp_path, [{"X": 5.0}], kind="greedy").run()
     assert state.incumbent_id != state.started.baseline_candidate_id and not _held(state)
     gain = status_report(state, now=state.last_at)["improvement"]  # greedy has no runs after selection either
-    assert gain["status"] == "not_measured" and gain["reason"] == "needs baseline runs and incumbent runs after selection"
+    assert gain["status"] == "not_measured"
+    assert gain["reason"] == "its judge makes no runs after selection (confirm_runs = 0)"
 
 
 def test_the_pairs_are_reserved_from_max_runs(tmp_path: Path) -> None:

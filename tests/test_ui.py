@@ -77,6 +77,25 @@ def test_campaign_page(client: TestClient) -> None:
     assert re.search(r'id="running-runs">.*<td>#5</td>', text, re.S)
 
 
+def test_campaign_page_of_a_finished_campaign_says_what_will_stay_unmeasured(tmp_path: Path) -> None:
+    from test_cli_campaign import H4
+
+    from ledgerlab.storage import events as ev
+
+    events = campaign_events()
+    cut = 1 + next(i for i, e in enumerate(events) if isinstance(e, ev.IncumbentChanged) and e.hypothesis_id == H4)
+    build_project(tmp_path / "ended", [*events[:cut], ev.CampaignFinished(reason="time_limit")])
+    page = TestClient(create_app(tmp_path, hosts=["testserver"])).get(f"/p/ended/c/{CAMPAIGN}")
+    assert page.status_code == 200, page.text
+    improvement = re.search(r'id="improvement">(.*?)</td>', page.text, re.S)
+    assert improvement is not None
+    words = " ".join(improvement.group(1).split())
+    assert words == "not measured (the campaign finished before the incumbent ran again after its selection)"
+    assert "not confirmed: the campaign finished before its fresh runs" in page.text  # #4, accepted last
+    fourth = TestClient(create_app(tmp_path, hosts=["testserver"])).get(f"/p/ended/c/{CAMPAIGN}/h/4")
+    assert fourth.status_code == 200 and "not confirmed: the campaign finished before its fresh runs" in fourth.text
+
+
 def test_hypothesis_pages(client: TestClient) -> None:
     accepted = client.get(f"/p/plain/c/{CAMPAIGN}/h/1").text
     for words in ("double the learning rate", "paired-t", "α spent", "0.01", "confirmed", 'class="add"'):

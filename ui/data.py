@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledgerlab.api import CampaignSnapshot, Ledger
-from ledgerlab.core.effects import confirmed
+from ledgerlab.core.effects import confirmed, unconfirmed_reason
 from ledgerlab.errors import CampaignError, LedgerlabError
 
 if TYPE_CHECKING:
@@ -230,9 +230,11 @@ def hypothesis_page(lab: Ledger, campaign_id: str, number: int) -> dict[str, Any
                   key=lambda r: (r.role != "candidate", r.seed, r.candidate_id != h.candidate_id))
     names = {h.candidate_id: "this", h.parent_candidate_id: "parent"}
     v = h.verdict
-    check = confirmed(state, h) if v is not None and v.decision == "accept" else None
+    accepted = v is not None and v.decision == "accept"
+    check = confirmed(state, h) if accepted else None
     return {"snap": snap, "h": h, "diff": diff_lines(h.diff), "runs": runs, "names": names, "verdict": v,
             "guardrails": (v.details.get("guardrails", []) if v else []), "confirmed": check,
+            "unconfirmed": unconfirmed_reason(state, h) if accepted and check is None else None,
             "metric": state.metric, "is_incumbent": h.candidate_id == state.incumbent_id}
 
 
