@@ -49,20 +49,11 @@ test-slow: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) -m "slow or not slow"
 
-# ruff, then mypy ([tool.mypy] in pyproject.toml). mypy reads the package under the name it is imported by,
-# `ledgerlab`; the repository root is that package, so a link named ledgerlab in a folder of its own puts it on
-# mypy's path (the editable install's import hook is invisible to mypy).
-# Campaign folders inside the repository (any folder below the root holding a ledgerlab.toml: `make demo`'s, one
-# made with `ledgerlab init --dir NAME`, bench/gpu_profile.py's copy in .gpu/) hold a campaign's own artifacts,
-# such as its train.py, not ledgerlab's code: both tools leave them out.
-TYPES_ROOT = $(VENV)/typecheck
-CAMPAIGN_DIRS = $(shell find . -mindepth 2 -name ledgerlab.toml -not -path './.venv*' -not -path './.git/*' \
-	| sed 's|^\./||; s|/ledgerlab\.toml$$||')
+# ruff, then mypy ([tool.mypy] in pyproject.toml), on ledgerlab's code: .ci/lint.py leaves out the campaign
+# folders inside the repository (any folder below the root holding a ledgerlab.toml: `make demo`'s, one made with
+# `ledgerlab init --dir NAME`, bench/gpu_profile.py's copy in .gpu/), whatever their names.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check . $(foreach d,$(CAMPAIGN_DIRS),--extend-exclude '$(d)')
-	mkdir -p $(TYPES_ROOT) && ln -sfn "$(CURDIR)" $(TYPES_ROOT)/ledgerlab
-	MYPYPATH=$(TYPES_ROOT) $(VENV)/bin/mypy --cache-dir $(VENV)/mypy-cache \
-		$(foreach d,$(CAMPAIGN_DIRS),--exclude '/ledgerlab/$(d)/') -p ledgerlab
+	$(PY) .ci/lint.py $(VENV)
 
 bench: $(VENV)/.installed
 	for b in ledger judge judge_frontier overhead proposers decisions parallel; do $(PY) bench/$$b.py || exit 1; done

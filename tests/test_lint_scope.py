@@ -24,13 +24,15 @@ def _repo(tmp_path: Path) -> Path:
     """A tiny package with the project's Makefile and lint settings, and a linted venv of links to the tools."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+    for name in ("Makefile", "pyproject.toml", "constraints.txt", ".ci/lint.py"):
+        (repo / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     (repo / "__init__.py").write_text('"""A package."""\n')
     venv = repo / ".venv" / "bin"
     venv.mkdir(parents=True)
     for tool in ("ruff", "mypy"):
         (venv / tool).symlink_to(BIN / tool)
+    (venv / "python").symlink_to(sys.executable)  # runs .ci/lint.py, which needs nothing but the standard library
     (repo / ".venv" / ".installed").touch()  # newer than pyproject.toml: make does not set the venv up again
     return repo
 
@@ -42,7 +44,9 @@ def _lint(repo: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("tool", sorted(ARTIFACTS))
-@pytest.mark.parametrize("folder", ["exp", "campaigns/night-1"])
+# Names as users write them: a space, brackets, a comma, `+` and parentheses are special to the tools' globs and
+# regular expressions.
+@pytest.mark.parametrize("folder", ["exp", "campaigns/night-1", "campaigns/night 2 (retry)+x", "w[1],z"])
 def test_campaign_folders_are_left_out(tmp_path: Path, folder: str, tool: str) -> None:
     repo = _repo(tmp_path)
     campaign = repo / folder
