@@ -145,10 +145,15 @@ def holdback_on(state: CampaignState) -> bool:
     return holdback.enabled(state, holdback.recorded_settings(state.started.judge))
 
 
+def _no_confirm_runs(state: CampaignState) -> bool:
+    """Whether the campaign's judge runs nothing after an accept (greedy, `confirm_runs = 0`)."""
+    assert state.started is not None
+    return state.started.judge.get("confirm_runs") == 0  # old ledgers lack the key: they ran the default
+
+
 def unconfirmed_reason(state: CampaignState, h: HypothesisRecord) -> str:
     """Why accepted `h` has no confirmed effect, in words for `status` (after "not confirmed")."""
-    assert state.started is not None
-    if state.started.judge.get("confirm_runs") == 0:
+    if _no_confirm_runs(state):
         return "its judge makes no confirmation runs (confirm_runs = 0)"
     if h.candidate_id != state.incumbent_id:  # only the incumbent gets fresh runs
         return "a later accept replaced it before its fresh runs finished"
@@ -162,7 +167,7 @@ def not_measured_reason(state: CampaignState) -> str:
     assert state.started is not None
     finished = state.status == "finished"
     if state.started.design == "concurrent" or not holdback_on(state):
-        if finished and state.started.judge.get("confirm_runs") == 0:
+        if finished and _no_confirm_runs(state):
             return "its judge makes no runs after selection (confirm_runs = 0)"
         if finished:
             return "the campaign finished before the incumbent ran again after its selection"

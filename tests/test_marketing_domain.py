@@ -102,6 +102,9 @@ def test_a_mismatch_by_chance_is_void_once_and_its_retry_gets_new_traffic(domain
     assert again.metrics["trials"] != void.metrics["trials"]  # other visitors, not the same window replayed
     failed = run_event(request.run_id, void)  # the void window's visitors still count in the visitor budget
     assert isinstance(failed, ev.RunFailed) and failed.retryable and failed.units == void.metrics["units"] > 0
+    for bogus in (True, -5, float("nan"), "25000"):  # not a count of visitors: the run counts none
+        odd = void.model_copy(update={"metrics": {**void.metrics, "units": bogus}})
+        assert run_event(request.run_id, odd).units == 0.0  # type: ignore[union-attr]
 
 
 def test_sample_ratio_mismatch_invalidates_the_run(domain: MarketingDomain) -> None:
