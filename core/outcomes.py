@@ -38,8 +38,9 @@ def run_event(run_id: str, result: RunResult) -> ev.Event:
 def _units(result: RunResult) -> float:
     """The budget units a run reports it used (a void window's visitors were still shown a page), else 0."""
     units = result.metrics.get("units")
-    counted = isinstance(units, (int, float)) and not isinstance(units, bool)  # True is no count of visitors
-    return float(units) if counted and math.isfinite(units) and units > 0 else 0.0
+    if isinstance(units, bool) or not isinstance(units, (int, float)):  # True is no count of visitors
+        return 0.0
+    return float(units) if math.isfinite(units) and units > 0 else 0.0
 
 
 def traceback_tail(exc: BaseException, frames: int = 5) -> str:
